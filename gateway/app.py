@@ -1,0 +1,135 @@
+"""`create_app(settings)`: the gateway's FastAPI application factory."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
+from sqlalchemy.engine import Engine
+
+from gateway import __version__
+from gateway.config import Settings
+from gateway.db.engine import make_engine
+from gateway.db.migrate import upgrade
+from gateway.keyring import Keyring, ensure_writable_dir, load_keyring
+from gateway.middleware import (
+    BodyLimitMiddleware,
+    JsonContentTypeMiddleware,
+    RequestContextMiddleware,
+)
+from gateway.problems import Problem, install_problem_handlers
+from gateway.routes import accounts, admin, health
+from gateway.state import GatewayState, SchemaStatus
+
+log = logging.getLogger("tiergate.app")
+
+# Paths whose request bodies are not JSON (binary uploads, OAuth forms).
+NON_JSON_PREFIXES = ("/api/uploads/", "/oauth/")
+
+
+def _is_json_route(path: str) -> bool:
+    return path.startswith(("/api/", "/v1/")) and not path.startswith(NON_JSON_PREFIXES)
+
+
+def prepare_data_dir(settings: Settings) -> None:
+    """Create the data dir (and blob dir); a clear error when it is not writable."""
+    ensure_writable_dir(settings.data_dir, what="data directory")
+    ensure_writable_dir(settings.resolved_blob_dir, what="blob directory")
+
+
+def try_migrate(state: GatewayState) -> bool:
+    """Apply migrations once; record the outcome for /readyz instead of crashing."""
+    with state.schema.lock:
+        if state.schema.ready:
+            return True
+        try:
+            upgrade(state.engine)
+        except Exception as exc:  # database down: keep serving 503s and retry
+            state.schema.last_error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]}"
+            log.warning("database not ready: %s", state.schema.last_error)
+            return False
+        state.schema.ready = True
+        state.schema.last_error = None
+        return True
+
+
+async def _migrate_until_ready(state: GatewayState) -> None:
+    while not await asyncio.to_thread(try_migrate, state):
+        await asyncio.sleep(state.settings.db_retry_seconds)
+    log.info("database schema is current")
+
+
+def create_app(
+    settings: Settings,
+    *,
+    engine: Engine | None = None,
+    keyring: Keyring | None = None,
+) -> FastAPI:
+    """Build the gateway. Nothing is read from the environment here: ``settings`` is all."""
+    prepare_data_dir(settings)
+    state = GatewayState(
+        settings=settings,
+        engine=engine if engine is not None else make_engine(settings.resolved_database_url),
+        keyring=keyring if keyring is not None else load_keyring(settings.resolved_keys_dir),
+        schema=SchemaStatus(ready=not settings.auto_migrate),
+    )
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        task: asyncio.Task[None] | None = None
+        if settings.auto_migrate and not try_migrate(state):
+            task = asyncio.create_task(_migrate_until_ready(state))
+        try:
+            yield
+        finally:
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+    app = FastAPI(
+        title="tiergate",
+        version=__version__,
+        description="Tiered model releases, gated access, watermarking and transparency logs.",
+        lifespan=lifespan,
+    )
+    app.state.gateway = state
+    install_problem_handlers(app)
+    app.include_router(health.router)
+    app.include_router(accounts.router)
+    app.include_router(admin.router)
+
+    # Order: the outermost middleware is added last. Request ids wrap everything so even a
+    # 413 from the body limit carries one.
+    app.add_middleware(JsonContentTypeMiddleware, applies=_is_json_route)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default_limit=settings.max_body_bytes,
+        limits=[("/api/uploads/", settings.max_upload_chunk_bytes)],
+    )
+    app.add_middleware(RequestContextMiddleware)
+    _document_problems(app)
+    return app
+
+
+def _document_problems(app: FastAPI) -> None:
+    """Make sure the Problem schema is in the OpenAPI components every error refers to."""
+
+    def openapi() -> dict[str, object]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title, version=app.version, description=app.description, routes=app.routes
+        )
+        components = schema.setdefault("components", {})
+        schemas = components.setdefault("schemas", {})
+        schemas.setdefault("Problem", Problem.model_json_schema())
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

@@ -1,0 +1,1 @@
+"""Authentication (API tokens) and authorization (scopes, roles, route rules)."""

@@ -1,0 +1,133 @@
+"""`tiergate admin`: users and API tokens, straight against the database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gateway.cli._context import data_dir_option, database_session, load_settings
+
+ROLE_CHOICE = click.Choice(["admin", "publisher", "developer"])
+
+
+@click.group(name="admin")
+def group() -> None:
+    """Manage users and API tokens (run on the gateway host; talks to its database)."""
+
+
+@group.command("create-user")
+@click.argument("username")
+@click.option("--role", type=ROLE_CHOICE, required=True, help="The user's role.")
+@click.option("--org", default=None, help="Org of a publisher (created if new).")
+@click.option("--token-name", default="initial", show_default=True)
+@click.option("--ttl-days", type=click.IntRange(1, 3650), default=90, show_default=True)
+@data_dir_option
+def create_user(
+    username: str,
+    role: str,
+    org: str | None,
+    token_name: str,
+    ttl_days: int,
+    data_dir: Path | None,
+) -> None:
+    """Create USERNAME and print a new API token for them, once.
+
+    \b
+    Example:
+      tiergate admin create-user alice --role publisher --org acme
+    """
+    from gateway.db.models import Role
+    from gateway.db.timeutil import utcnow
+    from gateway.services import accounts
+
+    settings = load_settings(data_dir=data_dir)
+    with database_session(settings) as session:
+        user = accounts.create_user(session, username, Role(role), org)
+        issued = accounts.issue_token(
+            session, user, name=token_name, now=utcnow(), ttl_days=ttl_days
+        )
+    click.echo(f"created {role} {username!r}" + (f" in org {org!r}" if org else ""))
+    click.echo("API token (shown once, store it now):")
+    click.echo(issued.plaintext)
+
+
+@group.command("create-token")
+@click.argument("username")
+@click.option("--name", required=True, help="What the token is for.")
+@click.option("--scope", "scopes", multiple=True, help="Limit scopes (repeatable).")
+@click.option("--ttl-days", type=click.IntRange(1, 3650), default=90, show_default=True)
+@data_dir_option
+def create_token(
+    username: str, name: str, scopes: tuple[str, ...], ttl_days: int, data_dir: Path | None
+) -> None:
+    """Create another API token for USERNAME and print it once."""
+    from gateway.db.timeutil import utcnow
+    from gateway.services import accounts
+
+    settings = load_settings(data_dir=data_dir)
+    with database_session(settings) as session:
+        user = accounts.get_user(session, username)
+        issued = accounts.issue_token(
+            session,
+            user,
+            name=name,
+            now=utcnow(),
+            scopes=frozenset(scopes) if scopes else None,
+            ttl_days=ttl_days,
+        )
+    click.echo(issued.plaintext)
+
+
+@group.command("list-users")
+@data_dir_option
+def list_users(data_dir: Path | None) -> None:
+    """List users with their role and org."""
+    from gateway.db.models import Org
+    from gateway.services import accounts
+
+    settings = load_settings(data_dir=data_dir)
+    with database_session(settings) as session:
+        for user in accounts.list_users(session):
+            org = session.get(Org, user.org_id) if user.org_id is not None else None
+            state = " (disabled)" if user.disabled else ""
+            org_name = org.name if org else "-"
+            click.echo(f"{user.id:>5}  {user.username:<24} {user.role:<10} {org_name}{state}")
+
+
+@group.command("list-tokens")
+@click.argument("username")
+@data_dir_option
+def list_tokens(username: str, data_dir: Path | None) -> None:
+    """List USERNAME's tokens (id, prefix, name, state); never the tokens themselves."""
+    from gateway.db.timeutil import as_utc, utcnow
+    from gateway.services import accounts
+
+    settings = load_settings(data_dir=data_dir)
+    now = utcnow()
+    with database_session(settings) as session:
+        user = accounts.get_user(session, username)
+        assert user.id is not None
+        for token in accounts.list_tokens(session, user.id):
+            if token.revoked_at is not None:
+                state = "revoked"
+            elif token.expires_at is not None and as_utc(token.expires_at) <= now:
+                state = "expired"
+            else:
+                state = "active"
+            click.echo(f"{token.id:>5}  {token.prefix}…  {state:<8} {token.name}  [{token.scopes}]")
+
+
+@group.command("revoke-token")
+@click.argument("token_ref")
+@data_dir_option
+def revoke_token(token_ref: str, data_dir: Path | None) -> None:
+    """Revoke a token by id, by its display prefix, or by the token itself."""
+    from gateway.db.timeutil import utcnow
+    from gateway.services import accounts
+
+    settings = load_settings(data_dir=data_dir)
+    with database_session(settings) as session:
+        token_id = accounts.find_token_id(session, token_ref)
+        token = accounts.revoke_token(session, token_id, now=utcnow())
+    click.echo(f"revoked token {token.id} ({token.prefix}…, {token.name})")

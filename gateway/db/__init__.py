@@ -1,0 +1,1 @@
+"""Database layer: SQLModel tables, engine construction, migrations and repositories."""

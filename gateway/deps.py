@@ -1,0 +1,111 @@
+"""FastAPI dependencies as `Annotated` aliases: state, database session, caller, authorization.
+
+Every route declares one authorization rule, built here: `Public`, `Authenticated`, or
+`require_scope(...)`. `rule_of()` lets a test prove that no route was left without one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from sqlmodel import Session
+
+from gateway.auth.principal import Principal
+from gateway.db.timeutil import utcnow
+from gateway.errors import DatabaseUnavailable, InsufficientScope, Unauthenticated
+from gateway.services.accounts import authenticate
+from gateway.state import GatewayState
+
+_bearer = HTTPBearer(auto_error=False, description="A tiergate API token (tg_...).")
+AUTHZ_ATTRIBUTE = "__tiergate_authz__"
+
+
+def get_state(request: Request) -> GatewayState:
+    state: GatewayState = request.app.state.gateway
+    return state
+
+
+StateDep = Annotated[GatewayState, Depends(get_state)]
+
+
+def get_session(state: StateDep) -> Iterator[Session]:
+    if not state.schema.ready:
+        raise DatabaseUnavailable(
+            "the database is not ready yet"
+            + (f" ({state.schema.last_error})" if state.schema.last_error else "")
+        )
+    with Session(state.engine, expire_on_commit=False) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_now() -> datetime:
+    """The clock, as a dependency so tests can move it."""
+    return utcnow()
+
+
+NowDep = Annotated[datetime, Depends(get_now)]
+
+
+def _mark(rule: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        setattr(func, AUTHZ_ATTRIBUTE, rule)
+        return func
+
+    return decorate
+
+
+@_mark("public")
+def public() -> None:
+    """Rule for routes anyone may call without a token."""
+
+
+@_mark("authenticated")
+def current_principal(
+    session: SessionDep,
+    now: NowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal:
+    if credentials is None or credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("send an API token: Authorization: Bearer tg_...")
+    return authenticate(session, credentials.credentials, now=now)
+
+
+CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
+
+_scope_checkers: dict[str, Callable[..., Principal]] = {}
+
+
+def require_scope(scope: str) -> Callable[..., Principal]:
+    """A dependency that authenticates the caller and requires ``scope`` on their token."""
+    if scope in _scope_checkers:
+        return _scope_checkers[scope]
+
+    @_mark(f"scope:{scope}")
+    def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.has_scope(scope):
+            raise InsufficientScope(f"this call needs the {scope!r} scope")
+        return principal
+
+    check.__name__ = f"require_scope_{scope}"
+    _scope_checkers[scope] = check
+    return check
+
+
+Public = Depends(public)
+
+
+def rule_of(func: Callable[..., Any]) -> str | None:
+    rule = getattr(func, AUTHZ_ATTRIBUTE, None)
+    return rule if isinstance(rule, str) else None

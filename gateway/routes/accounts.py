@@ -1,0 +1,85 @@
+"""The caller's own account and API tokens."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, status
+
+from gateway.db.models import ApiToken
+from gateway.deps import CurrentPrincipal, NowDep, SessionDep
+from gateway.errors import InsufficientScope
+from gateway.problems import problem_responses
+from gateway.schemas.accounts import TokenCreate, TokenCreated, TokenPublic, WhoAmI
+from gateway.services import accounts
+
+router = APIRouter(prefix="/api", tags=["accounts"], responses=problem_responses(401, 503))
+
+
+def token_public(token: ApiToken) -> TokenPublic:
+    assert token.id is not None
+    return TokenPublic(
+        id=token.id,
+        name=token.name,
+        prefix=token.prefix,
+        scopes=token.scopes.split(),
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        revoked_at=token.revoked_at,
+        last_used_at=token.last_used_at,
+    )
+
+
+@router.get("/whoami", summary="Who the presented token belongs to.")
+def whoami(principal: CurrentPrincipal) -> WhoAmI:
+    return WhoAmI(
+        username=principal.username,
+        role=principal.role,
+        org=principal.org,
+        scopes=sorted(principal.scopes),
+        auth_method=principal.method,
+        token_id=principal.token_id,
+    )
+
+
+@router.get("/tokens", summary="List the caller's API tokens (never the tokens themselves).")
+def list_tokens(principal: CurrentPrincipal, session: SessionDep) -> list[TokenPublic]:
+    return [token_public(t) for t in accounts.list_tokens(session, principal.user_id)]
+
+
+@router.post(
+    "/tokens",
+    status_code=status.HTTP_201_CREATED,
+    summary="Create an API token for the caller; the token is in the response, once.",
+    responses=problem_responses(400, 403, 413, 415, 422),
+)
+def create_token(
+    body: TokenCreate, principal: CurrentPrincipal, session: SessionDep, now: NowDep
+) -> TokenCreated:
+    user = accounts.get_user(session, principal.username)
+    wanted = frozenset(body.scopes) if body.scopes is not None else None
+    if wanted is not None and not wanted <= principal.scopes:
+        # A token can never mint a token more powerful than itself.
+        raise InsufficientScope("a new token cannot have scopes the presenting token lacks")
+    issued = accounts.issue_token(
+        session,
+        user,
+        name=body.name,
+        now=now,
+        scopes=wanted or principal.scopes,
+        ttl_days=body.ttl_days,
+    )
+    return TokenCreated(**token_public(issued.token).model_dump(), token=issued.plaintext)
+
+
+@router.delete(
+    "/tokens/{token_id}",
+    summary="Revoke one of the caller's tokens.",
+    responses=problem_responses(404),
+)
+def revoke_token(
+    token_id: int,
+    session: SessionDep,
+    now: NowDep,
+    principal: CurrentPrincipal,
+) -> TokenPublic:
+    token = accounts.revoke_token(session, token_id, now=now, owner_id=principal.user_id)
+    return token_public(token)

@@ -1,0 +1,91 @@
+"""Probes, request ids and the one problem+json error shape."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+
+from gateway.deps import Public, rule_of
+
+PROBLEM_KEYS = {"type", "title", "status", "detail", "code", "request_id"}
+
+
+def assert_problem(response: Any, status: int, code: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    body: dict[str, Any] = response.json()
+    assert PROBLEM_KEYS <= body.keys()
+    assert body["code"] == code
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    return body
+
+
+def test_healthz_and_readyz(client: TestClient) -> None:
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200
+    assert ready.json()["checks"] == {"database": "ok", "schema": "ok"}
+
+
+def test_request_id_generated_and_echoed(client: TestClient) -> None:
+    generated = client.get("/healthz").headers["x-request-id"]
+    assert len(generated) == 16
+    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
+        "x-request-id"
+    ] == "abc-123"
+    # Anything that could inject into logs or headers is replaced, not echoed.
+    hostile = client.get("/healthz", headers={"X-Request-ID": "a b\tc" * 30})
+    assert hostile.headers["x-request-id"] != "a b\tc" * 30
+
+
+def test_unknown_route_is_problem_json(client: TestClient) -> None:
+    assert_problem(client.get("/api/nope"), 404, "not_found")
+
+
+def test_method_not_allowed_is_problem_json(client: TestClient) -> None:
+    assert_problem(client.put("/healthz"), 405, "method_not_allowed")
+
+
+def test_unexpected_exception_never_leaks_a_traceback(app: FastAPI) -> None:
+    router = APIRouter()
+
+    @router.get("/boom", dependencies=[Public])
+    def boom() -> None:
+        raise RuntimeError("secret internal detail /etc/passwd")
+
+    app.include_router(router)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    body = assert_problem(response, 500, "internal_error")
+    assert "secret internal detail" not in response.text
+    assert "RuntimeError" not in body["detail"]
+
+
+def test_every_route_declares_an_authorization_rule(app: FastAPI) -> None:
+    def rules(dependant: Any) -> list[str]:
+        found = [rule for dep in dependant.dependencies if (rule := rule_of(dep.call))]
+        for dep in dependant.dependencies:
+            found.extend(rules(dep))
+        return found
+
+    missing = [
+        f"{sorted(route.methods)} {route.path}"
+        for route in app.routes
+        if isinstance(route, APIRoute) and not rules(route.dependant)
+    ]
+    assert missing == []
+
+
+def test_openapi_documents_problem_responses(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    assert "Problem" in schema["components"]["schemas"]
+    whoami = schema["paths"]["/api/whoami"]["get"]["responses"]
+    assert "401" in whoami
+    assert "application/problem+json" in whoami["401"]["content"]
+    create = schema["paths"]["/api/tokens"]["post"]["responses"]
+    assert {"401", "413", "415", "422"} <= create.keys()
