@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from gateway.deps import Public, StateDep
-from gateway.problems import problem_responses
+from gateway.problems import problem_response, problem_responses
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +23,7 @@ def healthz() -> dict[str, str]:
     summary="Readiness: the database answers and the schema is current.",
     responses=problem_responses(503),
 )
-def readyz(state: StateDep) -> JSONResponse:
+def readyz(request: Request, state: StateDep) -> JSONResponse:
     checks: dict[str, str] = {}
     try:
         with state.engine.connect() as connection:
@@ -36,16 +36,12 @@ def readyz(state: StateDep) -> JSONResponse:
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     if ready:
         return JSONResponse(body)
-    return JSONResponse(
-        {
-            "type": "https://tiergate.dev/problems/not_ready",
-            "title": "Not ready",
-            "status": 503,
-            "detail": "; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
-            "code": "not_ready",
-            **body,
-        },
-        status_code=503,
-        media_type="application/problem+json",
+    return problem_response(
+        request,
+        status=503,
+        code="not_ready",
+        title="Not ready",
+        detail="; ".join(f"{k}: {v}" for k, v in checks.items() if v != "ok"),
+        extra=body,
         headers={"Retry-After": "2"},
     )

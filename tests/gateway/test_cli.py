@@ -1,0 +1,125 @@
+"""The `tiergate` CLI root, `admin` and `db` groups, and its one error handler."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gateway.cli.main import COMMANDS, cli, main
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+        timeout=120,
+        check=False,
+    )
+
+
+def test_help_lists_command_groups() -> None:
+    result = CliRunner().invoke(cli, ["--help"])
+    assert result.exit_code == 0
+    for name in ("serve", "admin", "db"):
+        assert name in result.output
+    assert set(cli.list_commands(None)) <= set(COMMANDS)  # type: ignore[arg-type]
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(cli, ["--version"])
+    assert result.exit_code == 0
+    assert "tiergate" in result.output
+
+
+def test_help_does_not_import_heavy_modules() -> None:
+    code = (
+        "import sys; from gateway.cli.main import main\n"
+        "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+        "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'sqlalchemy') if m in sys.modules]\n"
+        "print('HEAVY', heavy)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
+    assert "HEAVY []" in out
+
+
+def test_admin_create_user_token_and_revoke(tmp_path: Path, database_url: str) -> None:
+    env = {"TIERGATE_DATA_DIR": str(tmp_path), "TIERGATE_DATABASE_URL": database_url}
+    created = run(["admin", "create-user", "alice", "--role", "publisher", "--org", "acme"], env)
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip().splitlines()[-1]
+    assert token.startswith("tg_")
+    listing = run(["admin", "list-users"], env)
+    assert "alice" in listing.stdout
+    assert "acme" in listing.stdout
+    tokens = run(["admin", "list-tokens", "alice"], env)
+    assert "active" in tokens.stdout
+    assert token not in tokens.stdout
+    revoked = run(["admin", "revoke-token", token], env)
+    assert revoked.returncode == 0, revoked.stderr
+    assert "revoked" in run(["admin", "list-tokens", "alice"], env).stdout
+
+
+def test_errors_are_one_clear_line_without_traceback(tmp_path: Path, database_url: str) -> None:
+    env = {"TIERGATE_DATA_DIR": str(tmp_path), "TIERGATE_DATABASE_URL": database_url}
+    assert run(["admin", "create-user", "bob", "--role", "developer"], env).returncode == 0
+    again = run(["admin", "create-user", "bob", "--role", "developer"], env)
+    assert again.returncode == 1
+    assert again.stderr.strip() == "error [conflict]: user 'bob' already exists"
+    verbose = run(["--verbose", "admin", "create-user", "bob", "--role", "developer"], env)
+    assert verbose.returncode == 1
+    assert "Traceback" in verbose.stderr
+    bad_name = run(["admin", "create-user", "Bad Name", "--role", "developer"], env)
+    assert bad_name.returncode == 1
+    assert "invalid user name" in bad_name.stderr
+    no_org = run(["admin", "create-user", "carl", "--role", "publisher"], env)
+    assert "--org" in no_org.stderr
+
+
+def test_usage_errors_exit_2(tmp_path: Path) -> None:
+    result = run(
+        ["admin", "create-user", "x", "--role", "wizard"], {"TIERGATE_DATA_DIR": str(tmp_path)}
+    )
+    assert result.returncode == 2
+    assert "Invalid value for '--role'" in result.stderr
+
+
+def test_db_upgrade_and_current(tmp_path: Path) -> None:
+    env = {"TIERGATE_DATA_DIR": str(tmp_path)}
+    first = run(["db", "upgrade"], env)
+    assert first.returncode == 0, first.stderr
+    assert "upgraded" in first.stdout
+    assert "already at" in run(["db", "upgrade"], env).stdout
+    current = run(["db", "current"], env).stdout
+    assert current.splitlines()[0].split()[-1] == current.splitlines()[1].split()[-1]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
+def test_unwritable_data_dir_nonroot(tmp_path: Path) -> None:  # pragma: no cover - CI is root
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    result = run(["serve"], {"TIERGATE_DATA_DIR": str(locked / "data")})
+    assert result.returncode == 1
+
+
+def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    result = run(["serve", "--port", "0"], {"TIERGATE_DATA_DIR": str(not_a_dir)})
+    assert result.returncode == 1
+    assert "error [configuration_error]" in result.stderr
+    assert "data directory" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_main_returns_cleanly_for_help(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["--help"])
+    assert "Commands" in capsys.readouterr().out
