@@ -23,8 +23,9 @@ from gateway.middleware import (
     RequestContextMiddleware,
 )
 from gateway.problems import Problem, install_problem_handlers
-from gateway.routes import accounts, admin, health
+from gateway.routes import accounts, admin, health, keys, releases
 from gateway.state import GatewayState, SchemaStatus
+from gateway.storage.local import LocalBlobStore
 
 log = logging.getLogger("tiergate.app")
 
@@ -77,6 +78,7 @@ def create_app(
         engine=engine if engine is not None else make_engine(settings.resolved_database_url),
         keyring=keyring if keyring is not None else load_keyring(settings.resolved_keys_dir),
         schema=SchemaStatus(ready=not settings.auto_migrate),
+        blobs=LocalBlobStore(settings.resolved_blob_dir),
     )
 
     @asynccontextmanager
@@ -103,6 +105,8 @@ def create_app(
     app.include_router(health.router)
     app.include_router(accounts.router)
     app.include_router(admin.router)
+    app.include_router(keys.router)
+    app.include_router(releases.router)
 
     # Order: the outermost middleware is added last. Request ids wrap everything so even a
     # 413 from the body limit carries one.

@@ -109,3 +109,20 @@ Public = Depends(public)
 def rule_of(func: Callable[..., Any]) -> str | None:
     rule = getattr(func, AUTHZ_ATTRIBUTE, None)
     return rule if isinstance(rule, str) else None
+
+
+@_mark("public")
+def optional_principal(
+    session: SessionDep,
+    now: NowDep,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Principal | None:
+    """For public routes that show more to a known caller; a bad token is still a 401."""
+    if credentials is None:
+        return None
+    if credentials.scheme.lower() != "bearer":
+        raise Unauthenticated("only bearer tokens are accepted")
+    return authenticate(session, credentials.credentials, now=now)
+
+
+OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

@@ -9,6 +9,7 @@ from sqlalchemy.engine import Engine
 
 from gateway.config import Settings
 from gateway.keyring import Keyring
+from gateway.storage.base import BlobStore
 
 
 @dataclass
@@ -26,3 +27,4 @@ class GatewayState:
     engine: Engine
     keyring: Keyring
     schema: SchemaStatus
+    blobs: BlobStore

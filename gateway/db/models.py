@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Column, DateTime, String
+from sqlalchemy import BigInteger, Column, DateTime, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gateway.db.timeutil import utcnow
@@ -56,3 +56,132 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class PublicKeyRecord(SQLModel, table=True):
+    """A public key registered by an account (and, for publishers, for their org)."""
+
+    __tablename__ = "public_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    # Set when a publisher registers the key for their org: only such keys sign releases.
+    org_id: int | None = Field(default=None, foreign_key="orgs.id", index=True)
+    key_id: str = Field(sa_column=Column(String(64), unique=True, nullable=False, index=True))
+    key_type: str = Field(sa_column=Column(String(16), nullable=False))
+    pem: str = Field(sa_column=Column(Text, nullable=False))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class Blob(SQLModel, table=True):
+    """A content-addressed blob the storage backend holds, verified on arrival."""
+
+    __tablename__ = "blobs"
+
+    sha256: str = Field(sa_column=Column(String(64), primary_key=True))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ReleaseStatus(StrEnum):
+    pending = "pending"  # registered, blobs still arriving; invisible to everyone else
+    published = "published"
+    yanked = "yanked"
+
+
+class Release(SQLModel, table=True):
+    __tablename__ = "releases"
+    __table_args__ = (UniqueConstraint("org_id", "name", "version", name="uq_release_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    org_id: int = Field(foreign_key="orgs.id", index=True)
+    name: str = Field(sa_column=Column(String(96), nullable=False))
+    version: str = Field(sa_column=Column(String(64), nullable=False))
+    repo_id: str = Field(sa_column=Column(String(161), nullable=False, index=True))
+    status: str = Field(sa_column=Column(String(16), nullable=False, index=True))
+    # The signed release statement, verbatim (DSSE envelope JSON), so anyone can re-verify it.
+    statement_envelope: str = Field(sa_column=Column(Text, nullable=False))
+    statement_digest: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    signer_key_id: str = Field(sa_column=Column(String(64), nullable=False))
+    license: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    terms_text: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    terms_digest: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    model_card: str = Field(sa_column=Column(Text, nullable=False))
+    policy_json: str = Field(sa_column=Column(Text, nullable=False))
+    yank_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    yanked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_by: int = Field(foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    published_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class ReleaseTier(SQLModel, table=True):
+    __tablename__ = "release_tiers"
+    __table_args__ = (UniqueConstraint("release_id", "tier", name="uq_release_tier"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    gated: bool = Field(default=False)
+    # The tier's model_signing bundle (`model.sig`), verbatim.
+    bundle: str = Field(sa_column=Column(Text, nullable=False))
+    manifest_digest: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class ReleaseFile(SQLModel, table=True):
+    __tablename__ = "release_files"
+    __table_args__ = (UniqueConstraint("release_id", "tier", "path", name="uq_release_file"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    path: str = Field(sa_column=Column(String(1024), nullable=False))
+    sha256: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    size: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class LogState(SQLModel, table=True):
+    """The single row that serializes log appends and holds the integrated tree's edge."""
+
+    __tablename__ = "log_state"
+
+    id: int = Field(default=1, primary_key=True)
+    next_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    tree_size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    root_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    # JSON list of hex hashes: the perfect subtrees on the right edge of the integrated tree.
+    right_edge: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class LogEntry(SQLModel, table=True):
+    __tablename__ = "log_entries"
+
+    # Dense, gap-free position in the log (assigned under the log_state row lock).
+    idx: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    # The exact canonical JSON bytes hashed into the leaf.
+    entry: str = Field(sa_column=Column(Text, nullable=False))
+    action: str = Field(sa_column=Column(String(64), nullable=False, index=True))
+    actor_user_id: int | None = Field(default=None, index=True)
+    org_id: int | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class LogNode(SQLModel, table=True):
+    """Hash of the perfect subtree of 2**level leaves starting at leaf index * 2**level."""
+
+    __tablename__ = "log_nodes"
+
+    level: int = Field(primary_key=True)
+    index: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    hash: str = Field(sa_column=Column(String(64), nullable=False))
+
+
+class LogCheckpoint(SQLModel, table=True):
+    __tablename__ = "log_checkpoints"
+
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    root_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -162,9 +162,7 @@ def test_wrong_content_type_is_415(client: TestClient, make_account: MakeAccount
 
 def test_unknown_fields_are_422(client: TestClient, make_account: MakeAccount) -> None:
     ned = make_account("ned")
-    response = client.post(
-        "/api/tokens", json={"name": "x", "is_admin": True}, headers=ned.headers
-    )
+    response = client.post("/api/tokens", json={"name": "x", "is_admin": True}, headers=ned.headers)
     body = assert_problem(response, 422, "validation_error")
     assert body["errors"][0]["loc"][-1] == "is_admin"
 

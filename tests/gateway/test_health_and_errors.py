@@ -35,9 +35,10 @@ def test_healthz_and_readyz(client: TestClient) -> None:
 def test_request_id_generated_and_echoed(client: TestClient) -> None:
     generated = client.get("/healthz").headers["x-request-id"]
     assert len(generated) == 16
-    assert client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers[
-        "x-request-id"
-    ] == "abc-123"
+    assert (
+        client.get("/healthz", headers={"X-Request-ID": "abc-123"}).headers["x-request-id"]
+        == "abc-123"
+    )
     # Anything that could inject into logs or headers is replaced, not echoed.
     hostile = client.get("/healthz", headers={"X-Request-ID": "a b\tc" * 30})
     assert hostile.headers["x-request-id"] != "a b\tc" * 30

@@ -1,0 +1,1 @@
+"""The gateway's transparency log: appends in the business transaction, batched integration."""

@@ -1,0 +1,93 @@
+"""Record security-relevant events as log entries, inside the caller's transaction.
+
+An entry is appended in the same transaction as the change it describes, so an event is in
+the log exactly when the change committed. The index comes from one atomic
+`UPDATE ... RETURNING` on the `log_state` row: it takes PostgreSQL's row lock (SQLite's write
+lock) until commit, so indices are dense, ordered and never reused, whatever the number of
+gateway processes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import text
+from sqlmodel import Session
+
+from gateway.auth.principal import Principal
+from gateway.db.models import LogEntry
+from licensing.canonical import canonical_json
+
+ENTRY_VERSION = 1
+_NEXT_INDEX = text(
+    "UPDATE log_state SET next_index = next_index + 1 WHERE id = 1 RETURNING next_index"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who did it, as the log records it: never a token, never a secret."""
+
+    kind: str  # "account", "client" or "anonymous"
+    name: str | None = None
+    user_id: int | None = None
+    network: str | None = None  # a salted hash of the client network, when recorded
+
+    @classmethod
+    def of(cls, principal: Principal | None) -> Actor:
+        if principal is None:
+            return cls(kind="anonymous")
+        kind = "client" if principal.method == "oauth" else "account"
+        return cls(kind=kind, name=principal.username, user_id=principal.user_id)
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"kind": self.kind}
+        if self.name is not None:
+            out["name"] = self.name
+        if self.network is not None:
+            out["network"] = self.network
+        return out
+
+
+def digest_of(data: bytes | str) -> str:
+    raw = data.encode("utf-8") if isinstance(data, str) else data
+    return "sha256:" + hashlib.sha256(raw).hexdigest()
+
+
+def record_event(
+    session: Session,
+    *,
+    action: str,
+    actor: Actor,
+    resource: str,
+    now: datetime,
+    org_id: int | None = None,
+    fields: dict[str, Any] | None = None,
+) -> int:
+    """Append one entry and return its log index. Values must be canonical-JSON safe."""
+    new_next = session.execute(_NEXT_INDEX).scalar_one()
+    index = int(new_next) - 1
+    entry = {
+        "v": ENTRY_VERSION,
+        "index": index,
+        "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "action": action,
+        "actor": actor.to_dict(),
+        "resource": resource,
+        "fields": fields or {},
+    }
+    session.add(
+        LogEntry(
+            idx=index,
+            entry=canonical_json(entry).decode("utf-8"),
+            action=action,
+            actor_user_id=actor.user_id,
+            org_id=org_id,
+            created_at=now,
+        )
+    )
+    session.flush()
+    return index

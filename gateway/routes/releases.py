@@ -1,0 +1,208 @@
+"""Releases: register (signed), upload blobs, publish, yank, list and read."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Request, status
+from sqlmodel import Session
+from starlette.concurrency import run_in_threadpool
+
+from gateway.auth.principal import Principal
+from gateway.db.models import Release
+from gateway.deps import NowDep, OptionalPrincipal, SessionDep, StateDep, require_scope
+from gateway.errors import BadRequest
+from gateway.problems import problem_responses
+from gateway.schemas.releases import (
+    BlobRef,
+    FilePublic,
+    ReleaseCreate,
+    ReleaseCreated,
+    ReleasePublic,
+    ReleaseSummary,
+    TierPublic,
+    UploadStatus,
+    YankRequest,
+)
+from gateway.services import releases
+from gateway.storage.base import check_sha256
+
+router = APIRouter(tags=["releases"], responses=problem_responses(401, 403, 404, 503))
+Publisher = Annotated[Principal, Depends(require_scope("publish"))]
+
+
+def summary(session: Session, release: Release) -> ReleaseSummary:
+    tiers = releases.release_tiers(session, release)
+    return ReleaseSummary(
+        repo_id=release.repo_id,
+        version=release.version,
+        status=release.status,
+        license=release.license,
+        gated_tiers=[t.tier for t in tiers if t.gated],
+        published_at=release.published_at,
+        yank_reason=release.yank_reason,
+    )
+
+
+def detail(session: Session, release: Release) -> ReleasePublic:
+    files = releases.release_files(session, release)
+    tiers = [
+        TierPublic(
+            name=t.tier,
+            gated=t.gated,
+            manifest_digest=t.manifest_digest,
+            total_size=sum(f.size for f in files if f.tier == t.tier),
+            files=[
+                FilePublic(path=f.path, sha256=f.sha256, size=f.size)
+                for f in files
+                if f.tier == t.tier
+            ],
+        )
+        for t in releases.release_tiers(session, release)
+    ]
+    return ReleasePublic(
+        **summary(session, release).model_dump(),
+        statement_digest=release.statement_digest,
+        signer_key_id=release.signer_key_id,
+        terms_digest=release.terms_digest,
+        approval=json.loads(release.policy_json),
+        model_card=release.model_card,
+        tiers=tiers,
+        created_at=release.created_at,
+        yanked_at=release.yanked_at,
+        statement=json.loads(release.statement_envelope),
+    )
+
+
+def _json_bytes(value: dict[str, Any]) -> bytes:
+    return json.dumps(value, separators=(",", ":")).encode("utf-8")
+
+
+@router.post(
+    "/api/releases",
+    status_code=status.HTTP_201_CREATED,
+    summary="Register a signed release (pending until every blob is uploaded).",
+    responses=problem_responses(409, 413, 415, 422),
+)
+def create_release(
+    body: ReleaseCreate, principal: Publisher, session: SessionDep, now: NowDep
+) -> ReleaseCreated:
+    created = releases.create_release(
+        session,
+        principal,
+        statement_envelope=_json_bytes(body.statement),
+        bundles={tier: _json_bytes(bundle) for tier, bundle in body.bundles.items()},
+        model_card=body.model_card,
+        terms=body.terms,
+        now=now,
+    )
+    return ReleaseCreated(
+        repo_id=created.release.repo_id,
+        version=created.release.version,
+        status=created.release.status,
+        created=created.created,
+        missing=[BlobRef(sha256=m.sha256, size=m.size) for m in created.missing],
+    )
+
+
+@router.get("/api/releases", summary="List releases (published and yanked; pending for their org).")
+def list_releases(viewer: OptionalPrincipal, session: SessionDep) -> list[ReleaseSummary]:
+    return [summary(session, r) for r in releases.list_releases(session, viewer)]
+
+
+@router.get("/api/releases/{org}/{name}", summary="The latest published version of a repository.")
+def latest_release(
+    org: str, name: str, viewer: OptionalPrincipal, session: SessionDep
+) -> ReleasePublic:
+    return detail(session, releases.find_release(session, f"{org}/{name}", None, viewer=viewer))
+
+
+@router.get("/api/releases/{org}/{name}/{version}", summary="One version of a release.")
+def get_release(
+    org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
+) -> ReleasePublic:
+    return detail(session, releases.find_release(session, f"{org}/{name}", version, viewer=viewer))
+
+
+@router.post(
+    "/api/releases/{org}/{name}/{version}/publish",
+    summary="Make a pending release visible once every blob is stored and verified.",
+    responses=problem_responses(409),
+)
+def publish_release(
+    org: str, name: str, version: str, principal: Publisher, session: SessionDep, now: NowDep
+) -> ReleasePublic:
+    release = releases.publish_release(session, principal, f"{org}/{name}", version, now=now)
+    return detail(session, release)
+
+
+@router.post(
+    "/api/releases/{org}/{name}/{version}/yank",
+    summary="Hide a release from new downloads, saying why.",
+    responses=problem_responses(413, 415, 422),
+)
+def yank_release(
+    org: str,
+    name: str,
+    version: str,
+    body: YankRequest,
+    principal: Publisher,
+    session: SessionDep,
+    now: NowDep,
+) -> ReleasePublic:
+    release = releases.yank_release(
+        session, principal, f"{org}/{name}", version, reason=body.reason, now=now
+    )
+    return detail(session, release)
+
+
+def _upload_id(principal: Principal, sha256: str) -> str:
+    return f"org{principal.org_id}-{sha256}"
+
+
+@router.get(
+    "/api/uploads/{sha256}",
+    summary="How much of a blob the gateway holds (resume point of an upload).",
+)
+def upload_status(
+    sha256: str, principal: Publisher, session: SessionDep, state: StateDep
+) -> UploadStatus:
+    check_sha256(sha256)
+    size = releases.expected_blob_size(session, principal, sha256)
+    if state.blobs.has(sha256):
+        return UploadStatus(sha256=sha256, size=size, offset=size, complete=True)
+    offset = state.blobs.begin_upload(_upload_id(principal, sha256), max_bytes=size)
+    return UploadStatus(sha256=sha256, size=size, offset=offset, complete=False)
+
+
+@router.patch(
+    "/api/uploads/{sha256}",
+    summary="Append a chunk at `Upload-Offset`; the last chunk verifies the sha256.",
+    responses=problem_responses(400, 409, 413, 422),
+)
+async def upload_chunk(
+    sha256: str,
+    request: Request,
+    principal: Publisher,
+    session: SessionDep,
+    state: StateDep,
+    now: NowDep,
+    upload_offset: Annotated[int, Header(alias="Upload-Offset", ge=0)],
+) -> UploadStatus:
+    check_sha256(sha256)
+    size = await run_in_threadpool(releases.expected_blob_size, session, principal, sha256)
+    if await run_in_threadpool(state.blobs.has, sha256):
+        await run_in_threadpool(releases.record_blob, session, sha256, size, now)
+        return UploadStatus(sha256=sha256, size=size, offset=size, complete=True)
+    chunk = await request.body()  # bounded by the upload body limit
+    if upload_offset + len(chunk) > size:
+        raise BadRequest(f"the chunk runs past the blob's size ({size} bytes)")
+    upload_id = _upload_id(principal, sha256)
+    await run_in_threadpool(state.blobs.begin_upload, upload_id, size)
+    offset = await run_in_threadpool(state.blobs.append_upload, upload_id, upload_offset, chunk)
+    if offset < size:
+        return UploadStatus(sha256=sha256, size=size, offset=offset, complete=False)
+    info = await run_in_threadpool(state.blobs.finish_upload, upload_id, sha256)
+    await run_in_threadpool(releases.record_blob, session, info.sha256, info.size, now)
+    return UploadStatus(sha256=sha256, size=size, offset=size, complete=True)

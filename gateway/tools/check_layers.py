@@ -1,0 +1,166 @@
+"""Import-layer check: the pure parts must not import the web stack or each other's layers.
+
+Usage: ``python -m gateway.tools.check_layers [ROOT]`` (ROOT defaults to the current directory).
+
+Files are parsed with :mod:`ast`, never imported, so the check runs without the heavy
+dependencies and cannot be fooled by import-time side effects. Every import form counts:
+``import x.y``, ``from x import y``, relative imports, imports nested in functions or under
+``if TYPE_CHECKING:`` (a type-only import still couples the layers), and
+``importlib.import_module("x")`` / ``__import__("x")`` with a literal name.
+
+Exit status: 0 clean, 1 violations (or a file that does not parse), 2 bad ROOT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ast
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["FORBIDDEN", "PARTS", "Violation", "find_violations", "main"]
+
+_WEB_STACK = frozenset({"gateway", "fastapi", "sqlmodel", "sqlalchemy", "starlette", "uvicorn"})
+
+PARTS = ("release", "licensing", "watermark")
+
+FORBIDDEN: Mapping[str, frozenset[str]] = {
+    # release builds on licensing and watermark, but never on the service around it.
+    "release": _WEB_STACK,
+    # licensing and watermark are leaves: usable on their own, so no other tiergate part.
+    "licensing": _WEB_STACK | {"release", "watermark"},
+    "watermark": _WEB_STACK | {"release", "licensing"},
+}
+"""Top-level module names each part must not import."""
+
+_DYNAMIC_IMPORTERS = frozenset({"import_module", "__import__"})
+
+
+@dataclass(frozen=True, slots=True)
+class Violation:
+    """One forbidden import: where it is, which part it is in, what it reaches."""
+
+    path: Path
+    line: int
+    part: str
+    imported: str
+    statement: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}"
+        return f"{where}: {self.part} must not import {self.imported}: {self.statement}"
+
+
+def _package_of(path: Path, root: Path) -> list[str]:
+    """Dotted package a module belongs to: its directory (for ``__init__.py`` too)."""
+    return list(path.relative_to(root).parent.parts)
+
+
+def _imported_modules(node: ast.AST, package: list[str]) -> Iterator[tuple[str, bool]]:
+    """(absolute dotted name, escapes the top-level package) for each module ``node`` imports."""
+    if isinstance(node, ast.Import):
+        for alias in node.names:
+            yield alias.name, False
+    elif isinstance(node, ast.ImportFrom):
+        if node.level == 0:
+            yield node.module or "", False
+        elif node.level > len(package):
+            # `from .. import x` above the top-level package fails at run time; we name what it
+            # reaches for and refuse it rather than guess what the author meant.
+            names = [node.module] if node.module else [alias.name for alias in node.names]
+            for name in names:
+                yield name, True
+        else:
+            base = package[: len(package) - node.level + 1]
+            yield ".".join([*base, node.module] if node.module else base), False
+    elif isinstance(node, ast.Call) and node.args:
+        func = node.func
+        callee = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+        first = node.args[0]
+        if (
+            callee in _DYNAMIC_IMPORTERS
+            and isinstance(first, ast.Constant)
+            and isinstance(first.value, str)
+            and not first.value.startswith(".")
+        ):
+            yield first.value, False
+
+
+def _check_file(path: Path, root: Path, part: str) -> Iterator[Violation]:
+    display = path.relative_to(root)
+    try:
+        tree = ast.parse(path.read_bytes(), filename=str(path))
+    except (SyntaxError, ValueError) as exc:
+        line = exc.lineno if isinstance(exc, SyntaxError) and exc.lineno else 0
+        # Fail closed: a file we cannot parse is a file we cannot vouch for.
+        yield Violation(display, line, part, "?", f"cannot parse: {exc}")
+        return
+    package = _package_of(path, root)
+    forbidden = FORBIDDEN[part]
+    for node in ast.walk(tree):
+        for module, escapes in _imported_modules(node, package):
+            top = module.split(".", 1)[0]
+            if escapes:
+                top = f"{top} (relative import beyond the top-level package)"
+            elif top not in forbidden:
+                continue
+            lineno = node.lineno if isinstance(node, ast.stmt | ast.expr) else 0
+            yield Violation(display, lineno, part, top, ast.unparse(node))
+
+
+def _python_files(directory: Path) -> Iterator[Path]:
+    for path in sorted(directory.rglob("*.py")):
+        relative = path.relative_to(directory).parts
+        if any(p == "__pycache__" or p.startswith(".") for p in relative):
+            continue
+        yield path
+
+
+def find_violations(root: Path) -> tuple[list[Violation], int]:
+    """All forbidden imports under ``root``'s parts, and how many files were checked.
+
+    Raises ``FileNotFoundError`` if one of :data:`PARTS` is not a directory under ``root``:
+    checking nothing must not look like success.
+    """
+    missing = [part for part in PARTS if not (root / part).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{root}: no {', '.join(missing)} directory to check")
+    violations: list[Violation] = []
+    checked = 0
+    for part in PARTS:
+        for path in _python_files(root / part):
+            checked += 1
+            violations.extend(_check_file(path, root, part))
+    violations.sort(key=lambda v: (str(v.path), v.line))
+    return violations, checked
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.tools.check_layers",
+        description="Check that release/, licensing/ and watermark/ keep to their import layers.",
+    )
+    parser.add_argument("root", nargs="?", default=".", type=Path, help="repository root")
+    args = parser.parse_args(argv)
+    root: Path = args.root
+    try:
+        violations, checked = find_violations(root)
+    except FileNotFoundError as exc:
+        print(f"check_layers: {exc}", file=sys.stderr)
+        return 2
+    if violations:
+        for violation in violations:
+            print(violation)
+        print(
+            f"check_layers: {len(violations)} forbidden import(s) in {checked} files",
+            file=sys.stderr,
+        )
+        return 1
+    print(f"check_layers: OK, {checked} files in {', '.join(PARTS)}; no forbidden imports")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
