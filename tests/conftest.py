@@ -64,12 +64,11 @@ def pg_database_url() -> Iterator[str]:
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
+    _SEED_ROWS[url] = _snapshot(url)
     yield url
     with admin.connect() as connection:
         connection.execute(
-            sa.text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"
-            ),
+            sa.text("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = :n"),
             {"n": name},
         )
         connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}"'))
@@ -91,15 +90,39 @@ def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def _truncate_all(url: str) -> None:
+# Rows the migrations themselves insert (e.g. the log_state row), restored after each TRUNCATE.
+_SEED_ROWS: dict[str, dict[str, list[dict[str, object]]]] = {}
+
+
+def _tables() -> list[sa.Table]:
     from sqlmodel import SQLModel
 
     import gateway.db.models  # noqa: F401
 
+    return list(SQLModel.metadata.sorted_tables)
+
+
+def _snapshot(url: str) -> dict[str, list[dict[str, object]]]:
     engine = sa.create_engine(url)
-    names = ", ".join(f'"{t.name}"' for t in SQLModel.metadata.sorted_tables)
+    with engine.connect() as connection:
+        seed = {
+            table.name: [dict(row._mapping) for row in connection.execute(sa.select(table))]
+            for table in _tables()
+        }
+    engine.dispose()
+    return {name: rows for name, rows in seed.items() if rows}
+
+
+def _truncate_all(url: str) -> None:
+    tables = _tables()
+    engine = sa.create_engine(url)
+    names = ", ".join(f'"{t.name}"' for t in tables)
     with engine.begin() as connection:
         connection.execute(sa.text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+        for table in tables:
+            rows = _SEED_ROWS.get(url, {}).get(table.name)
+            if rows:
+                connection.execute(sa.insert(table), rows)
     engine.dispose()
 
 
@@ -171,7 +194,9 @@ def make_account(engine: Engine) -> Callable[..., Account]:
     from gateway.db.timeutil import utcnow
     from gateway.services import accounts
 
-    def make(username: str, role: str = "developer", org: str | None = None, **kw: object) -> Account:
+    def make(
+        username: str, role: str = "developer", org: str | None = None, **kw: object
+    ) -> Account:
         with session_scope(engine) as session:
             user = accounts.create_user(session, username, Role(role), org)
             issued = accounts.issue_token(session, user, name="test", now=utcnow(), **kw)  # type: ignore[arg-type]

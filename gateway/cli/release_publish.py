@@ -1,0 +1,302 @@
+"""`tiergate release build|publish|verify|list|show|yank`: the publisher's signed releases."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import click
+
+from gateway.cli._http import api_client, gateway_options, get_json, send_json
+
+QUANT_CHOICE = click.Choice(["int8", "int4", "bf16"])
+
+
+def _approval(mode: str, grant_days: int, fields: tuple[str, ...]) -> Any:
+    from licensing.statements import ApprovalMode, ApprovalPolicy, FieldType, GatedField
+
+    parsed = []
+    for spec in fields:
+        # NAME[:TYPE[:LABEL]]  e.g. org:text:Organisation  or  country:country
+        name, _, rest = spec.partition(":")
+        kind, _, label = rest.partition(":")
+        parsed.append(
+            GatedField(
+                name=name,
+                label=label or name.replace("_", " ").capitalize(),
+                type=cast("FieldType", kind or "text"),
+            )  # type: ignore[arg-type]
+        )
+    return ApprovalPolicy(
+        mode=cast("ApprovalMode", mode),
+        grant_lifetime_seconds=grant_days * 86400,  # type: ignore[arg-type]
+        fields=tuple(parsed),
+    )
+
+
+def build_options(func: Any) -> Any:
+    options = [
+        click.option("--repo", "repo_id", required=True, metavar="ORG/NAME", help="Repository id."),
+        click.option("--version", "version", required=True, help="Release version, e.g. 1.0.0."),
+        click.option(
+            "--key",
+            "key_path",
+            required=True,
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Publisher private key (ECDSA P-256 PEM, see `tiergate keys generate`).",
+        ),
+        click.option(
+            "--license", "license_id", default="other", show_default=True, help="SPDX license id."
+        ),
+        click.option(
+            "--terms",
+            "terms_path",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            help="Usage terms (Markdown) the gated tier's users accept.",
+        ),
+        click.option(
+            "--optimize",
+            type=QUANT_CHOICE,
+            default="int8",
+            show_default=True,
+            help="How to build the optimized tier.",
+        ),
+        click.option(
+            "--approval",
+            type=click.Choice(["auto", "manual"]),
+            default="manual",
+            show_default=True,
+            help="How access requests to the gated tier are decided.",
+        ),
+        click.option(
+            "--grant-days",
+            type=click.IntRange(1, 3650),
+            default=30,
+            show_default=True,
+            help="How long a grant lasts.",
+        ),
+        click.option(
+            "--field",
+            "fields",
+            multiple=True,
+            metavar="NAME[:TYPE[:LABEL]]",
+            help="A field requesters fill in (TYPE: text, country, checkbox). Repeatable.",
+        ),
+        click.option("--base-model", default=None, help="The model this one derives from."),
+        click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
+    from gateway.db.timeutil import utcnow
+    from licensing.keys import load_private_key
+    from release.build import BuildOptions, build_release
+
+    options = BuildOptions(
+        repo_id=kw["repo_id"],
+        version=kw["version"],
+        license=kw["license_id"],
+        terms=kw["terms_path"].read_text("utf-8") if kw["terms_path"] else None,
+        optimize=kw["optimize"],
+        approval=_approval(kw["approval"], kw["grant_days"], kw["fields"]),
+        base_model=kw["base_model"],
+    )
+    built = build_release(
+        model_dir,
+        out,
+        key=load_private_key(kw["key_path"]),
+        options=options,
+        now=utcnow(),
+        force=kw["force"],
+        on_step=lambda message: click.echo(f"· {message}", err=True),
+    )
+    for warning in built.warnings:
+        click.echo(f"warning: {warning}", err=True)
+    fid = built.fidelity
+    click.echo(f"built {built.statement.release_name} in {built.out_dir}")
+    for name, manifest in built.tiers.items():
+        click.echo(f"  {name:<10} {len(manifest.files):>3} files  {manifest.total_size:>12,} bytes")
+    click.echo(
+        f"  fidelity ({fid.method}): size {fid.size_ratio:.3f}x, top-1 agreement "
+        f"{fid.top1_agreement:.2%}, mean KL {fid.mean_kl:.4g} nats"
+    )
+    click.echo(f"  release digest sha256:{built.release_digest}")
+    return built
+
+
+@click.command("build")
+@click.argument("model_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write the release (open/, optimized/, release.dsse.json).",
+)
+@build_options
+def build(model_dir: Path, out: Path, **kw: Any) -> None:
+    """Validate MODEL_DIR, build the optimized tier, sign both tiers and the release, offline.
+
+    \b
+    Example:
+      tiergate release build ./tiny --out ./tiny-release --repo acme/tiny \\
+          --version 1.0.0 --key publisher.pem --license apache-2.0 --terms terms.md
+    """
+    _run_build(model_dir, out, **kw)
+
+
+@click.command("publish")
+@click.argument("source", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--out",
+    "out",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Build SOURCE (a model folder) into this folder first.",
+)
+@build_options
+@gateway_options
+def publish(
+    source: Path, out: Path | None, gateway: str | None, token: str | None, **kw: Any
+) -> None:
+    """Upload a built release folder (or build MODEL_DIR with --out) and publish it.
+
+    Resumable: run it again after an interruption and only what is missing is sent.
+    """
+    from release.upload import publish_release_folder
+
+    folder = source
+    if not (source / "release.dsse.json").is_file():
+        if out is None:
+            raise click.UsageError(f"{source} is not a built release: pass --out to build it first")
+        folder = _run_build(source, out, **kw).out_dir
+    with api_client(gateway, token, timeout=300) as client:
+        bar: dict[str, Any] = {}
+
+        def progress(done: int, total: int) -> None:
+            from tqdm import tqdm
+
+            if "bar" not in bar:
+                bar["bar"] = tqdm(
+                    total=total, unit="B", unit_scale=True, desc="uploading", disable=None
+                )
+            bar["bar"].n = done
+            bar["bar"].refresh()
+
+        result = publish_release_folder(folder, client=client, on_progress=progress)
+        if "bar" in bar:
+            bar["bar"].close()
+    click.echo(
+        f"{result.repo_id}@{result.version} {result.status}: uploaded {result.uploaded_blobs} "
+        f"blob(s), {result.uploaded_bytes:,} bytes; {result.skipped_blobs} already there"
+    )
+
+
+# `build_options` makes --repo/--version/--key required, which publish of a built folder
+# does not need: relax them there.
+for _param in publish.params:
+    if _param.name in {"repo_id", "version", "key_path"}:
+        _param.required = False
+
+
+@click.command("verify")
+@click.argument("tier_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The publisher's public key (PEM).",
+)
+@click.option(
+    "--signature",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="Signature bundle (default TIER_DIR/model.sig).",
+)
+def verify(tier_dir: Path, key_path: Path, signature: Path | None) -> None:
+    """Verify a tier folder: signature, every file's sha256, nothing missing or extra."""
+    from licensing.keys import load_public_key
+    from release.verify import verify_tier
+
+    key = load_public_key(key_path)
+    result = verify_tier(tier_dir, key, signature_file=signature)
+    click.echo(f"OK {tier_dir}: signature by key {key.key_id[:16]}… verifies")
+    click.echo(f"   manifest sha256:{result.manifest.manifest_digest}")
+    click.echo(
+        f"   {result.files} files, {result.total_bytes:,} bytes hashed, all match; no extra files"
+    )
+
+
+@click.command("list")
+@gateway_options
+def list_releases(gateway: str | None, token: str | None) -> None:
+    """List releases on the gateway."""
+    with api_client(gateway, token) as client:
+        rows = get_json(client, "/api/releases", "listing releases")
+    if not rows:
+        click.echo("no releases")
+    for row in rows:
+        gated = ",".join(row["gated_tiers"]) or "-"
+        note = f"  (yanked: {row['yank_reason']})" if row["status"] == "yanked" else ""
+        ref = f"{row['repo_id']}@{row['version']}"
+        click.echo(f"{ref:<40} {row['status']:<10} license={row['license']} gated={gated}{note}")
+
+
+def _split_ref(ref: str) -> tuple[str, str | None]:
+    repo, _, version = ref.partition("@")
+    if repo.count("/") != 1:
+        raise click.BadParameter(f"expected ORG/NAME[@VERSION], got {ref!r}")
+    return repo, version or None
+
+
+@click.command("show")
+@click.argument("ref", metavar="ORG/NAME[@VERSION]")
+@click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@gateway_options
+def show(ref: str, as_json: bool, gateway: str | None, token: str | None) -> None:
+    """Show a release: status, tiers, files with sizes and digests, fidelity."""
+    repo, version = _split_ref(ref)
+    path = f"/api/releases/{repo}" + (f"/{version}" if version else "")
+    with api_client(gateway, token) as client:
+        body = get_json(client, path, f"reading {ref}")
+    if as_json:
+        click.echo(json.dumps(body, indent=2))
+        return
+    click.echo(f"{body['repo_id']}@{body['version']}  {body['status']}  license={body['license']}")
+    if body.get("yank_reason"):
+        click.echo(f"yanked: {body['yank_reason']}")
+    click.echo(f"statement sha256:{body['statement_digest']}  signer {body['signer_key_id'][:16]}…")
+    click.echo(f"approval: {body['approval'].get('mode')}")
+    for tier in body["tiers"]:
+        access = "gated" if tier["gated"] else "open"
+        click.echo(f"tier {tier['name']} ({access}), {tier['total_size']:,} bytes")
+        for f in tier["files"]:
+            click.echo(f"  {f['path']:<40} {f['size']:>12,}  {f['sha256'][:16]}…")
+
+
+@click.command("yank")
+@click.argument("ref", metavar="ORG/NAME@VERSION")
+@click.option("--reason", required=True, help="Why, shown to everyone who looks.")
+@gateway_options
+def yank(ref: str, reason: str, gateway: str | None, token: str | None) -> None:
+    """Hide a release from new downloads, saying why."""
+    repo, version = _split_ref(ref)
+    if version is None:
+        raise click.BadParameter("name the version to yank: ORG/NAME@VERSION")
+    with api_client(gateway, token) as client:
+        send_json(
+            client,
+            "POST",
+            f"/api/releases/{repo}/{version}/yank",
+            f"yanking {ref}",
+            json={"reason": reason},
+        )
+    click.echo(f"yanked {repo}@{version}: {reason}")
+
+
+COMMANDS = (build, publish, verify, list_releases, show, yank)
