@@ -1,0 +1,185 @@
+"""Loading an optimized tier back into a working ``transformers`` model.
+
+``load_optimized_model(dir)`` builds the architecture from ``config.json`` with parameters on
+the meta device, swaps every module named in ``quantization_config.modules`` for a
+:class:`QuantizedLinear`, and assigns the stored tensors; memory stays at the packed size.
+Folders without a ``quantization_config`` (the bf16 tier, an open tier) load through plain
+``from_pretrained``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from release.errors import OptimizedTierInvalidError
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel
+
+    from release._qlinear import QuantizedLinear
+
+__all__ = ["QuantizedLinear", "load_model", "load_optimized_model", "read_quantization_config"]
+
+
+def __getattr__(name: str) -> Any:
+    # QuantizedLinear needs torch; resolve it on first use so importing this module stays light.
+    if name == "QuantizedLinear":
+        from release._qlinear import QuantizedLinear
+
+        return QuantizedLinear
+    raise AttributeError(name)
+
+
+def read_quantization_config(tier_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The checked ``quantization_config`` of a tier folder, or ``None`` for an unquantized one."""
+    from release.quantize import FORMAT_VERSION, QUANT_METHOD_NAME
+    from release.safetensors_check import MAX_JSON_FILE_BYTES
+
+    path = Path(tier_dir) / "config.json"
+    try:
+        if path.stat().st_size > MAX_JSON_FILE_BYTES:
+            raise OptimizedTierInvalidError(f"{path}: config.json is too large")
+        config = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptimizedTierInvalidError(f"{path}: cannot read config.json: {exc}") from None
+    if not isinstance(config, dict):
+        raise OptimizedTierInvalidError(f"{path}: not a JSON object")
+    qc = config.get("quantization_config")
+    if qc is None:
+        return None
+    if (
+        not isinstance(qc, dict)
+        or qc.get("quant_method") != QUANT_METHOD_NAME
+        or qc.get("format_version") != FORMAT_VERSION
+    ):
+        raise OptimizedTierInvalidError(
+            f"{path}: quantization_config is not a tiergate format {FORMAT_VERSION} config"
+        )
+    modules = qc.get("modules")
+    if not isinstance(modules, dict) or not all(
+        isinstance(k, str) and v in ("int8", "int4") for k, v in modules.items()
+    ):
+        raise OptimizedTierInvalidError(f"{path}: quantization_config.modules is malformed")
+    group = qc.get("group_size")
+    if "int4" in modules.values() and (
+        not isinstance(group, int) or isinstance(group, bool) or group <= 0
+    ):
+        raise OptimizedTierInvalidError(f"{path}: int4 modules need a positive group_size")
+    return qc
+
+
+def load_model(
+    model_dir: str | os.PathLike[str], *, dtype: torch.dtype | None = None
+) -> PreTrainedModel:
+    """Load an open or optimized tier for inference (``eval`` mode, CPU)."""
+    if read_quantization_config(model_dir) is not None:
+        return load_optimized_model(model_dir, dtype=dtype)
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
+        os.fspath(model_dir), dtype=dtype or torch.float32, local_files_only=True
+    )
+    model.train(False)
+    return model
+
+
+def _check_tensor(name: str, tensor: torch.Tensor, expected: torch.Tensor) -> None:
+    if tensor.dtype != expected.dtype or tuple(tensor.shape) != tuple(expected.shape):
+        raise OptimizedTierInvalidError(
+            f"{name}: stored {tensor.dtype} {tuple(tensor.shape)}, "
+            f"expected {expected.dtype} {tuple(expected.shape)}"
+        )
+
+
+def load_optimized_model(
+    tier_dir: str | os.PathLike[str],
+    *,
+    dtype: torch.dtype | None = None,
+    use_int8_kernel: bool = True,
+    kernel_max_rows: int | None = 4,
+) -> PreTrainedModel:
+    """Load a tier written by :func:`~release.quantize.quantize_model_folder` (int8 or int4).
+
+    ``dtype`` is the compute dtype of activations and unquantized weights (float32 by
+    default: float16 matmuls are slow or missing on CPU). ``use_int8_kernel=False`` forces
+    the dequantize-then-matmul path (used to test the kernel against its reference);
+    ``kernel_max_rows`` is :class:`QuantizedLinear`'s row limit for the int8 kernel
+    (``None``: always use it).
+    """
+    import torch
+    from safetensors.torch import load_file
+    from torch import nn
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    from release._qlinear import QuantizedLinear, params_on_meta
+    from release.safetensors_check import validate_model_folder
+
+    root = Path(tier_dir)
+    qc = read_quantization_config(root)
+    if qc is None:
+        raise OptimizedTierInvalidError(f"{root}: no quantization_config in config.json")
+    compute = dtype or torch.float32
+    report = validate_model_folder(root)
+    settings = json.loads((root / "config.json").read_text("utf-8"))
+    settings.pop("quantization_config")
+    settings.pop("dtype", None)
+    model_type = settings.pop("model_type", None)
+    try:
+        config = AutoConfig.for_model(model_type, **settings)
+        with params_on_meta():
+            model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise OptimizedTierInvalidError(f"{root}: cannot build the architecture: {exc}") from None
+
+    for name, kind in qc["modules"].items():
+        try:
+            module = model.get_submodule(name)
+        except AttributeError:
+            raise OptimizedTierInvalidError(f"{name}: no such module in the architecture") from None
+        if isinstance(module, Conv1D):
+            in_features, out_features = module.weight.shape
+        elif isinstance(module, nn.Linear):
+            in_features, out_features = module.in_features, module.out_features
+        else:
+            raise OptimizedTierInvalidError(f"{name}: {type(module).__name__} is not linear")
+        try:
+            replacement = QuantizedLinear(
+                in_features,
+                out_features,
+                bits=8 if kind == "int8" else 4,
+                group_size=qc.get("group_size") if kind == "int4" else None,
+                bias=module.bias is not None,
+                use_kernel=use_int8_kernel,
+                kernel_max_rows=kernel_max_rows,
+            )
+        except ValueError as exc:
+            raise OptimizedTierInvalidError(f"{name}: {exc}") from None
+        model.set_submodule(name, replacement)
+
+    expected = model.state_dict()
+    state: dict[str, torch.Tensor] = {}
+    for file_report in report.files:
+        for key, tensor in load_file(str(root / file_report.file)).items():
+            if key not in expected:
+                raise OptimizedTierInvalidError(f"{key}: tensor not part of the architecture")
+            # Codes and scales must match exactly; other tensors only need the right shape.
+            if key.endswith((".qweight", ".scales")) or tensor.shape != expected[key].shape:
+                _check_tensor(key, tensor, expected[key])
+            elif tensor.is_floating_point():
+                tensor = tensor.to(compute)
+            state[key] = tensor
+    model.load_state_dict(state, strict=False, assign=True)
+    model.tie_weights()
+    on_meta = [n for n, p in model.named_parameters() if p.is_meta]
+    on_meta += [n for n, b in model.named_buffers() if b.is_meta]
+    if on_meta:
+        raise OptimizedTierInvalidError(f"{root}: no stored value for {on_meta[0]}")
+    model.train(False)
+    loaded: PreTrainedModel = model
+    return loaded

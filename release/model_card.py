@@ -1,0 +1,203 @@
+"""The model card (``README.md``) of a release: Hugging Face style YAML front matter + Markdown.
+
+:func:`render_model_card` is a pure function of plain values; it reads no file and no clock,
+so the same release always renders the same bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from release.fidelity import FidelityReport
+from release.manifest import TierManifest
+
+__all__ = ["DEFAULT_WATERMARK_STATEMENT", "TierCard", "render_model_card"]
+
+DEFAULT_WATERMARK_STATEMENT = (
+    "Text generated through the tiergate gateway is watermarked at sampling time with a keyed "
+    "green-list scheme, and every call is recorded in a signed transparency log. The watermark "
+    "is statistical: it can be detected in sufficiently long passages with a known false "
+    "positive rate, but it can be weakened by heavy editing or paraphrasing. Weights downloaded "
+    "and run elsewhere do not carry the gateway's watermark."
+)
+
+
+@dataclass(frozen=True)
+class TierCard:
+    """One tier as the card shows it. ``revision`` is the Hub-style revision serving it;
+    ``fidelity`` is the tier's measurement against the open tier (optimized tiers)."""
+
+    name: str
+    manifest: TierManifest
+    gated: bool = False
+    description: str = ""
+    revision: str | None = None
+    fidelity: FidelityReport | None = None
+
+
+def _cell(text: str) -> str:
+    # Table cells: a pipe or a newline would break the row; backticks would break code spans.
+    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("`", "'")
+
+
+def _size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024 or unit == "GiB":
+            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"  # unreachable; keeps mypy's return analysis simple
+
+
+def _manifest_digest(manifest: TierManifest) -> str:
+    return hashlib.sha256(manifest.to_json()).hexdigest()
+
+
+def _front_matter(
+    *,
+    license: str,
+    tags: Sequence[str],
+    base_model: str | None,
+    language: Sequence[str],
+    license_name: str | None,
+    license_link: str | None,
+    gated: bool,
+    gated_prompt: str | None,
+    gated_fields: Mapping[str, object],
+) -> dict[str, Any]:
+    meta: dict[str, Any] = {"license": license}
+    if license_name:
+        meta["license_name"] = license_name
+    if license_link:
+        meta["license_link"] = license_link
+    if language:
+        meta["language"] = list(language)
+    meta["library_name"] = "transformers"
+    meta["pipeline_tag"] = "text-generation"
+    meta["tags"] = list(dict.fromkeys(["tiergate", *tags]))
+    if base_model:
+        meta["base_model"] = base_model
+    if gated or gated_prompt or gated_fields:
+        meta["extra_gated_prompt"] = gated_prompt or (
+            "The gated tier of this release is available after a signed usage attestation "
+            "accepting its terms."
+        )
+        meta["extra_gated_fields"] = dict(gated_fields)
+    return meta
+
+
+def _fidelity_lines(tier: TierCard, fidelity: FidelityReport) -> list[str]:
+    return [
+        f"### {tier.name}",
+        "",
+        f"Method `{_cell(fidelity.method)}`, measured against the open tier at build time on "
+        f"a probe batch of {fidelity.probe_positions} token positions.",
+        "",
+        "| Metric | Value |",
+        "| --- | --- |",
+        f"| Size vs open tier | {fidelity.size_ratio:.3f}x "
+        f"({_size(fidelity.optimized_weights_bytes)} / {_size(fidelity.open_weights_bytes)}) |",
+        f"| Top-1 next-token agreement | {fidelity.top1_agreement:.2%} |",
+        f"| Mean KL(open ‖ optimized) | {fidelity.mean_kl:.3g} nats |",
+        f"| Max per-tensor relative error | {fidelity.max_tensor_error:.3g} |",
+        f"| Mean per-tensor relative error | {fidelity.mean_tensor_error:.3g} |",
+        "",
+    ]
+
+
+def render_model_card(
+    *,
+    repo_id: str,
+    version: str,
+    license: str,
+    tiers: Sequence[TierCard],
+    summary: str = "",
+    base_model: str | None = None,
+    tags: Sequence[str] = (),
+    language: Sequence[str] = (),
+    license_name: str | None = None,
+    license_link: str | None = None,
+    terms_sha256: str | None = None,
+    intended_use: str = "",
+    limitations: str = "",
+    watermark_statement: str = DEFAULT_WATERMARK_STATEMENT,
+    gated_prompt: str | None = None,
+    gated_fields: Mapping[str, object] | None = None,
+) -> str:
+    """Render ``README.md`` for a release.
+
+    ``gated_fields`` become the Hub's ``extra_gated_fields`` as given (label -> ``"text"``,
+    ``"checkbox"``, ``"country"``, ``"date_picker"``, or ``{"type": "select", "options": [...]}``).
+    Free text (summary, intended use, limitations) is the publisher's Markdown, inserted as
+    is; values that go into tables are escaped, and the front matter is produced by
+    ``yaml.safe_dump``, so no value can end it early.
+    """
+    import yaml  # type: ignore[import-untyped]
+
+    meta = _front_matter(
+        license=license,
+        tags=tags,
+        base_model=base_model,
+        language=language,
+        license_name=license_name,
+        license_link=license_link,
+        gated=any(t.gated for t in tiers),
+        gated_prompt=gated_prompt,
+        gated_fields=gated_fields or {},
+    )
+    title = repo_id.replace("\n", " ").strip()
+    lines = [f"# {title} {version.strip()}", ""]
+    if summary.strip():
+        lines += [summary.strip(), ""]
+
+    lines += ["## Tiers", "", "| Tier | Access | Files | Size | Manifest sha256 |"]
+    lines += ["| --- | --- | --- | --- | --- |"]
+    for tier in tiers:
+        access = "gated (signed usage attestation)" if tier.gated else "open"
+        lines.append(
+            f"| {_cell(tier.name)} | {access} | {len(tier.manifest.files)} | "
+            f"{_size(tier.manifest.total_size)} | `{_manifest_digest(tier.manifest)}` |"
+        )
+    lines.append("")
+    for tier in tiers:
+        if tier.description.strip() or tier.revision:
+            revision = f" (revision `{_cell(tier.revision)}`)" if tier.revision else ""
+            lines += [f"**{_cell(tier.name)}**{revision}: {tier.description.strip()}", ""]
+
+    lines += ["## File digests", ""]
+    for tier in tiers:
+        lines += [f"### {tier.name}", "", "| File | Size | sha256 |", "| --- | --- | --- |"]
+        for entry in tier.manifest.files:
+            lines.append(f"| `{_cell(entry.path)}` | {entry.size} | `{entry.sha256}` |")
+        lines.append("")
+    lines += [
+        "Each tier folder carries a `model.sig` Sigstore bundle; check a download with "
+        "`model_signing verify key DIR --signature DIR/model.sig --public_key publisher.pem` "
+        "or `tiergate pull`, which verifies the signatures and every digest.",
+        "",
+    ]
+
+    measured = [tier for tier in tiers if tier.fidelity is not None]
+    if measured:
+        lines += ["## Fidelity", ""]
+        for tier in measured:
+            assert tier.fidelity is not None
+            lines += _fidelity_lines(tier, tier.fidelity)
+
+    unspecified = "Not specified by the publisher."
+    lines += ["## Intended use", "", intended_use.strip() or unspecified, ""]
+    lines += ["## Limitations", "", limitations.strip() or unspecified, ""]
+    lines += ["## Watermark", "", watermark_statement.strip(), ""]
+    license_line = f"License: `{_cell(license_name or license)}`."
+    if license_link:
+        license_line += f" Full text: {license_link}"
+    lines += ["## License and terms", "", license_line]
+    if terms_sha256:
+        lines += ["", f"Terms of use for gated tiers: sha256 `{_cell(terms_sha256)}`."]
+    lines.append("")
+
+    front = str(yaml.safe_dump(meta, sort_keys=False, allow_unicode=True, default_flow_style=False))
+    return "---\n" + front + "---\n\n" + "\n".join(lines)
