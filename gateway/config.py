@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 LogFormat = Literal["text", "json"]
@@ -47,6 +47,85 @@ class Settings(BaseSettings):
     token_default_ttl_days: int = Field(default=90, ge=1)
     auto_migrate: bool = Field(default=True, description="Apply migrations when the app starts.")
     db_retry_seconds: float = Field(default=2.0, gt=0)
+    # Gated access: how strictly submitted usage attestations are judged.
+    attestation_max_bytes: int = Field(default=64 << 10, ge=1024, le=1 << 20)
+    attestation_max_age_seconds: int = Field(
+        default=900, ge=30, description="How old an attestation's issued_at may be on arrival."
+    )
+    attestation_max_skew_seconds: int = Field(default=120, ge=0, le=3600)
+    attestation_max_lifetime_seconds: int = Field(default=24 * 3600, ge=60)
+    # OAuth2 client credentials: issuer and audience default to the public base URL.
+    oauth_issuer: str | None = None
+    oauth_audience: str | None = None
+    oauth_token_ttl_seconds: int = Field(default=600, ge=30, le=24 * 3600)
+    # Fixed-window rate limits, kept in the database so they hold across replicas.
+    rate_limit_window_seconds: int = Field(default=60, ge=1)
+    rate_limit_tokens_per_account: int = Field(default=30, ge=1)
+    rate_limit_tokens_per_address: int = Field(default=120, ge=1)
+    rate_limit_attestations_per_account: int = Field(default=30, ge=1)
+    rate_limit_attestations_per_address: int = Field(default=120, ge=1)
+    link_default_ttl_seconds: int = Field(
+        default=900, ge=10, description="Lifetime of a download link unless asked otherwise."
+    )
+    link_max_ttl_seconds: int = Field(
+        default=3600, ge=10, description="Longest lifetime a download link may be issued for."
+    )
+    link_budget_factor: float = Field(
+        default=3.0, ge=1.0, description="Bytes one link may serve, as a multiple of the file size."
+    )
+    link_leeway_seconds: int = Field(
+        default=30, ge=0, le=300, description="Clock skew tolerated on link nbf/exp."
+    )
+    rate_limit_links_per_account: int = Field(
+        default=1000, ge=1, description="Links one account may ask for per rate-limit window."
+    )
+    # Blob storage: the local directory (embedded default) or an S3-compatible bucket (scale out).
+    storage_backend: Literal["local", "s3"] = Field(
+        default="local", description="Where blobs live: a local directory or an S3 bucket."
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="S3 API endpoint (MinIO: http://minio:9000); None = AWS."
+    )
+    s3_public_endpoint_url: str | None = Field(
+        default=None,
+        description="Endpoint clients reach presigned URLs at (SigV4 signs the host); "
+        "default s3_endpoint_url.",
+    )
+    s3_bucket: str | None = Field(default=None, description="Bucket name (required for s3).")
+    s3_prefix: str = Field(default="", description="Key prefix inside the bucket.")
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = Field(
+        default=None, description="None = the default AWS credential chain (IAM role, env)."
+    )
+    s3_secret_access_key: SecretStr | None = None
+    s3_addressing_style: Literal["path", "virtual", "auto"] = "path"
+    s3_presign_max_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        description="Longest life of a presigned download URL (never longer than its link's).",
+    )
+    s3_part_size_bytes: int = Field(default=8 << 20, ge=5 << 20, le=5 << 30)
+    # Generation (OpenAI-compatible API) and watermark detection.
+    generation_model_cache_bytes: int = Field(
+        default=4 << 30, ge=1 << 20, description="Memory budget of loaded models (LRU)."
+    )
+    generation_max_tokens: int = Field(default=512, ge=1, description="Cap on max_tokens.")
+    generation_max_n: int = Field(default=4, ge=1, le=64, description="Cap on n (choices).")
+    generation_max_prompt_tokens: int = Field(default=2048, ge=1)
+    generation_tokens_per_minute: int = Field(
+        default=50_000, ge=1, description="Per-account quota: prompt + completion tokens."
+    )
+    generation_retain_plaintext: bool = Field(
+        default=False, description="Log prompts and outputs as text (else sha256 digests only)."
+    )
+    generation_batch_window_ms: float = Field(
+        default=4.0, ge=0, le=1000, description="How long a request waits to share a batch."
+    )
+    generation_max_batch: int = Field(default=8, ge=1, le=256)
+    watermark_delta: float = Field(default=2.0, gt=0, le=20)
+    watermark_payload_bits: int = Field(default=20, ge=8, le=32)
+    rate_limit_detections_per_account: int = Field(default=120, ge=1)
 
     @field_validator("log_level")
     @classmethod
@@ -55,6 +134,12 @@ class Settings(BaseSettings):
         if level not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @model_validator(mode="after")
+    def _s3_needs_a_bucket(self) -> Settings:
+        if self.storage_backend == "s3" and not self.s3_bucket:
+            raise ValueError("storage_backend 's3' needs TIERGATE_S3_BUCKET")
+        return self
 
     @property
     def resolved_database_url(self) -> str:
@@ -75,3 +160,11 @@ class Settings(BaseSettings):
         if self.public_url:
             return self.public_url.rstrip("/")
         return f"http://{self.host}:{self.port}"
+
+    @property
+    def resolved_oauth_issuer(self) -> str:
+        return (self.oauth_issuer or self.base_url).rstrip("/")
+
+    @property
+    def resolved_oauth_audience(self) -> str:
+        return (self.oauth_audience or self.base_url).rstrip("/")

@@ -18,6 +18,7 @@ from gateway.auth.principal import Principal
 from gateway.db.timeutil import utcnow
 from gateway.errors import DatabaseUnavailable, InsufficientScope, Unauthenticated
 from gateway.services.accounts import authenticate
+from gateway.services.oauth import authenticate_access_token, looks_like_jwt, token_signer
 from gateway.state import GatewayState
 
 _bearer = HTTPBearer(auto_error=False, description="A tiergate API token (tg_...).")
@@ -71,15 +72,26 @@ def public() -> None:
     """Rule for routes anyone may call without a token."""
 
 
+def authenticate_bearer(
+    state: GatewayState, session: Session, token: str, *, now: datetime
+) -> Principal:
+    """An API token (``tg_...``) or, for services, an OAuth client-credentials JWT."""
+    if not token.startswith("tg_") and looks_like_jwt(token):
+        signer = token_signer(state.settings, state.keyring.oauth_signing_key)
+        return authenticate_access_token(session, signer, token, now=now)
+    return authenticate(session, token, now=now)
+
+
 @_mark("authenticated")
 def current_principal(
+    state: StateDep,
     session: SessionDep,
     now: NowDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send an API token: Authorization: Bearer tg_...")
-    return authenticate(session, credentials.credentials, now=now)
+    return authenticate_bearer(state, session, credentials.credentials, now=now)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
@@ -113,6 +125,7 @@ def rule_of(func: Callable[..., Any]) -> str | None:
 
 @_mark("public")
 def optional_principal(
+    state: StateDep,
     session: SessionDep,
     now: NowDep,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -122,7 +135,7 @@ def optional_principal(
         return None
     if credentials.scheme.lower() != "bearer":
         raise Unauthenticated("only bearer tokens are accepted")
-    return authenticate(session, credentials.credentials, now=now)
+    return authenticate_bearer(state, session, credentials.credentials, now=now)
 
 
 OptionalPrincipal = Annotated[Principal | None, Depends(optional_principal)]

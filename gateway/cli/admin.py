@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -13,7 +14,7 @@ ROLE_CHOICE = click.Choice(["admin", "publisher", "developer"])
 
 @click.group(name="admin")
 def group() -> None:
-    """Manage users and API tokens (run on the gateway host; talks to its database)."""
+    """Manage users, API tokens and OAuth clients (run on the gateway host; uses its database)."""
 
 
 @group.command("create-user")
@@ -131,3 +132,68 @@ def revoke_token(token_ref: str, data_dir: Path | None) -> None:
         token_id = accounts.find_token_id(session, token_ref)
         token = accounts.revoke_token(session, token_id, now=utcnow())
     click.echo(f"revoked token {token.id} ({token.prefix}…, {token.name})")
+
+
+@group.command("create-client")
+@click.option("--user", "username", required=True, help="The account the client acts for.")
+@click.option("--name", default="service", show_default=True, help="What the client is for.")
+@click.option("--scope", "scopes", multiple=True, help="Limit scopes (repeatable).")
+@data_dir_option
+def create_client(username: str, name: str, scopes: tuple[str, ...], data_dir: Path | None) -> None:
+    """Register an OAuth2 client (client credentials) for USER; prints its id and secret once.
+
+    \b
+    Example:
+      tiergate admin create-client --user ci-bot --scope read --scope access
+      curl -u CLIENT_ID:SECRET -d grant_type=client_credentials GATEWAY/oauth/token
+    """
+    from gateway.db.timeutil import utcnow
+    from gateway.services import accounts, oauth
+
+    settings = load_settings(data_dir=data_dir)
+    with database_session(settings) as session:
+        user = accounts.get_user(session, username)
+        issued = oauth.create_client(
+            session,
+            user,
+            name=name,
+            scopes=frozenset(scopes) if scopes else None,
+            now=utcnow(),
+        )
+    click.echo(f"client for {username!r} with scopes [{issued.client.scopes}]", err=True)
+    click.echo("client id and secret (the secret is shown once, store it now):", err=True)
+    click.echo(f"client_id={issued.client.client_id}")
+    click.echo(f"client_secret={issued.secret}")
+
+
+@group.command("set-password")
+@click.argument("username")
+@click.option(
+    "--stdin",
+    "from_stdin",
+    is_flag=True,
+    help="Read the password from the first line of standard input (for scripts).",
+)
+@data_dir_option
+def set_password(username: str, from_stdin: bool, data_dir: Path | None) -> None:
+    """Set USERNAME's web sign-in password (prompted twice, never echoed).
+
+    \b
+    Example:
+      tiergate admin set-password alice
+      printf '%s\\n' "$PASSWORD" | tiergate admin set-password alice --stdin
+    """
+    from gateway.services import accounts
+    from gateway.web.passwords import check_password_quality, hash_password
+
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = click.prompt("New password", hide_input=True, confirmation_prompt=True, err=True)
+    check_password_quality(password)
+    settings = load_settings(data_dir=data_dir)
+    with database_session(settings) as session:
+        user = accounts.get_user(session, username)
+        user.password_hash = hash_password(password)
+        session.add(user)
+    click.echo(f"password set for {username!r}")

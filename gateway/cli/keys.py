@@ -1,10 +1,12 @@
-"""`tiergate keys`: create signing keys (registration with a gateway comes later)."""
+"""`tiergate keys`: create signing keys and register them with a gateway."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import click
+
+from gateway.cli._client import api_client, call, gateway_options
 
 # licensing.keys pulls in `cryptography`; it is imported inside the commands so that
 # `tiergate --help` and other groups do not pay for it.
@@ -56,3 +58,22 @@ def generate(out: Path, key_type: str, force: bool) -> None:
 def public_key_path(private_path: Path) -> Path:
     """``dir/name.pem`` -> ``dir/name.pub.pem`` (the public half lives beside the private key)."""
     return private_path.with_name(f"{private_path.stem}.pub.pem")
+
+
+@group.command("register")
+@click.argument("public_key", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--name", default="default", show_default=True, help="A label for the key.")
+@gateway_options
+def register(public_key: Path, name: str, gateway: str, token: str | None) -> None:
+    """Bind PUBLIC_KEY (PEM) to your account at the gateway; prints its key id.
+
+    Publishers' keys sign their org's releases; developers' keys sign usage attestations.
+    """
+    from licensing.keys import load_public_key
+
+    key = load_public_key(public_key)  # fail here, not at the server, on a bad file
+    with api_client(gateway, token) as client:
+        body = call(client, "POST", "/api/keys", json={"pem": key.to_pem().decode(), "name": name})
+    scope = f" for org {body['org']}" if body.get("org") else ""
+    click.echo(f"registered {body['key_type']} key{scope}", err=True)
+    click.echo(body["key_id"])

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, status
+from fastapi import APIRouter, Depends, status
 
 from gateway.db.models import ApiToken
 from gateway.deps import CurrentPrincipal, NowDep, SessionDep
 from gateway.errors import InsufficientScope
 from gateway.problems import problem_responses
+from gateway.routes.oauth import limit_api_token_issuance
 from gateway.schemas.accounts import TokenCreate, TokenCreated, TokenPublic, WhoAmI
 from gateway.services import accounts
 
@@ -49,7 +50,8 @@ def list_tokens(principal: CurrentPrincipal, session: SessionDep) -> list[TokenP
     "/tokens",
     status_code=status.HTTP_201_CREATED,
     summary="Create an API token for the caller; the token is in the response, once.",
-    responses=problem_responses(400, 403, 413, 415, 422),
+    responses=problem_responses(400, 403, 413, 415, 422, 429),
+    dependencies=[Depends(limit_api_token_issuance)],
 )
 def create_token(
     body: TokenCreate, principal: CurrentPrincipal, session: SessionDep, now: NowDep

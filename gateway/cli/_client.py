@@ -1,0 +1,82 @@
+"""The CLI's HTTP client for a gateway: `--gateway`/`--token` options and problem+json errors.
+
+The options read ``TIERGATE_GATEWAY`` and ``TIERGATE_TOKEN`` through click while the command
+line is parsed (the entry point), never later.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+import httpx
+
+from gateway.errors import GatewayError
+
+F = TypeVar("F", bound=Callable[..., Any])
+DEFAULT_GATEWAY = "http://127.0.0.1:8000"
+
+
+class GatewayRequestError(GatewayError):
+    """The gateway refused a call; ``code`` is the server's stable problem code."""
+
+    def __init__(self, message: str, *, code: str, status: int) -> None:
+        super().__init__(message)
+        self.code = code  # type: ignore[misc]  # per instance: whatever the server said
+        self.status = status  # type: ignore[misc]
+
+
+def gateway_options(func: F) -> F:
+    """Add `--gateway URL` and `--token T` (defaults from the environment, read by click)."""
+    func = click.option(
+        "--token",
+        envvar="TIERGATE_TOKEN",
+        default=None,
+        help="API token (or $TIERGATE_TOKEN); without one the gateway answers 401 where needed.",
+    )(func)
+    func = click.option(
+        "--gateway",
+        envvar="TIERGATE_GATEWAY",
+        default=DEFAULT_GATEWAY,
+        show_default=True,
+        metavar="URL",
+        help="Gateway URL (or $TIERGATE_GATEWAY).",
+    )(func)
+    return func
+
+
+def api_client(gateway: str, token: str | None, *, timeout: float = 30.0) -> httpx.Client:
+    headers = {"User-Agent": "tiergate-cli", "Accept": "application/json"}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return httpx.Client(base_url=gateway.rstrip("/"), headers=headers, timeout=timeout)
+
+
+def raise_for_problem(response: httpx.Response) -> None:
+    """Raise the server's problem (its ``detail`` and ``code``) as one clear error line."""
+    if response.is_success:
+        return
+    detail, code = response.reason_phrase or "request failed", "http_error"
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        detail = str(body.get("detail") or body.get("title") or detail)
+        code = str(body.get("code") or code)
+    raise GatewayRequestError(
+        f"{detail} (HTTP {response.status_code})", code=code, status=response.status_code
+    )
+
+
+def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+    """One request; the JSON answer, or a :class:`GatewayRequestError`."""
+    try:
+        response = client.request(method, path, **kwargs)
+    except httpx.TransportError as exc:
+        raise GatewayRequestError(
+            f"cannot reach the gateway at {client.base_url}: {exc}", code="unreachable", status=0
+        ) from exc
+    raise_for_problem(response)
+    return response.json()

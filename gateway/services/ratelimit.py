@@ -1,0 +1,67 @@
+"""Fixed-window rate limits whose counters live in the database, shared by every replica.
+
+Each hit is one atomic ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (SQLite >= 3.35 and
+PostgreSQL), committed on its own connection: a request that fails afterwards (a wrong client
+secret, a forged attestation) still counts, which is the point of limiting it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import text
+from sqlalchemy.engine import Engine
+
+from gateway.errors import GatewayError
+
+_HIT = text(
+    "INSERT INTO rate_limits (bucket, window_start, count) VALUES (:bucket, :window, 1) "
+    "ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limits.count + 1 "
+    "RETURNING count"
+)
+# Only this bucket's older windows: the primary key prefix makes it cheap, and the table
+# stays bounded by the number of active buckets without a cleanup job.
+_PRUNE = text("DELETE FROM rate_limits WHERE bucket = :bucket AND window_start < :window")
+
+
+class RateLimited(GatewayError):
+    code = "rate_limited"
+    status = 429
+    title = "Too many requests"
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """At most ``limit`` hits per ``window_seconds`` for one bucket key."""
+
+    bucket: str
+    limit: int
+    window_seconds: int
+
+
+def bucket_key(kind: str, *parts: str) -> str:
+    """A bounded key: client addresses and ids are hashed, never stored as given."""
+    digest = hashlib.sha256("\x00".join(parts).encode("utf-8")).hexdigest()
+    return f"{kind}:{digest}"
+
+
+def hit(engine: Engine, limits: list[Limit], *, now: datetime) -> None:
+    """Count one hit in every bucket; raise 429 with ``Retry-After`` when one is over."""
+    epoch = int(now.timestamp())
+    worst: int | None = None
+    with engine.begin() as connection:
+        for item in limits:
+            window = epoch - epoch % item.window_seconds
+            count = connection.execute(_HIT, {"bucket": item.bucket, "window": window}).scalar_one()
+            connection.execute(_PRUNE, {"bucket": item.bucket, "window": window})
+            if int(count) > item.limit:
+                retry = max(1, window + item.window_seconds - epoch)
+                worst = retry if worst is None else max(worst, retry)
+    if worst is not None:
+        raise RateLimited(
+            f"too many requests; try again in {worst} s",
+            headers={"Retry-After": str(worst)},
+            extra={"retry_after": worst},
+        )
