@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     token_default_ttl_days: int = Field(default=90, ge=1)
     auto_migrate: bool = Field(default=True, description="Apply migrations when the app starts.")
     db_retry_seconds: float = Field(default=2.0, gt=0)
+    log_integrate_interval_seconds: float = Field(
+        default=0.5, gt=0, description="How often appended log entries are integrated and signed."
+    )
+    log_selfcheck_max_entries: int | None = Field(
+        default=None,
+        ge=1,
+        description="Start-up tamper check over only the newest N entries (None: the whole log).",
+    )
     # Gated access: how strictly submitted usage attestations are judged.
     attestation_max_bytes: int = Field(default=64 << 10, ge=1024, le=1 << 20)
     attestation_max_age_seconds: int = Field(
@@ -120,7 +128,10 @@ class Settings(BaseSettings):
         default=False, description="Log prompts and outputs as text (else sha256 digests only)."
     )
     generation_batch_window_ms: float = Field(
-        default=4.0, ge=0, le=1000, description="How long a request waits to share a batch."
+        default=2.0,
+        ge=0,
+        le=1000,
+        description="How long a request waits for company when the model is idle (0: none).",
     )
     generation_max_batch: int = Field(default=8, ge=1, le=256)
     watermark_delta: float = Field(default=2.0, gt=0, le=20)

@@ -1,0 +1,238 @@
+"""`tiergate log`: audit a gateway's transparency log over HTTP, and verify receipts offline."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    import httpx
+
+    from licensing.tlog.checkpoint import Checkpoint
+    from licensing.tlog.note import Verifier
+
+_MAX_FILE_BYTES = 4 * 1024 * 1024
+_PAGE = 1000
+
+
+class AuditFailed(click.ClickException):
+    """A check failed: printed as one line, exit status 1."""
+
+    exit_code = 1
+
+    def format_message(self) -> str:
+        return f"FAIL: {self.message}"
+
+
+def _read_bounded(path: Path, what: str) -> bytes:
+    with path.open("rb") as handle:
+        data = handle.read(_MAX_FILE_BYTES + 1)
+    if len(data) > _MAX_FILE_BYTES:
+        raise click.UsageError(f"{what} {path} is larger than {_MAX_FILE_BYTES} bytes")
+    return data
+
+
+def _verifier(vkey: str) -> Verifier:
+    from licensing.errors import TransparencyLogError
+    from licensing.tlog.note import Verifier
+
+    try:
+        return Verifier.from_vkey(vkey.strip())
+    except TransparencyLogError as exc:
+        raise click.BadParameter(f"not a note verifier key: {exc}") from None
+
+
+def _b64(text: str, what: str) -> bytes:
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError, TypeError):
+        raise AuditFailed(f"the gateway sent a {what} that is not base64") from None
+
+
+def _get(http: httpx.Client, path: str, **params: Any) -> httpx.Response:
+    import httpx
+
+    try:
+        response = http.get(path, params=params or None)
+    except httpx.HTTPError as exc:
+        raise AuditFailed(f"GET {path}: {type(exc).__name__}: {exc}") from None
+    if response.status_code != 200:
+        detail = response.text[:300]
+        with_code = response.headers.get("content-type", "").startswith("application/problem")
+        if with_code:
+            body = response.json()
+            detail = f"{body.get('code')}: {body.get('detail')}"
+        raise AuditFailed(f"GET {path} answered {response.status_code} ({detail})")
+    return response
+
+
+def _ok(message: str) -> None:
+    click.echo(f"ok: {message}")
+
+
+@click.group()
+def group() -> None:
+    """Read and audit the transparency log."""
+
+
+def _load_state(path: Path | None) -> dict[str, Any] | None:
+    if path is None or not path.exists():
+        return None
+    try:
+        state = json.loads(_read_bounded(path, "state file"))
+    except json.JSONDecodeError as exc:
+        raise click.UsageError(f"state file {path} is not JSON: {exc}") from None
+    if not isinstance(state, dict):
+        raise click.UsageError(f"state file {path} is not a JSON object")
+    return state
+
+
+def _check_consistency(http: httpx.Client, old: Checkpoint, new: Checkpoint) -> None:
+    from licensing.errors import TransparencyLogError
+    from licensing.tlog.audit import check_consistency
+
+    body = _get(http, "/log/proof/consistency", **{"from": old.size, "to": new.size}).json()
+    proof = [_b64(h, "consistency hash") for h in body.get("consistency_path", [])]
+    try:
+        check_consistency(old, new, proof)
+    except TransparencyLogError as exc:
+        raise AuditFailed(f"size {new.size} does not extend size {old.size}: {exc}") from None
+    _ok(f"checkpoint {new.size} is consistent with the last one seen ({old.size})")
+
+
+def _recompute(http: httpx.Client, checkpoint: Checkpoint) -> int:
+    """Download every entry of ``checkpoint`` and recompute its root; returns entries read."""
+    import hmac
+
+    from licensing.tlog.merkle import leaf_hash, root_from_leaf_hashes
+
+    leaves: list[bytes] = []
+    readable = 0
+    while len(leaves) < checkpoint.size:
+        start = len(leaves)
+        end = min(start + _PAGE, checkpoint.size)
+        page = _get(http, "/log/entries", start=start, end=end).json()
+        for item in page.get("entries", []):
+            index = len(leaves)
+            if item.get("index") != index:
+                raise AuditFailed(f"entry {index} is missing (got {item.get('index')})")
+            claimed = _b64(str(item.get("leaf_hash", "")), "leaf hash")
+            entry = item.get("entry")
+            if entry is not None:
+                readable += 1
+                if not hmac.compare_digest(leaf_hash(entry.encode("utf-8")), claimed):
+                    raise AuditFailed(f"entry {index} does not hash to its leaf hash")
+            leaves.append(claimed)
+        if len(leaves) == start:
+            raise AuditFailed(f"the gateway returned no entries from {start}")
+    root = root_from_leaf_hashes(leaves)
+    if not hmac.compare_digest(root, checkpoint.root_hash):
+        raise AuditFailed(f"the {checkpoint.size} entries do not hash to the signed root")
+    _ok(f"recomputed the root from {len(leaves)} entries ({readable} readable): matches")
+    return len(leaves)
+
+
+@group.command()
+@click.option("--gateway", "gateway_url", required=True, help="Gateway base URL.")
+@click.option("--vkey", default=None, help="The log's verifier key (name+hexid+base64).")
+@click.option(
+    "--vkey-file", type=click.Path(dir_okay=False, path_type=Path), help="File with the vkey."
+)
+@click.option(
+    "--state",
+    "state_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="JSON file remembering the last checkpoint seen (created, then updated).",
+)
+@click.option("--full", is_flag=True, help="Download every entry and recompute the root.")
+@click.option("--token", default=None, help="API token (entries you may read are shown).")
+@click.option("--timeout", default=30.0, show_default=True, help="HTTP timeout in seconds.")
+def verify(
+    gateway_url: str,
+    vkey: str | None,
+    vkey_file: Path | None,
+    state_path: Path | None,
+    full: bool,
+    token: str | None,
+    timeout: float,
+) -> None:
+    """Verify the latest checkpoint, its consistency with the last one seen, and (--full) all
+    entries. Exits non-zero on any failure."""
+    import httpx
+
+    from licensing.errors import TransparencyLogError
+    from licensing.tlog.checkpoint import open_checkpoint
+
+    state = _load_state(state_path)
+    if vkey_file is not None:
+        vkey = _read_bounded(vkey_file, "vkey file").decode("utf-8", "replace")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with httpx.Client(base_url=gateway_url.rstrip("/"), headers=headers, timeout=timeout) as http:
+        if vkey is None and state is not None and isinstance(state.get("vkey"), str):
+            vkey = state["vkey"]
+        if vkey is None:
+            vkey = _get(http, "/log/vkey").text
+            click.echo("warning: trusting the vkey the gateway sent (pass --vkey to pin it)")
+        verifier = _verifier(vkey)
+        note = _get(http, "/log/checkpoint").text
+        try:
+            checkpoint = open_checkpoint(note, [verifier])
+        except TransparencyLogError as exc:
+            raise AuditFailed(f"checkpoint does not verify: {exc}") from None
+        _ok(f"checkpoint of {checkpoint.origin} size {checkpoint.size} signed by {verifier.name}")
+        if state is not None and isinstance(state.get("checkpoint"), str):
+            try:
+                old = open_checkpoint(state["checkpoint"], [verifier])
+            except TransparencyLogError as exc:
+                raise AuditFailed(f"the saved checkpoint does not verify: {exc}") from None
+            if old.origin != checkpoint.origin:
+                raise AuditFailed(f"origin changed from {old.origin} to {checkpoint.origin}")
+            _check_consistency(http, old, checkpoint)
+        if full:
+            _recompute(http, checkpoint)
+    if state_path is not None:
+        state_path.write_text(
+            json.dumps({"vkey": verifier.vkey, "checkpoint": note}, indent=2) + "\n"
+        )
+        _ok(f"saved checkpoint {checkpoint.size} to {state_path}")
+
+
+@group.command("verify-receipt")
+@click.argument("receipt_file", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option("--vkey", required=True, help="The log's verifier key, or @FILE.")
+@click.option(
+    "--entry",
+    "entry_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="The entry bytes, when RECEIPT_FILE is a bare tlog-proof (not the gateway's JSON).",
+)
+def verify_receipt_command(receipt_file: Path, vkey: str, entry_file: Path | None) -> None:
+    """Verify offline that an entry is in the log (RECEIPT_FILE: JSON from /log/receipt)."""
+    from licensing.errors import TransparencyLogError
+    from licensing.tlog.receipt import verify_receipt
+
+    if vkey.startswith("@"):
+        vkey = _read_bounded(Path(vkey[1:]), "vkey file").decode("utf-8", "replace")
+    verifier = _verifier(vkey)
+    raw = _read_bounded(receipt_file, "receipt file")
+    if entry_file is not None:
+        entry, receipt = _read_bounded(entry_file, "entry file"), raw
+    else:
+        try:
+            body = json.loads(raw)
+            entry, receipt = body["entry"].encode("utf-8"), body["receipt"]
+        except (json.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise click.UsageError(
+                "RECEIPT_FILE is not the gateway's receipt JSON; pass --entry for a bare receipt"
+            ) from None
+    try:
+        verified = verify_receipt(entry, receipt, [verifier])
+    except TransparencyLogError as exc:
+        raise AuditFailed(f"receipt does not verify: {exc}") from None
+    cp = verified.checkpoint
+    _ok(f"entry {verified.index} is in {cp.origin} at size {cp.size}")
