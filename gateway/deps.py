@@ -48,7 +48,9 @@ def get_session(state: StateDep) -> Iterator[Session]:
             raise
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": commit before the response is sent, so a client that acts on an answer
+# never races the transaction that produced it (and a failed commit is still an error reply).
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
 def get_now() -> datetime:

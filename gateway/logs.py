@@ -14,13 +14,16 @@ _SECRET_PATTERNS = (
     re.compile(r"tg_[A-Za-z0-9_-]{8,}"),
     re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]+"),
     re.compile(r"(?i)((?:sig|token|signature)=)[^&\s]+"),
+    # Download-link tokens (gateway.links), wherever they appear: path, header or message.
+    re.compile(r"tgl1\.[A-Za-z0-9_.-]+"),
 )
 
 
 def scrub(text: str) -> str:
     text = _SECRET_PATTERNS[0].sub("tg_***", text)
     text = _SECRET_PATTERNS[1].sub(r"\1***", text)
-    return _SECRET_PATTERNS[2].sub(r"\1***", text)
+    text = _SECRET_PATTERNS[2].sub(r"\1***", text)
+    return _SECRET_PATTERNS[3].sub("tgl1.***", text)
 
 
 class ScrubFilter(logging.Filter):

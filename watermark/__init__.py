@@ -5,6 +5,31 @@ A pure library: torch is imported lazily, detection works without it.
 
 from __future__ import annotations
 
+from watermark.config import PayloadSettings, WatermarkConfig, tokenizer_digest
+from watermark.detector import DetectionResult, WindowScan, detect, detect_text, scan
 from watermark.errors import WatermarkError
+from watermark.keys import WatermarkKey, load_key_file
+from watermark.payload import PayloadDecoding, decode_payload, detect_payload
+from watermark.prf import SCHEME
+from watermark.processor import GreenListProcessor, apply_watermark, build_logits_processors
 
-__all__ = ["WatermarkError"]
+__all__ = [
+    "SCHEME",
+    "DetectionResult",
+    "GreenListProcessor",
+    "PayloadDecoding",
+    "PayloadSettings",
+    "WatermarkConfig",
+    "WatermarkError",
+    "WatermarkKey",
+    "WindowScan",
+    "apply_watermark",
+    "build_logits_processors",
+    "decode_payload",
+    "detect",
+    "detect_payload",
+    "detect_text",
+    "load_key_file",
+    "scan",
+    "tokenizer_digest",
+]

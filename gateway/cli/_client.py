@@ -53,8 +53,11 @@ def api_client(gateway: str, token: str | None, *, timeout: float = 30.0) -> htt
     return httpx.Client(base_url=gateway.rstrip("/"), headers=headers, timeout=timeout)
 
 
-def raise_for_problem(response: httpx.Response) -> None:
-    """Raise the server's problem (its ``detail`` and ``code``) as one clear error line."""
+def raise_for_problem(response: httpx.Response, what: str | None = None) -> None:
+    """Raise the server's problem (its ``detail`` and ``code``) as one clear error line.
+
+    ``what`` names the step that failed ("downloading model.sig") and prefixes the message.
+    """
     if response.is_success:
         return
     detail, code = response.reason_phrase or "request failed", "http_error"
@@ -65,12 +68,15 @@ def raise_for_problem(response: httpx.Response) -> None:
     if isinstance(body, dict):
         detail = str(body.get("detail") or body.get("title") or detail)
         code = str(body.get("code") or code)
+    prefix = f"{what}: " if what else ""
     raise GatewayRequestError(
-        f"{detail} (HTTP {response.status_code})", code=code, status=response.status_code
+        f"{prefix}{detail} (HTTP {response.status_code})", code=code, status=response.status_code
     )
 
 
-def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
+def call(
+    client: httpx.Client, method: str, path: str, *, what: str | None = None, **kwargs: Any
+) -> Any:
     """One request; the JSON answer, or a :class:`GatewayRequestError`."""
     try:
         response = client.request(method, path, **kwargs)
@@ -78,5 +84,5 @@ def call(client: httpx.Client, method: str, path: str, **kwargs: Any) -> Any:
         raise GatewayRequestError(
             f"cannot reach the gateway at {client.base_url}: {exc}", code="unreachable", status=0
         ) from exc
-    raise_for_problem(response)
+    raise_for_problem(response, what)
     return response.json()

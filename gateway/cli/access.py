@@ -273,3 +273,13 @@ def _lists(pairs: tuple[str, ...]) -> dict[str, list[str]]:
             raise click.BadParameter(f"expected FIELD=VALUE, got {pair!r}")
         out.setdefault(name.strip(), []).append(value)
     return out
+
+
+def _attach_link_command() -> None:
+    # `tiergate access link` lives beside the download code it drives.
+    from gateway.cli.links import command as link_command
+
+    group.add_command(link_command)
+
+
+_attach_link_command()

@@ -8,7 +8,7 @@ from typing import Any, cast
 
 import click
 
-from gateway.cli._http import api_client, gateway_options, get_json, send_json
+from gateway.cli._client import api_client, call, gateway_options
 
 QUANT_CHOICE = click.Choice(["int8", "int4", "bf16"])
 
@@ -160,9 +160,7 @@ def build(model_dir: Path, out: Path, **kw: Any) -> None:
 )
 @build_options
 @gateway_options
-def publish(
-    source: Path, out: Path | None, gateway: str | None, token: str | None, **kw: Any
-) -> None:
+def publish(source: Path, out: Path | None, gateway: str, token: str | None, **kw: Any) -> None:
     """Upload a built release folder (or build MODEL_DIR with --out) and publish it.
 
     Resumable: run it again after an interruption and only what is missing is sent.
@@ -234,10 +232,10 @@ def verify(tier_dir: Path, key_path: Path, signature: Path | None) -> None:
 
 @click.command("list")
 @gateway_options
-def list_releases(gateway: str | None, token: str | None) -> None:
+def list_releases(gateway: str, token: str | None) -> None:
     """List releases on the gateway."""
     with api_client(gateway, token) as client:
-        rows = get_json(client, "/api/releases", "listing releases")
+        rows = call(client, "GET", "/api/releases", what="listing releases")
     if not rows:
         click.echo("no releases")
     for row in rows:
@@ -258,12 +256,12 @@ def _split_ref(ref: str) -> tuple[str, str | None]:
 @click.argument("ref", metavar="ORG/NAME[@VERSION]")
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @gateway_options
-def show(ref: str, as_json: bool, gateway: str | None, token: str | None) -> None:
+def show(ref: str, as_json: bool, gateway: str, token: str | None) -> None:
     """Show a release: status, tiers, files with sizes and digests, fidelity."""
     repo, version = _split_ref(ref)
     path = f"/api/releases/{repo}" + (f"/{version}" if version else "")
     with api_client(gateway, token) as client:
-        body = get_json(client, path, f"reading {ref}")
+        body = call(client, "GET", path, what=f"reading {ref}")
     if as_json:
         click.echo(json.dumps(body, indent=2))
         return
@@ -283,17 +281,17 @@ def show(ref: str, as_json: bool, gateway: str | None, token: str | None) -> Non
 @click.argument("ref", metavar="ORG/NAME@VERSION")
 @click.option("--reason", required=True, help="Why, shown to everyone who looks.")
 @gateway_options
-def yank(ref: str, reason: str, gateway: str | None, token: str | None) -> None:
+def yank(ref: str, reason: str, gateway: str, token: str | None) -> None:
     """Hide a release from new downloads, saying why."""
     repo, version = _split_ref(ref)
     if version is None:
         raise click.BadParameter("name the version to yank: ORG/NAME@VERSION")
     with api_client(gateway, token) as client:
-        send_json(
+        call(
             client,
             "POST",
             f"/api/releases/{repo}/{version}/yank",
-            f"yanking {ref}",
+            what=f"yanking {ref}",
             json={"reason": reason},
         )
     click.echo(f"yanked {repo}@{version}: {reason}")

@@ -6,14 +6,15 @@ import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Request, status
-from sqlmodel import Session
+from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth.principal import Principal
-from gateway.db.models import Release
+from gateway.db.models import PublicKeyRecord, Release
 from gateway.deps import NowDep, OptionalPrincipal, SessionDep, StateDep, require_scope
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, NotFound
 from gateway.problems import problem_responses
+from gateway.schemas.downloads import SignerKey
 from gateway.schemas.releases import (
     BlobRef,
     FilePublic,
@@ -123,6 +124,22 @@ def get_release(
     org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
 ) -> ReleasePublic:
     return detail(session, releases.find_release(session, f"{org}/{name}", version, viewer=viewer))
+
+
+@router.get(
+    "/api/releases/{org}/{name}/{version}/key",
+    summary="The public key that signed a release (PEM), to verify its tiers' model.sig.",
+)
+def release_signer_key(
+    org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
+) -> SignerKey:
+    release = releases.find_release(session, f"{org}/{name}", version, viewer=viewer)
+    record = session.exec(
+        select(PublicKeyRecord).where(PublicKeyRecord.key_id == release.signer_key_id)
+    ).first()
+    if record is None:
+        raise NotFound("the signer's key is no longer registered")
+    return SignerKey(key_id=record.key_id, key_type=record.key_type, pem=record.pem)
 
 
 @router.post(

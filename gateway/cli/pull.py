@@ -1,0 +1,211 @@
+"""`tiergate pull`: download a whole tier, resumably, then verify its signature and every file.
+
+Files land in ``DIR.partial`` and the folder is renamed to ``DIR`` only after `verify_tier`
+passes, so a folder named ``DIR`` is always complete and verified. Interrupted downloads
+resume from the partial files with ``Range`` + ``If-Range`` (the sha256 ETag).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import click
+import httpx
+
+from gateway.cli._client import (
+    GatewayRequestError,
+    api_client,
+    call,
+    gateway_options,
+    raise_for_problem,
+)
+
+__all__ = ["command", "pull_tier"]
+
+_CHUNK = 1 << 20
+Progress = Callable[[int], None]
+
+
+def parse_release_ref(ref: str) -> tuple[str, str | None]:
+    repo_id, _, version = ref.partition("@")
+    org, sep, name = repo_id.partition("/")
+    if not sep or not org or not name or "/" in name:
+        raise click.BadParameter(f"expected ORG/NAME[@VERSION], got {ref!r}")
+    return repo_id, version or None
+
+
+def _safe_target(root: Path, rel: str) -> Path:
+    """A file path under ``root`` for a server-given name; anything escaping it is refused."""
+    parts = rel.split("/")
+    if not rel or rel.startswith("/") or "\\" in rel or any(p in ("", ".", "..") for p in parts):
+        raise GatewayRequestError(
+            f"the gateway listed an unsafe file name {rel!r}", code="unsafe_path", status=0
+        )
+    return root.joinpath(*parts)
+
+
+def _source_url(http: httpx.Client, repo_id: str, version: str, tier: str, rel: str,
+                gated: bool) -> str:  # fmt: skip
+    if not gated:
+        return f"/{repo_id}/resolve/{quote(version + '-' + tier, safe='')}/{quote(rel)}"
+    link = call(http, "POST", "/api/links", what=f"getting a link for {rel}",
+        json={"repo_id": repo_id, "version": version, "tier": tier, "path": rel},
+    )  # fmt: skip
+    return str(link["url"])
+
+
+def _download(
+    http: httpx.Client, url: str, target: Path, *, size: int, sha256: str, progress: Progress
+) -> None:
+    have = target.stat().st_size if target.exists() else 0
+    if have > size:
+        target.unlink()
+        have = 0
+    if have == size:
+        progress(size)
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    headers = {"Range": f"bytes={have}-", "If-Range": f'"{sha256}"'} if have else {}
+    try:
+        with http.stream("GET", url, headers=headers, follow_redirects=True) as response:
+            if response.status_code not in (200, 206):
+                response.read()
+
+                raise_for_problem(response, f"downloading {target.name}")
+            mode = "ab" if response.status_code == 206 else "wb"
+            progress(have if mode == "ab" else 0)
+            with target.open(mode) as handle:
+                for chunk in response.iter_bytes(_CHUNK):
+                    handle.write(chunk)
+                    progress(len(chunk))
+    except httpx.TransportError as exc:
+        raise GatewayRequestError(
+            f"downloading {target.name} was interrupted ({exc}); run the same command again "
+            "to resume",
+            code="interrupted",
+            status=0,
+        ) from exc
+    if target.stat().st_size != size:
+        raise GatewayRequestError(
+            f"{target.name}: got {target.stat().st_size} bytes, expected {size}; run again to "
+            "resume",
+            code="size_mismatch",
+            status=0,
+        )
+
+
+def _public_key(http: httpx.Client, repo_id: str, version: str, key_path: Path | None) -> Any:
+    from licensing.keys import PublicKey, load_public_key
+
+    if key_path is not None:
+        return load_public_key(key_path)
+    body = call(
+        http, "GET", f"/api/releases/{repo_id}/{version}/key", what="fetching the signer key"
+    )
+    return PublicKey.from_pem(str(body["pem"]).encode("ascii"))
+
+
+def pull_tier(
+    http: httpx.Client,
+    repo_id: str,
+    version: str | None,
+    tier: str,
+    out: Path,
+    *,
+    key_path: Path | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Download and verify one tier into ``out``; returns ``out``."""
+    from release.verify import TierVerificationError, verify_tier
+
+    if out.exists() and any(out.iterdir()):
+        raise GatewayRequestError(f"{out} exists and is not empty", code="output_exists", status=0)
+    path = f"/api/releases/{repo_id}" + (f"/{version}" if version else "")
+    release = call(http, "GET", path, what=f"looking up {repo_id}")
+    version = str(release["version"])
+    tiers = {t["name"]: t for t in release["tiers"]}
+    if tier not in tiers:
+        raise GatewayRequestError(
+            f"{repo_id}@{version} has no tier {tier!r} (tiers: {', '.join(sorted(tiers))})",
+            code="tier_not_found",
+            status=0,
+        )
+    info = tiers[tier]
+    gated = bool(info["gated"])
+    files = [(f["path"], int(f["size"]), f["sha256"]) for f in info["files"]]
+    partial = out.with_name(out.name + ".partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    total = sum(size for _, size, _ in files)
+    done = 0
+
+    def progress(count: int) -> None:
+        nonlocal done
+        done += count
+        if on_progress is not None:
+            on_progress(done, total)
+
+    for rel, size, sha256 in files:
+        target = _safe_target(partial, rel)
+        url = _source_url(http, repo_id, version, tier, rel, gated)
+        _download(http, url, target, size=size, sha256=sha256, progress=progress)
+    # model.sig is the tier's bundle: small, fetched whole every time.
+    signature = http.get(f"/{repo_id}/resolve/{quote(version + '-' + tier, safe='')}/model.sig")
+    if signature.status_code != 200:
+        raise_for_problem(signature, "downloading model.sig")
+    (partial / "model.sig").write_bytes(signature.content)
+    key = _public_key(http, repo_id, version, key_path)
+    try:
+        verify_tier(partial, key, show_progress=False)
+    except TierVerificationError as exc:
+        # Drop what is wrong so a rerun fetches it again; the folder keeps its .partial name.
+        for name in (*exc.mismatched, *exc.extra):
+            _safe_target(partial, name).unlink(missing_ok=True)
+        raise
+    if out.exists():
+        out.rmdir()
+    os.replace(partial, out)
+    return out
+
+
+@click.command(name="pull")
+@click.argument("ref", metavar="ORG/NAME[@VERSION]")
+@click.option("--tier", default="open", show_default=True, help="Tier: open or optimized.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    default=None,
+    help="Pin the publisher's public key (PEM) instead of fetching it from the gateway.",
+)
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@gateway_options
+def command(
+    ref: str,
+    tier: str,
+    out_dir: Path,
+    key_path: Path | None,
+    quiet: bool,
+    gateway: str,
+    token: str | None,
+) -> None:
+    """Download a release tier into --out, resuming, then verify signature and hashes."""
+    repo_id, version = parse_release_ref(ref)
+    with api_client(gateway, token, timeout=300.0) as http:
+        if quiet:
+            pulled = pull_tier(http, repo_id, version, tier, out_dir, key_path=key_path)
+        else:
+            with click.progressbar(length=1, label=f"{repo_id} [{tier}]", file=None) as bar:
+
+                def show(done: int, total: int) -> None:
+                    bar.length = max(total, 1)
+                    bar.update(done - bar.pos)
+
+                pulled = pull_tier(
+                    http, repo_id, version, tier, out_dir, key_path=key_path, on_progress=show
+                )
+    click.echo(f"{repo_id} [{tier}] -> {pulled}: signature and every sha256 verified")

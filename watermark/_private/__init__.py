@@ -1,0 +1,1 @@
+"""Machinery of the watermark library; nothing here is public API."""
