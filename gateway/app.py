@@ -17,15 +17,28 @@ from gateway.config import Settings
 from gateway.db.engine import make_engine
 from gateway.db.migrate import upgrade
 from gateway.keyring import Keyring, ensure_writable_dir, load_keyring
+from gateway.ledger.runtime import LedgerRuntime
+from gateway.metrics import GatewayMetrics, MetricsMiddleware
 from gateway.middleware import (
     BodyLimitMiddleware,
     JsonContentTypeMiddleware,
     RequestContextMiddleware,
 )
 from gateway.problems import Problem, install_problem_handlers
-from gateway.routes import accounts, admin, health, keys, releases
+from gateway.routes import access as access_routes
+from gateway.routes import accounts, admin, clients, health, keys, oauth, releases
+from gateway.routes import detect as detect_routes
+from gateway.routes import hub as hub_routes
+from gateway.routes import links as link_routes
+from gateway.routes import log as log_routes
+from gateway.routes import metrics as metrics_routes
+from gateway.routes import openai as openai_routes
+from gateway.services.detection import DetectionRuntime
+from gateway.services.detection import register_runtime as register_detection_runtime
+from gateway.services.generation import GenerationService
 from gateway.state import GatewayState, SchemaStatus
-from gateway.storage.local import LocalBlobStore
+from gateway.storage.factory import make_blob_store
+from gateway.web.routes import install_web
 
 log = logging.getLogger("tiergate.app")
 
@@ -78,8 +91,14 @@ def create_app(
         engine=engine if engine is not None else make_engine(settings.resolved_database_url),
         keyring=keyring if keyring is not None else load_keyring(settings.resolved_keys_dir),
         schema=SchemaStatus(ready=not settings.auto_migrate),
-        blobs=LocalBlobStore(settings.resolved_blob_dir),
+        blobs=make_blob_store(settings),
     )
+    ledger = LedgerRuntime.for_gateway(state)
+    generation = GenerationService(state)
+    detector = DetectionRuntime(
+        state.keyring.watermark_master_key, generation.cache, ledger.integrate_now
+    )
+    register_detection_runtime(state.engine, detector)
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -87,7 +106,8 @@ def create_app(
         if settings.auto_migrate and not try_migrate(state):
             task = asyncio.create_task(_migrate_until_ready(state))
         try:
-            yield
+            async with ledger.running(state.schema):
+                yield
         finally:
             if task is not None:
                 task.cancel()
@@ -101,12 +121,28 @@ def create_app(
         lifespan=lifespan,
     )
     app.state.gateway = state
+    app.state.ledger = ledger
+    app.state.generation = generation
+    app.state.detection = detector
+    app.state.metrics = metrics = GatewayMetrics.create(state.engine)
     install_problem_handlers(app)
     app.include_router(health.router)
+    app.include_router(metrics_routes.router)
     app.include_router(accounts.router)
     app.include_router(admin.router)
     app.include_router(keys.router)
     app.include_router(releases.router)
+    app.include_router(access_routes.router)
+    app.include_router(clients.router)
+    app.include_router(oauth.router)
+    app.include_router(log_routes.router)
+    app.include_router(link_routes.router)
+    app.include_router(openai_routes.router)
+    app.include_router(detect_routes.router)
+    # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.
+    install_web(app)
+    # Last: `/{org}/{name}/resolve/...` (Hub compatible) has the shape of a catch-all.
+    app.include_router(hub_routes.router)
 
     # Order: the outermost middleware is added last. Request ids wrap everything so even a
     # 413 from the body limit carries one.
@@ -116,6 +152,8 @@ def create_app(
         default_limit=settings.max_body_bytes,
         limits=[("/api/uploads/", settings.max_upload_chunk_bytes)],
     )
+    # Inside the request-id middleware, outside the body limit: 413s are counted too.
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
     _document_problems(app)
     return app

@@ -47,6 +47,13 @@ class Settings(BaseSettings):
     token_default_ttl_days: int = Field(default=90, ge=1)
     auto_migrate: bool = Field(default=True, description="Apply migrations when the app starts.")
     db_retry_seconds: float = Field(default=2.0, gt=0)
+    # OpenID Connect sign-in for the web UI (all unset: password sign-in only).
+    oidc_issuer: str | None = None
+    oidc_client_id: str | None = None
+    oidc_client_secret: str | None = None
+    oidc_scopes: str | None = None
+    oidc_username_claim: str | None = None
+    oidc_label: str | None = None
     log_integrate_interval_seconds: float = Field(
         default=0.5, gt=0, description="How often appended log entries are integrated and signed."
     )
@@ -128,10 +135,11 @@ class Settings(BaseSettings):
         default=False, description="Log prompts and outputs as text (else sha256 digests only)."
     )
     generation_batch_window_ms: float = Field(
-        default=2.0,
+        default=0.0,
         ge=0,
         le=1000,
-        description="How long a request waits for company when the model is idle (0: none).",
+        description="How long a request waits for company when the model is idle (0: none; "
+        "requests arriving while a batch runs are batched anyway).",
     )
     generation_max_batch: int = Field(default=8, ge=1, le=256)
     watermark_delta: float = Field(default=2.0, gt=0, le=20)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
@@ -48,15 +49,52 @@ def command(
         click.echo(f"  {bootstrap}")
     click.echo(f"Try: curl -H 'Authorization: Bearer <token>' {url}/api/whoami")
     click.echo("More users: tiergate admin create-user NAME --role developer")
+    common = {
+        "host": settings.host,
+        "port": settings.port,
+        "log_config": None,
+        "access_log": False,
+        "timeout_graceful_shutdown": 30,
+    }
+    if workers == 1:
+        uvicorn.run(app, **common)  # type: ignore[arg-type]
+        return
+    # Several worker processes each build their own app from the same settings, passed to
+    # them through the environment (the entry point is where settings are read).
+    for key, value in _settings_env(settings).items():
+        os.environ[key] = value
     uvicorn.run(
-        app,
-        host=settings.host,
-        port=settings.port,
-        log_config=None,
-        access_log=False,
-        workers=None if workers == 1 else workers,
-        timeout_graceful_shutdown=30,
+        "gateway.cli.serve:app_from_environment",
+        factory=True,
+        workers=workers,
+        **common,  # type: ignore[arg-type]
     )
+
+
+def _settings_env(settings: object) -> dict[str, str]:
+    from gateway.config import Settings
+
+    assert isinstance(settings, Settings)
+    out = {
+        "TIERGATE_DATA_DIR": str(settings.data_dir),
+        "TIERGATE_HOST": settings.host,
+        "TIERGATE_PORT": str(settings.port),
+        "TIERGATE_LOG_FORMAT": settings.log_format,
+    }
+    if settings.database_url:
+        out["TIERGATE_DATABASE_URL"] = settings.database_url
+    return out
+
+
+def app_from_environment() -> object:
+    """uvicorn factory for `--workers N`: each worker process reads the settings itself."""
+    from gateway.app import create_app
+    from gateway.config import Settings
+    from gateway.logs import configure_logging
+
+    settings = Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return create_app(settings)
 
 
 def _bootstrap_admin(state: object) -> str | None:

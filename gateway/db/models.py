@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, DateTime, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, DateTime, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 from gateway.db.timeutil import utcnow
@@ -184,4 +184,186 @@ class LogCheckpoint(SQLModel, table=True):
     size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     root_hash: str = Field(sa_column=Column(String(64), nullable=False))
     note: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class PolicyVersion(SQLModel, table=True):
+    """One version of a gated tier's access policy; version 1 comes from the signed statement."""
+
+    __tablename__ = "policy_versions"
+    __table_args__ = (UniqueConstraint("release_id", "tier", "version", name="uq_policy_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    version: int = Field(nullable=False)
+    policy_json: str = Field(sa_column=Column(Text, nullable=False))
+    # None for version 1, which the publisher's signed release statement decided.
+    created_by: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class AccessRequestStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    denied = "denied"
+
+
+class AccessRequest(SQLModel, table=True):
+    """A submitted usage attestation and what became of it."""
+
+    __tablename__ = "access_requests"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    key_id: str = Field(sa_column=Column(String(64), nullable=False))
+    # UNIQUE in the database: a replayed attestation fails here, whichever process sees it.
+    nonce: str = Field(sa_column=Column(String(128), unique=True, nullable=False))
+    # The DSSE envelope exactly as submitted, so anyone can re-verify the decision later.
+    attestation: str = Field(sa_column=Column(Text, nullable=False))
+    attestation_digest: str = Field(sa_column=Column(String(64), nullable=False))
+    fields_json: str = Field(sa_column=Column(Text, nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False, index=True))
+    policy_version_id: int = Field(foreign_key="policy_versions.id")
+    reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    decided_by: int | None = Field(default=None, foreign_key="users.id")
+    decided_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    attestation_expires_at: datetime = Field(sa_column=_ts())
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class Grant(SQLModel, table=True):
+    """Access to one gated tier for one account, until ``expires_at`` or revocation."""
+
+    __tablename__ = "grants"
+
+    id: int | None = Field(default=None, primary_key=True)
+    user_id: int = Field(foreign_key="users.id", index=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    request_id: int = Field(foreign_key="access_requests.id", unique=True)
+    policy_version_id: int = Field(foreign_key="policy_versions.id")
+    decision: str = Field(sa_column=Column(String(16), nullable=False))  # "auto" or "manual"
+    decided_by: int | None = Field(default=None, foreign_key="users.id")
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    revoked_by: int | None = Field(default=None, foreign_key="users.id")
+    revoke_reason: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+
+
+class OAuthClient(SQLModel, table=True):
+    """A service's client-credentials identity, acting for (and never beyond) its owner."""
+
+    __tablename__ = "oauth_clients"
+
+    id: int | None = Field(default=None, primary_key=True)
+    client_id: str = Field(sa_column=Column(String(64), unique=True, nullable=False, index=True))
+    # sha256 of the secret (256 random bits, so no KDF is needed); the secret is never stored.
+    secret_hash: str = Field(sa_column=Column(String(64), nullable=False))
+    name: str = Field(sa_column=Column(String(100), nullable=False))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    scopes: str = Field(sa_column=Column(String(500), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+
+
+class RevokedJti(SQLModel, table=True):
+    """An access token revoked before its expiry (RFC 7009), checked on every use."""
+
+    __tablename__ = "revoked_jtis"
+
+    jti: str = Field(sa_column=Column(String(64), primary_key=True))
+    client_id: str = Field(sa_column=Column(String(64), nullable=False))
+    expires_at: datetime = Field(sa_column=_ts())
+    revoked_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class RateLimitCounter(SQLModel, table=True):
+    """A fixed-window counter, bumped by one atomic upsert so every replica shares it."""
+
+    __tablename__ = "rate_limits"
+
+    bucket: str = Field(sa_column=Column(String(200), primary_key=True))
+    window_start: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    count: int = Field(nullable=False)
+
+
+class DownloadLink(SQLModel, table=True):
+    """An issued download link: what it opens and how many bytes it has served.
+
+    The link itself is a self-contained signed token; this row exists so that the byte budget
+    holds across gateway processes (one atomic UPDATE per response) and issuance is auditable.
+    """
+
+    __tablename__ = "download_links"
+
+    # The link id carried in the signed claim (random, url-safe).
+    id: str = Field(sa_column=Column(String(32), primary_key=True))
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    path: str = Field(sa_column=Column(String(1024), nullable=False))
+    sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    user_id: int | None = Field(default=None, foreign_key="users.id", index=True)
+    grant_id: int | None = Field(default=None, foreign_key="grants.id", index=True)
+    key_id: str = Field(sa_column=Column(String(32), nullable=False))
+    issued_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+    byte_budget: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bytes_served: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+
+
+class WebSession(SQLModel, table=True):
+    """A signed-in browser session; kept in the database so every replica accepts it."""
+
+    __tablename__ = "web_sessions"
+
+    # sha256 of the random cookie value: a stolen database row cannot be replayed as a cookie.
+    id_hash: str = Field(sa_column=Column(String(64), primary_key=True))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    # Random secret the session's CSRF tokens are derived from (HMAC), never sent as-is.
+    csrf_secret: str = Field(sa_column=Column(String(64), nullable=False))
+    # How the account signed in: "password" or "oidc".
+    method: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    expires_at: datetime = Field(sa_column=_ts())
+
+
+class WatermarkKeyRecord(SQLModel, table=True):
+    """A derived watermark key in use: its public id and config, never its secret.
+
+    ``next_tag`` is the call-tag counter of this key, bumped by one atomic UPDATE so that
+    every gateway process draws distinct tags (see docs/generation.md).
+    """
+
+    __tablename__ = "watermark_keys"
+
+    key_id: str = Field(sa_column=Column(String(16), primary_key=True))
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    config_json: str = Field(sa_column=Column(Text, nullable=False))
+    next_tag: int = Field(default=0, sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class GenerationCall(SQLModel, table=True):
+    """One generated choice: the call tag (payload) it carries and the log entry of its call."""
+
+    __tablename__ = "generation_calls"
+    __table_args__ = (
+        UniqueConstraint("call_id", "choice_index", name="uq_generation_choice"),
+        Index("ix_generation_calls_key_payload", "key_id", "payload"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: str = Field(sa_column=Column(String(40), nullable=False, index=True))
+    choice_index: int = Field(nullable=False)
+    key_id: str = Field(sa_column=Column(String(16), nullable=False))
+    payload: int = Field(sa_column=Column(BigInteger, nullable=False))
+    log_index: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    user_id: int = Field(foreign_key="users.id", index=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

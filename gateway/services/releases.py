@@ -11,6 +11,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlmodel import Session, col, select
 
@@ -260,9 +261,18 @@ def expected_blob_size(session: Session, principal: Principal, sha256: str) -> i
 
 
 def record_blob(session: Session, sha256: str, size: int, now: datetime) -> None:
-    if session.get(Blob, sha256) is None:
-        session.add(Blob(sha256=sha256, size=size, created_at=now))
-        session.flush()
+    """Record a stored blob; idempotent, also when two replicas finish the same upload."""
+    values = {"sha256": sha256, "size": size, "created_at": now}
+    dialect = session.get_bind().dialect.name
+    insert_: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as insert_
+    else:
+        from sqlalchemy.dialects.sqlite import insert as insert_
+    table = Blob.__table__  # type: ignore[attr-defined]
+    session.execute(
+        insert_(table).values(**values).on_conflict_do_nothing(index_elements=["sha256"])
+    )
 
 
 def find_release(

@@ -154,6 +154,19 @@ class BlobStore(Protocol):
         """
         ...
 
+    def presigned_url(
+        self, sha256: str, *, expires_in: int, filename: str | None = None
+    ) -> str | None:
+        """A URL that serves the blob directly from the backend, or None to stream it instead.
+
+        Valid for at most ``expires_in`` seconds (backends cap it lower still); ``filename``
+        becomes the download's ``Content-Disposition`` name. Only called after the gateway's
+        own checks (link, grant, budget), so the URL must be short-lived. Local backends
+        return None. No request is made: the caller knows from its database that the blob is
+        stored.
+        """
+        ...
+
     def delete(self, sha256: str) -> None:
         """Remove the blob. Idempotent: deleting an absent blob is not an error."""
         ...

@@ -217,6 +217,13 @@ class LocalBlobStore:
                 raise BlobNotFound(sha256)
         return path
 
+    def presigned_url(
+        self, sha256: str, *, expires_in: int, filename: str | None = None
+    ) -> str | None:
+        # Local blobs have no URL of their own: the gateway streams them (zero copy).
+        check_sha256(sha256)
+        return None
+
     def delete(self, sha256: str) -> None:
         path = self._blob_path(sha256)
         with wrap_os_errors("deleting blob"), contextlib.suppress(FileNotFoundError):

@@ -53,9 +53,25 @@ def test_build_verify_publish_list_yank(
     out = tmp_path / "release"
     built = ok(
         tiergate(
-            "release", "build", str(tiny_model_dir), "--out", str(out), "--repo", "acme/tiny",
-            "--version", "1.0.0", "--key", str(key), "--license", "apache-2.0",
-            "--terms", str(terms), "--approval", "auto", "--field", "org:text:Organisation",
+            "release",
+            "build",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            "--repo",
+            "acme/tiny",
+            "--version",
+            "1.0.0",
+            "--key",
+            str(key),
+            "--license",
+            "apache-2.0",
+            "--terms",
+            str(terms),
+            "--approval",
+            "auto",
+            "--field",
+            "org:text:Organisation",
         )
     )
     assert "top-1 agreement" in built
@@ -63,10 +79,23 @@ def test_build_verify_publish_list_yank(
         assert "OK" in ok(tiergate("release", "verify", str(out / tier), "--key", str(pub)))
         # The tool people already trust accepts our signature unchanged.
         checked = subprocess.run(
-            [sys.executable, "-m", "model_signing", "verify", "key", str(out / tier),
-             "--signature", str(out / tier / "model.sig"), "--public_key", str(pub),
-             "--ignore_unsigned_files"],
-            capture_output=True, text=True, timeout=120, check=False,
+            [
+                sys.executable,
+                "-m",
+                "model_signing",
+                "verify",
+                "key",
+                str(out / tier),
+                "--signature",
+                str(out / tier / "model.sig"),
+                "--public_key",
+                str(pub),
+                "--ignore_unsigned_files",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
         )
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
@@ -89,7 +118,9 @@ def test_build_verify_publish_list_yank(
     assert sizes["optimized"] < sizes["open"] * 0.5
     assert "extra_gated_fields" in detail["model_card"]
 
-    yanked = ok(tiergate("release", "yank", "acme/tiny@1.0.0", "--reason", "bad tokenizer", env=env))
+    yanked = ok(
+        tiergate("release", "yank", "acme/tiny@1.0.0", "--reason", "bad tokenizer", env=env)
+    )
     assert "yanked" in yanked
     shown = json.loads(ok(tiergate("release", "show", "acme/tiny@1.0.0", "--json", env=env)))
     assert (shown["status"], shown["yank_reason"]) == ("yanked", "bad tokenizer")
@@ -112,8 +143,21 @@ def test_publish_refuses_unregistered_key_and_leaves_nothing(
         headers=bob.headers,
     ).raise_for_status()
     out = tmp_path / "release"
-    ok(tiergate("release", "build", str(tiny_model_dir), "--out", str(out), "--repo", "acme/x",
-                "--version", "1.0.0", "--key", str(rogue_key)))
+    ok(
+        tiergate(
+            "release",
+            "build",
+            str(tiny_model_dir),
+            "--out",
+            str(out),
+            "--repo",
+            "acme/x",
+            "--version",
+            "1.0.0",
+            "--key",
+            str(rogue_key),
+        )
+    )
     refused = tiergate("release", "publish", str(out), env=env)
     assert refused.returncode == 1
     assert "release_rejected" in refused.stderr
@@ -122,7 +166,11 @@ def test_publish_refuses_unregistered_key_and_leaves_nothing(
 
     # Another org's publisher cannot publish into acme.
     eve = make_account("eve", "publisher", org="evil")
-    denied = tiergate("release", "publish", str(out),
-                      env={"TIERGATE_GATEWAY": live_server.url, "TIERGATE_TOKEN": eve.token})
+    denied = tiergate(
+        "release",
+        "publish",
+        str(out),
+        env={"TIERGATE_GATEWAY": live_server.url, "TIERGATE_TOKEN": eve.token},
+    )
     assert denied.returncode == 1
     assert "forbidden" in denied.stderr

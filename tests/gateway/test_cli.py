@@ -42,7 +42,8 @@ def test_help_does_not_import_heavy_modules() -> None:
     code = (
         "import sys; from gateway.cli.main import main\n"
         "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-        "heavy = [m for m in ('torch', 'transformers', 'fastapi', 'sqlalchemy') if m in sys.modules]\n"
+        "names = ('torch', 'transformers', 'fastapi', 'sqlalchemy')\n"
+        "heavy = [m for m in names if m in sys.modules]\n"
         "print('HEAVY', heavy)"
     )
     out = subprocess.run(

@@ -22,8 +22,17 @@ from gateway.storage import (
 )
 from tests.gateway.storage_contract import BAD_DIGESTS, BlobStoreContract, read_all, sha256_hex
 
-# One entry per backend; an S3 backend adds its factory here (skipped when unavailable).
-BACKENDS: dict[str, Callable[[Path], BlobStore]] = {"local": LocalBlobStore}
+
+def _s3_store(_tmp_path: Path) -> BlobStore:
+    # A real HTTP S3 endpoint (moto's server), one fresh key prefix per test; skips if absent.
+    from tests.scale.s3server import make_s3_store
+
+    store: BlobStore = make_s3_store()
+    return store
+
+
+# One entry per backend; each runs the whole contract.
+BACKENDS: dict[str, Callable[[Path], BlobStore]] = {"local": LocalBlobStore, "s3": _s3_store}
 
 
 @pytest.fixture(params=sorted(BACKENDS))

@@ -1,0 +1,1 @@
+"""Generation behind the OpenAI-compatible API: model cache, watermarked sampling, batching."""

@@ -1,0 +1,363 @@
+"""Models served from the gateway's own stored releases: materialize, verify, load, cache (LRU).
+
+A tier's files are materialized from blobs into ``<data_dir>/model-cache/<manifest digest>``
+(hard links for local blobs, a streamed copy otherwise), its ``model.sig`` written from the
+tier's stored bundle, and the folder checked with ``release.verify.verify_tier`` against the
+signer's registered public key before anything is loaded: the gateway only runs weights the
+publisher signed. Loaded models stay in memory under a byte budget, least recently used out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import threading
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
+
+from gateway.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
+from gateway.storage.base import BlobStore
+from licensing.keys import PublicKey
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from sqlmodel import Session
+
+    from gateway.auth.principal import Principal
+    from gateway.db.models import Release
+
+__all__ = [
+    "GrantRequired",
+    "LoadedModel",
+    "ModelCache",
+    "ModelRef",
+    "TierFile",
+    "UsableModel",
+    "parse_model_name",
+    "resolve_model",
+    "usable_models",
+]
+
+DEFAULT_TIER = "open"
+_MODEL_NAME = re.compile(
+    r"(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,95})"
+    r"(?:@(?P<version>[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}))?(?::(?P<tier>[a-z0-9_-]{1,32}))?"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class TierFile:
+    path: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class ModelRef:
+    """One released model tier, as the database describes it."""
+
+    release_id: int
+    repo_id: str
+    version: str
+    tier: str
+    manifest_digest: str
+    statement_digest: str
+    bundle: str
+    files: tuple[TierFile, ...]
+    public_key_pem: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.repo_id}@{self.version}:{self.tier}"
+
+
+@dataclass
+class LoadedModel:
+    ref: ModelRef
+    model: Any
+    tokenizer: Any
+    size_bytes: int
+    vocab_size: int
+    # Watermark key/config of this model, filled once by the generation service.
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class ModelLoadFailed(ServiceUnavailable):
+    code = "model_unavailable"
+    title = "Model unavailable"
+
+
+class ModelNotVerified(ValidationFailed):
+    code = "model_not_verified"
+    title = "Model failed verification"
+
+
+def _safe_relative(path: str) -> PurePosixPath:
+    rel = PurePosixPath(path)
+    if rel.is_absolute() or ".." in rel.parts or not rel.parts or "\\" in path:
+        raise ModelNotVerified(f"refusing to materialize unsafe path {path!r}")
+    return rel
+
+
+def _model_bytes(model: Any) -> int:
+    total = 0
+    for tensor in list(model.parameters()) + list(model.buffers()):
+        total += int(tensor.numel()) * int(tensor.element_size())
+    return total
+
+
+class ModelCache:
+    """Thread-safe LRU of loaded models, bounded by ``budget_bytes`` of weights."""
+
+    def __init__(
+        self,
+        directory: Path,
+        blobs: BlobStore,
+        budget_bytes: int,
+        *,
+        loader: Callable[[Path], Any] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.blobs = blobs
+        self.budget_bytes = budget_bytes
+        self._loader = loader
+        self._models: OrderedDict[str, LoadedModel] = OrderedDict()
+        self._tokenizers: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+        self._loading: dict[str, threading.Lock] = {}
+        self.loads = 0
+
+    # ------------------------------------------------------------------ files
+
+    def materialize(self, ref: ModelRef) -> Path:
+        """The verified folder of ``ref`` (built on first use, re-verified on every load)."""
+        from release.verify import TierVerificationError, verify_tier
+
+        target = self.directory / ref.manifest_digest
+        if not target.is_dir():
+            self.directory.mkdir(parents=True, exist_ok=True)
+            unique = f"{os.getpid()}-{threading.get_ident()}"
+            staging = self.directory / f".tmp-{ref.manifest_digest}-{unique}"
+            shutil.rmtree(staging, ignore_errors=True)
+            try:
+                for file in ref.files:
+                    self._write_file(staging, file)
+                (staging / "model.sig").write_text(ref.bundle, encoding="utf-8")
+                try:
+                    staging.rename(target)
+                except OSError:
+                    if not target.is_dir():  # another thread or process won: keep theirs
+                        raise
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+        try:
+            verify_tier(target, PublicKey.from_pem(ref.public_key_pem.encode("ascii")))
+        except TierVerificationError as exc:
+            # A corrupted cache must not stay: the next request rebuilds it from the blobs.
+            shutil.rmtree(target, ignore_errors=True)
+            raise ModelNotVerified(f"{ref.name} failed verification: {exc.message}") from exc
+        return target
+
+    def _write_file(self, root: Path, file: TierFile) -> None:
+        out = root / _safe_relative(file.path)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        local = self.blobs.local_path(file.sha256)
+        if local is not None:
+            try:
+                os.link(local, out)
+                return
+            except OSError:
+                shutil.copyfile(local, out)
+                return
+        chunks = self.blobs.open_range(file.sha256)
+        try:
+            with out.open("wb") as handle:
+                for chunk in chunks:
+                    handle.write(chunk)
+        finally:
+            close = getattr(chunks, "close", None)
+            if close is not None:
+                close()
+
+    # ------------------------------------------------------------------ models
+
+    def get(self, ref: ModelRef) -> LoadedModel:
+        key = ref.name
+        with self._lock:
+            found = self._models.get(key)
+            if found is not None:
+                self._models.move_to_end(key)
+                return found
+            loading = self._loading.setdefault(key, threading.Lock())
+        with loading:  # one load per model, others wait for it
+            with self._lock:
+                found = self._models.get(key)
+                if found is not None:
+                    self._models.move_to_end(key)
+                    return found
+            loaded = self._load(ref)
+            with self._lock:
+                self._models[key] = loaded
+                self._evict()
+                self._loading.pop(key, None)
+            return loaded
+
+    def _evict(self) -> None:
+        total = sum(m.size_bytes for m in self._models.values())
+        while total > self.budget_bytes and len(self._models) > 1:
+            _, dropped = self._models.popitem(last=False)
+            total -= dropped.size_bytes
+
+    def _load(self, ref: ModelRef) -> LoadedModel:
+        directory = self.materialize(ref)
+        try:
+            if self._loader is not None:
+                model = self._loader(directory)
+            else:
+                from release.loader import load_model
+
+                model = load_model(directory)
+            tokenizer = self._load_tokenizer(directory)
+        except (OSError, ValueError) as exc:
+            raise ModelLoadFailed(f"cannot load {ref.name}: {exc}") from exc
+        self.loads += 1
+        return LoadedModel(
+            ref=ref,
+            model=model,
+            tokenizer=tokenizer,
+            size_bytes=_model_bytes(model),
+            vocab_size=int(model.config.vocab_size),
+        )
+
+    @staticmethod
+    def _load_tokenizer(directory: Path) -> Any:
+        from transformers import AutoTokenizer
+
+        tokenizer = AutoTokenizer.from_pretrained(str(directory), local_files_only=True)
+        if tokenizer.pad_token_id is None:
+            tokenizer.pad_token = tokenizer.eos_token
+        # Batched prompts are padded on the left so every row's next token follows its prompt.
+        tokenizer.padding_side = "left"
+        return tokenizer
+
+    def tokenizer(self, ref: ModelRef) -> Any:
+        """Just the tokenizer (for detection): verified folder, no weights loaded."""
+        key = ref.name
+        with self._lock:
+            loaded = self._models.get(key)
+            if loaded is not None:
+                return loaded.tokenizer
+            found = self._tokenizers.get(key)
+            if found is not None:
+                return found
+        tokenizer = self._load_tokenizer(self.materialize(ref))
+        with self._lock:
+            self._tokenizers[key] = tokenizer
+            while len(self._tokenizers) > 64:
+                self._tokenizers.popitem(last=False)
+        return tokenizer
+
+    def loaded_names(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+
+class GrantRequired(Forbidden):
+    code = "grant_required"
+    title = "Access grant required"
+
+
+def parse_model_name(name: str) -> tuple[str, str | None, str]:
+    """``ORG/NAME[@VERSION][:tier]`` -> (repo_id, version or None for the latest, tier)."""
+    match = _MODEL_NAME.fullmatch(name)
+    if match is None:
+        raise ValidationFailed(f"model must look like ORG/NAME[@VERSION][:tier], got {name!r:.200}")
+    return match["repo"], match["version"], match["tier"] or DEFAULT_TIER
+
+
+def resolve_model(
+    session: Session, principal: Principal | None, name: str, now: datetime, *, for_use: bool
+) -> tuple[Release, ModelRef]:
+    """The published release tier ``name`` points at; a gated tier needs a live grant to use."""
+    from sqlmodel import select
+
+    from gateway.db.models import PublicKeyRecord, ReleaseStatus
+    from gateway.services import releases
+    from gateway.services.access import active_grant
+
+    repo_id, version, tier = parse_model_name(name)
+    release = releases.find_release(session, repo_id, version, viewer=principal)
+    if for_use and release.status != ReleaseStatus.published.value:
+        raise Conflict(f"{repo_id}@{release.version} is {release.status}; it cannot be used")
+    tiers = {t.tier: t for t in releases.release_tiers(session, release)}
+    row = tiers.get(tier)
+    if row is None:
+        raise NotFound(f"{repo_id}@{release.version} has no tier {tier!r} ({', '.join(tiers)})")
+    if (
+        for_use
+        and row.gated
+        and (principal is None or active_grant(session, principal, release, tier, now) is None)
+    ):
+        raise GrantRequired(
+            f"{repo_id}@{release.version}:{tier} is gated: request access first "
+            f"(tiergate access request {repo_id})"
+        )
+    key = session.exec(
+        select(PublicKeyRecord).where(PublicKeyRecord.key_id == release.signer_key_id)
+    ).first()
+    if key is None:
+        raise Conflict(f"the key that signed {repo_id}@{release.version} is not registered")
+    files = tuple(
+        TierFile(f.path, f.sha256, f.size) for f in releases.release_files(session, release, tier)
+    )
+    assert release.id is not None
+    ref = ModelRef(
+        release_id=release.id,
+        repo_id=repo_id,
+        version=release.version,
+        tier=tier,
+        manifest_digest=row.manifest_digest,
+        statement_digest=release.statement_digest,
+        bundle=row.bundle,
+        files=files,
+        public_key_pem=key.pem,
+    )
+    return release, ref
+
+
+@dataclass(frozen=True, slots=True)
+class UsableModel:
+    id: str
+    created: int
+    owned_by: str
+    gated: bool
+
+
+def usable_models(session: Session, principal: Principal, now: datetime) -> list[UsableModel]:
+    """Published release tiers ``principal`` may generate with (gated ones need a live grant)."""
+    from gateway.db.models import ReleaseStatus
+    from gateway.services import releases
+    from gateway.services.access import active_grant
+
+    out = []
+    for release in releases.list_releases(session, principal):
+        if release.status != ReleaseStatus.published.value:
+            continue
+        created = int((release.published_at or release.created_at).timestamp())
+        for tier in releases.release_tiers(session, release):
+            if tier.gated and active_grant(session, principal, release, tier.tier, now) is None:
+                continue
+            out.append(
+                UsableModel(
+                    id=f"{release.repo_id}@{release.version}:{tier.tier}",
+                    created=created,
+                    owned_by=release.repo_id.split("/", 1)[0],
+                    gated=tier.gated,
+                )
+            )
+    return out

@@ -1,0 +1,287 @@
+"""`/v1/...`: the OpenAI-compatible generation API (completions, chat completions, models).
+
+Every output is watermarked at sampling time and logged; the response's ``tiergate`` object
+names the call, its log index and the watermark key id. ``stream: true`` answers with
+server-sent events in OpenAI's chunk format, the last chunk carrying ``tiergate``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import StreamingResponse
+
+from gateway.auth.principal import Principal
+from gateway.deps import NowDep, SessionDep, require_scope
+from gateway.errors import GatewayError, ValidationFailed
+from gateway.generation.models import usable_models
+from gateway.generation.sampler import Choice, SamplingParams
+from gateway.problems import problem_responses
+from gateway.schemas.openai import (
+    ChatChoice,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatLogprobs,
+    ChatMessageOut,
+    CompletionChoice,
+    CompletionLogprobs,
+    CompletionRequest,
+    CompletionResponse,
+    ModelCard,
+    ModelList,
+    TiergateInfo,
+    TokenLogprob,
+    TopLogprob,
+    Usage,
+)
+from gateway.services.generation import GenerationInput, GenerationResult, GenerationService
+
+router = APIRouter(
+    prefix="/v1", tags=["generation"], responses=problem_responses(401, 403, 404, 422, 429, 503)
+)
+Generator = Annotated[Principal, Depends(require_scope("generate"))]
+_SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+
+
+def get_generation(request: Request) -> GenerationService:
+    service: GenerationService = request.app.state.generation
+    return service
+
+
+GenerationDep = Annotated[GenerationService, Depends(get_generation)]
+
+
+def _bounded(service: GenerationService, body: Any, max_tokens: int | None, default: int) -> int:
+    settings = service.state.settings
+    wanted = max_tokens if max_tokens is not None else min(default, settings.generation_max_tokens)
+    if wanted > settings.generation_max_tokens:
+        raise ValidationFailed(
+            f"max_tokens is at most {settings.generation_max_tokens} on this gateway",
+            extra={"param": "max_tokens"},
+        )
+    if body.n > settings.generation_max_n:
+        raise ValidationFailed(
+            f"n is at most {settings.generation_max_n} on this gateway", extra={"param": "n"}
+        )
+    if body.stream and body.n != 1:
+        raise ValidationFailed("streaming supports n=1 only", extra={"param": "n"})
+    return wanted
+
+
+def _tiergate(result: GenerationResult) -> TiergateInfo:
+    return TiergateInfo(
+        call_id=result.call_id,
+        log_index=result.log_index,
+        watermark_key_id=result.watermark_key_id,
+        payload=result.payloads[0],
+        payloads=result.payloads,
+        model=result.model,
+    )
+
+
+def _usage(result: GenerationResult) -> Usage:
+    return Usage(
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        total_tokens=result.prompt_tokens + result.completion_tokens,
+    )
+
+
+def _completion_logprobs(choice: Choice, tokenizer: Any) -> CompletionLogprobs | None:
+    if choice.logprobs is None:
+        return None
+    tokens = [tokenizer.decode([t]) for t in choice.token_ids]
+    offsets, at = [], 0
+    for token in tokens:
+        offsets.append(at)
+        at += len(token)
+    return CompletionLogprobs(
+        tokens=tokens,
+        token_logprobs=choice.logprobs,
+        top_logprobs=choice.top_logprobs,
+        text_offset=offsets,
+    )
+
+
+def _chat_logprobs(choice: Choice, tokenizer: Any) -> ChatLogprobs | None:
+    if choice.logprobs is None:
+        return None
+    content = []
+    for i, (token, logprob) in enumerate(zip(choice.token_ids, choice.logprobs, strict=True)):
+        piece = tokenizer.decode([token])
+        tops = choice.top_logprobs[i] if choice.top_logprobs else {}
+        content.append(
+            TokenLogprob(
+                token=piece,
+                logprob=logprob,
+                bytes=list(piece.encode("utf-8")),
+                top_logprobs=[TopLogprob(token=t, logprob=v) for t, v in tops.items()],
+            )
+        )
+    return ChatLogprobs(content=content)
+
+
+def _sse(data: dict[str, Any] | str) -> bytes:
+    payload = data if isinstance(data, str) else json.dumps(data, separators=(",", ":"))
+    return f"data: {payload}\n\n".encode()
+
+
+def _stream_response(
+    call_id: str,
+    model: str,
+    events: AsyncIterator[str | GenerationResult],
+    *,
+    chat: bool,
+) -> StreamingResponse:
+    created = int(time.time())
+    kind = "chat.completion.chunk" if chat else "text_completion"
+
+    def chunk(delta: str | None, finish: str | None, **extra: Any) -> dict[str, Any]:
+        if chat:
+            body: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish}
+            if delta is not None:
+                body["delta"] = {"role": "assistant", "content": delta}
+        else:
+            body = {"index": 0, "text": delta or "", "finish_reason": finish, "logprobs": None}
+        return {
+            "id": call_id,
+            "object": kind,
+            "created": created,
+            "model": model,
+            "choices": [body],
+            **extra,
+        }
+
+    async def body() -> AsyncIterator[bytes]:
+        try:
+            async for event in events:
+                if isinstance(event, str):
+                    yield _sse(chunk(event, None))
+                else:
+                    final = chunk(
+                        None if chat else "",
+                        event.choices[0].finish_reason,
+                        usage=_usage(event).model_dump(),
+                        tiergate=_tiergate(event).model_dump(),
+                    )
+                    yield _sse(final)
+        except GatewayError as exc:  # after the headers: report in-band, as OpenAI does
+            yield _sse({"error": {"message": exc.message, "type": exc.code, "code": exc.code}})
+        yield _sse("[DONE]")
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+@router.post(
+    "/completions",
+    summary="Complete a prompt (OpenAI-compatible), watermarked and logged.",
+    response_model=CompletionResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def create_completion(
+    body: CompletionRequest, principal: Generator, service: GenerationDep, now: NowDep
+) -> Any:
+    max_tokens = _bounded(service, body, body.max_tokens, 16)
+    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
+    if len(prompts) != 1:
+        raise ValidationFailed("send one prompt per call", extra={"param": "prompt"})
+    request = GenerationInput(
+        model=body.model,
+        params=SamplingParams(
+            max_tokens=max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=body.stop_sequences(),
+            seed=body.seed,
+            logprobs=body.logprobs,
+        ),
+        n=body.n,
+        prompt=prompts[0],
+        endpoint="completions",
+    )
+    if body.stream:
+        call_id, model, events = await service.stream(principal, request, now)
+        return _stream_response(call_id, model, events, chat=False)
+    result = await service.complete(principal, request, now)
+    tokenizer = result.tokenizer
+    return CompletionResponse(
+        id=result.call_id,
+        created=result.created,
+        model=result.model,
+        choices=[
+            CompletionChoice(
+                index=i,
+                text=(prompts[0] if body.echo else "") + c.text,
+                finish_reason=c.finish_reason,
+                logprobs=_completion_logprobs(c, tokenizer),
+            )
+            for i, c in enumerate(result.choices)
+        ],
+        usage=_usage(result),
+        tiergate=_tiergate(result),
+    )
+
+
+@router.post(
+    "/chat/completions",
+    summary="Chat completion (OpenAI-compatible) with the model's chat template, watermarked.",
+    response_model=ChatCompletionResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+async def create_chat_completion(
+    body: ChatCompletionRequest, principal: Generator, service: GenerationDep, now: NowDep
+) -> Any:
+    max_tokens = _bounded(service, body, body.max_completion_tokens or body.max_tokens, 128)
+    request = GenerationInput(
+        model=body.model,
+        params=SamplingParams(
+            max_tokens=max_tokens,
+            temperature=body.temperature,
+            top_p=body.top_p,
+            stop=body.stop_sequences(),
+            seed=body.seed,
+            logprobs=(body.top_logprobs or 0) if body.logprobs else None,
+        ),
+        n=body.n,
+        messages=[{"role": m.role, "content": m.text()} for m in body.messages],
+        endpoint="chat.completions",
+    )
+    if body.stream:
+        call_id, model, events = await service.stream(principal, request, now)
+        return _stream_response(call_id, model, events, chat=True)
+    result = await service.complete(principal, request, now)
+    tokenizer = result.tokenizer
+    return ChatCompletionResponse(
+        id=result.call_id,
+        created=result.created,
+        model=result.model,
+        choices=[
+            ChatChoice(
+                index=i,
+                message=ChatMessageOut(content=c.text),
+                finish_reason=c.finish_reason,
+                logprobs=_chat_logprobs(c, tokenizer),
+            )
+            for i, c in enumerate(result.choices)
+        ],
+        usage=_usage(result),
+        tiergate=_tiergate(result),
+    )
+
+
+@router.get(
+    "/models",
+    summary="Models the caller may generate with (gated tiers only with a live grant).",
+    response_model=ModelList,
+)
+def list_models(session: SessionDep, principal: Generator, now: NowDep) -> ModelList:
+    return ModelList(
+        data=[
+            ModelCard(id=m.id, created=m.created, owned_by=m.owned_by, gated=m.gated)
+            for m in usable_models(session, principal, now)
+        ]
+    )

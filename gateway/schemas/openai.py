@@ -1,0 +1,206 @@
+"""HTTP shapes of the OpenAI-compatible API (completions, chat, models) and of detection.
+
+Request models ignore fields they do not know (clients send ``user``, ``stream_options``,
+...); responses add one extension object, ``tiergate``, which the ``openai`` client keeps
+as an extra attribute.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_TEXT_CHARS = 200_000
+
+
+class _Request(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(max_length=200, description="ORG/NAME[@VERSION][:tier]; tier 'open' default")
+    max_tokens: int | None = Field(default=None, ge=1)
+    temperature: float = Field(default=1.0, ge=0.0, le=2.0)
+    top_p: float = Field(default=1.0, gt=0.0, le=1.0)
+    n: int = Field(default=1, ge=1)
+    stop: str | list[str] | None = Field(default=None)
+    seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
+    stream: bool = False
+
+    def stop_sequences(self) -> tuple[str, ...]:
+        if self.stop is None:
+            return ()
+        items = [self.stop] if isinstance(self.stop, str) else self.stop
+        return tuple(s[:64] for s in items[:4] if s)
+
+
+class CompletionRequest(_Request):
+    prompt: str | list[str] = Field(default="", description="One prompt (a list of one is fine).")
+    logprobs: int | None = Field(default=None, ge=0, le=5)
+    echo: bool = False
+
+
+class ChatMessage(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    role: Literal["system", "user", "assistant", "developer", "tool"]
+    content: str | list[dict[str, Any]] | None = None
+
+    def text(self) -> str:
+        if self.content is None or isinstance(self.content, str):
+            return self.content or ""
+        return "".join(str(part.get("text", "")) for part in self.content if isinstance(part, dict))
+
+
+class ChatCompletionRequest(_Request):
+    messages: list[ChatMessage] = Field(min_length=1, max_length=256)
+    max_completion_tokens: int | None = Field(default=None, ge=1)
+    logprobs: bool = False
+    top_logprobs: int | None = Field(default=None, ge=0, le=5)
+
+
+class TiergateInfo(BaseModel):
+    """Where this output is recorded; the watermark key's id, never the key."""
+
+    call_id: str
+    log_index: int | None
+    watermark_key_id: str
+    payload: int = Field(description="Call tag (watermark payload) of choice 0.")
+    payloads: list[int] = Field(description="Call tag of each choice, by index.")
+    model: str = Field(description="The resolved model: ORG/NAME@VERSION:tier.")
+
+
+class Usage(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+
+
+class CompletionLogprobs(BaseModel):
+    tokens: list[str]
+    token_logprobs: list[float]
+    top_logprobs: list[dict[str, float]] | None = None
+    text_offset: list[int]
+
+
+class CompletionChoice(BaseModel):
+    index: int
+    text: str
+    finish_reason: str | None
+    logprobs: CompletionLogprobs | None = None
+
+
+class CompletionResponse(BaseModel):
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int
+    model: str
+    choices: list[CompletionChoice]
+    usage: Usage
+    tiergate: TiergateInfo
+
+
+class ChatMessageOut(BaseModel):
+    role: Literal["assistant"] = "assistant"
+    content: str
+
+
+class TopLogprob(BaseModel):
+    token: str
+    logprob: float
+    bytes: list[int] | None = None
+
+
+class TokenLogprob(TopLogprob):
+    top_logprobs: list[TopLogprob] = Field(default_factory=list)
+
+
+class ChatLogprobs(BaseModel):
+    content: list[TokenLogprob]
+
+
+class ChatChoice(BaseModel):
+    index: int
+    message: ChatMessageOut
+    finish_reason: str | None
+    logprobs: ChatLogprobs | None = None
+
+
+class ChatCompletionResponse(BaseModel):
+    id: str
+    object: Literal["chat.completion"] = "chat.completion"
+    created: int
+    model: str
+    choices: list[ChatChoice]
+    usage: Usage
+    tiergate: TiergateInfo
+
+
+class ModelCard(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int
+    owned_by: str
+    gated: bool
+
+
+class ModelList(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelCard]
+
+
+class DetectRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT_CHARS)
+    token_ids: list[int] | None = Field(default=None, min_length=1, max_length=65536)
+    model: str | None = Field(
+        default=None, max_length=200, description="ORG/NAME[@VERSION][:tier] to test only it."
+    )
+    alpha: float = Field(default=1e-6, gt=0.0, lt=0.5, description="Verdict threshold on p.")
+
+
+class TokenSpan(BaseModel):
+    start: int | None = Field(description="Character offset in the text (null for token ids).")
+    end: int | None
+    token_index: int
+    kind: Literal["green", "red", "skip"]
+    text: str | None = None
+
+
+class CallAttribution(BaseModel):
+    call_id: str
+    choice_index: int
+    log_index: int
+    time: str
+    model: str
+    payload: int
+    p_value: float = Field(description="Exact per-call test: the text carries this call's tag.")
+    requester: str | None = Field(description="Only for those who may read the log entry.")
+    inclusion_proof: dict[str, Any] | None = Field(
+        description="Against the latest signed checkpoint (null until integrated)."
+    )
+
+
+class DetectResponse(BaseModel):
+    verdict: Literal["watermarked", "not_watermarked", "inconclusive"]
+    confidence: str = Field(description="high / medium / low, with the reason in `notes`.")
+    watermarked: bool
+    z_score: float
+    p_value: float = Field(description="Corrected for every key and call tag tried.")
+    log10_p_value: float
+    raw_p_value: float = Field(description="The best single test, before correction.")
+    tokens_total: int
+    tokens_scored: int
+    green_fraction: float
+    model: str | None
+    watermark_key_id: str | None
+    keys_tried: int
+    tests_corrected_for: int
+    payload: int | None = Field(description="Decoded call tag, when its check code is valid.")
+    window: dict[str, Any] | None = Field(
+        description="Best window of a scan, when the text looks mixed with unwatermarked text."
+    )
+    spans: list[TokenSpan]
+    attribution: CallAttribution | None
+    ambiguous: list[CallAttribution] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)

@@ -1,0 +1,411 @@
+"""Watermark detection for the gateway: try the keys that could apply, attribute the call.
+
+Candidates are the watermark keys the gateway has generated with (``watermark_keys``), or
+those of one model. For each key the text is scored once (``decode_payload``); two tests are
+then read from the same counts: the library's union-bound test over every possible message,
+and an exact test for each call tag this key has issued (tags are dense, so the issued set
+is ``range(next_tag)``), the best of which is confirmed with ``detect_payload``. The reported
+p-value is Bonferroni-corrected for every test on every key tried, so it stays valid however
+many calls and models the gateway serves. Text that mixes watermarked and other text is
+also scanned in windows (corrected for the windows too).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import weakref
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from gateway.auth.principal import Principal
+from gateway.db.models import LogEntry, Release, WatermarkKeyRecord
+from gateway.errors import ValidationFailed
+from gateway.generation.calls import payloads_for_tags, symbols_for_payloads
+from gateway.generation.keys import derive_watermark_key
+from gateway.generation.models import ModelCache, parse_model_name, resolve_model
+from gateway.ledger.events import Actor, digest_of, record_event
+from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
+from watermark import WatermarkConfig, WatermarkKey, decode_payload, detect_payload
+from watermark.detector import encode_text
+from watermark.errors import InsufficientTextError, WatermarkError
+
+__all__ = ["DetectionRuntime", "detect", "detect_text", "register_runtime"]
+
+log = logging.getLogger("tiergate.detection")
+_CHUNK = 1 << 16
+_MIN_TOKENS = 16
+
+
+@dataclass
+class DetectionRuntime:
+    """What detection needs from the running gateway: keys, tokenizers, the log."""
+
+    master_key: bytes
+    cache: ModelCache
+    integrate: Any  # callable: integrate pending log entries now (LedgerRuntime.integrate_now)
+
+
+_RUNTIMES: weakref.WeakKeyDictionary[Engine, DetectionRuntime] = weakref.WeakKeyDictionary()
+
+
+def register_runtime(engine: Engine, runtime: DetectionRuntime) -> None:
+    """Let callers that only hold a session (the web page) reach this gateway's detector."""
+    _RUNTIMES[engine] = runtime
+
+
+@dataclass
+class _Candidate:
+    record: WatermarkKeyRecord
+    release: Release
+    config: WatermarkConfig
+    key: WatermarkKey
+
+
+@dataclass
+class _KeyResult:
+    candidate: _Candidate
+    ids: list[int]
+    offsets: tuple[tuple[int, int], ...] | None
+    log_p: float  # best single test on this key (natural log)
+    tests: int
+    flags: Any
+    green: int
+    scored: int
+    payload: int | None  # best issued payload, when the logged test won
+    decoded: int | None
+    window: dict[str, Any] | None
+
+
+def log_binom_sf(k: int, n: int, p: float) -> float:
+    """ln P[Binomial(n, p) >= k], summed in log space (exact; n is at most a few thousand)."""
+    if k <= 0:
+        return 0.0
+    if k > n:
+        return -math.inf
+    i = np.arange(k, n + 1, dtype=np.float64)
+    lg = np.vectorize(math.lgamma)
+    terms = (
+        math.lgamma(n + 1) - lg(i + 1) - lg(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
+    )
+    top = float(terms.max())
+    return top + math.log(float(np.exp(terms - top).sum()))
+
+
+def window_scan(flags: Any, gamma: float, window: int = 100, stride: int = 10) -> dict[str, Any]:
+    """Most watermarked window of ``window`` tokens; its p is corrected for the windows tried."""
+    flags = np.asarray(flags)
+    n = int(flags.shape[0])
+    size = min(window, n)
+    starts = np.arange(0, max(1, n - size + 1), stride)
+    if starts[-1] != n - size:
+        starts = np.append(starts, max(0, n - size))
+    green = np.concatenate(([0], np.cumsum(flags == 1)))
+    scored = np.concatenate(([0], np.cumsum(flags != -1)))
+    greens = green[starts + size] - green[starts]
+    scoreds = scored[starts + size] - scored[starts]
+    z = (greens - gamma * scoreds) / np.sqrt(np.maximum(scoreds, 1) * gamma * (1 - gamma))
+    best = int(np.argmax(z))
+    log_p = log_binom_sf(int(greens[best]), int(scoreds[best]), gamma) + math.log(len(starts))
+    return {
+        "start_token": int(starts[best]),
+        "end_token": int(starts[best]) + size,
+        "tokens_scored": int(scoreds[best]),
+        "green_fraction": float(greens[best] / scoreds[best]) if scoreds[best] else 0.0,
+        "windows": len(starts),
+        "log_p": min(0.0, log_p),
+    }
+
+
+def confidence_of(
+    watermarked: bool, p_value: float, scored: int, alpha: float
+) -> tuple[str, str, list[str]]:
+    """(verdict, confidence, notes): plain words for what the statistics allow."""
+    if watermarked:
+        if p_value <= alpha * 1e-3:
+            return "watermarked", "high", []
+        return "watermarked", "medium", ["the evidence is past the threshold but not by much"]
+    if scored < 50:
+        return "inconclusive", "low", [f"only {scored} tokens could be scored; 100+ are needed"]
+    if p_value <= 1e-2:
+        return "inconclusive", "low", ["some signal, too weak to call (edited or short text?)"]
+    level = "high" if scored >= 200 else "medium"
+    return "not_watermarked", level, []
+
+
+def _candidates(
+    session: Session, principal: Principal | None, runtime: DetectionRuntime, model: str | None
+) -> list[_Candidate]:
+    query = select(WatermarkKeyRecord, Release).where(WatermarkKeyRecord.release_id == Release.id)
+    if model is not None:
+        repo_id, version, tier = parse_model_name(model)
+        query = query.where(Release.repo_id == repo_id)
+        if version is not None:
+            query = query.where(Release.version == version)
+        if ":" in model:
+            query = query.where(WatermarkKeyRecord.tier == tier)
+    out = []
+    for record, release in session.exec(query):
+        key = derive_watermark_key(
+            runtime.master_key, release.repo_id, release.version, record.tier
+        )
+        if key.key_id != record.key_id:  # derived under another master key: cannot test
+            continue
+        config = WatermarkConfig.from_json(record.config_json)
+        out.append(_Candidate(record, release, config, key))
+    return out
+
+
+def _score_key(candidate: _Candidate, ids: list[int], offsets: Any, alpha: float) -> _KeyResult:
+    config, key, settings = candidate.config, candidate.key, candidate.config.payload
+    assert settings is not None
+    decoding = decode_payload(ids, config, key, alpha=alpha)
+    detection = decoding.detection
+    assert detection is not None
+    union_log_p = detection.log10_p_value * math.log(10.0)
+    best_log_p, flags = union_log_p, detection.flags
+    green, scored = detection.green_count, detection.tokens_scored
+    best_payload: int | None = None
+    issued = min(int(candidate.record.next_tag), 1 << settings.payload_bits)
+    counts = np.asarray(decoding.counts, dtype=np.int64)
+    if issued and scored:
+        slots = np.arange(settings.num_slots)
+        top_green, top_payload = -1, 0
+        for start in range(0, issued, _CHUNK):
+            tags = np.arange(start, min(issued, start + _CHUNK), dtype=np.uint64)
+            payloads = payloads_for_tags(tags, settings.payload_bits)
+            greens = counts[slots, symbols_for_payloads(payloads, settings)].sum(axis=1)
+            i = int(np.argmax(greens))
+            if int(greens[i]) > top_green:
+                top_green, top_payload = int(greens[i]), int(payloads[i])
+        confirmed = detect_payload(ids, config, key, top_payload, alpha=alpha)
+        logged_log_p = confirmed.log10_p_value * math.log(10.0)
+        if logged_log_p < best_log_p:
+            best_log_p, flags, best_payload = logged_log_p, confirmed.flags, top_payload
+            green, scored = confirmed.green_count, confirmed.tokens_scored
+    tests = issued + 1
+    window = None
+    if best_payload is not None:
+        window = window_scan(flags, 1.0 / settings.num_colours)
+    return _KeyResult(
+        candidate,
+        ids,
+        offsets,
+        best_log_p,
+        tests,
+        flags,
+        green,
+        scored,
+        best_payload,
+        decoding.payload,
+        window,
+    )
+
+
+def _attribution(
+    session: Session,
+    principal: Principal | None,
+    runtime: DetectionRuntime,
+    result: _KeyResult,
+    alpha: float,
+) -> list[CallAttribution]:
+    from gateway.generation.calls import choices_with_payload
+    from gateway.ledger.reads import can_see, inclusion
+
+    if result.payload is None:
+        return []
+    rows = choices_with_payload(session, result.candidate.record.key_id, result.payload)
+    if not rows:
+        return []
+    try:
+        runtime.integrate()
+    except Exception as exc:  # the log being unavailable must not hide the verdict
+        log.warning("log integration before a proof failed: %s", type(exc).__name__)
+    release = result.candidate.release
+    p_call = math.exp(result.log_p)
+    out = []
+    for row in rows:
+        entry = session.get(LogEntry, row.log_index)
+        requester = None
+        if entry is not None and can_see(principal, entry):
+            requester = json.loads(entry.entry).get("actor", {}).get("name")
+        proof: dict[str, Any] | None
+        try:
+            found = inclusion(session, row.log_index, None)
+            proof = {
+                "index": found.index,
+                "tree_size": found.size,
+                "leaf_hash": found.leaf_hash.hex(),
+                "root_hash": found.root_hash.hex(),
+                "inclusion_path": [h.hex() for h in found.proof],
+                "checkpoint": found.checkpoint,
+            }
+        except Exception:  # not integrated yet, or no checkpoint: the index still stands
+            proof = None
+        out.append(
+            CallAttribution(
+                call_id=row.call_id,
+                choice_index=row.choice_index,
+                log_index=row.log_index,
+                time=row.created_at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                model=f"{release.repo_id}@{release.version}:{row.tier}",
+                payload=row.payload,
+                p_value=p_call,
+                requester=requester,
+                inclusion_proof=proof,
+            )
+        )
+    return out
+
+
+def _spans(result: _KeyResult | None, text: str | None, count: int) -> list[TokenSpan]:
+    kinds = {1: "green", 0: "red", -1: "skip"}
+    if result is None:
+        return []
+    spans = []
+    for i, flag in enumerate(result.flags.tolist()):
+        start = end = None
+        piece = None
+        if result.offsets is not None and text is not None and i < len(result.offsets):
+            start, end = result.offsets[i]
+            piece = text[start:end]
+        spans.append(
+            TokenSpan(start=start, end=end, token_index=i, kind=kinds[int(flag)], text=piece)  # type: ignore[arg-type]
+        )
+    return spans[:count]
+
+
+def detect(
+    session: Session,
+    principal: Principal | None,
+    runtime: DetectionRuntime,
+    *,
+    text: str | None,
+    token_ids: list[int] | None,
+    model: str | None,
+    alpha: float,
+    now: datetime,
+) -> DetectResponse:
+    if (text is None) == (token_ids is None):
+        raise ValidationFailed("send exactly one of text or token_ids")
+    if model is not None:  # a model the caller cannot see answers 404 like a missing one
+        resolve_model(session, principal, model, now, for_use=False)
+    candidates = _candidates(session, principal, runtime, model)
+    notes: list[str] = []
+    results: list[_KeyResult] = []
+    encoded: dict[str | None, tuple[list[int], Any]] = {}
+    for candidate in candidates:
+        try:
+            if text is not None:
+                digest = candidate.config.tokenizer_digest
+                if digest not in encoded:
+                    _, ref = resolve_model(session, None, _name(candidate), now, for_use=False)
+                    encoded[digest] = encode_text(
+                        text, runtime.cache.tokenizer(ref), candidate.config
+                    )
+                ids, offsets = encoded[digest]
+            else:
+                assert token_ids is not None
+                ids, offsets = token_ids, None
+            results.append(_score_key(candidate, ids, offsets, alpha))
+        except InsufficientTextError:
+            continue
+        except WatermarkError as exc:
+            notes.append(f"{_name(candidate)}: not tested ({exc.code})")
+    tests = sum(r.tests for r in results)
+    best = min(results, key=lambda r: r.log_p) if results else None
+    log_p = min(0.0, best.log_p + math.log(max(1, tests))) if best else 0.0
+    # The window scan is a second look (mixed text); its own correction is in its p-value.
+    window = best.window if best else None
+    if best is not None and window is not None:
+        window_log_p = window["log_p"] + math.log(max(1, tests))
+        if window_log_p < log_p:
+            log_p = min(0.0, window_log_p)
+            notes.append("the strongest signal is in a passage; the rest reads as other text")
+    p_value = math.exp(log_p)
+    watermarked = p_value <= alpha
+    scored = best.scored if best else 0
+    gamma = best.candidate.config.gamma if best else 0.25
+    green = best.green if best else 0
+    z = (green - gamma * scored) / math.sqrt(scored * gamma * (1 - gamma)) if scored else 0.0
+    verdict, confidence, why = confidence_of(watermarked, p_value, scored, alpha)
+    notes.extend(why)
+    if not candidates:
+        notes.append("no watermark key of this gateway applies (no generation with it yet)")
+    attributed: list[CallAttribution] = []
+    if best is not None and watermarked:
+        attributed = _attribution(session, principal, runtime, best, alpha)
+        if len(attributed) > 1:
+            notes.append(f"{len(attributed)} logged calls share this call tag; see `ambiguous`")
+    if window is not None:
+        window = {k: v for k, v in window.items() if k != "log_p"}
+    response = DetectResponse(
+        verdict=verdict,
+        confidence=confidence,
+        watermarked=watermarked,
+        z_score=z,
+        p_value=p_value,
+        log10_p_value=log_p / math.log(10.0),
+        raw_p_value=math.exp(best.log_p) if best else 1.0,
+        tokens_total=len(best.ids) if best else 0,
+        tokens_scored=scored,
+        green_fraction=green / scored if scored else 0.0,
+        model=_name(best.candidate) if best and watermarked else None,
+        watermark_key_id=best.candidate.record.key_id if best and watermarked else None,
+        keys_tried=len(results),
+        tests_corrected_for=tests,
+        payload=best.decoded if best else None,
+        window=window,
+        spans=_spans(best, text, 100_000),
+        attribution=attributed[0] if len(attributed) == 1 else None,
+        ambiguous=attributed if len(attributed) > 1 else [],
+        notes=notes,
+    )
+    record_event(
+        session,
+        action="detection.performed",
+        actor=Actor.of(principal),
+        resource="watermark:detect",
+        now=now,
+        fields={
+            "input_sha256": digest_of(text if text is not None else json.dumps(token_ids)),
+            "input": "text" if text is not None else "token_ids",
+            "model": model,
+            "verdict": verdict,
+            "log10_p_value": f"{response.log10_p_value:.3f}",
+            "keys_tried": len(results),
+            "attributed_log_index": attributed[0].log_index if len(attributed) == 1 else None,
+        },
+    )
+    return response
+
+
+def _name(candidate: _Candidate) -> str:
+    release = candidate.release
+    return f"{release.repo_id}@{release.version}:{candidate.record.tier}"
+
+
+def detect_text(
+    session: Session,
+    principal: Principal | None,
+    *,
+    text: str,
+    model: str | None,
+    now: datetime,
+    alpha: float = 1e-6,
+) -> DetectResponse:
+    """The web page's entry point: the runtime registered for this session's engine."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    runtime = _RUNTIMES.get(engine)
+    if runtime is None:
+        raise ValidationFailed("detection is not set up on this gateway")
+    return detect(
+        session, principal, runtime, text=text, token_ids=None, model=model, alpha=alpha, now=now
+    )

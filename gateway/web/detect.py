@@ -1,0 +1,116 @@
+"""Detector page: paste text, pick a model (or let the gateway try), see the verdict and tokens.
+
+Detection itself is `gateway.services.detection` (the same as `POST /v1/watermark/detect`);
+this page turns its token spans into highlighted segments of the pasted text.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import Form, Request
+from fastapi.responses import Response
+from sqlmodel import Session
+
+from gateway.auth.principal import Principal
+from gateway.db.models import ReleaseStatus
+from gateway.deps import NowDep, SessionDep, StateDep
+from gateway.errors import GatewayError
+from gateway.schemas.openai import DetectResponse, TokenSpan
+from gateway.services import detection, ratelimit, releases
+from gateway.web.common import page_router
+from gateway.web.csrf import CsrfChecked
+from gateway.web.render import render
+from gateway.web.sessions import SignedIn, ViewerDep
+from watermark.errors import WatermarkError
+
+router = page_router()
+MAX_TEXT = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    text: str
+    kind: str  # "green", "red", "skip" (not scored) or "plain" (between tokens)
+
+
+def segments(text: str, spans: list[TokenSpan]) -> list[Segment]:
+    """The whole pasted text, cut at the scored tokens' character offsets."""
+    out: list[Segment] = []
+    at = 0
+    located = sorted(
+        (s for s in spans if s.start is not None and s.end is not None), key=lambda s: s.start or 0
+    )
+    if not located:
+        return [Segment(s.text or "", s.kind) for s in spans] or [Segment(text, "plain")]
+    for span in located:
+        start, end = max(span.start or 0, at), min(span.end or 0, len(text))
+        if start > at:
+            out.append(Segment(text[at:start], "plain"))
+        if end > start:
+            out.append(Segment(text[start:end], span.kind))
+            at = end
+    if at < len(text):
+        out.append(Segment(text[at:], "plain"))
+    return out
+
+
+def _models(session: Session, viewer: Principal | None) -> list[str]:
+    published = releases.list_releases(session, viewer)
+    return sorted({r.repo_id for r in published if r.status == ReleaseStatus.published.value})
+
+
+def _context(
+    session: Session, viewer: Principal | None, text: str, model: str
+) -> dict[str, object]:
+    return {
+        "title": "Watermark detector",
+        "models": _models(session, viewer),
+        "text": text,
+        "model": model,
+    }
+
+
+@router.get("/detect")
+def detect_form(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+    principal = viewer.principal if viewer else None
+    return render(request, "detect.html", _context(session, principal, "", ""))
+
+
+@router.post("/detect", dependencies=[CsrfChecked])
+def detect(
+    request: Request,
+    viewer: SignedIn,
+    session: SessionDep,
+    state: StateDep,
+    now: NowDep,
+    text: Annotated[str, Form(max_length=MAX_TEXT)],
+    model: Annotated[str, Form(max_length=200)] = "",
+) -> Response:
+    principal = viewer.principal
+    context = _context(session, principal, text, model)
+    settings = state.settings
+    # The same per-account budget as the API: detection is CPU-heavy.
+    ratelimit.hit(
+        state.engine,
+        [
+            ratelimit.Limit(
+                ratelimit.bucket_key("detect-user", str(principal.user_id)),
+                settings.rate_limit_detections_per_account,
+                settings.rate_limit_window_seconds,
+            )
+        ],
+        now=now,
+    )
+    status = 200
+    try:
+        result: DetectResponse = detection.detect_text(
+            session, principal, text=text, model=model or None, now=now
+        )
+        context["result"] = result
+        context["segments"] = segments(text, result.spans)
+    except (GatewayError, WatermarkError) as exc:
+        context["error"] = exc.message
+        status = int(getattr(exc, "status", 422))
+    return render(request, "detect.html", context, status=status)

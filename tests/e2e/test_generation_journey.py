@@ -1,0 +1,170 @@
+"""The developer and detector journeys through a real server with the official `openai` client.
+
+A tiny model is published; the client generates (plain, streaming, chat); the text is found
+watermarked and attributed to its exact logged call, also after edits and inside human text;
+text the same model writes without the gateway is not flagged.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.conftest import Account, LiveServer
+from tests.gateway.download_fixtures import BuiltRelease, publish
+from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
+
+pytestmark = pytest.mark.e2e
+
+HUMAN = (
+    "Minutes of the garden club, Tuesday. Attendance was good despite the rain. The treasurer "
+    "reported that the seed fund is healthy and proposed buying two new wheelbarrows. "
+)
+PROMPT = "The release gateway"
+
+
+def detect(server: LiveServer, account: Account, **body: Any) -> dict[str, Any]:
+    response = httpx.post(
+        f"{server.url}/v1/watermark/detect", json=body, headers=account.headers, timeout=60
+    )
+    assert response.status_code == 200, response.text
+    result: dict[str, Any] = response.json()
+    return result
+
+
+def edit(text: str, rng: random.Random) -> str:
+    """Substitute one word in eight and delete one in twelve, as a light human edit would."""
+    words = text.split(" ")
+    out = []
+    for i, word in enumerate(words):
+        if i % 12 == 5:
+            continue
+        out.append(rng.choice(["garden", "rain", "club", "treasurer"]) if i % 8 == 3 else word)
+    return " ".join(out)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_openai_client_generates_and_detector_attributes(
+    generation_release: BuiltRelease,  # noqa: F811
+    live_server: LiveServer,
+    make_account: Callable[..., Account],
+) -> None:
+    import openai
+
+    publisher = make_account("pat", "publisher", org="acme")
+    with httpx.Client(base_url=live_server.url, timeout=120) as http:
+        publish(generation_release, http, publisher)
+    dev = make_account("dev")
+    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=dev.token, max_retries=0)
+
+    models = [m.id for m in client.models.list()]
+    assert models == [f"{MODEL}:open"]
+
+    # 200 tokens, non-streaming: detected with p < 1e-6 and attributed to this very call.
+    # Meanwhile the server keeps answering: generation runs off the event loop.
+    result: list[Any] = []
+    worker = threading.Thread(
+        target=lambda: result.append(
+            client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=200)
+        )
+    )
+    worker.start()
+    slowest = 0.0
+    while worker.is_alive():
+        start = time.perf_counter()
+        assert httpx.get(f"{live_server.url}/healthz", timeout=10).status_code == 200
+        slowest = max(slowest, time.perf_counter() - start)
+        time.sleep(0.02)
+    worker.join()
+    assert slowest < 0.5, slowest
+    (made,) = result
+    text = made.choices[0].text
+    ext = made.model_extra["tiergate"]  # type: ignore[index]
+    assert ext["call_id"] == made.id
+    assert made.usage is not None
+    assert made.usage.completion_tokens >= 150
+    found = detect(live_server, dev, text=text)
+    assert found["watermarked"]
+    assert found["p_value"] < 1e-6
+    assert found["confidence"] == "high"
+    assert found["attribution"]["call_id"] == made.id
+    assert found["attribution"]["log_index"] == ext["log_index"]
+    assert found["attribution"]["inclusion_proof"]["index"] == ext["log_index"]
+
+    # Streaming completion and chat: the last chunk names the call; the text is watermarked.
+    streamed, last = "", None
+    for chunk in client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=120, stream=True):
+        streamed += chunk.choices[0].text
+        last = chunk
+    assert last is not None
+    streamed_ext = last.model_extra["tiergate"]  # type: ignore[index]
+    found = detect(live_server, dev, text=streamed)
+    assert found["watermarked"]
+    assert found["attribution"]["call_id"] == streamed_ext["call_id"]
+
+    chat = client.chat.completions.create(
+        model=MODEL, messages=[{"role": "user", "content": "Explain the log."}], max_tokens=16
+    )
+    assert chat.choices[0].message.role == "assistant"
+    pieces = list(
+        client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Explain the log."}],
+            max_tokens=16,
+            stream=True,
+        )
+    )
+    assert pieces[-1].model_extra["tiergate"]["call_id"] == pieces[-1].id  # type: ignore[index]
+
+    # Errors reach the client as OpenAI-style exceptions.
+    with pytest.raises(openai.NotFoundError):
+        client.completions.create(model="acme/missing", prompt="x", max_tokens=4)
+    with pytest.raises(openai.PermissionDeniedError):
+        client.completions.create(model=f"{MODEL}:optimized", prompt="x", max_tokens=4)
+
+    # Edited text, and the text inside human writing, are still found and attributed.
+    rng = random.Random(5)
+    edited = detect(live_server, dev, text=edit(text, rng))
+    assert edited["watermarked"], edited["p_value"]
+    assert edited["attribution"]["call_id"] == made.id
+    # The whole generation buried in human text on both sides: the windowed scan finds it.
+    mixed = detect(live_server, dev, text=HUMAN * 3 + text + " " + HUMAN * 3)
+    assert mixed["watermarked"], mixed["p_value"]
+    assert mixed["attribution"]["call_id"] == made.id
+
+    # The same model without the gateway (no watermark): never flagged.
+    samples = _unwatermarked_samples(generation_release, count=24, tokens=120)
+    p_values = [detect(live_server, dev, text=s, model=MODEL)["p_value"] for s in samples]
+    assert all(p > 1e-6 for p in p_values)
+    assert sum(p <= 0.01 for p in p_values) <= 2, p_values
+
+
+def _unwatermarked_samples(built: BuiltRelease, *, count: int, tokens: int) -> list[str]:
+    import torch
+    from transformers import AutoTokenizer
+
+    from release.loader import load_model
+
+    model = load_model(built.out_dir / "open")
+    tokenizer = AutoTokenizer.from_pretrained(str(built.out_dir / "open"))
+    starts = ["The", "A", "Every", "Links", "Publishers", "Quantized"]
+    prompts = [starts[i % len(starts)] for i in range(count)]
+    tokenizer.padding_side = "left"
+    batch = tokenizer(prompts, return_tensors="pt", padding=True)
+    torch.manual_seed(1234)
+    with torch.inference_mode():
+        out = model.generate(
+            **batch,
+            do_sample=True,
+            max_new_tokens=tokens,
+            top_k=0,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+    width = batch["input_ids"].shape[1]
+    return [tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]

@@ -1,0 +1,67 @@
+"""One tiny published-ready release for the generation and detection tests, built once.
+
+A trained tiny Llama (peaked predictions, so its text re-tokenizes like real text) with a
+chat template, released in two tiers (open; optimized int8, gated) and signed. Building is
+cached per process, so every test module that imports these fixtures shares one build.
+"""
+
+from __future__ import annotations
+
+import functools
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.gateway.download_fixtures import BuiltRelease
+
+REPO_ID = "acme/chatty"
+VERSION = "1.0.0"
+MODEL = f"{REPO_ID}@{VERSION}"
+CHAT_TEMPLATE = (
+    "{% for m in messages %}{{ m['role'] }}: {{ m['content'] }}\n{% endfor %}"
+    "{% if add_generation_prompt %}assistant:{% endif %}"
+)
+
+
+@functools.cache
+def build_generation_release() -> BuiltRelease:
+    from transformers import AutoTokenizer
+
+    from licensing.keys import PrivateKey
+    from licensing.statements import ApprovalPolicy
+    from release.build import BuildOptions, build_release
+    from release.testing import build_tiny_model
+
+    root = Path(tempfile.mkdtemp(prefix="tiergate-generation-"))
+    model = build_tiny_model(root / "model", train_steps=30)
+    tokenizer = AutoTokenizer.from_pretrained(str(model))
+    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.save_pretrained(str(model))
+    key = PrivateKey.generate()
+    out = root / "out"
+    build_release(
+        model,
+        out,
+        key=key,
+        options=BuildOptions(
+            repo_id=REPO_ID,
+            version=VERSION,
+            license="apache-2.0",
+            terms="Be kind.\n",
+            approval=ApprovalPolicy(),
+        ),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+        show_progress=False,
+    )
+    return BuiltRelease(out, key.public_key.to_pem(), REPO_ID, VERSION)
+
+
+@pytest.fixture(scope="session")
+def generation_release() -> BuiltRelease:
+    return build_generation_release()
+
+
+def model_dir(built: BuiltRelease, tier: str = "open") -> Path:
+    return built.out_dir / tier

@@ -1,0 +1,272 @@
+"""The OpenAI-compatible generation API through the app, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from gateway.db.models import GenerationCall, LogEntry, WatermarkKeyRecord
+from tests.conftest import Account
+from tests.gateway.download_fixtures import BuiltRelease, grant_access, publish
+from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
+
+PROMPT = "The release gateway"
+
+
+@pytest.fixture
+def published(
+    generation_release: BuiltRelease,  # noqa: F811
+    client: TestClient,
+    make_account: Callable[..., Account],
+) -> Account:
+    publisher = make_account("pat", "publisher", org="acme")
+    publish(generation_release, client, publisher)  # type: ignore[arg-type]
+    return publisher
+
+
+def complete(client: TestClient, account: Account, **body: Any) -> Any:
+    payload = {"model": MODEL, "prompt": PROMPT, "max_tokens": 12, **body}
+    return client.post("/v1/completions", json=payload, headers=account.headers)
+
+
+def entry(engine: Engine, index: int) -> dict[str, Any]:
+    with Session(engine) as session:
+        row = session.get(LogEntry, index)
+        assert row is not None
+        data: dict[str, Any] = json.loads(row.entry)
+        return data
+
+
+def test_completion_is_watermarked_logged_and_tagged(
+    client: TestClient, published: Account, make_account: Callable[..., Account], engine: Engine
+) -> None:
+    dev = make_account("dev")
+    response = complete(client, dev, n=2, temperature=0.9, top_p=0.95, seed=None)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "text_completion"
+    assert body["model"] == f"{MODEL}:open"
+    assert [c["index"] for c in body["choices"]] == [0, 1]
+    assert body["usage"]["completion_tokens"] <= 24
+    ext = body["tiergate"]
+    assert ext["call_id"] == body["id"]
+    assert len(ext["payloads"]) == 2
+    assert ext["payloads"][0] != ext["payloads"][1]
+    assert ext["payload"] == ext["payloads"][0]
+
+    logged = entry(engine, ext["log_index"])
+    assert logged["action"] == "generation.completed"
+    fields = logged["fields"]
+    assert fields["call_id"] == ext["call_id"]
+    assert fields["model"]["tier"] == "open"
+    assert len(fields["model"]["release_digest"]) == 64
+    assert len(fields["model"]["tier_manifest_digest"]) == 64
+    config = json.loads(fields["watermark"]["config"])
+    assert config["key_id"] == ext["watermark_key_id"]
+    assert config["payload"]["payload_bits"] == 20
+    assert fields["sampling"]["temperature"] == "0.9"
+    assert fields["sampling"]["n"] == 2
+    assert [o["payload"] for o in fields["outputs"]] == ext["payloads"]
+    assert fields["prompt_sha256"].startswith("sha256:")
+    # Plaintext retention is off by default: neither prompt nor output is in the log.
+    assert PROMPT not in json.dumps(logged)
+    assert "text" not in fields["outputs"][0]
+
+    with Session(engine) as session:
+        rows = session.exec(select(GenerationCall)).all()
+        assert {(r.call_id, r.choice_index, r.payload) for r in rows} == {
+            (ext["call_id"], i, p) for i, p in enumerate(ext["payloads"])
+        }
+        key = session.get(WatermarkKeyRecord, ext["watermark_key_id"])
+        assert key is not None
+        assert key.next_tag == 2
+    # The secret key never appears: only its id.
+    assert "watermark-master" not in response.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_chat_completion_uses_the_chat_template(
+    client: TestClient, published: Account, make_account: Callable[..., Account], engine: Engine
+) -> None:
+    dev = make_account("dev")
+    response = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Who signs the checkpoints?"}],
+            "max_tokens": 8,
+            "logprobs": True,
+            "top_logprobs": 2,
+        },
+        headers=dev.headers,
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["object"] == "chat.completion"
+    choice = body["choices"][0]
+    assert choice["message"]["role"] == "assistant"
+    assert len(choice["logprobs"]["content"]) == body["usage"]["completion_tokens"]
+    assert all(len(t["top_logprobs"]) == 2 for t in choice["logprobs"]["content"])
+    # "user: ...\nassistant:" is longer than the message alone: the template was applied.
+    assert body["usage"]["prompt_tokens"] > 6
+    assert entry(engine, body["tiergate"]["log_index"])["fields"]["endpoint"] == (
+        "chat.completions"
+    )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_streaming_completion_sends_chunks_then_the_call(
+    client: TestClient, published: Account, make_account: Callable[..., Account], engine: Engine
+) -> None:
+    dev = make_account("dev")
+    with client.stream(
+        "POST",
+        "/v1/completions",
+        json={"model": MODEL, "prompt": PROMPT, "max_tokens": 10, "stream": True, "seed": 7},
+        headers=dev.headers,
+    ) as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    text = "".join(c["choices"][0]["text"] for c in chunks)
+    final = chunks[-1]
+    assert final["choices"][0]["finish_reason"] in ("length", "stop")
+    assert final["tiergate"]["call_id"] == final["id"]
+    assert final["usage"]["completion_tokens"] <= 10
+    # The stream carried exactly the text that was generated and logged.
+    logged = entry(engine, final["tiergate"]["log_index"])["fields"]["outputs"][0]
+    assert logged["sha256"] == "sha256:" + hashlib.sha256(text.encode()).hexdigest()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_stop_sequences_cut_the_text(
+    client: TestClient, published: Account, make_account: Callable[..., Account]
+) -> None:
+    dev = make_account("dev")
+    # Each call carries its own tag, so two calls sample differently even with one seed:
+    # stop on something every output of this word-level model contains.
+    for stream in (False, True):
+        body = {"model": MODEL, "prompt": PROMPT + " is", "max_tokens": 16, "stop": ["e"]}
+        response = client.post(
+            "/v1/completions", json={**body, "stream": stream}, headers=dev.headers
+        )
+        assert response.status_code == 200, response.text
+        if stream:
+            chunks = [
+                json.loads(line[6:])
+                for line in response.text.splitlines()
+                if line.startswith("data: {")
+            ]
+            text = "".join(c["choices"][0]["text"] for c in chunks)
+            finish = chunks[-1]["choices"][0]["finish_reason"]
+        else:
+            text = response.json()["choices"][0]["text"]
+            finish = response.json()["choices"][0]["finish_reason"]
+        assert finish == "stop", text
+        assert "e" not in text
+
+
+def test_gated_tier_needs_a_grant_and_models_lists_it_then(
+    client: TestClient, published: Account, make_account: Callable[..., Account], engine: Engine
+) -> None:
+    dev = make_account("dev")
+    listed = client.get("/v1/models", headers=dev.headers).json()
+    assert [m["id"] for m in listed["data"]] == [f"{MODEL}:open"]
+    refused = complete(client, dev, model=f"{MODEL}:optimized")
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "grant_required"
+
+    grant_access(engine, "dev", "acme/chatty", "1.0.0")
+    listed = client.get("/v1/models", headers=dev.headers).json()
+    assert {m["id"]: m["gated"] for m in listed["data"]} == {
+        f"{MODEL}:open": False,
+        f"{MODEL}:optimized": True,
+    }
+    served = complete(client, dev, model="acme/chatty:optimized")
+    assert served.status_code == 200, served.text
+    assert served.json()["model"] == f"{MODEL}:optimized"
+    # Each tier has its own derived watermark key.
+    assert (
+        served.json()["tiergate"]["watermark_key_id"]
+        != (complete(client, dev).json()["tiergate"]["watermark_key_id"])
+    )
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_unknown_models_and_bad_requests_are_problems(
+    client: TestClient, published: Account, make_account: Callable[..., Account]
+) -> None:
+    dev = make_account("dev")
+    cases = [
+        ({"model": "acme/nope"}, 404, "not_found"),
+        ({"model": "not a model"}, 422, "validation_error"),
+        ({"model": f"{MODEL}:gold"}, 404, "not_found"),
+        ({"max_tokens": 100_000}, 422, "validation_error"),
+        ({"n": 500}, 422, "validation_error"),
+        ({"prompt": ["a", "b"]}, 422, "validation_error"),
+        ({"temperature": 7}, 422, "validation_error"),
+    ]
+    for body, status, code in cases:
+        response = complete(client, dev, **body)
+        assert response.status_code == status, (body, response.text)
+        assert response.headers["content-type"] == "application/problem+json"
+        assert response.json()["code"] == code
+    assert client.post("/v1/completions", json={"model": MODEL}).status_code == 401
+    reader = make_account("reader", scopes=frozenset({"read"}))
+    assert complete(client, reader).json()["code"] == "insufficient_scope"
+
+
+def _app_with(app: FastAPI, **overrides: Any) -> FastAPI:
+    from gateway.app import create_app
+
+    state = app.state.gateway
+    settings = state.settings.model_copy(update=overrides)
+    made: FastAPI = create_app(settings, engine=state.engine, keyring=state.keyring)
+    return made
+
+
+def test_quota_and_prompt_cap_answer_429_and_422(
+    app: FastAPI, client: TestClient, published: Account, make_account: Callable[..., Account]
+) -> None:
+    dev = make_account("dev")
+    limited = _app_with(app, generation_tokens_per_minute=40, generation_max_prompt_tokens=20)
+    with TestClient(limited, raise_server_exceptions=False) as small:
+        long_prompt = complete(small, dev, prompt="word " * 40)
+        assert long_prompt.status_code == 422
+        assert long_prompt.json()["code"] == "prompt_too_long"
+        assert complete(small, dev, max_tokens=12).status_code == 200
+        # 3 prompt + 12 charged, then refunded to what was used; a 30-token call cannot fit.
+        over = complete(small, dev, max_tokens=30)
+        assert over.status_code == 429, over.text
+        assert over.json()["code"] == "rate_limited"
+        assert int(over.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_tampered_model_files_are_refused_then_rebuilt_from_blobs(
+    app: FastAPI, client: TestClient, published: Account, make_account: Callable[..., Account]
+) -> None:
+    dev = make_account("dev")
+    assert complete(client, dev).status_code == 200
+    cache_dir = app.state.gateway.settings.data_dir / "model-cache"
+    (folder,) = [p for p in cache_dir.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    config = folder / "config.json"
+    config.unlink()  # a hard link to the blob: replace it, never write through it
+    config.write_text('{"model_type": "llama", "evil": true}')
+    # A fresh process (empty memory cache) must verify the folder before loading it.
+    with TestClient(_app_with(app), raise_server_exceptions=False) as fresh:
+        refused = complete(fresh, dev)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["code"] == "model_not_verified"
+        assert "config.json" in refused.json()["detail"]
+        assert complete(fresh, dev).status_code == 200  # rebuilt from the stored blobs

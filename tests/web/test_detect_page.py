@@ -1,0 +1,112 @@
+"""The detector page: highlighting segments, signed-in use, and rendering a service result."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
+from gateway.services import detection
+from gateway.web.detect import Segment, segments
+from tests.conftest import Account
+from tests.web.conftest import csrf_of, sign_in
+
+
+def span(start: int, end: int, kind: str) -> TokenSpan:
+    return TokenSpan(start=start, end=end, token_index=0, kind=kind)  # type: ignore[arg-type]
+
+
+def test_segments_cover_the_whole_text() -> None:
+    text = "ab cd ef"
+    out = segments(text, [span(0, 2, "green"), span(2, 5, "red"), span(6, 8, "skip")])
+    assert "".join(s.text for s in out) == text
+    assert out == [
+        Segment("ab", "green"),
+        Segment(" cd", "red"),
+        Segment(" ", "plain"),
+        Segment("ef", "skip"),
+    ]
+    assert segments("xyz", []) == [Segment("xyz", "plain")]
+
+
+def _result() -> DetectResponse:
+    return DetectResponse(
+        verdict="watermarked",
+        confidence="high",
+        watermarked=True,
+        z_score=9.5,
+        p_value=1e-20,
+        log10_p_value=-20,
+        raw_p_value=1e-21,
+        tokens_total=3,
+        tokens_scored=3,
+        green_fraction=0.67,
+        model="acme/chatty@1.0.0:open",
+        watermark_key_id="k",
+        keys_tried=1,
+        tests_corrected_for=2,
+        payload=5,
+        window=None,
+        spans=[span(0, 5, "green"), span(5, 11, "red"), span(11, 16, "green")],
+        attribution=CallAttribution(
+            call_id="cmpl-123",
+            choice_index=0,
+            log_index=4,
+            time="2026-01-01T00:00:00Z",
+            model="acme/chatty@1.0.0:open",
+            payload=5,
+            p_value=1e-19,
+            requester="dev",
+            inclusion_proof=None,
+        ),
+    )
+
+
+def test_detect_needs_sign_in_and_renders_the_result(
+    client: TestClient, web_account: Callable[..., Account], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen: dict[str, Any] = {}
+
+    def fake(session: Any, principal: Any, *, text: str, model: str | None, now: Any) -> Any:
+        seen.update(text=text, model=model, user=principal.username)
+        return _result()
+
+    monkeypatch.setattr(detection, "detect_text", fake)
+    token = csrf_of(client.get("/detect").text)
+    anonymous = client.post(
+        "/detect", data={"text": "x", "csrf_token": token}, follow_redirects=False
+    )
+    assert anonymous.status_code == 303
+    web_account("dev")
+    sign_in(client, "dev")
+    page = client.post(
+        "/detect",
+        data={"text": "<b>hi</b> there you", "csrf_token": csrf_of(client.get("/detect").text)},
+    )
+    assert page.status_code == 200
+    assert seen == {"text": "<b>hi</b> there you", "model": None, "user": "dev"}
+    html = page.text
+    assert '<span class="tok-green" title="green">&lt;b&gt;hi</span>' in html
+    assert "<b>hi</b>" not in html
+    assert "cmpl-123" in html
+    assert 'href="/transparency/receipts/4"' in html
+
+
+def test_detection_errors_are_shown_on_the_page(
+    client: TestClient, web_account: Callable[..., Account]
+) -> None:
+    web_account("dev")
+    sign_in(client, "dev")
+    page = client.post(
+        "/detect",
+        data={
+            "text": "some text",
+            "model": "nobody/nothing",
+            "csrf_token": csrf_of(client.get("/detect").text),
+        },
+    )
+    assert page.status_code == 404
+    assert 'role="alert"' in page.text
