@@ -54,25 +54,20 @@ class PublishedRelease:
         return self.built.version
 
 
-@pytest.fixture(scope="session")
-def built_release(tmp_path_factory: pytest.TempPathFactory) -> BuiltRelease:
-    """A tiny Llama released in two tiers (open, optimized int8 gated), signed. Read-only."""
+def sign_release(model: Path, out: Path, repo_id: str, version: str) -> BuiltRelease:
+    """Build and sign a two-tier release of ``model`` (open; optimized int8, gated)."""
     from licensing.keys import PrivateKey
     from licensing.statements import ApprovalPolicy
     from release.build import BuildOptions, build_release
-    from release.testing import build_tiny_model
 
-    root = tmp_path_factory.mktemp("download-release")
-    model = build_tiny_model(root / "model", train_steps=0, hidden_size=64, num_layers=2)
     key = PrivateKey.generate()
-    out = root / "out"
     build_release(
         model,
         out,
         key=key,
         options=BuildOptions(
-            repo_id=REPO_ID,
-            version=VERSION,
+            repo_id=repo_id,
+            version=version,
             license="apache-2.0",
             terms="Be kind.\n",
             approval=ApprovalPolicy(),
@@ -80,7 +75,17 @@ def built_release(tmp_path_factory: pytest.TempPathFactory) -> BuiltRelease:
         now=datetime(2026, 1, 1, tzinfo=UTC),
         show_progress=False,
     )
-    return BuiltRelease(out, key.public_key.to_pem(), REPO_ID, VERSION)
+    return BuiltRelease(out, key.public_key.to_pem(), repo_id, version)
+
+
+@pytest.fixture(scope="session")
+def built_release(tmp_path_factory: pytest.TempPathFactory) -> BuiltRelease:
+    """A tiny Llama released in two tiers (open, optimized int8 gated), signed. Read-only."""
+    from release.testing import build_tiny_model
+
+    root = tmp_path_factory.mktemp("download-release")
+    model = build_tiny_model(root / "model", train_steps=0, hidden_size=64, num_layers=2)
+    return sign_release(model, root / "out", REPO_ID, VERSION)
 
 
 def publish(built: BuiltRelease, client: httpx.Client, publisher: Account) -> None:

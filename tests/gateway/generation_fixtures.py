@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import functools
 import tempfile
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from tests.gateway.download_fixtures import BuiltRelease
+from tests.gateway.download_fixtures import BuiltRelease, sign_release
 
 REPO_ID = "acme/chatty"
 VERSION = "1.0.0"
@@ -29,9 +28,6 @@ CHAT_TEMPLATE = (
 def build_generation_release() -> BuiltRelease:
     from transformers import AutoTokenizer
 
-    from licensing.keys import PrivateKey
-    from licensing.statements import ApprovalPolicy
-    from release.build import BuildOptions, build_release
     from release.testing import build_tiny_model
 
     root = Path(tempfile.mkdtemp(prefix="tiergate-generation-"))
@@ -39,23 +35,7 @@ def build_generation_release() -> BuiltRelease:
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(str(model))
-    key = PrivateKey.generate()
-    out = root / "out"
-    build_release(
-        model,
-        out,
-        key=key,
-        options=BuildOptions(
-            repo_id=REPO_ID,
-            version=VERSION,
-            license="apache-2.0",
-            terms="Be kind.\n",
-            approval=ApprovalPolicy(),
-        ),
-        now=datetime(2026, 1, 1, tzinfo=UTC),
-        show_progress=False,
-    )
-    return BuiltRelease(out, key.public_key.to_pem(), REPO_ID, VERSION)
+    return sign_release(model, root / "out", REPO_ID, VERSION)
 
 
 @pytest.fixture(scope="session")
