@@ -99,11 +99,13 @@ def app_from_environment() -> object:
 
 def _bootstrap_admin(state: object) -> str | None:
     """Create the first admin on an empty database; None when users exist or DB is down."""
+    from sqlalchemy.exc import IntegrityError
     from sqlmodel import Session, select
 
     from gateway.app import try_migrate
     from gateway.db.models import Role, User
     from gateway.db.timeutil import utcnow
+    from gateway.errors import Conflict
     from gateway.services import accounts
     from gateway.state import GatewayState
 
@@ -114,7 +116,13 @@ def _bootstrap_admin(state: object) -> str | None:
     with Session(state.engine) as session:
         if session.exec(select(User)).first() is not None:
             return None
-        user = accounts.create_user(session, "admin", Role.admin)
-        issued = accounts.issue_token(session, user, name="bootstrap", now=utcnow())
-        session.commit()
+        try:
+            user = accounts.create_user(session, "admin", Role.admin)
+            issued = accounts.issue_token(session, user, name="bootstrap", now=utcnow())
+            session.commit()
+        except (IntegrityError, Conflict):
+            # Several replicas started on one empty database at once: another one won the
+            # race and printed the admin token; this one just serves.
+            session.rollback()
+            return None
         return issued.plaintext

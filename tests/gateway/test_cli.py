@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -124,3 +125,29 @@ def test_data_dir_that_is_a_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_main_returns_cleanly_for_help(capsys: pytest.CaptureFixture[str]) -> None:
     main(["--help"])
     assert "Commands" in capsys.readouterr().out
+
+
+def test_replicas_starting_together_bootstrap_one_admin(app: Any) -> None:
+    """Regression: replicas starting at once on one empty database crashed on a duplicate admin."""
+    import threading
+
+    from gateway.cli.serve import _bootstrap_admin
+
+    state = app.state.gateway
+    barrier = threading.Barrier(4)
+    results: list[object] = []
+
+    def start() -> None:
+        barrier.wait()
+        try:
+            results.append(_bootstrap_admin(state))
+        except Exception as exc:  # the bug: an IntegrityError escaped and killed the replica
+            results.append(exc)
+
+    threads = [threading.Thread(target=start) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert not [r for r in results if isinstance(r, Exception)], results
+    assert len([r for r in results if isinstance(r, str)]) == 1
