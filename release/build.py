@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -30,6 +30,7 @@ from licensing.statements import (
     sign_release_statement,
     tier_manifest,
 )
+from licensing.statements import TierManifest as LicensingTier
 from release.errors import ReleaseError
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest, build_tier_manifest
@@ -122,7 +123,7 @@ def _fidelity_strings(report: FidelityReport) -> dict[str, str]:
     }
 
 
-def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> object:
+def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> LicensingTier:
     return tier_manifest(name, ((f.path, f.sha256, f.size) for f in manifest.files), gated=gated)
 
 
@@ -212,8 +213,8 @@ def build_release(
         repo_id=options.repo_id,
         version=options.version,
         tiers=(
-            _licensing_tier(OPEN_TIER, manifests[OPEN_TIER], gated=False),  # type: ignore[arg-type]
-            _licensing_tier(OPTIMIZED_TIER, manifests[OPTIMIZED_TIER], gated=True),  # type: ignore[arg-type]
+            _licensing_tier(OPEN_TIER, manifests[OPEN_TIER], gated=False),
+            _licensing_tier(OPTIMIZED_TIER, manifests[OPTIMIZED_TIER], gated=True),
         ),
         license=options.license,
         terms_digest=terms_digest,
@@ -245,7 +246,3 @@ def _recipe(method: str, group_size: int | None, keep_dtype: str) -> dict[str, s
     if group_size is not None:
         recipe["group_size"] = group_size
     return recipe
-
-
-def iter_tier_names() -> Sequence[str]:
-    return (OPEN_TIER, OPTIMIZED_TIER)

@@ -104,15 +104,14 @@ def publish_release_folder(
     missing: list[dict[str, Any]] = created["missing"]
 
     # Map the missing digests to local files (hashing is what proves which file is which).
+    listing = [(f"{t}/{rel}", path) for t, d in tiers.items() for rel, path in list_folder_files(d)]
     local: dict[str, Path] = {}
     if missing:
         wanted = {m["sha256"] for m in missing}
-        listing = [
-            (f"{t}/{rel}", path) for t, d in tiers.items() for rel, path in list_folder_files(d)
-        ]
+        paths = dict(listing)
         for name, digest in hash_files(listing, show_progress=False).items():
             if digest.sha256 in wanted:
-                local.setdefault(digest.sha256, dict(listing)[name])
+                local.setdefault(digest.sha256, paths[name])
         lost = wanted - set(local)
         if lost:
             raise PublishError(f"{len(lost)} file(s) the release lists are not in {root}")
@@ -157,5 +156,5 @@ def publish_release_folder(
         status=str(published["status"]),
         uploaded_blobs=len(missing),
         uploaded_bytes=uploaded_bytes,
-        skipped_blobs=sum(1 for d in tiers.values() for _ in list_folder_files(d)) - len(missing),
+        skipped_blobs=len(listing) - len(missing),
     )

@@ -148,15 +148,19 @@ def _reviewable(principal: Principal, release: Release) -> bool:
     return principal.role is Role.publisher and principal.org_id == release.org_id
 
 
+def _visible(session: Session, principal: Principal, owner_id: int, release_id: int) -> bool:
+    """The owner sees their own request or grant; publishers see those on their org's releases."""
+    if owner_id == principal.user_id:
+        return True
+    release = session.get(Release, release_id)
+    return release is not None and _reviewable(principal, release)
+
+
 def get_request(session: Session, principal: Principal, request_id: int) -> AccessRequest:
     """A request the caller made, or one on their org's releases (publishers); else 404."""
     request = session.get(AccessRequest, request_id)
-    if request is not None:
-        release = session.get(Release, request.release_id)
-        if request.user_id == principal.user_id or (
-            release is not None and _reviewable(principal, release)
-        ):
-            return request
+    if request is not None and _visible(session, principal, request.user_id, request.release_id):
+        return request
     raise NotFound(f"no access request {request_id}")
 
 
@@ -196,12 +200,8 @@ def deny_request(
 
 def get_grant(session: Session, principal: Principal, grant_id: int) -> Grant:
     grant = session.get(Grant, grant_id)
-    if grant is not None:
-        release = session.get(Release, grant.release_id)
-        if grant.user_id == principal.user_id or (
-            release is not None and _reviewable(principal, release)
-        ):
-            return grant
+    if grant is not None and _visible(session, principal, grant.user_id, grant.release_id):
+        return grant
     raise NotFound(f"no grant {grant_id}")
 
 
