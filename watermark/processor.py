@@ -11,6 +11,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from watermark._private.cpu_kernel import fused_bias_kernel
 from watermark._private.np_prf import tables_for
 from watermark._private.scoring import check_key
 from watermark.config import WatermarkConfig
@@ -160,7 +161,13 @@ class GreenListProcessor:
         h = self.config.context_width
         if input_ids.shape[1] < h or scores.shape[0] == 0:
             return scores
-        from watermark._private.torch_prf import context_x, favoured_left, favoured_self
+        from watermark._private.torch_prf import (
+            bias_left_fused,
+            context_x,
+            favoured_left,
+            favoured_self,
+            fused_path_ok,
+        )
 
         input_ids = input_ids.to(_torch().int64)
         tables = self._tables_on(scores.device)
@@ -171,6 +178,20 @@ class GreenListProcessor:
         if self.config.self_seeded:
             mask = favoured_self(input_ids, tables, h, self._threshold, offset, x)
         else:
+            kernel = fused_bias_kernel() if fused_path_ok(scores) else None
+            if kernel is not None:
+                target = scores if self.inplace else scores.clone()
+                return bias_left_fused(
+                    kernel,
+                    input_ids,
+                    tables,
+                    h,
+                    self._threshold,
+                    offset,
+                    x,
+                    target,
+                    self.config.delta,
+                )
             words, floats = self._scratch_for(scores)
             mask = favoured_left(
                 input_ids, tables, h, self._threshold, offset, x, words=words, mask=floats

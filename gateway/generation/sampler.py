@@ -113,6 +113,10 @@ def run_jobs(
         payload=payloads,
         temperature=params.temperature if sampling else 1.0,
         top_p=params.top_p if sampling and params.top_p < 1.0 else None,
+        # generate() hands processors a fresh float copy of the step's logits and we never
+        # ask for output_logits (the raw ones), so biasing in place is safe and saves a
+        # B x V allocation per step.
+        inplace=True,
     )
     streaming = len(jobs) == 1 and jobs[0].on_token is not None and len(rows) == 1
     if params.seed is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -54,6 +54,9 @@ class DeviceTables:
     ctx: torch.Tensor  # (h, V) int64: W_j bits
     ctx1_x: torch.Tensor | None  # (V,) int64: X after one token, h == 1 only
     ctx1_ab: torch.Tensor | None  # (V, 2) int32: A, B + 2**31 after one token, h == 1 only
+    # NumPy views of t32 / ctx1_ab sharing their memory (CPU only), for bias_left_numpy.
+    t32_np: np.ndarray | None = None
+    ctx1_ab_np: np.ndarray | None = None
 
 
 def device_tables(tables: PrfTables, device: torch.device, *, self_seeded: bool) -> DeviceTables:
@@ -72,7 +75,16 @@ def device_tables(tables: PrfTables, device: torch.device, *, self_seeded: bool)
         b = ((x >> np.uint64(32)) + np.uint64(_SIGN32)).astype(np.uint32)
         ctx1_x = put(x.view(np.int64))
         ctx1_ab = put(np.stack([a, b], axis=1).view(np.int32))
-    return DeviceTables(t32=t32, t64=t64, ctx=ctx, ctx1_x=ctx1_x, ctx1_ab=ctx1_ab)
+    on_cpu = torch.device(device).type == "cpu"
+    return DeviceTables(
+        t32=t32,
+        t64=t64,
+        ctx=ctx,
+        ctx1_x=ctx1_x,
+        ctx1_ab=ctx1_ab,
+        t32_np=t32.numpy() if on_cpu else None,
+        ctx1_ab_np=ctx1_ab.numpy() if on_cpu and ctx1_ab is not None else None,
+    )
 
 
 def context_x(input_ids: torch.Tensor, tables: DeviceTables, h: int) -> torch.Tensor:
@@ -89,6 +101,26 @@ def slot_index(x: torch.Tensor, num_slots: int) -> torch.Tensor:
     """Payload slot of each context word, as :func:`watermark.prf.slot_of`."""
     s = mix64_(x + _GOLDEN)
     return ((s >> 32) & _M32) % num_slots
+
+
+def _left_ab(
+    input_ids: torch.Tensor,
+    tables: DeviceTables,
+    h: int,
+    offset: torch.Tensor | None,
+    x: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(A, B + 2**31 - offset) of every row as int32 columns of shape (B, 1)."""
+    if tables.ctx1_ab is not None and offset is None:
+        ab = tables.ctx1_ab[input_ids[:, -1]]
+        return ab[:, 0:1], ab[:, 1:2]
+    if x is None:
+        x = context_x(input_ids, tables, h)
+    a = to_signed32((x & _M32) | 1).unsqueeze(1)
+    b_u = ((x >> 32) & _M32) + _SIGN32
+    if offset is not None:
+        b_u = b_u - offset
+    return a, to_signed32(b_u).unsqueeze(1)
 
 
 def favoured_left(
@@ -111,24 +143,61 @@ def favoured_left(
     int32 test ``A*T + (B + 2**31 - offset) < threshold - 2**31``: the bias is folded into B,
     so the B x V work is a multiply, an add and a compare, all in one int32 buffer.
     """
-    if tables.ctx1_ab is not None and offset is None:
-        ab = tables.ctx1_ab[input_ids[:, -1]]
-        a, b = ab[:, 0:1], ab[:, 1:2]
-    else:
-        if x is None:
-            x = context_x(input_ids, tables, h)
-        a = to_signed32((x & _M32) | 1).unsqueeze(1)
-        b_u = ((x >> 32) & _M32) + _SIGN32
-        if offset is not None:
-            b_u = b_u - offset
-        b = to_signed32(b_u).unsqueeze(1)
     import torch
 
+    a, b = _left_ab(input_ids, tables, h, offset, x)
     # mul + add_ rather than addcmul: integer addcmul is not vectorized on CPU (6x slower).
     signed = torch.mul(tables.t32, a, out=words).add_(b)
     if mask is None:
         return signed.lt_(threshold - _SIGN32)
     return torch.lt(signed, threshold - _SIGN32, out=mask)
+
+
+def fused_path_ok(scores: torch.Tensor) -> bool:
+    """Whether :func:`bias_left_fused` may bias these logits in place."""
+    import torch
+
+    return (
+        scores.device.type == "cpu"
+        and scores.dtype == torch.float32
+        and scores.is_contiguous()
+        and not scores.requires_grad
+    )
+
+
+def bias_left_fused(
+    kernel: Any,
+    input_ids: torch.Tensor,
+    tables: DeviceTables,
+    h: int,
+    threshold: int,
+    offset: torch.Tensor | None,
+    x: torch.Tensor | None,
+    scores: torch.Tensor,
+    delta: float,
+) -> torch.Tensor:
+    """Add ``delta`` to favoured logits in place with the fused CPU kernel (float32 only).
+
+    Same arithmetic as :func:`favoured_left`; the per-row A and B come from the same tables.
+    """
+    assert tables.t32_np is not None
+    if tables.ctx1_ab_np is not None and offset is None:
+        ab = tables.ctx1_ab_np[input_ids.numpy()[:, -1]]
+        a_np = np.ascontiguousarray(ab[:, 0])
+        b_np = np.ascontiguousarray(ab[:, 1])
+    else:
+        a, b = _left_ab(input_ids, tables, h, offset, x)
+        a_np = np.ascontiguousarray(a.numpy()[:, 0])
+        b_np = np.ascontiguousarray(b.numpy()[:, 0])
+    kernel(
+        scores.numpy(),
+        tables.t32_np,
+        a_np,
+        b_np,
+        np.int32(threshold - _SIGN32),
+        np.float32(delta),
+    )
+    return scores
 
 
 def favoured_self(
