@@ -6,7 +6,7 @@ line is parsed (the entry point), never later.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import click
@@ -78,11 +78,39 @@ def call(
     client: httpx.Client, method: str, path: str, *, what: str | None = None, **kwargs: Any
 ) -> Any:
     """One request; the JSON answer, or a :class:`GatewayRequestError`."""
+    return _send(client, method, path, what, **kwargs).json()
+
+
+def _send(
+    client: httpx.Client, method: str, url: str, what: str | None, **kwargs: Any
+) -> httpx.Response:
     try:
-        response = client.request(method, path, **kwargs)
+        response = client.request(method, url, **kwargs)
     except httpx.TransportError as exc:
         raise GatewayRequestError(
             f"cannot reach the gateway at {client.base_url}: {exc}", code="unreachable", status=0
         ) from exc
     raise_for_problem(response, what)
-    return response.json()
+    return response
+
+
+def iter_pages(
+    client: httpx.Client,
+    path: str,
+    *,
+    params: dict[str, Any] | None = None,
+    what: str | None = None,
+    max_items: int | None = None,
+) -> Iterator[Any]:
+    """Every item of a paged JSON listing, following `Link: <...>; rel="next"` headers."""
+    url: str | None = path
+    seen = 0
+    while url is not None:
+        response = _send(client, "GET", url, what, params=params)
+        for item in response.json():
+            yield item
+            seen += 1
+            if max_items is not None and seen >= max_items:
+                return
+        # The next link carries the whole query (cursor included): send no params with it.
+        url, params = response.links.get("next", {}).get("url"), None

@@ -8,9 +8,34 @@ from typing import Any, cast
 
 import click
 
-from gateway.cli._client import api_client, call, gateway_options
+from gateway.cli._client import api_client, call, gateway_options, iter_pages
 
 QUANT_CHOICE = click.Choice(["int8", "int4", "bf16"])
+
+
+class ByteSize(click.ParamType[int]):
+    """A size like 500MB, 2GB or 1GiB (or plain bytes), checked when the command line is read."""
+
+    name = "size"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        from release.errors import ReleaseError
+        from release.quantize import parse_size
+
+        try:
+            return parse_size(value)
+        except ReleaseError as exc:
+            self.fail(exc.message, param, ctx)
+
+
+MAX_SHARD_SIZE_OPTION = click.option(
+    "--max-shard-size",
+    type=ByteSize(),
+    default="5GB",
+    show_default=True,
+    help="Largest optimized-tier weight file (500MB, 2GB, 1GiB...); past it the tier is "
+    "split into model-0000k-of-0000n.safetensors with an index.",
+)
 
 
 def _approval(mode: str, grant_days: int, fields: tuple[str, ...]) -> Any:
@@ -83,6 +108,7 @@ def build_options(func: Any) -> Any:
             metavar="NAME[:TYPE[:LABEL]]",
             help="A field requesters fill in (TYPE: text, country, checkbox). Repeatable.",
         ),
+        MAX_SHARD_SIZE_OPTION,
         click.option("--base-model", default=None, help="The model this one derives from."),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
     ]
@@ -104,6 +130,7 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         optimize=kw["optimize"],
         approval=_approval(kw["approval"], kw["grant_days"], kw["fields"]),
         base_model=kw["base_model"],
+        max_shard_size=kw["max_shard_size"],
     )
     built = build_release(
         model_dir,
@@ -230,19 +257,60 @@ def verify(tier_dir: Path, key_path: Path, signature: Path | None) -> None:
     )
 
 
+# Releases asked for per request; the listing follows the gateway's `Link` headers.
+LIST_PAGE_SIZE = 100
+
+
 @click.command("list")
+@click.option("--author", default=None, help="Only releases of this org.")
+@click.option("--search", default=None, help="Only repo ids containing this text.")
+@click.option(
+    "--limit",
+    type=click.IntRange(1),
+    default=None,
+    help="Stop after this many releases (default: all, fetched page by page).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines, one per release.")
 @gateway_options
-def list_releases(gateway: str, token: str | None) -> None:
-    """List releases on the gateway."""
+def list_releases(
+    author: str | None,
+    search: str | None,
+    limit: int | None,
+    as_json: bool,
+    gateway: str,
+    token: str | None,
+) -> None:
+    """List releases on the gateway: published and yanked, plus your org's pending ones.
+
+    \b
+    Examples:
+      tiergate release list
+      tiergate release list --author acme --search tiny --limit 20
+    """
+    params: dict[str, str | int] = {"limit": LIST_PAGE_SIZE}
+    params.update({k: v for k, v in (("author", author), ("search", search)) if v})
+    count = 0
     with api_client(gateway, token) as client:
-        rows = call(client, "GET", "/api/releases", what="listing releases")
-    if not rows:
+        rows = iter_pages(
+            client,
+            "/api/releases",
+            params=params,
+            what="listing releases",
+            max_items=limit,
+        )
+        for row in rows:
+            count += 1
+            if as_json:
+                click.echo(json.dumps(row, sort_keys=True))
+                continue
+            gated = ",".join(row["gated_tiers"]) or "-"
+            note = f"  (yanked: {row['yank_reason']})" if row["status"] == "yanked" else ""
+            ref = f"{row['repo_id']}@{row['version']}"
+            click.echo(
+                f"{ref:<40} {row['status']:<10} license={row['license']} gated={gated}{note}"
+            )
+    if not count and not as_json:
         click.echo("no releases")
-    for row in rows:
-        gated = ",".join(row["gated_tiers"]) or "-"
-        note = f"  (yanked: {row['yank_reason']})" if row["status"] == "yanked" else ""
-        ref = f"{row['repo_id']}@{row['version']}"
-        click.echo(f"{ref:<40} {row['status']:<10} license={row['license']} gated={gated}{note}")
 
 
 def _split_ref(ref: str) -> tuple[str, str | None]:

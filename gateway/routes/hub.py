@@ -9,9 +9,9 @@ redirect itself because clients read it there instead of following cross-host re
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
@@ -20,6 +20,7 @@ from gateway.auth.principal import Principal
 from gateway.db.models import ReleaseStatus
 from gateway.db.timeutil import as_utc
 from gateway.deps import NowDep, OptionalPrincipal, Public, SessionDep, StateDep
+from gateway.errors import NotFound
 from gateway.ledger.events import Actor, record_event
 from gateway.links import ReleaseYanked
 from gateway.problems import problem_responses
@@ -30,8 +31,9 @@ from gateway.routes.links import (
     file_response,
     in_session,
 )
+from gateway.routes.paging import next_link, set_next_link
 from gateway.schemas.downloads import HubModelInfo, HubSibling, HubTreeEntry
-from gateway.services import downloads, links
+from gateway.services import catalog, downloads, links
 from gateway.services.downloads import EntryNotFound, TierFile, TierRef
 from gateway.streaming import ByteRange, select_range
 
@@ -40,7 +42,6 @@ router = APIRouter(tags=["hub"], responses=problem_responses(401, 403, 404, 503)
 # Files big enough to be worth a link (and a budget); small metadata is served in place.
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".msgpack", ".h5")
 _LFS_POINTER_SIZE = 134
-_MAX_PAGE = 1000
 
 
 def is_weight_file(file: TierFile) -> bool:
@@ -52,8 +53,8 @@ def _hub_time(value: datetime) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def _model_info(session: Session, ref: TierRef) -> HubModelInfo:
-    files = downloads.tier_files(session, ref)
+def _model_info(session: Session, ref: TierRef, *, with_files: bool = True) -> HubModelInfo:
+    files = downloads.tier_files(session, ref) if with_files else []
     gated: str | bool = False
     if ref.tier.gated:
         gated = "auto" if '"auto"' in ref.release.policy_json else "manual"
@@ -80,6 +81,44 @@ def _model_info(session: Session, ref: TierRef) -> HubModelInfo:
             "signer_key_id": ref.release.signer_key_id,
         },
     )
+
+
+@router.get(
+    "/api/models",
+    summary="Hub: list repositories (latest published version, open tier), paged by `Link`.",
+)
+def list_models(
+    request: Request,
+    response: Response,
+    viewer: OptionalPrincipal,
+    session: SessionDep,
+    author: Annotated[str | None, Query(max_length=64)] = None,
+    search: Annotated[str | None, Query(max_length=161)] = None,
+    limit: Annotated[int | None, Query(ge=1)] = None,
+    cursor: Annotated[str | None, Query(max_length=512)] = None,
+    full: bool = False,
+) -> list[HubModelInfo]:
+    """What `HfApi().list_models(author=..., search=...)` reads.
+
+    ``limit`` is capped at one page (`huggingface_hub` follows the `Link: rel="next"` header
+    and stops by itself after its own limit); ``full`` adds each model's files.
+    """
+    page = catalog.page_repositories(
+        session,
+        limit=min(limit or catalog.DEFAULT_PAGE, catalog.MAX_PAGE),
+        cursor=cursor,
+        author=author,
+        search=search,
+    )
+    items = []
+    for repo_id in page.items:
+        try:
+            ref = downloads.resolve_revision(session, repo_id, None, viewer=viewer)
+        except NotFound:
+            continue  # published versions without an open tier: nothing to list
+        items.append(_model_info(session, ref, with_files=full))
+    set_next_link(request, response, page.next_cursor)
+    return items
 
 
 @router.get("/api/models/{org}/{name}", summary="Hub: model info of the default revision.")
@@ -142,7 +181,7 @@ def tree(
     path: str = "",
     recursive: bool = False,
     cursor: int = 0,
-    limit: int = _MAX_PAGE,
+    limit: int = catalog.MAX_PAGE,
 ) -> Response:
     ref = downloads.resolve_revision(session, f"{org}/{name}", revision, viewer=viewer)
     if path:
@@ -152,13 +191,12 @@ def tree(
         raise EntryNotFound(
             f"{ref.release.repo_id}@{revision} has no folder {path!r}", commit=ref.commit
         )
-    limit = max(1, min(limit, _MAX_PAGE))
+    limit = max(1, min(limit, catalog.MAX_PAGE))
     start = max(0, cursor)
     page = entries[start : start + limit]
     headers: dict[str, str] = {"X-Repo-Commit": ref.commit}
     if start + limit < len(entries):
-        next_url = request.url.include_query_params(cursor=start + limit, limit=limit)
-        headers["Link"] = f'<{next_url}>; rel="next"'
+        headers["Link"] = next_link(request, cursor=start + limit, limit=limit)
     body: list[dict[str, Any]] = [e.model_dump(exclude_none=True) for e in page]
     return JSONResponse(body, headers=headers)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from sqlmodel import Session, select
 from starlette.concurrency import run_in_threadpool
 
@@ -14,6 +14,7 @@ from gateway.db.models import PublicKeyRecord, Release
 from gateway.deps import NowDep, OptionalPrincipal, SessionDep, StateDep, require_scope
 from gateway.errors import BadRequest, NotFound
 from gateway.problems import problem_responses
+from gateway.routes.paging import set_next_link
 from gateway.schemas.downloads import SignerKey
 from gateway.schemas.releases import (
     BlobRef,
@@ -26,7 +27,7 @@ from gateway.schemas.releases import (
     UploadStatus,
     YankRequest,
 )
-from gateway.services import releases
+from gateway.services import catalog, releases
 from gateway.storage.base import check_sha256
 
 router = APIRouter(tags=["releases"], responses=problem_responses(401, 403, 404, 503))
@@ -107,9 +108,30 @@ def create_release(
     )
 
 
-@router.get("/api/releases", summary="List releases (published and yanked; pending for their org).")
-def list_releases(viewer: OptionalPrincipal, session: SessionDep) -> list[ReleaseSummary]:
-    return [summary(session, r) for r in releases.list_releases(session, viewer)]
+@router.get(
+    "/api/releases",
+    summary="List releases (published and yanked; pending for their org), paged by `Link`.",
+)
+def list_releases(
+    request: Request,
+    response: Response,
+    viewer: OptionalPrincipal,
+    session: SessionDep,
+    author: Annotated[str | None, Query(max_length=64, description="Only this org.")] = None,
+    search: Annotated[
+        str | None, Query(max_length=161, description="Substring of the repo id.")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=catalog.MAX_PAGE)] = catalog.DEFAULT_PAGE,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="From the previous page's `Link`.")
+    ] = None,
+) -> list[ReleaseSummary]:
+    """One page, ordered by repo id then creation; `Link: <...>; rel="next"` while more remain."""
+    page = catalog.page_releases(
+        session, viewer, limit=limit, cursor=cursor, author=author, search=search
+    )
+    set_next_link(request, response, page.next_cursor)
+    return [summary(session, r) for r in page.items]
 
 
 @router.get("/api/releases/{org}/{name}", summary="The latest published version of a repository.")

@@ -75,8 +75,12 @@ def publish_test_release(
     grant_lifetime_seconds: int = 3600,
     terms: str = TERMS_TEXT,
     key: PrivateKey | None = None,
+    publish: bool = True,
 ) -> PublishedRelease:
-    """Sign, register, upload and publish a release; returns what attesters need."""
+    """Sign, register, upload and publish a release; returns what attesters need.
+
+    ``publish=False`` stops after registering: the release stays pending, its blobs unsent.
+    """
     key = key or PrivateKey.generate("ecdsa-p256")
     root = tmp_path / "releases" / repo_id.replace("/", "__") / version
     files = {
@@ -123,11 +127,12 @@ def publish_test_release(
             terms=terms,
             now=now,
         )
-        for tier_files in files.values():
-            for data in tier_files.values():
-                info = blobs.put_stream([data], hashlib.sha256(data).hexdigest())
-                releases.record_blob(session, info.sha256, info.size, now)
-        releases.publish_release(session, principal, repo_id, version, now=now)
+        if publish:
+            for tier_files in files.values():
+                for data in tier_files.values():
+                    info = blobs.put_stream([data], hashlib.sha256(data).hexdigest())
+                    releases.record_blob(session, info.sha256, info.size, now)
+            releases.publish_release(session, principal, repo_id, version, now=now)
     return PublishedRelease(
         repo_id=repo_id,
         version=version,
