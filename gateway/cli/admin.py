@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import sys
+from datetime import timedelta
 from pathlib import Path
+from typing import Any, ClassVar
 
 import click
 
@@ -14,7 +16,7 @@ ROLE_CHOICE = click.Choice(["admin", "publisher", "developer"])
 
 @click.group(name="admin")
 def group() -> None:
-    """Manage users, API tokens and OAuth clients (run on the gateway host; uses its database)."""
+    """Users, tokens, OAuth clients and storage upkeep (on the gateway host, on its database)."""
 
 
 @group.command("create-user")
@@ -197,3 +199,111 @@ def set_password(username: str, from_stdin: bool, data_dir: Path | None) -> None
         user.password_hash = hash_password(password)
         session.add(user)
     click.echo(f"password set for {username!r}")
+
+
+class Duration(click.ParamType):  # type: ignore[type-arg]
+    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or a bare number of seconds) -> timedelta."""
+
+    name = "duration"
+    _UNITS: ClassVar[dict[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if isinstance(value, timedelta):
+            return value
+        text = str(value).strip().lower()
+        number, unit = (text[:-1], text[-1]) if text[-1:] in self._UNITS else (text, "s")
+        try:
+            amount = float(number)
+        except ValueError:
+            self.fail(f"{value!r} is not a duration (examples: 90s, 30m, 12h, 7d, 2w)", param, ctx)
+        if amount < 0:
+            self.fail("a duration cannot be negative", param, ctx)
+        return timedelta(seconds=amount * self._UNITS[unit])
+
+
+@group.command("gc")
+@click.option(
+    "--pending-older-than",
+    type=Duration(),
+    default="7d",
+    show_default=True,
+    help="Discard releases still pending (never published) after this long.",
+)
+@click.option(
+    "--blob-grace",
+    type=Duration(),
+    default="1d",
+    show_default=True,
+    help="Keep unreferenced blobs younger than this (a publish may be about to use them).",
+)
+@click.option(
+    "--uploads-older-than",
+    type=Duration(),
+    default="2d",
+    show_default=True,
+    help="Abort resumable uploads that received nothing for this long.",
+)
+@click.option("--apply", is_flag=True, help="Remove what is found (default: only report it).")
+@data_dir_option
+def gc(
+    pending_older_than: timedelta,
+    blob_grace: timedelta,
+    uploads_older_than: timedelta,
+    apply: bool,
+    data_dir: Path | None,
+) -> None:
+    """Reclaim what abandoned publishes leave behind (a dry run unless --apply).
+
+    Pending releases nobody published, blobs no release refers to any more, and upload
+    sessions that went quiet. Each removal is its own transaction and is re-checked as it
+    happens, so it is safe while the gateway serves; a discarded release is logged as
+    `release.discarded`. On S3, also set a lifecycle rule that aborts incomplete multipart
+    uploads (the store's own staging objects).
+
+    \b
+    Examples:
+      tiergate admin gc                        # what would go
+      tiergate admin gc --apply
+      tiergate admin gc --pending-older-than 30d --blob-grace 6h --apply
+    """
+    from gateway.db.engine import make_engine
+    from gateway.db.migrate import upgrade
+    from gateway.db.timeutil import utcnow
+    from gateway.services.gc import GcCutoffs, collect_garbage
+    from gateway.storage.factory import make_blob_store
+
+    settings = load_settings(data_dir=data_dir)
+    now = utcnow()
+    cutoffs = GcCutoffs(
+        pending_before=now - pending_older_than,
+        blobs_before=now - blob_grace,
+        uploads_before=now - uploads_older_than,
+    )
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        upgrade(engine)
+        report = collect_garbage(
+            engine,
+            make_blob_store(settings),
+            cutoffs,
+            now=now,
+            apply=apply,
+            on_step=click.echo,
+        )
+    finally:
+        engine.dispose()
+    verb = "removed" if apply else "would remove"
+    if not apply:
+        for ref in report.releases:
+            click.echo(f"pending release {ref}")
+        for blob in report.blobs:
+            click.echo(f"blob {blob.sha256} ({blob.size:,} bytes)")
+        for upload_id in report.uploads:
+            click.echo(f"upload {upload_id}")
+    for line in report.skipped:
+        click.echo(f"kept {line}")
+    click.echo(
+        f"{verb}: {len(report.releases)} pending release(s), {len(report.blobs)} blob(s) "
+        f"({report.blob_bytes:,} bytes), {len(report.uploads)} upload session(s)"
+        + ("" if apply else "; run again with --apply to remove them")
+    )

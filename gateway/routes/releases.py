@@ -88,7 +88,7 @@ def _json_bytes(value: dict[str, Any]) -> bytes:
     responses=problem_responses(409, 413, 415, 422),
 )
 def create_release(
-    body: ReleaseCreate, principal: Publisher, session: SessionDep, now: NowDep
+    body: ReleaseCreate, principal: Publisher, session: SessionDep, state: StateDep, now: NowDep
 ) -> ReleaseCreated:
     created = releases.create_release(
         session,
@@ -98,6 +98,7 @@ def create_release(
         model_card=body.model_card,
         terms=body.terms,
         now=now,
+        stored=state.blobs.has,
     )
     return ReleaseCreated(
         repo_id=created.release.repo_id,
@@ -170,9 +171,17 @@ def release_signer_key(
     responses=problem_responses(409),
 )
 def publish_release(
-    org: str, name: str, version: str, principal: Publisher, session: SessionDep, now: NowDep
+    org: str,
+    name: str,
+    version: str,
+    principal: Publisher,
+    session: SessionDep,
+    state: StateDep,
+    now: NowDep,
 ) -> ReleasePublic:
-    release = releases.publish_release(session, principal, f"{org}/{name}", version, now=now)
+    release = releases.publish_release(
+        session, principal, f"{org}/{name}", version, now=now, stored=state.blobs.has
+    )
     return detail(session, release)
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -145,6 +146,7 @@ def create_release(
     model_card: str,
     terms: str | None,
     now: datetime,
+    stored: Callable[[str], bool] | None = None,
 ) -> CreatedRelease:
     """Verify and register a release as pending; say which blobs the gateway still needs."""
     # Parse enough to know the org before trusting anything: keys are looked up per org.
@@ -169,7 +171,8 @@ def create_release(
                 f"{release.release_name} already exists with other content; versions are "
                 "immutable: publish a new version"
             )
-        return CreatedRelease(existing, missing_blobs(session, existing), created=False)
+        missing = missing_blobs(session, existing, stored=stored)
+        return CreatedRelease(existing, missing, created=False)
 
     row = Release(
         org_id=org_id,
@@ -221,7 +224,7 @@ def create_release(
         org_id=org_id,
         fields={"statement_digest": verified.release_digest, "signer": verified.key.key_id},
     )
-    return CreatedRelease(row, missing_blobs(session, row), created=True)
+    return CreatedRelease(row, missing_blobs(session, row, stored=stored), created=True)
 
 
 def _claimed_org(envelope: bytes) -> str:
@@ -235,10 +238,20 @@ def _claimed_org(envelope: bytes) -> str:
         raise ReleaseRejected(f"the release statement is malformed: {exc.message}") from exc
 
 
-def missing_blobs(session: Session, release: Release) -> list[MissingBlob]:
+def missing_blobs(
+    session: Session, release: Release, *, stored: Callable[[str], bool] | None = None
+) -> list[MissingBlob]:
+    """The release's blobs the gateway does not hold yet.
+
+    ``stored`` (the blob store's ``has``) also counts a blob whose row exists but whose bytes
+    are gone (removed by ``admin gc`` in the instant between its row check and its delete, or
+    out of band) as missing, so a publish asks for it again instead of going live without it.
+    """
     files = session.exec(select(ReleaseFile).where(ReleaseFile.release_id == release.id)).all()
     wanted = {f.sha256: f.size for f in files}
     present = set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(list(wanted)))).all())
+    if stored is not None:
+        present = {sha for sha in present if stored(sha)}
     return [MissingBlob(sha, size) for sha, size in sorted(wanted.items()) if sha not in present]
 
 
@@ -299,7 +312,13 @@ def find_release(
 
 
 def publish_release(
-    session: Session, principal: Principal, repo_id: str, version: str, *, now: datetime
+    session: Session,
+    principal: Principal,
+    repo_id: str,
+    version: str,
+    *,
+    now: datetime,
+    stored: Callable[[str], bool] | None = None,
 ) -> Release:
     org_name, _ = split_repo_id(repo_id)
     require_publisher_of(principal, org_name)
@@ -308,7 +327,7 @@ def publish_release(
         return release
     if release.status != ReleaseStatus.pending.value:
         raise Conflict(f"{repo_id}@{version} is {release.status}")
-    missing = missing_blobs(session, release)
+    missing = missing_blobs(session, release, stored=stored)
     if missing:
         raise ReleaseNotReady(
             f"{len(missing)} file(s) not uploaded yet",

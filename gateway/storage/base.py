@@ -16,6 +16,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -26,6 +27,7 @@ __all__ = [
     "MAX_UPLOAD_ID_LENGTH",
     "BlobInfo",
     "BlobStore",
+    "UploadInfo",
     "check_range",
     "check_sha256",
     "check_upload_id",
@@ -40,6 +42,14 @@ MAX_UPLOAD_ID_LENGTH = 128
 # non-ASCII digits and letters.
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
 _UPLOAD_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,%d}" % MAX_UPLOAD_ID_LENGTH)  # noqa: UP031
+
+
+@dataclass(frozen=True, slots=True)
+class UploadInfo:
+    """A resumable upload in progress: its id and when it last received bytes (UTC)."""
+
+    upload_id: str
+    last_activity: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -206,4 +216,8 @@ class BlobStore(Protocol):
 
     def abort_upload(self, upload_id: str) -> None:
         """Discard an upload; ``UploadNotFound`` if there is none with that id."""
+        ...
+
+    def iter_uploads(self) -> Iterator[UploadInfo]:
+        """Uploads begun and neither finished nor aborted (for sweeping abandoned ones)."""
         ...

@@ -28,6 +28,7 @@ import tempfile
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.storage._local_io import (
@@ -41,6 +42,7 @@ from gateway.storage._local_io import (
 from gateway.storage.base import (
     DEFAULT_CHUNK_SIZE,
     BlobInfo,
+    UploadInfo,
     check_range,
     check_sha256,
     check_upload_id,
@@ -50,6 +52,7 @@ from gateway.storage.errors import (
     BlobTooLarge,
     DigestMismatch,
     InvalidDigest,
+    InvalidUploadId,
     StorageUnavailable,
     UploadNotFound,
     UploadOffsetMismatch,
@@ -365,6 +368,22 @@ class LocalBlobStore:
         with wrap_os_errors("aborting upload"):
             detached, _state = self._detach_upload(upload_id)
             shutil.rmtree(detached, ignore_errors=True)
+
+    def iter_uploads(self) -> Iterator[UploadInfo]:
+        with wrap_os_errors("listing uploads"):
+            for name in _sorted_entries(self._uploads):
+                try:
+                    check_upload_id(name)
+                except InvalidUploadId:
+                    continue  # ".new-*" staging of a begin in progress, or a stray file
+                # Every append writes the data file and then the state sidecar.
+                times = []
+                for part in (_STATE_FILE, _DATA_FILE):
+                    with contextlib.suppress(FileNotFoundError):
+                        times.append((self._uploads / name / part).stat().st_mtime)
+                if times:  # gone while listing otherwise
+                    moment = datetime.fromtimestamp(max(times), tz=UTC)
+                    yield UploadInfo(upload_id=name, last_activity=moment)
 
 
 def _sorted_entries(directory: Path) -> list[str]:

@@ -31,6 +31,7 @@ import json
 import uuid
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -49,6 +50,7 @@ from gateway.storage._s3_io import (
 from gateway.storage.base import (
     DEFAULT_CHUNK_SIZE,
     BlobInfo,
+    UploadInfo,
     check_range,
     check_sha256,
     check_upload_id,
@@ -479,3 +481,20 @@ class S3BlobStore:
     def abort_upload(self, upload_id: str) -> None:
         meta = self._detach(upload_id)
         self._remove_parts(upload_id, meta)
+
+    def iter_uploads(self) -> Iterator[UploadInfo]:
+        # One listing of the uploads prefix: an upload's last activity is its newest object
+        # (the meta at begin, then one part per append). Parts left behind by an aborted or
+        # finished upload have no meta and are not reported.
+        prefix = f"{self.prefix}uploads/"
+        newest: dict[str, datetime] = {}
+        has_meta: set[str] = set()
+        for item in self._list(prefix):
+            upload_id, _, rest = item["Key"][len(prefix) :].partition("/")
+            moment = item["LastModified"]
+            if upload_id not in newest or moment > newest[upload_id]:
+                newest[upload_id] = moment
+            if rest == "meta":
+                has_meta.add(upload_id)
+        for upload_id in sorted(has_meta):
+            yield UploadInfo(upload_id=upload_id, last_activity=newest[upload_id])

@@ -12,6 +12,7 @@ import itertools
 import threading
 import uuid
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -287,6 +288,25 @@ class BlobStoreContract:
             with pytest.raises(UploadNotFound):
                 call()
         assert blob_store.begin_upload(upload_id) == 0  # the id is free again
+
+    def test_iter_uploads_lists_open_uploads_only(self, blob_store: BlobStore) -> None:
+        before = datetime.now(UTC) - timedelta(seconds=5)
+        open_id, finished_id, aborted_id = new_upload_id(), new_upload_id(), new_upload_id()
+        data = b"listed " + uuid.uuid4().bytes
+        for upload_id in (open_id, finished_id, aborted_id):
+            blob_store.begin_upload(upload_id)
+            blob_store.append_upload(upload_id, 0, data)
+        blob_store.finish_upload(finished_id, sha256_hex(data))
+        blob_store.abort_upload(aborted_id)
+        listed = {u.upload_id: u for u in blob_store.iter_uploads()}
+        assert open_id in listed
+        assert finished_id not in listed
+        assert aborted_id not in listed
+        moment = listed[open_id].last_activity
+        assert moment.tzinfo is not None
+        assert before <= moment <= datetime.now(UTC) + timedelta(seconds=5)
+        blob_store.abort_upload(open_id)
+        assert open_id not in {u.upload_id for u in blob_store.iter_uploads()}
 
     # -- concurrency -----------------------------------------------------------------------
 
