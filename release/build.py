@@ -34,7 +34,7 @@ from licensing.statements import TierManifest as LicensingTier
 from release.errors import ReleaseError
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest, build_tier_manifest
-from release.quantize import QuantMethod
+from release.quantize import DEFAULT_MAX_SHARD_SIZE, QuantMethod, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
 
 __all__ = [
@@ -75,6 +75,8 @@ class BuildOptions:
     base_model: str | None = None
     intended_use: str | None = None
     limitations: str | None = None
+    # Bytes (or a size like "2GB") per optimized-tier shard; past it the tier is sharded.
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,7 @@ def build_release(
     step = on_step or (lambda _message: None)
     source = Path(model_dir)
     out = Path(out_dir)
+    parse_size(options.max_shard_size)  # a bad size fails before anything is written
     step(f"validating {source}")
     report: ModelFolderReport = validate_model_folder(source)
     _prepare_out_dir(out, force)
@@ -156,6 +159,7 @@ def build_release(
         open_dir,
         optimized_dir,
         method=options.optimize,
+        max_shard_size=options.max_shard_size,
         show_progress=show_progress,  # type: ignore[arg-type]
     )
     fidelity = optimized.fidelity

@@ -8,7 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from release.quantize import QuantizedTier, QuantMethod, quantize_model_folder
+from release.quantize import (
+    DEFAULT_MAX_SHARD_SIZE,
+    QuantizedTier,
+    QuantMethod,
+    quantize_model_folder,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -178,16 +183,21 @@ def build_optimized_tier(
     *,
     method: QuantMethod = "int8",
     group_size: int = 64,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     probe_texts: Sequence[str] = DEFAULT_PROBE_TEXTS,
     show_progress: bool | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> OptimizedTier:
-    """Quantize ``model_dir`` into ``out_dir`` and measure the result against it."""
+    """Quantize ``model_dir`` into ``out_dir`` and measure the result against it.
+
+    ``max_shard_size``: see :func:`~release.quantize.quantize_model_folder`.
+    """
     quantized = quantize_model_folder(
         model_dir,
         out_dir,
         method=method,
         group_size=group_size,
+        max_shard_size=max_shard_size,
         show_progress=show_progress,
         on_progress=on_progress,
     )

@@ -2,7 +2,8 @@
 
 ``load_optimized_model(dir)`` builds the architecture from ``config.json`` with parameters on
 the meta device, swaps every module named in ``quantization_config.modules`` for a
-:class:`QuantizedLinear`, and assigns the stored tensors; memory stays at the packed size.
+:class:`QuantizedLinear`, and assigns the stored tensors (from ``model.safetensors``, or the
+shards named by ``model.safetensors.index.json``); memory stays at the packed size.
 Folders without a ``quantization_config`` (the bf16 tier, an open tier) load through plain
 ``from_pretrained``.
 """
@@ -118,6 +119,7 @@ def load_optimized_model(
     from transformers.pytorch_utils import Conv1D
 
     from release._qlinear import QuantizedLinear, params_on_meta
+    from release._shards import loaded_weight_files
     from release.safetensors_check import validate_model_folder
 
     root = Path(tier_dir)
@@ -126,6 +128,10 @@ def load_optimized_model(
         raise OptimizedTierInvalidError(f"{root}: no quantization_config in config.json")
     compute = dtype or torch.float32
     report = validate_model_folder(root)
+    weight_files, ignored = loaded_weight_files(report)
+    if ignored:
+        # A tier we wrote never has one; a signed file the loader skips is a file unchecked.
+        raise OptimizedTierInvalidError(f"{ignored[0]}: safetensors file not part of the weights")
     settings = json.loads((root / "config.json").read_text("utf-8"))
     settings.pop("quantization_config")
     settings.pop("dtype", None)
@@ -164,10 +170,12 @@ def load_optimized_model(
 
     expected = model.state_dict()
     state: dict[str, torch.Tensor] = {}
-    for file_report in report.files:
+    for file_report in weight_files:
         for key, tensor in load_file(str(root / file_report.file)).items():
             if key not in expected:
                 raise OptimizedTierInvalidError(f"{key}: tensor not part of the architecture")
+            if key in state:
+                raise OptimizedTierInvalidError(f"{key}: stored in more than one file")
             # Codes and scales must match exactly; other tensors only need the right shape.
             if key.endswith((".qweight", ".scales")) or tensor.shape != expected[key].shape:
                 _check_tensor(key, tensor, expected[key])

@@ -1,9 +1,12 @@
 """Building the optimized tier: weight-only int8 / int4 quantization or a bf16 cast.
 
-Output folder layout (see ``docs/release_optimized_tier.md``): one ``model.safetensors`` where
-each quantized linear module ``M`` is stored as ``M.qweight`` + ``M.scales`` (+ ``M.bias``),
-every other tensor (embeddings, norms, biases, a kept ``lm_head``) cast to ``keep_dtype``;
-``config.json`` gains a ``quantization_config``; tokenizer and other side files are copied.
+Output folder layout (see ``docs/release_optimized_tier.md``): ``model.safetensors``, or
+Hugging Face-style shards with ``model.safetensors.index.json`` past ``max_shard_size``,
+where each quantized linear module ``M`` is stored as ``M.qweight`` + ``M.scales`` (same
+shard) (+ ``M.bias``), every other tensor (embeddings, norms, biases, a kept ``lm_head``)
+cast to ``keep_dtype``; ``config.json`` gains a ``quantization_config``; tokenizer and
+other side files are copied. The open tier is streamed: one tensor read at a time, one
+output shard held at a time.
 """
 
 from __future__ import annotations
@@ -18,6 +21,15 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from release._paths import list_folder_files
 from release._progress import Progress, ProgressCallback
+from release._shards import (
+    DEFAULT_MAX_SHARD_SIZE,
+    SINGLE_FILE_NAME,
+    ShardWriter,
+    TensorGroup,
+    loaded_weight_files,
+    parse_size,
+    read_tensors,
+)
 from release.errors import QuantizationError
 from release.safetensors_check import INDEX_FILE_NAME, validate_model_folder
 
@@ -26,9 +38,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_GROUP_SIZE",
+    "DEFAULT_MAX_SHARD_SIZE",
     "QUANT_METHOD_NAME",
     "QuantMethod",
     "QuantizedTier",
+    "parse_size",
     "quantize_model_folder",
 ]
 
@@ -36,12 +50,23 @@ QuantMethod = Literal["int8", "int4", "bf16"]
 QUANT_METHOD_NAME = "tiergate"
 FORMAT_VERSION = 1
 DEFAULT_GROUP_SIZE = 64
-WEIGHTS_FILE_NAME = "model.safetensors"
+WEIGHTS_FILE_NAME = SINGLE_FILE_NAME
 _FP16_MAX = 65504.0
-# Not copied into the optimized tier: its own weights replace these, and the card and the
-# signature are produced per tier later.
+# Not copied into the optimized tier: its own weights (and index) replace these, and the
+# card and the signature are produced per tier later.
 _NOT_COPIED = ("README.md", "model.sig", INDEX_FILE_NAME)
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".pkl", ".ckpt", ".h5", ".msgpack")
+_WEIGHT_SUFFIXES = (
+    ".safetensors",
+    ".bin",
+    ".pt",
+    ".pth",
+    ".pkl",
+    ".ckpt",
+    ".h5",
+    ".msgpack",
+    ".safetensors.index.json",
+    ".bin.index.json",
+)
 
 
 @dataclass(frozen=True)
@@ -49,7 +74,9 @@ class QuantizedTier:
     """What :func:`quantize_model_folder` wrote.
 
     ``modules`` maps each quantized module to ``"int8"`` or ``"int4"`` (sorted pairs);
-    ``tensor_errors`` holds ``||W - W_q|| / ||W||`` for every floating tensor, sorted by name.
+    ``tensor_errors`` holds ``||W - W_q|| / ||W||`` for every floating tensor, sorted by name;
+    ``weight_files`` the safetensors files written (``model.safetensors`` or the shards),
+    ``index_file`` the shard index (``None`` for a single file).
     """
 
     out_dir: Path
@@ -61,6 +88,8 @@ class QuantizedTier:
     open_weights_bytes: int
     optimized_weights_bytes: int
     quantization_config: Mapping[str, Any] = field(default_factory=dict)
+    weight_files: tuple[str, ...] = (WEIGHTS_FILE_NAME,)
+    index_file: str | None = None
 
     @property
     def size_ratio(self) -> float:
@@ -116,9 +145,49 @@ def _cast(tensor: torch.Tensor, target: torch.dtype) -> torch.Tensor:
 
     if not tensor.is_floating_point() or tensor.dtype in (torch.float16, torch.bfloat16):
         return tensor  # integers untouched; half-precision sources are not re-rounded
-    if target == torch.float16 and tensor.numel() and float(tensor.abs().max()) > _FP16_MAX:
-        return tensor  # would overflow to inf in float16: keep full precision
+    if target == torch.float16 and tensor.numel():
+        low, high = torch.aminmax(tensor)  # no |tensor| temporary the size of an embedding
+        if max(-float(low), float(high)) > _FP16_MAX:
+            return tensor  # would overflow to inf in float16: keep full precision
     return tensor.to(target)
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    method: QuantMethod
+    group_size: int
+    target: torch.dtype
+    linear: Mapping[str, bool]  # module -> stored transposed (GPT-2 Conv1D)
+
+
+def _convert(
+    name: str, tensor: torch.Tensor, recipe: _Recipe
+) -> tuple[TensorGroup, str | None, float | None]:
+    """One source tensor -> (output tensors for one shard, quantized kind, relative error)."""
+    from release._quant_kernels import (
+        dequantization_error,
+        quantize_int4,
+        quantize_int8,
+        relative_error,
+    )
+
+    module = name.removesuffix(".weight")
+    if not (name.endswith(".weight") and module in recipe.linear):
+        cast = _cast(tensor, recipe.target)
+        error = relative_error(tensor, cast) if tensor.is_floating_point() else None
+        return [(name, cast.contiguous())], None, error
+    weight = tensor.t() if recipe.linear[module] else tensor
+    if weight.dim() != 2 or not weight.is_floating_point():
+        raise QuantizationError(f"{name}: not a 2-D floating weight")
+    group: int | None = None
+    if recipe.method == "int4" and weight.shape[1] % recipe.group_size == 0:
+        group = recipe.group_size
+        qweight, scales = quantize_int4(weight, group)
+    else:
+        qweight, scales = quantize_int8(weight)
+    error = dequantization_error(weight, qweight, scales, group)
+    kind = "int8" if group is None else "int4"
+    return [(f"{module}.qweight", qweight), (f"{module}.scales", scales)], kind, error
 
 
 def _prepare_output(out_dir: Path) -> None:
@@ -135,6 +204,7 @@ def quantize_model_folder(
     group_size: int = DEFAULT_GROUP_SIZE,
     keep_dtype: str = "float16",
     skip_modules: Collection[str] = ("lm_head",),
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     show_progress: bool | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> QuantizedTier:
@@ -146,77 +216,62 @@ def quantize_model_folder(
     a multiple of ``group_size`` falls back to int8. ``bf16``: every floating tensor cast to
     bfloat16, loadable by plain ``from_pretrained``. Other floating tensors go to
     ``keep_dtype`` (float16 by default, float32 where float16 would overflow).
+
+    Weights are streamed: the open tier (one file or shards with an index) is read a tensor
+    at a time and written in shards of at most ``max_shard_size`` tensor bytes (``int`` or
+    a size like ``"2GB"``; 5GB by default), so memory peaks near one shard plus one tensor.
+    A tier that fits one shard is a single ``model.safetensors``.
     """
-    from safetensors import safe_open
-    from safetensors.torch import save_file
-
-    from release._quant_kernels import (
-        dequantize_int4,
-        dequantize_int8,
-        quantize_int4,
-        quantize_int8,
-        relative_error,
-    )
-
     if method not in ("int8", "int4", "bf16"):
         raise QuantizationError(f"unknown method {method!r} (int8, int4 or bf16)")
     if method == "int4" and group_size <= 0:
         raise QuantizationError("group_size must be positive")
+    shard_bytes = parse_size(max_shard_size)
     src, out = Path(model_dir), Path(out_dir)
     report = validate_model_folder(src)
+    # The files from_pretrained reads (the index's shards, or top-level files), so the tier
+    # matches the open model that fidelity is measured against.
+    sources = loaded_weight_files(report)[0]
     config_dict: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
     if "quantization_config" in config_dict:
         raise QuantizationError("the source model is already quantized")
-    target = _torch_dtype("bfloat16" if method == "bf16" else keep_dtype)
-    linear = {} if method == "bf16" else _find_linear_modules(config_dict, skip_modules)
+    recipe = _Recipe(
+        method=method,
+        group_size=group_size,
+        target=_torch_dtype("bfloat16" if method == "bf16" else keep_dtype),
+        linear={} if method == "bf16" else _find_linear_modules(config_dict, skip_modules),
+    )
     _prepare_output(out)
     try:
-        tensors: dict[str, torch.Tensor] = {}
         errors: dict[str, float] = {}
         modules: dict[str, str] = {}
+        writer = ShardWriter(out, shard_bytes)
         with Progress(
-            report.tensor_count,
+            sum(f.tensor_count for f in sources),
             desc=f"quantizing ({method})",
             unit="tensor",
             show_bar=show_progress,
             callback=on_progress,
         ) as progress:
-            for file_report in report.files:
-                with safe_open(str(src / file_report.file), framework="pt") as reader:
+            for file_report in sources:
+                with read_tensors(src / file_report.file) as reader:
                     for entry in file_report.tensors:
-                        name = entry.name
-                        tensor = reader.get_tensor(name)
-                        module = name.removesuffix(".weight")
-                        if name.endswith(".weight") and module in linear:
-                            weight = tensor.t() if linear[module] else tensor
-                            if weight.dim() != 2 or not weight.is_floating_point():
-                                raise QuantizationError(f"{name}: not a 2-D floating weight")
-                            if method == "int4" and weight.shape[1] % group_size == 0:
-                                qweight, scales = quantize_int4(weight, group_size)
-                                approx = dequantize_int4(
-                                    qweight, scales, weight.shape[1], group_size
-                                )
-                                modules[module] = "int4"
-                            else:
-                                qweight, scales = quantize_int8(weight)
-                                approx = dequantize_int8(qweight, scales)
-                                modules[module] = "int8"
-                            errors[name] = relative_error(weight, approx)
-                            tensors[f"{module}.qweight"] = qweight
-                            tensors[f"{module}.scales"] = scales
-                        else:
-                            cast = _cast(tensor, target)
-                            if tensor.is_floating_point():
-                                errors[name] = relative_error(tensor, cast)
-                            tensors[name] = cast.contiguous()
+                        group, kind, error = _convert(
+                            entry.name, reader.get_tensor(entry.name), recipe
+                        )
+                        if kind is not None:
+                            modules[entry.name.removesuffix(".weight")] = kind
+                        if error is not None:
+                            errors[entry.name] = error
+                        writer.add(group)
+                        del group  # the writer holds the only reference until its shard is out
                         progress.advance(1)
-        absent = sorted(set(linear) - set(modules))
+        absent = sorted(set(recipe.linear) - set(modules))
         if absent:
             raise QuantizationError(
                 f"checkpoint tensor names do not match the architecture: no {absent[0]}.weight"
             )
-
-        save_file(tensors, str(out / WEIGHTS_FILE_NAME), metadata={"format": "pt"})
+        layout = writer.finish()
         for rel, real in list_folder_files(src):
             if rel in _NOT_COPIED or rel == "config.json" or rel.endswith(_WEIGHT_SUFFIXES):
                 continue
@@ -246,8 +301,10 @@ def quantize_model_folder(
             modules=tuple(sorted(modules.items())),
             tensor_errors=tuple(sorted(errors.items())),
             open_weights_bytes=report.weights_bytes,
-            optimized_weights_bytes=(out / WEIGHTS_FILE_NAME).stat().st_size,
+            optimized_weights_bytes=sum((out / name).stat().st_size for name in layout.files),
             quantization_config=quant_config,
+            weight_files=layout.files,
+            index_file=layout.index_file,
         )
     except BaseException:
         # A half-written tier must never be mistaken for a finished one.

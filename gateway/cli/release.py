@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import click
 
+from gateway.cli.release_publish import MAX_SHARD_SIZE_OPTION
+
 if TYPE_CHECKING:
     from release.fidelity import FidelityReport
     from release.safetensors_check import ModelFolderReport
@@ -95,6 +97,7 @@ def _fidelity_lines(fidelity: FidelityReport) -> list[str]:
     help="Weight-only int8 per channel, int4 group-wise, or a plain bf16 cast.",
 )
 @click.option("--group-size", type=click.IntRange(min=2), default=64, show_default=True)
+@MAX_SHARD_SIZE_OPTION
 @click.option("--no-progress", is_flag=True, help="Never show progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fidelity report as JSON.")
 def quantize(
@@ -102,6 +105,7 @@ def quantize(
     out_dir: Path,
     method: str,
     group_size: int,
+    max_shard_size: int,
     no_progress: bool,
     as_json: bool,
 ) -> None:
@@ -117,15 +121,21 @@ def quantize(
         out_dir,
         method=method,  # type: ignore[arg-type]  # click.Choice guarantees the literal
         group_size=group_size,
+        max_shard_size=max_shard_size,
         show_progress=False if no_progress else None,
     )
     if as_json:
         doc = tier.fidelity.to_dict(include_tensor_errors=True)
         doc["out_dir"] = str(tier.quantized.out_dir)
         doc["quantized_modules"] = len(tier.quantized.modules)
+        doc["weight_files"] = list(tier.quantized.weight_files)
         click.echo(json.dumps(doc, indent=2))
         return
-    click.echo(f"wrote {tier.quantized.out_dir} ({len(tier.quantized.modules)} modules quantized)")
+    files = len(tier.quantized.weight_files)
+    click.echo(
+        f"wrote {tier.quantized.out_dir} ({len(tier.quantized.modules)} modules quantized, "
+        f"{files} weight file{'s' if files > 1 else ''})"
+    )
     for line in _fidelity_lines(tier.fidelity):
         click.echo(line)
 

@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import Account, LiveServer
+from tests.model_signing_cli import model_signing_verify
 
 pytestmark = pytest.mark.e2e
 
@@ -72,31 +73,20 @@ def test_build_verify_publish_list_yank(
             "auto",
             "--field",
             "org:text:Organisation",
+            # A tiny model's ~1 MB int8 tier, cut into Hub-style shards with an index, so
+            # signing, both verifiers and the upload below see a sharded optimized tier.
+            "--max-shard-size",
+            "400KB",
         )
     )
     assert "top-1 agreement" in built
+    shards = sorted(p.name for p in (out / "optimized").glob("model-*-of-*.safetensors"))
+    assert len(shards) >= 2
+    assert (out / "optimized" / "model.safetensors.index.json").is_file()
     for tier in ("open", "optimized"):
         assert "OK" in ok(tiergate("release", "verify", str(out / tier), "--key", str(pub)))
         # The tool people already trust accepts our signature unchanged.
-        checked = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "model_signing",
-                "verify",
-                "key",
-                str(out / tier),
-                "--signature",
-                str(out / tier / "model.sig"),
-                "--public_key",
-                str(pub),
-                "--ignore_unsigned_files",
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        checked = model_signing_verify(out / tier, pub)
         assert checked.returncode == 0, checked.stdout + checked.stderr
 
     statement = json.loads((out / "release.dsse.json").read_text())
@@ -116,6 +106,8 @@ def test_build_verify_publish_list_yank(
     assert {t["name"]: t["gated"] for t in detail["tiers"]} == {"open": False, "optimized": True}
     sizes = {t["name"]: t["total_size"] for t in detail["tiers"]}
     assert sizes["optimized"] < sizes["open"] * 0.5
+    optimized = next(t for t in detail["tiers"] if t["name"] == "optimized")
+    assert {*shards, "model.safetensors.index.json"} <= {f["path"] for f in optimized["files"]}
     assert "extra_gated_fields" in detail["model_card"]
 
     yanked = ok(

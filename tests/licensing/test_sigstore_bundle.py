@@ -5,7 +5,6 @@ import contextlib
 import hashlib
 import json
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from licensing.sigstore_bundle import (
     verify_model_bundle_manifest,
 )
 from tests.licensing._strategies import json_values
+from tests.model_signing_cli import model_signing_verify
 
 FILES = {
     "config.json": b'{"model_type": "tiny"}',
@@ -80,25 +80,7 @@ def signed(model_dir: Path, key: PrivateKey, tmp_path: Path) -> tuple[Path, Path
 
 
 def _cli_verify(model: Path, pub: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "model_signing",
-            "verify",
-            "key",
-            str(model),
-            "--signature",
-            str(model / "model.sig"),
-            "--public_key",
-            str(pub),
-            "--ignore_unsigned_files",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return model_signing_verify(model, pub)
 
 
 def _api_verify(model: Path, pub: Path) -> None:

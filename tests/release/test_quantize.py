@@ -82,6 +82,29 @@ def test_int4_group_quantization() -> None:
         quantize_int4(torch.randn(2, 30), 32)
 
 
+def test_blockwise_kernels_match_whole_tensor(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Quantizing and measuring a few rows at a time (bounded memory) changes no code."""
+    import release._quant_kernels as kernels
+
+    weight = torch.randn(48, 37).t()  # [37, 48], non-contiguous, like a GPT-2 Conv1D weight
+    whole_int8, whole_int4 = quantize_int8(weight), quantize_int4(weight, 16)
+    whole_err = relative_error(weight, dequantize_int8(*whole_int8))
+    whole_err4 = relative_error(weight, dequantize_int4(*whole_int4, 48, 16))
+    monkeypatch.setattr(kernels, "_BLOCK_ELEMENTS", 100)  # 2 rows per block
+    for whole, blocked in (
+        (whole_int8, quantize_int8(weight)),
+        (whole_int4, quantize_int4(weight, 16)),
+    ):
+        assert all(torch.equal(a, b) for a, b in zip(whole, blocked, strict=True))
+    assert kernels.dequantization_error(weight, *whole_int8) == pytest.approx(whole_err, rel=1e-12)
+    err4 = kernels.dequantization_error(weight, *whole_int4, group_size=16)
+    assert err4 == pytest.approx(whole_err4, rel=1e-12)
+    assert relative_error(weight, dequantize_int8(*whole_int8)) == pytest.approx(
+        whole_err, rel=1e-12
+    )
+    assert relative_error(torch.tensor(2.0), torch.tensor(1.0)) == pytest.approx(0.5)
+
+
 @pytest.mark.parametrize("bits", [8, 4])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 def test_quantized_linear_matches_dequantized_reference(bits: int, dtype: torch.dtype) -> None:
