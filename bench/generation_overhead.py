@@ -14,12 +14,17 @@ a load spike from other processes hits both alike):
 - ``gateway xC``: C concurrent clients, so the micro-batcher can share decoding steps.
 
 Prints tokens/s per case and the ratio to ``bare`` (target >= 0.9).
+
+``--threads N`` runs torch with N intra-op threads on both sides (the benchmark process and
+the gateway's): on a machine shared with other jobs, two-thread decoding of this tiny model
+stalls whenever one core is taken, and one thread each gives steadier ratios.
 """
 
 from __future__ import annotations
 
 import argparse
 import concurrent.futures
+import os
 import subprocess
 import sys
 import tempfile
@@ -67,7 +72,7 @@ def build(root: Path) -> Path:
     return out
 
 
-def start_server(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
+def start_server(data_dir: Path, threads: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
     """The gateway in its own process, as deployed (the HTTP client here shares no GIL)."""
     import httpx
 
@@ -83,7 +88,10 @@ def start_server(data_dir: Path) -> tuple[str, subprocess.Popen[bytes]]:
         f"uvicorn.run(create_app(s), host='127.0.0.1', port={port}, log_config=None, "
         "access_log=False)\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    env = dict(os.environ)
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = env["MKL_NUM_THREADS"] = str(threads)
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, env=env)
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
@@ -177,6 +185,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads, both sides")
     args = parser.parse_args()
 
     import httpx
@@ -188,7 +197,11 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="tiergate-bench-gen-"))
     out = build(root)
     pub, dev = make_tokens(root / "data")
-    url, server = start_server(root / "data")
+    url, server = start_server(root / "data", args.threads)
+    if args.threads is not None:
+        import torch
+
+        torch.set_num_threads(args.threads)
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {pub}"}) as http:
         http.post("/api/keys", json={"pem": (root / "pub.pem").read_text()}).raise_for_status()
         publish_release_folder(out, client=http)
@@ -207,7 +220,10 @@ def main() -> None:
     server.terminate()
     server.wait(30)
     base = max(cases["bare"])
-    print(f"{len(PROMPTS)} prompts x {args.tokens} new tokens, best of {args.rounds} rounds")
+    threads = f", torch threads {args.threads}" if args.threads is not None else ""
+    print(
+        f"{len(PROMPTS)} prompts x {args.tokens} new tokens, best of {args.rounds} rounds{threads}"
+    )
     print(f"{'case':<14} {'tokens/s':>9} {'vs bare':>8}")
     for name, rates in cases.items():
         print(f"{name:<14} {max(rates):>9.1f} {max(rates) / base:>7.2f}x")

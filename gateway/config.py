@@ -128,6 +128,9 @@ class Settings(BaseSettings):
     generation_max_tokens: int = Field(default=512, ge=1, description="Cap on max_tokens.")
     generation_max_n: int = Field(default=4, ge=1, le=64, description="Cap on n (choices).")
     generation_max_prompt_tokens: int = Field(default=2048, ge=1)
+    generation_max_prompts: int = Field(
+        default=16, ge=1, le=1024, description="Cap on prompts per completions call (arrays)."
+    )
     generation_tokens_per_minute: int = Field(
         default=50_000, ge=1, description="Per-account quota: prompt + completion tokens."
     )

@@ -15,7 +15,7 @@ from datetime import datetime
 
 import numpy as np
 import numpy.typing as npt
-from sqlalchemy import text
+from sqlalchemy import insert, text
 from sqlalchemy.engine import Connection
 from sqlmodel import Session, col, select
 
@@ -46,6 +46,8 @@ _INSERT_KEY = text(
 _RESERVE = text(
     "UPDATE watermark_keys SET next_tag = next_tag + :n WHERE key_id = :key_id RETURNING next_tag"
 )
+# Core insert: ORM objects per choice cost more than the rest of the log append.
+_INSERT_CALLS = insert(GenerationCall.__table__)  # type: ignore[attr-defined]
 
 
 def new_call_id() -> str:
@@ -113,20 +115,24 @@ def record_choices(
     tier: str,
     now: datetime,
 ) -> None:
-    for choice in choices:
-        session.add(
-            GenerationCall(
-                call_id=call_id,
-                choice_index=choice.choice_index,
-                key_id=key_id,
-                payload=choice.payload,
-                log_index=log_index,
-                user_id=user_id,
-                release_id=release_id,
-                tier=tier,
-                created_at=now,
-            )
-        )
+    """Map each choice's call tag to its call and log entry (one multi-row insert)."""
+    session.execute(
+        _INSERT_CALLS,
+        [
+            {
+                "call_id": call_id,
+                "choice_index": choice.choice_index,
+                "key_id": key_id,
+                "payload": choice.payload,
+                "log_index": log_index,
+                "user_id": user_id,
+                "release_id": release_id,
+                "tier": tier,
+                "created_at": now,
+            }
+            for choice in choices
+        ],
+    )
 
 
 def choices_with_payload(

@@ -70,6 +70,7 @@ class ModelRef:
     bundle: str
     files: tuple[TierFile, ...]
     public_key_pem: str
+    gated: bool = False
 
     @property
     def name(self) -> str:
@@ -207,6 +208,15 @@ class ModelCache:
                 self._loading.pop(key, None)
             return loaded
 
+    def loaded(self, ref: ModelRef) -> LoadedModel | None:
+        """``ref``'s model if it is in memory now (never loads)."""
+        with self._lock:
+            found = self._models.get(ref.name)
+            if found is not None and found.ref == ref:
+                self._models.move_to_end(ref.name)
+                return found
+            return None
+
     def _evict(self) -> None:
         total = sum(m.size_bytes for m in self._models.values())
         while total > self.budget_bytes and len(self._models) > 1:
@@ -326,6 +336,7 @@ def resolve_model(
         bundle=row.bundle,
         files=files,
         public_key_pem=key.pem,
+        gated=row.gated,
     )
     return release, ref
 

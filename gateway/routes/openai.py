@@ -1,8 +1,10 @@
 """`/v1/...`: the OpenAI-compatible generation API (completions, chat completions, models).
 
 Every output is watermarked at sampling time and logged; the response's ``tiergate`` object
-names the call, its log index and the watermark key id. ``stream: true`` answers with
-server-sent events in OpenAI's chunk format, the last chunk carrying ``tiergate``.
+names the call, its log index and the watermark key id. ``prompt`` may be a list (of texts or
+of token-id lists): prompt p's choices are numbered ``p * n + i``, as OpenAI does.
+``stream: true`` answers with server-sent events in OpenAI's chunk format (each chunk names
+its choice's ``index``), the last chunk carrying ``tiergate``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, SessionDep, require_scope
@@ -38,7 +40,13 @@ from gateway.schemas.openai import (
     TopLogprob,
     Usage,
 )
-from gateway.services.generation import GenerationInput, GenerationResult, GenerationService
+from gateway.services.generation import (
+    GenerationInput,
+    GenerationResult,
+    GenerationService,
+    Prompt,
+    StreamEvent,
+)
 
 router = APIRouter(
     prefix="/v1", tags=["generation"], responses=problem_responses(401, 403, 404, 422, 429, 503)
@@ -47,7 +55,8 @@ Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def get_generation(request: Request) -> GenerationService:
+async def get_generation(request: Request) -> GenerationService:
+    # async: a plain function dependency would cost a thread-pool round trip per call.
     service: GenerationService = request.app.state.generation
     return service
 
@@ -67,9 +76,13 @@ def _bounded(service: GenerationService, body: Any, max_tokens: int | None, defa
         raise ValidationFailed(
             f"n is at most {settings.generation_max_n} on this gateway", extra={"param": "n"}
         )
-    if body.stream and body.n != 1:
-        raise ValidationFailed("streaming supports n=1 only", extra={"param": "n"})
     return wanted
+
+
+def _json(model: CompletionResponse | ChatCompletionResponse) -> Response:
+    # Built and validated once here; returning the model would make FastAPI validate and
+    # serialize it again through response_model (which still documents the shape).
+    return Response(content=model.model_dump_json(), media_type="application/json")
 
 
 def _tiergate(result: GenerationResult) -> TiergateInfo:
@@ -133,20 +146,20 @@ def _sse(data: dict[str, Any] | str) -> bytes:
 def _stream_response(
     call_id: str,
     model: str,
-    events: AsyncIterator[str | GenerationResult],
+    events: AsyncIterator[StreamEvent],
     *,
     chat: bool,
 ) -> StreamingResponse:
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(delta: str | None, finish: str | None, **extra: Any) -> dict[str, Any]:
+    def chunk(index: int, delta: str | None, finish: str | None, **extra: Any) -> dict[str, Any]:
         if chat:
-            body: dict[str, Any] = {"index": 0, "delta": {}, "finish_reason": finish}
+            body: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": finish}
             if delta is not None:
                 body["delta"] = {"role": "assistant", "content": delta}
         else:
-            body = {"index": 0, "text": delta or "", "finish_reason": finish, "logprobs": None}
+            body = {"index": index, "text": delta or "", "finish_reason": finish, "logprobs": None}
         return {
             "id": call_id,
             "object": kind,
@@ -159,21 +172,41 @@ def _stream_response(
     async def body() -> AsyncIterator[bytes]:
         try:
             async for event in events:
-                if isinstance(event, str):
-                    yield _sse(chunk(event, None))
-                else:
-                    final = chunk(
-                        None if chat else "",
-                        event.choices[0].finish_reason,
-                        usage=_usage(event).model_dump(),
-                        tiergate=_tiergate(event).model_dump(),
-                    )
-                    yield _sse(final)
+                if isinstance(event, tuple):
+                    yield _sse(chunk(event[0], event[1], None))
+                    continue
+                # One closing chunk per choice (its finish reason); the last one also
+                # carries the usage and the call.
+                last = len(event.choices) - 1
+                for index, choice in enumerate(event.choices):
+                    extra: dict[str, Any] = {}
+                    if index == last:
+                        extra = {
+                            "usage": _usage(event).model_dump(),
+                            "tiergate": _tiergate(event).model_dump(),
+                        }
+                    yield _sse(chunk(index, None if chat else "", choice.finish_reason, **extra))
         except GatewayError as exc:  # after the headers: report in-band, as OpenAI does
             yield _sse({"error": {"message": exc.message, "type": exc.code, "code": exc.code}})
         yield _sse("[DONE]")
 
     return StreamingResponse(body(), media_type="text/event-stream", headers=_SSE_HEADERS)
+
+
+def _prompts(service: GenerationService, body: CompletionRequest) -> list[Prompt]:
+    prompts = body.prompt_list()
+    limit = service.state.settings.generation_max_prompts
+    if not prompts:
+        raise ValidationFailed("prompt is empty", extra={"param": "prompt"})
+    if len(prompts) > limit:
+        raise ValidationFailed(
+            f"at most {limit} prompts per call on this gateway", extra={"param": "prompt"}
+        )
+    return prompts
+
+
+def _echoed(prompt: Prompt, tokenizer: Any) -> str:
+    return prompt if isinstance(prompt, str) else str(tokenizer.decode(prompt))
 
 
 @router.post(
@@ -186,9 +219,7 @@ async def create_completion(
     body: CompletionRequest, principal: Generator, service: GenerationDep, now: NowDep
 ) -> Any:
     max_tokens = _bounded(service, body, body.max_tokens, 16)
-    prompts = [body.prompt] if isinstance(body.prompt, str) else body.prompt
-    if len(prompts) != 1:
-        raise ValidationFailed("send one prompt per call", extra={"param": "prompt"})
+    prompts = _prompts(service, body)
     request = GenerationInput(
         model=body.model,
         params=SamplingParams(
@@ -200,7 +231,7 @@ async def create_completion(
             logprobs=body.logprobs,
         ),
         n=body.n,
-        prompt=prompts[0],
+        prompts=prompts,
         endpoint="completions",
     )
     if body.stream:
@@ -208,21 +239,24 @@ async def create_completion(
         return _stream_response(call_id, model, events, chat=False)
     result = await service.complete(principal, request, now)
     tokenizer = result.tokenizer
-    return CompletionResponse(
-        id=result.call_id,
-        created=result.created,
-        model=result.model,
-        choices=[
-            CompletionChoice(
-                index=i,
-                text=(prompts[0] if body.echo else "") + c.text,
-                finish_reason=c.finish_reason,
-                logprobs=_completion_logprobs(c, tokenizer),
-            )
-            for i, c in enumerate(result.choices)
-        ],
-        usage=_usage(result),
-        tiergate=_tiergate(result),
+    echoed = [_echoed(p, tokenizer) if body.echo else "" for p in prompts]
+    return _json(
+        CompletionResponse(
+            id=result.call_id,
+            created=result.created,
+            model=result.model,
+            choices=[
+                CompletionChoice(
+                    index=i,
+                    text=echoed[i // body.n] + c.text,
+                    finish_reason=c.finish_reason,
+                    logprobs=_completion_logprobs(c, tokenizer),
+                )
+                for i, c in enumerate(result.choices)
+            ],
+            usage=_usage(result),
+            tiergate=_tiergate(result),
+        )
     )
 
 
@@ -255,21 +289,23 @@ async def create_chat_completion(
         return _stream_response(call_id, model, events, chat=True)
     result = await service.complete(principal, request, now)
     tokenizer = result.tokenizer
-    return ChatCompletionResponse(
-        id=result.call_id,
-        created=result.created,
-        model=result.model,
-        choices=[
-            ChatChoice(
-                index=i,
-                message=ChatMessageOut(content=c.text),
-                finish_reason=c.finish_reason,
-                logprobs=_chat_logprobs(c, tokenizer),
-            )
-            for i, c in enumerate(result.choices)
-        ],
-        usage=_usage(result),
-        tiergate=_tiergate(result),
+    return _json(
+        ChatCompletionResponse(
+            id=result.call_id,
+            created=result.created,
+            model=result.model,
+            choices=[
+                ChatChoice(
+                    index=i,
+                    message=ChatMessageOut(content=c.text),
+                    finish_reason=c.finish_reason,
+                    logprobs=_chat_logprobs(c, tokenizer),
+                )
+                for i, c in enumerate(result.choices)
+            ],
+            usage=_usage(result),
+            tiergate=_tiergate(result),
+        )
     )
 
 

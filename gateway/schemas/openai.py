@@ -7,9 +7,9 @@ as an extra attribute.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 MAX_TEXT_CHARS = 200_000
 
@@ -33,10 +33,37 @@ class _Request(BaseModel):
         return tuple(s[:64] for s in items[:4] if s)
 
 
+MAX_PROMPTS = 1024
+MAX_PROMPT_TOKEN_IDS = 65536
+TokenIds = Annotated[list[StrictInt], Field(max_length=MAX_PROMPT_TOKEN_IDS)]
+
+
 class CompletionRequest(_Request):
-    prompt: str | list[str] = Field(default="", description="One prompt (a list of one is fine).")
+    prompt: (
+        str
+        | Annotated[list[str], Field(max_length=MAX_PROMPTS)]
+        | TokenIds
+        | Annotated[list[TokenIds], Field(max_length=MAX_PROMPTS)]
+    ) = Field(
+        default="",
+        description="A prompt, a list of prompts, token ids, or a list of token-id lists; "
+        "prompt p's choices are numbered p * n + i.",
+    )
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
+
+    def prompt_list(self) -> list[str | list[int]]:
+        """Every prompt of the request, in order: text, or token ids."""
+        if isinstance(self.prompt, str):
+            return [self.prompt]
+        prompts: list[str | list[int]] = []
+        ids: list[int] = []  # a flat list of ints is one prompt of token ids
+        for item in self.prompt:
+            if isinstance(item, int):
+                ids.append(item)
+            else:
+                prompts.append(item if isinstance(item, str) else list(item))
+        return [ids] if ids else prompts
 
 
 class ChatMessage(BaseModel):

@@ -1,8 +1,9 @@
 """Generation use cases: resolve a model name, admit the call (quota, call tags), generate with
 the watermark, and log it as ``generation.completed`` with its call tags.
 
-Every database step runs in a worker thread with its own short transaction; generation runs
-on the batcher's dedicated executor; the event loop only waits.
+A call costs two short transactions: admission (re-check the cached model resolution, charge
+the quota, draw the call tags) and the log append (entry, call tags, refund). Each runs in a
+worker thread; generation runs on the batcher's dedicated executor; the event loop only waits.
 """
 
 from __future__ import annotations
@@ -16,13 +17,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
-from sqlalchemy.engine import Connection, Engine
-from sqlmodel import Session
+from sqlalchemy.engine import Engine
 
 from gateway.auth.principal import Principal
 from gateway.db.engine import session_scope
-from gateway.errors import ValidationFailed
+from gateway.errors import ServiceUnavailable
+from gateway.generation.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
 from gateway.generation.batcher import MicroBatcher
 from gateway.generation.calls import (
     CallChoice,
@@ -31,48 +31,43 @@ from gateway.generation.calls import (
     record_choices,
     reserve_payloads,
 )
+from gateway.generation.deltas import StreamTexts
 from gateway.generation.keys import derive_watermark_key, watermark_config_for
-from gateway.generation.models import LoadedModel, ModelCache, ModelRef, resolve_model
-from gateway.generation.sampler import Choice, SampleJob, SamplingParams, apply_stop, run_jobs
+from gateway.generation.models import LoadedModel, ModelCache, parse_model_name, resolve_model
+from gateway.generation.prompts import (
+    EncodedPrompts,
+    NoChatTemplate,
+    Prompt,
+    PromptTooLong,
+    encode_prompts,
+)
+from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
 from gateway.ledger.events import Actor, digest_of, record_event
-from gateway.services.ratelimit import RateLimited
 from gateway.state import GatewayState
+from watermark import prepare_cpu_kernel
 
 __all__ = [
     "GenerationInput",
     "GenerationResult",
     "GenerationService",
+    "NoChatTemplate",
+    "Prompt",
+    "PromptTooLong",
+    "StreamEvent",
 ]
 
-_QUOTA_WINDOW = 60
-_CHARGE = text(
-    "INSERT INTO rate_limits (bucket, window_start, count) VALUES (:bucket, :window, :n) "
-    "ON CONFLICT (bucket, window_start) DO UPDATE SET count = rate_limits.count + :n "
-    "RETURNING count"
-)
-_REFUND = text(
-    "UPDATE rate_limits SET count = count - :n WHERE bucket = :bucket AND window_start = :window"
-)
-_PRUNE = text("DELETE FROM rate_limits WHERE bucket = :bucket AND window_start < :window")
 
-
-class NoChatTemplate(ValidationFailed):
-    code = "no_chat_template"
-    title = "Model has no chat template"
-
-
-class PromptTooLong(ValidationFailed):
-    code = "prompt_too_long"
-    title = "Prompt too long"
+class _Stale(Exception):
+    """The cached resolution of a model name no longer holds: resolve it afresh."""
 
 
 @dataclass(frozen=True)
 class GenerationInput:
     model: str
     params: SamplingParams
-    n: int = 1
-    prompt: str | None = None
-    messages: list[dict[str, Any]] | None = None
+    n: int = 1  # choices per prompt
+    prompts: list[Prompt] | None = None  # completions: one or more prompts
+    messages: list[dict[str, Any]] | None = None  # chat: one conversation
     endpoint: str = "completions"
 
 
@@ -81,7 +76,7 @@ class GenerationResult:
     call_id: str
     created: int
     model: str
-    choices: list[Choice]
+    choices: list[Choice]  # by choice index: prompt p's i-th choice is p * n + i
     prompt_tokens: int
     completion_tokens: int
     watermark_key_id: str
@@ -90,14 +85,16 @@ class GenerationResult:
     tokenizer: Any = field(default=None, repr=False)
 
 
+# A streamed call yields (choice index, text) pieces, then its logged result.
+StreamEvent = tuple[int, str] | GenerationResult
+
+
 @dataclass
 class _Admitted:
     call_id: str
-    ref: ModelRef
-    org_id: int
+    model: CachedModel
     loaded: LoadedModel
-    prompt_ids: list[int]
-    prompt_digest: str
+    encoded: EncodedPrompts
     payloads: list[int]
     charged: int
     window: int
@@ -113,9 +110,14 @@ class GenerationService:
         self.cache = cache or ModelCache(
             settings.data_dir / "model-cache", state.blobs, settings.generation_model_cache_bytes
         )
+        self.refs = ModelRefCache()
+        self.quota = TokenQuota(settings.generation_tokens_per_minute)
         # One thread: generate() already uses every core, and one owner of torch's global RNG
         # makes seeds reproducible.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiergate-generate")
+        # The watermark's compiled CPU kernel loads in the background now rather than
+        # inside the first generation.
+        self.executor.submit(prepare_cpu_kernel)
         self.batcher = MicroBatcher(
             run_jobs_for_service,
             self.executor,
@@ -126,50 +128,80 @@ class GenerationService:
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
 
-    # ------------------------------------------------------------------ steps
+    # ------------------------------------------------------------------ admission
 
-    def _load(self, principal: Principal, request: GenerationInput, now: datetime) -> _Admitted:
-        settings = self.state.settings
+    def _resolve(self, principal: Principal, name: str, now: datetime) -> CachedModel:
+        """Resolve ``name`` from scratch (raising the precise refusal) and cache the answer."""
         with session_scope(self.engine) as session:
-            release, ref = resolve_model(session, principal, request.model, now, for_use=True)
-        loaded = self.cache.get(ref)
+            release, ref = resolve_model(session, principal, name, now, for_use=True)
+        entry = CachedModel(
+            ref=ref,
+            org_id=release.org_id,
+            release_name=release.name,
+            pinned=parse_model_name(name)[1] is not None,
+            gated=ref.gated,
+        )
+        self.refs.put(name, entry)
+        return entry
+
+    def _admit(self, principal: Principal, request: GenerationInput, now: datetime) -> _Admitted:
+        entry = self.refs.get(request.model)
+        for _ in range(3):
+            loaded = self.cache.loaded(entry.ref) if entry is not None else None
+            if entry is None or loaded is None:
+                # Not cached, or its model left memory: the full checks run before any load.
+                entry = self._resolve(principal, request.model, now)
+                loaded = self.cache.get(entry.ref)
+            try:
+                return self._admit_with(principal, request, entry, loaded, now)
+            except _Stale:
+                self.refs.forget(request.model)
+                entry = None
+        raise ServiceUnavailable(f"{request.model} changed during the call; try again")
+
+    def _admit_with(
+        self,
+        principal: Principal,
+        request: GenerationInput,
+        entry: CachedModel,
+        loaded: LoadedModel,
+        now: datetime,
+    ) -> _Admitted:
+        settings = self.state.settings
         self._ensure_watermark(loaded)
-        prompt_ids, prompt_digest = self._encode(loaded, request)
-        if len(prompt_ids) > settings.generation_max_prompt_tokens:
-            raise PromptTooLong(
-                f"the prompt has {len(prompt_ids)} tokens; at most "
-                f"{settings.generation_max_prompt_tokens} are accepted"
-            )
-        charged = len(prompt_ids) + request.params.max_tokens * request.n
+        encoded = encode_prompts(
+            loaded.tokenizer,
+            model=loaded.ref.name,
+            vocab_size=loaded.vocab_size,
+            prompts=request.prompts,
+            messages=request.messages,
+            max_prompt_tokens=settings.generation_max_prompt_tokens,
+        )
+        choices = len(encoded.prompts) * request.n
+        charged = encoded.tokens + request.params.max_tokens * choices
         config = loaded.extras["config"]
-        # One short transaction: quota charge, key registration (first use), call tags. A
-        # refused quota rolls the rest back with it.
+        # One short transaction: quota charge, key registration (first use), call tags, and
+        # the re-check of the cached resolution. Writes first: on SQLite the first write takes
+        # the database lock, so the re-check reads what every writer has committed. Anything
+        # refused or stale rolls the whole of it back.
         with self.engine.begin() as connection:
-            window = self._charge(connection, principal, charged, now)
+            window = self.quota.charge(connection, principal.user_id, charged, now)
             if not loaded.extras.get("registered"):
                 ensure_key_record(
                     connection,
                     key_id=config.key_id,
-                    release_id=ref.release_id,
-                    tier=ref.tier,
-                    config_json=config.to_json(),
+                    release_id=entry.ref.release_id,
+                    tier=entry.ref.tier,
+                    config_json=loaded.extras["config_json"],
                     now=now,
                 )
             payloads = reserve_payloads(
-                connection, config.key_id, request.n, settings.watermark_payload_bits
+                connection, config.key_id, choices, settings.watermark_payload_bits
             )
+            if not still_usable(connection, entry, principal.user_id, now):
+                raise _Stale
         loaded.extras["registered"] = True
-        return _Admitted(
-            new_call_id(),
-            ref,
-            release.org_id,
-            loaded,
-            prompt_ids,
-            prompt_digest,
-            payloads,
-            charged,
-            window,
-        )
+        return _Admitted(new_call_id(), entry, loaded, encoded, payloads, charged, window)
 
     def _ensure_watermark(self, loaded: LoadedModel) -> None:
         if "config" in loaded.extras:
@@ -179,73 +211,24 @@ class GenerationService:
             self.state.keyring.watermark_master_key, ref.repo_id, ref.version, ref.tier
         )
         settings = self.state.settings
-        loaded.extras["key"] = key
-        loaded.extras["config"] = watermark_config_for(
+        config = watermark_config_for(
             key,
             loaded.vocab_size,
             loaded.tokenizer,
             delta=settings.watermark_delta,
             payload_bits=settings.watermark_payload_bits,
         )
+        loaded.extras["key"] = key
+        loaded.extras["config_json"] = config.to_json()  # logged with every call
+        loaded.extras["config"] = config
 
-    @staticmethod
-    def _encode(loaded: LoadedModel, request: GenerationInput) -> tuple[list[int], str]:
-        tokenizer = loaded.tokenizer
-        if request.messages is not None:
-            if not getattr(tokenizer, "chat_template", None):
-                raise NoChatTemplate(
-                    f"{loaded.ref.name} has no chat template; use /v1/completions with a prompt"
-                )
-            ids = tokenizer.apply_chat_template(
-                request.messages, add_generation_prompt=True, tokenize=True, return_dict=False
-            )
-            if hasattr(ids, "keys"):  # some tokenizers return a BatchEncoding anyway
-                ids = ids["input_ids"]
-            digest = digest_of(json.dumps(request.messages, sort_keys=True, ensure_ascii=False))
-            return [int(i) for i in ids], digest
-        prompt = request.prompt or ""
-        ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
-        if not ids:  # an empty prompt starts from the beginning-of-text token
-            start = tokenizer.bos_token_id
-            ids = [start if start is not None else tokenizer.eos_token_id]
-        return [int(i) for i in ids], digest_of(prompt)
+    def _refund(self, principal: Principal, tokens: int, window: int) -> None:
+        """Give back everything a call charged (it failed, or its stream was dropped)."""
+        if tokens > 0:
+            with self.engine.begin() as connection:
+                self.quota.refund(connection, principal.user_id, tokens, window)
 
-    def _charge(
-        self, connection: Connection, principal: Principal, tokens: int, now: datetime
-    ) -> int:
-        """Charge ``tokens`` to the account's minute; raising rolls the caller's transaction."""
-        limit = self.state.settings.generation_tokens_per_minute
-        epoch = int(now.timestamp())
-        window = epoch - epoch % _QUOTA_WINDOW
-        bucket = f"gen_tokens:{principal.user_id}"
-        connection.execute(_PRUNE, {"bucket": bucket, "window": window})
-        count = int(
-            connection.execute(
-                _CHARGE, {"bucket": bucket, "window": window, "n": tokens}
-            ).scalar_one()
-        )
-        if count > limit:
-            retry = max(1, window + _QUOTA_WINDOW - epoch)
-            raise RateLimited(
-                f"token quota of {limit} per minute reached (this call may use {tokens}); "
-                f"try again in {retry} s",
-                headers={"Retry-After": str(retry)},
-                extra={"retry_after": retry, "quota_tokens_per_minute": limit},
-            )
-        return window
-
-    def _refund(
-        self, principal: Principal, tokens: int, window: int, db: Session | None = None
-    ) -> None:
-        """Give back what a call charged but did not use (or everything, if it failed)."""
-        if tokens <= 0:
-            return
-        values = {"bucket": f"gen_tokens:{principal.user_id}", "window": window, "n": tokens}
-        if db is not None:
-            db.execute(_REFUND, values)
-            return
-        with self.engine.begin() as connection:
-            connection.execute(_REFUND, values)
+    # ------------------------------------------------------------------ the log
 
     def _record(
         self,
@@ -255,14 +238,17 @@ class GenerationService:
         choices: list[Choice],
         now: datetime,
     ) -> int:
-        ref = admitted.ref
+        """One transaction: the ``generation.completed`` entry, its call tags, the refund."""
+        ref = admitted.model.ref
         config = admitted.loaded.extras["config"]
         retain = self.state.settings.generation_retain_plaintext
         params = request.params
+        encoded = admitted.encoded
         outputs = []
         for index, (choice, payload) in enumerate(zip(choices, admitted.payloads, strict=True)):
             output: dict[str, Any] = {
                 "index": index,
+                "prompt_index": index // request.n,
                 "payload": payload,
                 "sha256": digest_of(choice.text),
                 "tokens": len(choice.token_ids),
@@ -271,6 +257,7 @@ class GenerationService:
             if retain:
                 output["text"] = choice.text
             outputs.append(output)
+        completion_tokens = sum(len(c.token_ids) for c in choices)
         fields: dict[str, Any] = {
             "call_id": admitted.call_id,
             "endpoint": request.endpoint,
@@ -281,7 +268,7 @@ class GenerationService:
                 "release_digest": ref.statement_digest,
                 "tier_manifest_digest": ref.manifest_digest,
             },
-            "watermark": {"config": config.to_json(), "key_id": config.key_id},
+            "watermark": {"config": admitted.loaded.extras["config_json"], "key_id": config.key_id},
             "sampling": {
                 "max_tokens": params.max_tokens,
                 "temperature": repr(params.temperature),
@@ -291,19 +278,19 @@ class GenerationService:
                 "seed": params.seed,
                 "logprobs": params.logprobs,
             },
-            "usage": {
-                "prompt_tokens": len(admitted.prompt_ids),
-                "completion_tokens": sum(len(c.token_ids) for c in choices),
-            },
-            "prompt_sha256": admitted.prompt_digest,
+            "usage": {"prompt_tokens": encoded.tokens, "completion_tokens": completion_tokens},
+            "prompt_sha256": encoded.digest,
             "outputs": outputs,
         }
+        if len(encoded.digests) > 1:
+            fields["prompt_sha256s"] = encoded.digests
         if retain:
-            fields["prompt"] = (
-                request.prompt
-                if request.messages is None
-                else json.dumps(request.messages, ensure_ascii=False)
-            )
+            if request.messages is not None:
+                fields["prompt"] = json.dumps(request.messages, ensure_ascii=False)
+            elif len(request.prompts or [""]) == 1:
+                fields["prompt"] = (request.prompts or [""])[0]
+            else:
+                fields["prompts"] = request.prompts
         with session_scope(self.engine) as session:
             index = record_event(
                 session,
@@ -311,7 +298,7 @@ class GenerationService:
                 actor=Actor.of(principal),
                 resource=f"model:{ref.name}",
                 now=now,
-                org_id=admitted.org_id,
+                org_id=admitted.model.org_id,
                 fields=fields,
             )
             record_choices(
@@ -325,17 +312,17 @@ class GenerationService:
                 tier=ref.tier,
                 now=now,
             )
-            used = len(admitted.prompt_ids) + sum(len(c.token_ids) for c in choices)
-            self._refund(principal, admitted.charged - used, admitted.window, session)
+            unused = admitted.charged - encoded.tokens - completion_tokens
+            self.quota.refund(session, principal.user_id, unused, admitted.window)
         return index
 
     def _result(self, admitted: _Admitted, choices: list[Choice]) -> GenerationResult:
         return GenerationResult(
             call_id=admitted.call_id,
             created=int(time.time()),
-            model=admitted.ref.name,
+            model=admitted.model.ref.name,
             choices=choices,
-            prompt_tokens=len(admitted.prompt_ids),
+            prompt_tokens=admitted.encoded.tokens,
             completion_tokens=sum(len(c.token_ids) for c in choices),
             watermark_key_id=admitted.loaded.extras["config"].key_id,
             payloads=admitted.payloads,
@@ -347,8 +334,8 @@ class GenerationService:
     async def complete(
         self, principal: Principal, request: GenerationInput, now: datetime
     ) -> GenerationResult:
-        admitted = await asyncio.to_thread(self._load, principal, request, now)
-        job = SampleJob(admitted.prompt_ids, request.params, admitted.payloads)
+        admitted = await asyncio.to_thread(self._admit, principal, request, now)
+        job = SampleJob(admitted.encoded.prompts, request.params, admitted.payloads)
         try:
             choices = await self.batcher.submit(admitted.loaded, job)
         except BaseException:
@@ -363,52 +350,37 @@ class GenerationService:
 
     async def stream(
         self, principal: Principal, request: GenerationInput, now: datetime
-    ) -> tuple[str, str, AsyncIterator[str | GenerationResult]]:
-        """(call id, model name, text deltas ending with the logged result).
+    ) -> tuple[str, str, AsyncIterator[StreamEvent]]:
+        """(call id, model name, (choice index, text) pieces ending with the logged result).
 
         Admission (model, grant, quota, prompt checks) happens here, before the response
         starts, so its errors are still plain problem+json answers.
         """
-        admitted = await asyncio.to_thread(self._load, principal, request, now)
+        admitted = await asyncio.to_thread(self._admit, principal, request, now)
         events = self._stream_events(principal, request, admitted, now)
-        return admitted.call_id, admitted.ref.name, events
+        return admitted.call_id, admitted.model.ref.name, events
 
     async def _stream_events(
         self, principal: Principal, request: GenerationInput, admitted: _Admitted, now: datetime
-    ) -> AsyncIterator[str | GenerationResult]:
+    ) -> AsyncIterator[StreamEvent]:
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[int | None] = asyncio.Queue()
+        queue: asyncio.Queue[list[int] | None] = asyncio.Queue()
 
-        def on_token(token: int | None) -> None:
-            loop.call_soon_threadsafe(queue.put_nowait, token)
+        def on_token(tokens: list[int] | None) -> None:
+            loop.call_soon_threadsafe(queue.put_nowait, tokens)
 
-        job = SampleJob(admitted.prompt_ids, request.params, admitted.payloads, on_token=on_token)
+        job = SampleJob(
+            admitted.encoded.prompts, request.params, admitted.payloads, on_token=on_token
+        )
         task = asyncio.ensure_future(self.batcher.submit(admitted.loaded, job))
-        tokenizer = admitted.loaded.tokenizer
-        stop = request.params.stop
-        # Text that might be the start of a stop sequence is held back until it is not.
-        hold = max((len(s) for s in stop), default=1) - 1
-        eos = tokenizer.eos_token_id
-        ids: list[int] = []
-        sent = ""
+        texts = StreamTexts(admitted.loaded.tokenizer, len(admitted.payloads), request.params.stop)
         finished = False
         try:
-            while True:
-                token = await queue.get()
-                if token is None or token == eos:
-                    break
-                ids.append(token)
-                text, stopped = apply_stop(tokenizer.decode(ids, skip_special_tokens=True), stop)
-                if stopped:
-                    job.cancel.set()
-                ready = text if stopped else text[: len(text) - hold] if hold else text
-                # An incomplete UTF-8 sequence decodes to U+FFFD until its last byte arrives.
-                ready = ready if stopped else ready.rstrip("\ufffd")
-                if len(ready) > len(sent) and ready.startswith(sent):
-                    yield ready[len(sent) :]
-                    sent = ready
-                if stopped:
-                    break
+            # Stop sequences end their rows inside generate (sampler.RowStops) at the step
+            # that shows them here too, so reading on to the end costs no extra tokens.
+            while (tokens := await queue.get()) is not None:
+                for piece in texts.step(tokens):
+                    yield piece
             choices = await task
             finished = True
         finally:
@@ -420,9 +392,10 @@ class GenerationService:
                         None, self._refund, principal, admitted.charged, admitted.window
                     )
                 )
-        final = choices[0].text
-        if final.startswith(sent) and len(final) > len(sent):
-            yield final[len(sent) :]
+        for choice, sent in zip(choices, texts.choices, strict=True):
+            rest = sent.rest(choice.text)
+            if rest:
+                yield (sent.index, rest)
         result = self._result(admitted, choices)
         result.log_index = await asyncio.to_thread(
             self._record, principal, request, admitted, choices, now

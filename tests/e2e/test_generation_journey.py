@@ -168,3 +168,77 @@ def _unwatermarked_samples(built: BuiltRelease, *, count: int, tokens: int) -> l
         )
     width = batch["input_ids"].shape[1]
     return [tokenizer.decode(row[width:], skip_special_tokens=True) for row in out]
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_openai_client_sends_prompt_arrays_streams_several_choices_and_stops_early(
+    generation_release: BuiltRelease,  # noqa: F811
+    live_server: LiveServer,
+    make_account: Callable[..., Account],
+) -> None:
+    import openai
+
+    publisher = make_account("pat", "publisher", org="acme")
+    with httpx.Client(base_url=live_server.url, timeout=120) as http:
+        publish(generation_release, http, publisher)
+    dev = make_account("dev")
+    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=dev.token, max_retries=0)
+
+    # Prompt arrays, as text and as token ids: prompt p's choices are p * n + i.
+    texts = client.completions.create(
+        model=MODEL, prompt=["The release gateway", "Links expire after"], n=2, max_tokens=8
+    )
+    assert [c.index for c in texts.choices] == [0, 1, 2, 3]
+    ids = client.completions.create(model=MODEL, prompt=[[464, 245], [300]], max_tokens=4)
+    assert [c.index for c in ids.choices] == [0, 1]
+    flat = client.completions.create(model=MODEL, prompt=[464, 245, 300], max_tokens=4)
+    assert len(flat.choices) == 1
+    assert flat.usage is not None
+    assert flat.usage.prompt_tokens == 3
+
+    # Streaming two choices: each chunk names its choice; each text is its own logged call
+    # tag, found by the detector.
+    streamed: dict[int, str] = {}
+    finished: dict[int, str] = {}
+    last = None
+    for chunk in client.completions.create(
+        model=MODEL, prompt=PROMPT, n=2, max_tokens=200, stream=True
+    ):
+        for choice in chunk.choices:
+            streamed[choice.index] = streamed.get(choice.index, "") + choice.text
+            if choice.finish_reason is not None:
+                finished[choice.index] = choice.finish_reason
+        last = chunk
+    assert last is not None
+    assert sorted(finished) == [0, 1]
+    call_id = last.model_extra["tiergate"]["call_id"]  # type: ignore[index]
+    for index, text in streamed.items():
+        found = detect(live_server, dev, text=text)
+        assert found["watermarked"], found["p_value"]
+        assert found["attribution"]["call_id"] == call_id
+        assert found["attribution"]["choice_index"] == index
+
+    chat_indexes = {
+        choice.index
+        for chunk in client.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": "Explain the log."}],
+            max_tokens=8,
+            n=2,
+            stream=True,
+        )
+        for choice in chunk.choices
+    }
+    assert chat_indexes == {0, 1}
+
+    # A stop sequence ends generation when it appears, and usage counts what was returned.
+    stopped = client.completions.create(
+        model=MODEL, prompt=PROMPT + " is", max_tokens=200, stop=["e"], logprobs=0
+    )
+    (choice,) = stopped.choices
+    assert choice.finish_reason == "stop"
+    assert "e" not in choice.text
+    assert choice.logprobs is not None
+    assert choice.logprobs.tokens is not None
+    assert stopped.usage is not None
+    assert stopped.usage.completion_tokens == len(choice.logprobs.tokens) < 40

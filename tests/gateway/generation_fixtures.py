@@ -38,6 +38,14 @@ def build_generation_release() -> BuiltRelease:
     return sign_release(model, root / "out", REPO_ID, VERSION)
 
 
+@functools.cache
+def build_generation_version(version: str) -> BuiltRelease:
+    """Another version of the same model (same weights, its own signing key)."""
+    first = build_generation_release()
+    root = Path(tempfile.mkdtemp(prefix="tiergate-generation-"))
+    return sign_release(first.out_dir.parent / "model", root / "out", REPO_ID, version)
+
+
 @pytest.fixture(scope="session")
 def generation_release() -> BuiltRelease:
     return build_generation_release()

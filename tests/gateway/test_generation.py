@@ -16,7 +16,11 @@ from sqlmodel import Session, select
 from gateway.db.models import GenerationCall, LogEntry, WatermarkKeyRecord
 from tests.conftest import Account
 from tests.gateway.download_fixtures import BuiltRelease, grant_access, publish
-from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
+from tests.gateway.generation_fixtures import (  # noqa: F401
+    MODEL,
+    generation_release,
+    model_dir,
+)
 
 PROMPT = "The release gateway"
 
@@ -213,7 +217,11 @@ def test_unknown_models_and_bad_requests_are_problems(
         ({"model": f"{MODEL}:gold"}, 404, "not_found"),
         ({"max_tokens": 100_000}, 422, "validation_error"),
         ({"n": 500}, 422, "validation_error"),
-        ({"prompt": ["a", "b"]}, 422, "validation_error"),
+        ({"prompt": []}, 422, "validation_error"),
+        ({"prompt": ["a", 1]}, 422, "validation_error"),
+        ({"prompt": [[1, 2], [3, 1 << 20]]}, 422, "validation_error"),  # outside the vocab
+        ({"prompt": [1.5, 2]}, 422, "validation_error"),
+        ({"prompt": ["a"] * 17}, 422, "validation_error"),  # generation_max_prompts
         ({"temperature": 7}, 422, "validation_error"),
     ]
     for body, status, code in cases:
@@ -270,3 +278,175 @@ def test_tampered_model_files_are_refused_then_rebuilt_from_blobs(
         assert refused.json()["code"] == "model_not_verified"
         assert "config.json" in refused.json()["detail"]
         assert complete(fresh, dev).status_code == 200  # rebuilt from the stored blobs
+
+
+def test_prompt_arrays_get_n_choices_each_and_are_logged_per_prompt(
+    generation_release: BuiltRelease,  # noqa: F811
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    engine: Engine,
+) -> None:
+    from transformers import AutoTokenizer
+
+    dev = make_account("dev")
+    prompts = ["The release gateway", "Links expire after"]
+    response = complete(client, dev, prompt=prompts, n=2, max_tokens=6, echo=True)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    choices = body["choices"]
+    # OpenAI's numbering: prompt p's i-th choice is p * n + i.
+    assert [c["index"] for c in choices] == [0, 1, 2, 3]
+    assert [c["text"].startswith(prompts[c["index"] // 2]) for c in choices] == [True] * 4
+    assert len(set(body["tiergate"]["payloads"])) == 4
+    fields = entry(engine, body["tiergate"]["log_index"])["fields"]
+    assert [o["prompt_index"] for o in fields["outputs"]] == [0, 0, 1, 1]
+    digests = ["sha256:" + hashlib.sha256(p.encode()).hexdigest() for p in prompts]
+    assert fields["prompt_sha256s"] == digests
+    assert fields["usage"] == {
+        "prompt_tokens": body["usage"]["prompt_tokens"],
+        "completion_tokens": body["usage"]["completion_tokens"],
+    }
+    with Session(engine) as session:
+        rows = session.exec(select(GenerationCall)).all()
+        assert sorted(r.choice_index for r in rows) == [0, 1, 2, 3]
+
+    # Token ids: one list is one prompt, a list of lists is several; echo decodes them.
+    single = complete(client, dev, prompt=[464, 245], max_tokens=4, echo=True).json()
+    assert len(single["choices"]) == 1
+    assert single["usage"]["prompt_tokens"] == 2
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir(generation_release)))
+    assert single["choices"][0]["text"].startswith(tokenizer.decode([464, 245]))
+    several = complete(client, dev, prompt=[[464, 245], [300]], max_tokens=4)
+    assert several.status_code == 200, several.text
+    assert [c["index"] for c in several.json()["choices"]] == [0, 1]
+    assert several.json()["usage"]["prompt_tokens"] == 3
+    ids_fields = entry(engine, several.json()["tiergate"]["log_index"])["fields"]
+    assert ids_fields["prompt_sha256s"][1] == "sha256:" + hashlib.sha256(b"[300]").hexdigest()
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_streaming_several_choices_names_each_chunks_index(
+    client: TestClient, published: Account, make_account: Callable[..., Account], engine: Engine
+) -> None:
+    dev = make_account("dev")
+    body = {"model": MODEL, "prompt": ["The release", "Links"], "n": 2, "max_tokens": 8}
+    with client.stream(
+        "POST", "/v1/completions", json={**body, "stream": True}, headers=dev.headers
+    ) as response:
+        assert response.status_code == 200
+        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
+    assert events[-1] == "[DONE]"
+    chunks = [json.loads(e) for e in events[:-1]]
+    texts: dict[int, str] = {}
+    finishes: dict[int, str] = {}
+    for chunk in chunks:
+        (choice,) = chunk["choices"]
+        texts[choice["index"]] = texts.get(choice["index"], "") + choice["text"]
+        if choice["finish_reason"] is not None:
+            finishes[choice["index"]] = choice["finish_reason"]
+    assert sorted(finishes) == [0, 1, 2, 3]
+    final = chunks[-1]
+    assert final["usage"]["completion_tokens"] <= 32
+    outputs = entry(engine, final["tiergate"]["log_index"])["fields"]["outputs"]
+    for output in outputs:
+        streamed = texts.get(output["index"], "")
+        assert output["sha256"] == "sha256:" + hashlib.sha256(streamed.encode()).hexdigest()
+
+    chat = client.post(
+        "/v1/chat/completions",
+        json={
+            "model": MODEL,
+            "messages": [{"role": "user", "content": "Explain the log."}],
+            "max_tokens": 6,
+            "n": 2,
+            "stream": True,
+        },
+        headers=dev.headers,
+    )
+    indexes = {
+        json.loads(line[6:])["choices"][0]["index"]
+        for line in chat.text.splitlines()
+        if line.startswith("data: {")
+    }
+    assert indexes == {0, 1}
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_stop_sequences_end_generation_and_usage_counts_the_returned_text(
+    client: TestClient, published: Account, make_account: Callable[..., Account], engine: Engine
+) -> None:
+    dev = make_account("dev")
+    response = complete(
+        client, dev, prompt=PROMPT + " is", max_tokens=200, stop=["e"], logprobs=0, n=2
+    )
+    assert response.status_code == 200, response.text
+    body = response.json()
+    total = 0
+    for choice in body["choices"]:
+        assert choice["finish_reason"] == "stop"
+        tokens = choice["logprobs"]["tokens"]
+        # Every counted token contributes to the text; none beyond it is counted.
+        assert "".join(tokens).startswith(choice["text"])
+        assert len("".join(tokens[:-1])) < len(choice["text"]) or not tokens
+        total += len(tokens)
+    assert body["usage"]["completion_tokens"] == total < 40
+    logged = entry(engine, body["tiergate"]["log_index"])["fields"]
+    assert [o["tokens"] for o in logged["outputs"]] == [
+        len(c["logprobs"]["tokens"]) for c in body["choices"]
+    ]
+
+
+def test_cached_model_names_are_rechecked_on_every_call(
+    app: FastAPI,
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    engine: Engine,
+) -> None:
+    from datetime import timedelta
+
+    from gateway.db.timeutil import utcnow
+    from gateway.deps import get_now
+    from tests.gateway.download_fixtures import revoke_grant
+    from tests.gateway.generation_fixtures import build_generation_version
+
+    dev = make_account("dev")
+    gated = f"{MODEL}:optimized"
+    grant = grant_access(engine, "dev", "acme/chatty", "1.0.0")
+    assert complete(client, dev, model=gated, max_tokens=2).status_code == 200
+    assert app.state.generation.refs.get(gated) is not None  # kept for the next call
+    assert complete(client, dev, model=gated, max_tokens=2).status_code == 200
+    revoke_grant(engine, grant)
+    revoked = complete(client, dev, model=gated, max_tokens=2)
+    assert revoked.status_code == 403, revoked.text
+    assert revoked.json()["code"] == "grant_required"
+
+    grant_access(engine, "dev", "acme/chatty", "1.0.0", lifetime=timedelta(minutes=5))
+    assert complete(client, dev, model=gated, max_tokens=2).status_code == 200
+    app.dependency_overrides[get_now] = lambda: utcnow() + timedelta(minutes=6)
+    try:
+        expired = complete(client, dev, model=gated, max_tokens=2)
+    finally:
+        app.dependency_overrides.clear()
+    assert expired.status_code == 403, expired.text
+
+    # An unpinned name follows a newly published version on the next call.
+    assert complete(client, dev, model="acme/chatty").json()["model"] == f"{MODEL}:open"
+    publish(build_generation_version("1.1.0"), client, published)  # type: ignore[arg-type]
+    newer = complete(client, dev, model="acme/chatty", max_tokens=2)
+    assert newer.json()["model"] == "acme/chatty@1.1.0:open", newer.text
+
+    # A yanked release is refused at once, pinned or as the latest.
+    assert complete(client, dev, max_tokens=2).status_code == 200  # MODEL pins 1.0.0
+    for version in ("1.0.0", "1.1.0"):
+        yanked = client.post(
+            f"/api/releases/acme/chatty/{version}/yank",
+            json={"reason": "test"},
+            headers=published.headers,
+        )
+        assert yanked.status_code == 200, yanked.text
+    pinned = complete(client, dev, max_tokens=2)
+    assert pinned.status_code == 409, pinned.text
+    latest = complete(client, dev, model="acme/chatty", max_tokens=2)
+    assert latest.status_code == 404, latest.text  # no published version is left
