@@ -11,7 +11,12 @@ from watermark.errors import WatermarkError
 from watermark.keys import WatermarkKey, load_key_file
 from watermark.payload import PayloadDecoding, decode_payload, detect_payload
 from watermark.prf import SCHEME
-from watermark.processor import GreenListProcessor, apply_watermark, build_logits_processors
+from watermark.processor import (
+    GreenListProcessor,
+    apply_watermark,
+    build_logits_processors,
+    prepare_cpu_kernel,
+)
 
 __all__ = [
     "SCHEME",
@@ -25,6 +30,7 @@ __all__ = [
     "WindowScan",
     "apply_watermark",
     "build_logits_processors",
+    "prepare_cpu_kernel",
     "decode_payload",
     "detect",
     "detect_payload",

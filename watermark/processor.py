@@ -11,6 +11,8 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from watermark._private.cpu_kernel import fused_bias_kernel
 from watermark._private.np_prf import tables_for
 from watermark._private.scoring import check_key
@@ -31,7 +33,12 @@ if TYPE_CHECKING:
 
     from watermark._private.torch_prf import DeviceTables
 
-__all__ = ["GreenListProcessor", "apply_watermark", "build_logits_processors"]
+__all__ = [
+    "GreenListProcessor",
+    "apply_watermark",
+    "build_logits_processors",
+    "prepare_cpu_kernel",
+]
 
 
 def _torch() -> Any:
@@ -84,6 +91,12 @@ class GreenListProcessor:
         elif config.payload is not None:
             raise PayloadError("this config carries a payload; pass payload=")
         self._threshold = threshold32(config.gamma)
+        # What the fused CPU kernel reads, prepared once: the candidate words as int32 (a view
+        # of the shared table), one row of payload symbols per batch row (a dummy without a
+        # payload) and the shift that turns a symbol into its list's offset.
+        self._t32_signed = self._tables.t32.view(np.int32)
+        self._symbol_rows = np.array(self._symbols or ((0,),), dtype=np.int64)
+        self._symbol_shift = 32 - config.payload.bits_per_symbol if config.payload else 0
 
     def _tables_on(self, device: torch.device) -> DeviceTables:
         name = str(device)
@@ -156,19 +169,46 @@ class GreenListProcessor:
         if self.check_finite and bool((th.isnan(scores) | (scores == float("inf"))).any()):
             raise InvalidLogitsError("scores contain NaN or +inf")
 
+    def _bias_fused(
+        self, kernel: Any, input_ids: torch.Tensor, scores: torch.Tensor
+    ) -> torch.Tensor:
+        """The whole step in one compiled call (CPU, float32): no torch op per step."""
+        h = self.config.context_width
+        batch = scores.shape[0]
+        symbols = self._symbol_rows
+        if self._symbols is not None and symbols.shape[0] not in (1, batch):
+            raise PayloadError(f"{symbols.shape[0]} payloads for a batch of {batch} rows")
+        context = np.ascontiguousarray(input_ids.numpy()[:, -h:], dtype=np.int64)
+        target = scores if self.inplace else scores.clone()
+        bad_row = kernel(
+            target.numpy(),
+            self._t32_signed,
+            context,
+            self._tables.ctx,
+            symbols,
+            self._symbols is not None,
+            self._symbol_shift,
+            np.int32(self._threshold - (1 << 31)),
+            np.float32(self.config.delta),
+        )
+        if bad_row >= 0:
+            raise InvalidTokensError(
+                f"row {bad_row} of input_ids holds a token id outside the vocabulary "
+                f"(0..{self.config.vocab_size - 1})"
+            )
+        return target
+
     def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
         self._validate(input_ids, scores)
         h = self.config.context_width
         if input_ids.shape[1] < h or scores.shape[0] == 0:
             return scores
-        from watermark._private.torch_prf import (
-            bias_left_fused,
-            context_x,
-            favoured_left,
-            favoured_self,
-            fused_path_ok,
-        )
+        from watermark._private.torch_prf import context_x, favoured_left, favoured_self
 
+        if not self.config.self_seeded and _fused_path_ok(scores):
+            kernel = fused_bias_kernel()
+            if kernel is not None:
+                return self._bias_fused(kernel, input_ids, scores)
         input_ids = input_ids.to(_torch().int64)
         tables = self._tables_on(scores.device)
         x = offset = None
@@ -178,20 +218,6 @@ class GreenListProcessor:
         if self.config.self_seeded:
             mask = favoured_self(input_ids, tables, h, self._threshold, offset, x)
         else:
-            kernel = fused_bias_kernel() if fused_path_ok(scores) else None
-            if kernel is not None:
-                target = scores if self.inplace else scores.clone()
-                return bias_left_fused(
-                    kernel,
-                    input_ids,
-                    tables,
-                    h,
-                    self._threshold,
-                    offset,
-                    x,
-                    target,
-                    self.config.delta,
-                )
             words, floats = self._scratch_for(scores)
             mask = favoured_left(
                 input_ids, tables, h, self._threshold, offset, x, words=words, mask=floats
@@ -269,3 +295,22 @@ def build_logits_processors(
     processor = _hf_processor_class()(config, key, payload=payload, inplace=inplace)
     processors.append(processor)
     return LogitsProcessorList(processors)
+
+
+def _fused_path_ok(scores: torch.Tensor) -> bool:
+    """Whether the fused CPU kernel may bias these logits (in place, as float32)."""
+    return (
+        scores.device.type == "cpu"
+        and scores.dtype == _torch().float32
+        and scores.is_contiguous()
+        and not scores.requires_grad
+    )
+
+
+def prepare_cpu_kernel() -> bool:
+    """Load (compiling on first use on this machine) the fused CPU kernel; True if available.
+
+    A server calls this once in the background at start-up so that its first generation does
+    not wait for numba (about 0.5 s from the on-disk cache, a few seconds to compile).
+    """
+    return fused_bias_kernel() is not None

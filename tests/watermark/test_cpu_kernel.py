@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from watermark._private import cpu_kernel
 from watermark.config import PayloadSettings, WatermarkConfig
+from watermark.errors import InvalidTokensError, PayloadError
 from watermark.keys import WatermarkKey
 from watermark.processor import GreenListProcessor
 
@@ -82,3 +83,22 @@ def test_non_contiguous_logits_fall_back(key: WatermarkKey, config: WatermarkCon
     out = GreenListProcessor(config, key)(ids, scores)
     expected = GreenListProcessor(config, key)(ids, scores.contiguous())
     assert torch.equal(out, expected)
+
+
+def test_out_of_vocabulary_ids_are_refused_before_any_change(
+    key: WatermarkKey, config: WatermarkConfig
+) -> None:
+    scores = torch.zeros(2, config.vocab_size)
+    ids = torch.tensor([[5], [config.vocab_size]])
+    with pytest.raises(InvalidTokensError, match="row 1"):
+        GreenListProcessor(config, key, inplace=True)(ids, scores)
+    assert (scores == 0).all()  # row 0 untouched too
+    with pytest.raises(InvalidTokensError, match="row 0"):
+        GreenListProcessor(config, key)(torch.tensor([[-1], [3]]), scores)
+
+
+def test_payload_rows_must_match_the_batch(key: WatermarkKey) -> None:
+    config = WatermarkConfig.create(key, 1009, payload=PayloadSettings(payload_bits=8))
+    processor = GreenListProcessor(config, key, payload=[1, 2, 3])
+    with pytest.raises(PayloadError, match="3 payloads for a batch of 2"):
+        processor(torch.tensor([[5], [6]]), torch.zeros(2, 1009))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -54,9 +54,6 @@ class DeviceTables:
     ctx: torch.Tensor  # (h, V) int64: W_j bits
     ctx1_x: torch.Tensor | None  # (V,) int64: X after one token, h == 1 only
     ctx1_ab: torch.Tensor | None  # (V, 2) int32: A, B + 2**31 after one token, h == 1 only
-    # NumPy views of t32 / ctx1_ab sharing their memory (CPU only), for bias_left_numpy.
-    t32_np: np.ndarray | None = None
-    ctx1_ab_np: np.ndarray | None = None
 
 
 def device_tables(tables: PrfTables, device: torch.device, *, self_seeded: bool) -> DeviceTables:
@@ -75,16 +72,7 @@ def device_tables(tables: PrfTables, device: torch.device, *, self_seeded: bool)
         b = ((x >> np.uint64(32)) + np.uint64(_SIGN32)).astype(np.uint32)
         ctx1_x = put(x.view(np.int64))
         ctx1_ab = put(np.stack([a, b], axis=1).view(np.int32))
-    on_cpu = torch.device(device).type == "cpu"
-    return DeviceTables(
-        t32=t32,
-        t64=t64,
-        ctx=ctx,
-        ctx1_x=ctx1_x,
-        ctx1_ab=ctx1_ab,
-        t32_np=t32.numpy() if on_cpu else None,
-        ctx1_ab_np=ctx1_ab.numpy() if on_cpu and ctx1_ab is not None else None,
-    )
+    return DeviceTables(t32=t32, t64=t64, ctx=ctx, ctx1_x=ctx1_x, ctx1_ab=ctx1_ab)
 
 
 def context_x(input_ids: torch.Tensor, tables: DeviceTables, h: int) -> torch.Tensor:
@@ -151,53 +139,6 @@ def favoured_left(
     if mask is None:
         return signed.lt_(threshold - _SIGN32)
     return torch.lt(signed, threshold - _SIGN32, out=mask)
-
-
-def fused_path_ok(scores: torch.Tensor) -> bool:
-    """Whether :func:`bias_left_fused` may bias these logits in place."""
-    import torch
-
-    return (
-        scores.device.type == "cpu"
-        and scores.dtype == torch.float32
-        and scores.is_contiguous()
-        and not scores.requires_grad
-    )
-
-
-def bias_left_fused(
-    kernel: Any,
-    input_ids: torch.Tensor,
-    tables: DeviceTables,
-    h: int,
-    threshold: int,
-    offset: torch.Tensor | None,
-    x: torch.Tensor | None,
-    scores: torch.Tensor,
-    delta: float,
-) -> torch.Tensor:
-    """Add ``delta`` to favoured logits in place with the fused CPU kernel (float32 only).
-
-    Same arithmetic as :func:`favoured_left`; the per-row A and B come from the same tables.
-    """
-    assert tables.t32_np is not None
-    if tables.ctx1_ab_np is not None and offset is None:
-        ab = tables.ctx1_ab_np[input_ids.numpy()[:, -1]]
-        a_np = np.ascontiguousarray(ab[:, 0])
-        b_np = np.ascontiguousarray(ab[:, 1])
-    else:
-        a, b = _left_ab(input_ids, tables, h, offset, x)
-        a_np = np.ascontiguousarray(a.numpy()[:, 0])
-        b_np = np.ascontiguousarray(b.numpy()[:, 0])
-    kernel(
-        scores.numpy(),
-        tables.t32_np,
-        a_np,
-        b_np,
-        np.int32(threshold - _SIGN32),
-        np.float32(delta),
-    )
-    return scores
 
 
 def favoured_self(
