@@ -55,7 +55,7 @@ PROMPTS = [
 ]
 
 
-def build(root: Path) -> Path:
+def build(root: Path, hidden_size: int = 128, num_layers: int = 4) -> Path:
     from datetime import UTC, datetime
 
     from licensing.keys import PrivateKey
@@ -63,7 +63,9 @@ def build(root: Path) -> Path:
     from release.build import BuildOptions, build_release
     from release.testing import build_tiny_model
 
-    model = build_tiny_model(root / "model", train_steps=30)
+    model = build_tiny_model(
+        root / "model", train_steps=30, hidden_size=hidden_size, num_layers=num_layers
+    )
     key = PrivateKey.generate()
     out = root / "out"
     options = BuildOptions(repo_id="bench/tiny", version="1.0.0", approval=ApprovalPolicy())
@@ -186,6 +188,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--threads", type=int, default=None, help="torch threads, both sides")
+    parser.add_argument(
+        "--hidden-size",
+        type=int,
+        default=128,
+        help="model width (default: the tests' tiny Llama; 512+ makes a step cost like a small "
+        "real model, so fixed per-request costs weigh less)",
+    )
+    parser.add_argument("--layers", type=int, default=4, help="model depth")
     args = parser.parse_args()
 
     import httpx
@@ -195,7 +205,7 @@ def main() -> None:
     from release.upload import publish_release_folder
 
     root = Path(tempfile.mkdtemp(prefix="tiergate-bench-gen-"))
-    out = build(root)
+    out = build(root, args.hidden_size, args.layers)
     pub, dev = make_tokens(root / "data")
     url, server = start_server(root / "data", args.threads)
     if args.threads is not None:
@@ -222,7 +232,8 @@ def main() -> None:
     base = max(cases["bare"])
     threads = f", torch threads {args.threads}" if args.threads is not None else ""
     print(
-        f"{len(PROMPTS)} prompts x {args.tokens} new tokens, best of {args.rounds} rounds{threads}"
+        f"{len(PROMPTS)} prompts x {args.tokens} new tokens, best of {args.rounds} "
+        f"rounds{threads}, Llama hidden {args.hidden_size} x {args.layers} layers"
     )
     print(f"{'case':<14} {'tokens/s':>9} {'vs bare':>8}")
     for name, rates in cases.items():
