@@ -49,19 +49,26 @@ def edit(text: str, rng: random.Random) -> str:
     return " ".join(out)
 
 
+def _published_for_a_developer(
+    built: BuiltRelease, server: LiveServer, make_account: Callable[..., Account]
+) -> tuple[Account, Any]:
+    """Publish the release as acme's publisher; a developer and their `openai` client."""
+    import openai
+
+    publisher = make_account("pat", "publisher", org="acme")
+    with httpx.Client(base_url=server.url, timeout=120) as http:
+        publish(built, http, publisher)
+    dev = make_account("dev")
+    return dev, openai.OpenAI(base_url=f"{server.url}/v1", api_key=dev.token, max_retries=0)
+
+
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_openai_client_generates_and_detector_attributes(
     generation_release: BuiltRelease,  # noqa: F811
     live_server: LiveServer,
     make_account: Callable[..., Account],
 ) -> None:
-    import openai
-
-    publisher = make_account("pat", "publisher", org="acme")
-    with httpx.Client(base_url=live_server.url, timeout=120) as http:
-        publish(generation_release, http, publisher)
-    dev = make_account("dev")
-    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=dev.token, max_retries=0)
+    dev, client = _published_for_a_developer(generation_release, live_server, make_account)
 
     models = [m.id for m in client.models.list()]
     assert models == [f"{MODEL}:open"]
@@ -123,6 +130,8 @@ def test_openai_client_generates_and_detector_attributes(
     assert pieces[-1].model_extra["tiergate"]["call_id"] == pieces[-1].id  # type: ignore[index]
 
     # Errors reach the client as OpenAI-style exceptions.
+    import openai
+
     with pytest.raises(openai.NotFoundError):
         client.completions.create(model="acme/missing", prompt="x", max_tokens=4)
     with pytest.raises(openai.PermissionDeniedError):
@@ -176,13 +185,7 @@ def test_openai_client_sends_prompt_arrays_streams_several_choices_and_stops_ear
     live_server: LiveServer,
     make_account: Callable[..., Account],
 ) -> None:
-    import openai
-
-    publisher = make_account("pat", "publisher", org="acme")
-    with httpx.Client(base_url=live_server.url, timeout=120) as http:
-        publish(generation_release, http, publisher)
-    dev = make_account("dev")
-    client = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key=dev.token, max_retries=0)
+    dev, client = _published_for_a_developer(generation_release, live_server, make_account)
 
     # Prompt arrays, as text and as token ids: prompt p's choices are p * n + i.
     texts = client.completions.create(
