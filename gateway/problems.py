@@ -142,7 +142,10 @@ async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _database_error(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("database error: %s", type(exc).__name__)
+    # The driver's own message ("database is locked", "connection refused") tells an operator
+    # what happened; SQLAlchemy's full text would add the statement and its parameters.
+    cause = getattr(exc, "orig", None)
+    log.warning("database error: %s: %s", type(exc).__name__, str(cause or "")[:200])
     return await _gateway_error(
         request, DatabaseUnavailable("The database is unreachable; try again shortly.")
     )

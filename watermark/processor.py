@@ -310,7 +310,7 @@ def _fused_path_ok(scores: torch.Tensor) -> bool:
 def prepare_cpu_kernel() -> bool:
     """Load (compiling on first use on this machine) the fused CPU kernel; True if available.
 
-    A server calls this once in the background at start-up so that its first generation does
-    not wait for numba (about 0.5 s from the on-disk cache, a few seconds to compile).
+    Call it ahead of time (in a process's start-up, say) so that the first biased step does not
+    wait for numba: about 0.5 s from the on-disk cache, a few seconds to compile.
     """
     return fused_bias_kernel() is not None

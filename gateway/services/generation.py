@@ -44,7 +44,6 @@ from gateway.generation.prompts import (
 from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.state import GatewayState
-from watermark import prepare_cpu_kernel
 
 __all__ = [
     "GenerationInput",
@@ -115,9 +114,6 @@ class GenerationService:
         # One thread: generate() already uses every core, and one owner of torch's global RNG
         # makes seeds reproducible.
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tiergate-generate")
-        # The watermark's compiled CPU kernel loads in the background now rather than
-        # inside the first generation.
-        self.executor.submit(prepare_cpu_kernel)
         self.batcher = MicroBatcher(
             run_jobs_for_service,
             self.executor,

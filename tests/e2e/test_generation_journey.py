@@ -137,11 +137,15 @@ def test_openai_client_generates_and_detector_attributes(
     with pytest.raises(openai.PermissionDeniedError):
         client.completions.create(model=f"{MODEL}:optimized", prompt="x", max_tokens=4)
 
-    # Edited text, and the text inside human writing, are still found and attributed.
+    # Edited text, and the text inside human writing, are still found and attributed. The
+    # edit (a word in 8 replaced, one in 12 dropped) costs about a third of the signal, so it
+    # is made on a 300-token call: at 200 tokens an edited sample lands near p = 1e-6 now
+    # and then (seen once in CI: 3.6e-6), which tests the dice, not the detector.
+    longer = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=300)
     rng = random.Random(5)
-    edited = detect(live_server, dev, text=edit(text, rng))
+    edited = detect(live_server, dev, text=edit(longer.choices[0].text, rng))
     assert edited["watermarked"], edited["p_value"]
-    assert edited["attribution"]["call_id"] == made.id
+    assert edited["attribution"]["call_id"] == longer.id
     # The whole generation buried in human text on both sides: the windowed scan finds it.
     mixed = detect(live_server, dev, text=HUMAN * 3 + text + " " + HUMAN * 3)
     assert mixed["watermarked"], mixed["p_value"]
