@@ -1,4 +1,10 @@
-"""The one place where every failure becomes an `application/problem+json` response (RFC 9457)."""
+"""The one place where every failure becomes an error response.
+
+Everywhere but the OpenAI-compatible surface (`/v1/...`) that is `application/problem+json`
+(RFC 9457) with a stable `code`. Under `/v1/` clients are OpenAI SDKs, which read
+`{"error": {"message", "type", "param", "code"}}` and show nothing useful from a problem
+document, so the same error is written in OpenAI's shape there, with the same stable `code`.
+"""
 
 from __future__ import annotations
 
@@ -36,6 +42,23 @@ _HTTP_CODES = {
     429: ("rate_limited", "Too many requests"),
 }
 
+# OpenAI's `error.type` per status (its SDKs map the status to an exception class; `type`
+# is informational). 5xx are all `server_error`, as OpenAI and vLLM answer them.
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    416: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
+}
+OPENAI_PREFIX = "/v1/"
+
 # Error roots of the pure parts. They carry `code`; a `status` attribute, when present, wins.
 _PART_ROOTS = (
     ("release.errors", "ReleaseError"),
@@ -57,17 +80,54 @@ class Problem(BaseModel):
     request_id: str | None = None
 
 
-def problem_response(
-    request: Request | None,
+class OpenAIErrorDetail(BaseModel):
+    """OpenAI's error object; `code` is tiergate's stable code, as in problem documents."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str
+    request_id: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """The body of every error response under `/v1/`."""
+
+    error: OpenAIErrorDetail
+
+
+def speaks_openai(path: str) -> bool:
+    """Whether clients of ``path`` expect OpenAI's error shape (the `/v1/` surface)."""
+    return path.startswith(OPENAI_PREFIX)
+
+
+def error_body(
+    path: str,
     *,
     status: int,
     code: str,
     title: str,
     detail: str,
+    request_id: str | None,
     extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    param: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The error document for ``path`` and its media type: OpenAI's shape or problem+json."""
+    if speaks_openai(path):
+        if param is None and extra and isinstance(extra.get("param"), str):
+            param = extra["param"]  # services name the offending field this way
+        error: dict[str, Any] = {
+            "message": detail,
+            "type": _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "error"),
+            "param": param,
+            "code": code,
+            "request_id": request_id,
+        }
+        if extra:
+            error.update({k: v for k, v in extra.items() if k not in error})
+        return {"error": error}, "application/json"
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
         "title": title,
@@ -78,7 +138,33 @@ def problem_response(
     }
     if extra:
         body.update({k: v for k, v in extra.items() if k not in body})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    return body, PROBLEM_MEDIA_TYPE
+
+
+def problem_response(
+    request: Request | None,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    path = request.url.path if request is not None else ""
+    body, media_type = error_body(
+        path,
+        status=status,
+        code=code,
+        title=title,
+        detail=detail,
+        request_id=request_id,
+        extra=extra,
+        param=param,
+    )
+    return JSONResponse(body, status_code=status, media_type=media_type, headers=headers)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
@@ -117,6 +203,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     first = cleaned[0] if cleaned else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"]) if first["loc"] else "request"
+    # OpenAI's `param` names the offending field of the body ("max_tokens"), without "body.".
+    fields = [part for part in first["loc"] if part not in ("body", "query", "path", "header")]
     return problem_response(
         request,
         status=422,
@@ -124,6 +212,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         title="Validation failed",
         detail=f"{where}: {first['msg']}",
         extra={"errors": cleaned},
+        param=".".join(fields) or None,
     )
 
 
@@ -177,18 +266,28 @@ def install_problem_handlers(app: FastAPI) -> None:
     # with the request id and logs the traceback (never sent to the client).
 
 
+def _status_title(status: int) -> str:
+    if status == 503:
+        return "Service unavailable"
+    if status == 500:
+        return "Internal error"
+    return _HTTP_CODES.get(status, ("error", "Error"))[1]
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting the problem+json errors a route can return."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        _, title = _HTTP_CODES.get(status, ("error", "Error"))
-        if status == 503:
-            title = "Service unavailable"
-        if status == 500:
-            title = "Internal error"
-        out[status] = {
+    return {
+        status: {
             "model": Problem,
-            "description": title,
+            "description": _status_title(status),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-    return out
+        for status in statuses
+    }
+
+
+def openai_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for routes under `/v1/`, which answer OpenAI's shape."""
+    return {
+        status: {"model": OpenAIError, "description": _status_title(status)} for status in statuses
+    }

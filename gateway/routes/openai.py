@@ -22,7 +22,7 @@ from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.errors import GatewayError, ValidationFailed
 from gateway.generation.models import usable_models
 from gateway.generation.sampler import Choice, SamplingParams
-from gateway.problems import problem_responses
+from gateway.problems import openai_error_responses
 from gateway.schemas.openai import (
     ChatChoice,
     ChatCompletionRequest,
@@ -49,7 +49,9 @@ from gateway.services.generation import (
 )
 
 router = APIRouter(
-    prefix="/v1", tags=["generation"], responses=problem_responses(401, 403, 404, 422, 429, 503)
+    prefix="/v1",
+    tags=["generation"],
+    responses=openai_error_responses(401, 403, 404, 422, 429, 503),
 )
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -128,13 +128,26 @@ def test_openai_client_generates_and_detector_attributes(
     )
     assert pieces[-1].model_extra["tiergate"]["call_id"] == pieces[-1].id  # type: ignore[index]
 
-    # Errors reach the client as OpenAI-style exceptions.
+    # Errors reach the client as OpenAI-style exceptions, with OpenAI's error body: the SDK
+    # exposes our stable code, the offending parameter and the sentence that explains it.
     import openai
 
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as missing:
         client.completions.create(model="acme/missing", prompt="x", max_tokens=4)
-    with pytest.raises(openai.PermissionDeniedError):
+    assert missing.value.code == "not_found"
+    assert missing.value.type == "not_found_error"
+    assert "acme/missing" in str(missing.value)
+    with pytest.raises(openai.PermissionDeniedError) as gated:
         client.completions.create(model=f"{MODEL}:optimized", prompt="x", max_tokens=4)
+    assert gated.value.code == "grant_required"
+    assert "request access" in gated.value.body["message"]  # type: ignore[index]
+    with pytest.raises(openai.UnprocessableEntityError) as invalid:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=100_000)
+    assert (invalid.value.code, invalid.value.param) == ("validation_error", "max_tokens")
+    stranger = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key="tg_x", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as anonymous:
+        stranger.models.list()
+    assert anonymous.value.type == "authentication_error"
 
     # Edited text, and the text inside human writing, are still found and attributed. The
     # edit (a word in 8 replaced, one in 12 dropped) costs about a third of the signal, so it
