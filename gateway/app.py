@@ -33,6 +33,7 @@ from gateway.routes import links as link_routes
 from gateway.routes import log as log_routes
 from gateway.routes import metrics as metrics_routes
 from gateway.routes import openai as openai_routes
+from gateway.routes import watermark_keys as watermark_key_routes
 from gateway.services.detection import DetectionRuntime
 from gateway.services.detection import register_runtime as register_detection_runtime
 from gateway.services.generation import GenerationService
@@ -139,6 +140,7 @@ def create_app(
     app.include_router(link_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(detect_routes.router)
+    app.include_router(watermark_key_routes.router)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.
     install_web(app)
     # Last: `/{org}/{name}/resolve/...` (Hub compatible) has the shape of a catch-all.
