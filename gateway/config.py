@@ -62,6 +62,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Start-up tamper check over only the newest N entries (None: the whole log).",
     )
+    log_recheck_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="While idle, re-verify one window of integrated entries this often.",
+    )
     # Gated access: how strictly submitted usage attestations are judged.
     attestation_max_bytes: int = Field(default=64 << 10, ge=1024, le=1 << 20)
     attestation_max_age_seconds: int = Field(
