@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Start-up tamper check over only the newest N entries (None: the whole log).",
     )
+    log_witnesses: list[str] = Field(
+        default_factory=list,
+        description="Witnesses that cosign checkpoints (c2sp.org/tlog-witness), each "
+        "'<witness vkey> <submission URL>'.",
+    )
+    log_witness_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     log_recheck_interval_seconds: float = Field(
         default=5.0,
         gt=0,

@@ -33,7 +33,7 @@ from sqlmodel import Session
 
 from gateway.db.engine import session_scope
 from gateway.db.timeutil import utcnow
-from gateway.errors import ServiceUnavailable
+from gateway.errors import ConfigurationError, ServiceUnavailable
 from gateway.ledger.anchor import ANCHOR_FILE, CheckpointAnchor
 from gateway.ledger.errors import LogTampered
 from gateway.ledger.integrate import (
@@ -49,6 +49,7 @@ from gateway.ledger.integrate import (
 )
 from gateway.ledger.recheck import DEFAULT_BLOCK_BITS, recheck_window
 from gateway.ledger.selfcheck import check_stored_log, snapshot_session
+from gateway.ledger.witnessing import WitnessPool, parse_witness_setting
 from licensing.errors import TransparencyLogError
 from licensing.tlog.checkpoint import Checkpoint
 
@@ -80,6 +81,15 @@ class LedgerStatus:
     last_error: str | None = None
 
 
+def _witness_pool(values: list[str], timeout: float) -> WitnessPool | None:
+    if not values:
+        return None
+    try:
+        return WitnessPool([parse_witness_setting(v) for v in values], timeout=timeout)
+    except (ValueError, TransparencyLogError) as exc:
+        raise ConfigurationError(f"TIERGATE_LOG_WITNESSES: {exc}") from None
+
+
 class LedgerRuntime:
     """Owns the log key, the tamper flag and integration for one gateway process."""
 
@@ -95,6 +105,7 @@ class LedgerRuntime:
         anchor: CheckpointAnchor | None = None,
         recheck_bits: int = DEFAULT_BLOCK_BITS,
         recheck_interval: float = DEFAULT_RECHECK_INTERVAL,
+        witnesses: WitnessPool | None = None,
     ) -> None:
         self.engine = engine
         self.status = LedgerStatus()
@@ -110,6 +121,7 @@ class LedgerRuntime:
         self.recheck_bits = recheck_bits
         self.recheck_interval = recheck_interval
         self._recheck_block = 0
+        self.witnesses = witnesses
         self._last_recheck = time.monotonic()
 
     @classmethod
@@ -125,6 +137,7 @@ class LedgerRuntime:
             selfcheck_max_entries=max_entries,
             anchor=CheckpointAnchor(settings.resolved_keys_dir / ANCHOR_FILE),
             recheck_interval=settings.log_recheck_interval_seconds,
+            witnesses=_witness_pool(settings.log_witnesses, settings.log_witness_timeout_seconds),
         )
 
     def key(self, session: Session | None = None) -> LogKey:
@@ -262,17 +275,34 @@ class LedgerRuntime:
                 if step.size - step.old_size < self.batch:
                     return last
 
+    def witness_now(self) -> None:
+        """Collect missing witness cosignatures of the latest checkpoint (no-op without any)."""
+        if self.witnesses is None:
+            return
+        self.ensure_signing()
+        try:
+            self.witnesses.collect(self.engine)
+        except TransparencyLogError as exc:
+            # A witness holds a history this database lost or contradicts: stop signing.
+            self.mark_tampered(_describe(exc))
+            raise LogTampered(f"the log failed its integrity check: {exc}") from None
+
     def tick(self) -> None:
         """One loop iteration: self-check once, then integrate; errors are recorded, not raised."""
         try:
             if not self.status.checked:
                 self.self_check()
             if self.status.tampered is None:
+                # Witnesses first: one that cosigned a larger tree than this database holds
+                # (a restore that took the anchor with it) stops signing before integration.
+                self.witness_now()
                 integrated = self.integrate_now()
                 due = time.monotonic() - self._last_recheck >= self.recheck_interval
                 if integrated is None and due:
                     self._last_recheck = time.monotonic()
                     self.recheck_now()
+                if integrated is not None:
+                    self.witness_now()
             self.status.last_error = None
         except ServiceUnavailable:
             pass
