@@ -63,9 +63,7 @@ def main() -> None:
             with Session(engine) as session:
                 state = read_state(session)
                 start = time.perf_counter()
-                recheck_window(
-                    session, state.tree_size, state.root_hash, block=i, block_bits=bits
-                )
+                recheck_window(session, state.tree_size, state.root_hash, block=i, block_bits=bits)
                 recheck_ms.append((time.perf_counter() - start) * 1000)
         full, alone = statistics.median(integrate_ms), statistics.median(recheck_ms)
         print(f"log of {entries:,} entries, batches of {batch}, SQLite")
