@@ -107,10 +107,24 @@ def _check_block(
     try:
         verify_inclusion(leaves[0], start, size, inclusion_proof(start, size, overlay), root)
     except TlogProofInvalidError:
+        last = start + len(leaves) - 1
+        # Name the likelier culprit; either way the rows no longer reach the signed root.
+        if _stored_equals(reader, block_bits, block, overlay.get(block_bits, block)):
+            raise TlogInconsistentError(
+                f"node_mismatch: the stored nodes above entries {start}..{last} no longer lead "
+                "to the signed root"
+            ) from None
         raise TlogInconsistentError(
-            f"entry_edited: an entry in {start}..{start + len(leaves) - 1} no longer matches "
-            "the signed tree"
+            f"entry_edited: an entry in {start}..{last} no longer matches the signed tree"
         ) from None
+
+
+def _stored_equals(reader: SqlNodeReader, level: int, index: int, value: bytes) -> bool:
+    """Whether the stored node ``(level, index)`` holds ``value``."""
+    try:
+        return hmac.compare_digest(reader.get(level, index), value)
+    except KeyError:
+        return False
 
 
 def recheck_window(
