@@ -62,6 +62,12 @@ class Settings(BaseSettings):
         ge=1,
         description="Start-up tamper check over only the newest N entries (None: the whole log).",
     )
+    log_anchor_file: Path | None = Field(
+        default=None,
+        description="Where the latest signed checkpoint is remembered outside the database "
+        "(rollback detection); default <keys_dir>/log-checkpoint-anchor.note. Must survive "
+        "restarts and must not be restored with the database.",
+    )
     log_witnesses: list[str] = Field(
         default_factory=list,
         description="Witnesses that cosign checkpoints (c2sp.org/tlog-witness), each "

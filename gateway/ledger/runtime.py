@@ -135,7 +135,9 @@ class LedgerRuntime:
             settings.base_url,
             interval=interval,
             selfcheck_max_entries=max_entries,
-            anchor=CheckpointAnchor(settings.resolved_keys_dir / ANCHOR_FILE),
+            anchor=CheckpointAnchor(
+                settings.log_anchor_file or settings.resolved_keys_dir / ANCHOR_FILE
+            ),
             recheck_interval=settings.log_recheck_interval_seconds,
             witnesses=_witness_pool(settings.log_witnesses, settings.log_witness_timeout_seconds),
         )

@@ -222,3 +222,14 @@ def test_first_start_writes_the_anchor_after_the_self_check(engine: Engine, tmp_
     loaded = anchor.load(runtime.key().verifier, runtime.key().origin)
     assert loaded is not None
     assert loaded.size == 4
+
+
+def test_anchor_file_setting_moves_the_anchor_off_the_keys_dir(
+    engine: Engine, settings: Settings, tmp_path: Path
+) -> None:
+    where = tmp_path / "persistent" / "anchor.note"
+    app = create_app(settings.model_copy(update={"log_anchor_file": where}), engine=engine)
+    append_events(engine, 2)
+    ledger_of(app).integrate_now()
+    assert where.exists()
+    assert not (settings.resolved_keys_dir / ANCHOR_FILE).exists()
