@@ -109,6 +109,58 @@ class ReceiptMalformedError(TransparencyLogError):
     code = "receipt_malformed"
 
 
+class CosignatureInvalidError(TransparencyLogError):
+    """A c2sp.org/tlog-cosignature line is malformed or does not verify, or too few verify."""
+
+    code = "cosignature_invalid"
+
+
+class WitnessError(TransparencyLogError):
+    """Root of the refusals of a c2sp.org/tlog-witness witness; ``status`` is the HTTP status."""
+
+    code = "witness_error"
+    status = 400
+
+
+class WitnessRequestMalformedError(WitnessError):
+    """The add-checkpoint body is malformed, or its old size is past the checkpoint's."""
+
+    code = "witness_request_malformed"
+    status = 400
+
+
+class WitnessUnknownLogError(WitnessError):
+    """The checkpoint's origin is not a log this witness is configured for."""
+
+    code = "witness_unknown_log"
+    status = 404
+
+
+class WitnessForbiddenError(WitnessError):
+    """No signature on the checkpoint verifies with a key the witness trusts for its origin."""
+
+    code = "witness_forbidden"
+    status = 403
+
+
+class WitnessConflictError(WitnessError):
+    """The old size is not the size the witness last cosigned; ``known_size`` is that size."""
+
+    code = "witness_conflict"
+    status = 409
+
+    def __init__(self, message: str, known_size: int) -> None:
+        super().__init__(message)
+        self.known_size = known_size
+
+
+class WitnessProofInvalidError(WitnessError):
+    """The consistency proof does not verify: the checkpoint does not extend the last one."""
+
+    code = "witness_proof_invalid"
+    status = 422
+
+
 class CanonicalJSONError(LicensingError):
     """A value cannot be written as canonical JSON, or JSON text breaks our strict profile."""
 
