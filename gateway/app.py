@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
 from gateway import __version__
+from gateway.api_docs import install_api_docs
 from gateway.config import Settings
 from gateway.db.engine import make_engine
 from gateway.db.migrate import upgrade
@@ -120,6 +121,8 @@ def create_app(
         version=__version__,
         description="Tiered model releases, gated access, watermarking and transparency logs.",
         lifespan=lifespan,
+        docs_url=None,  # served from installed assets by install_api_docs, not a CDN
+        redoc_url=None,
     )
     app.state.gateway = state
     app.state.ledger = ledger
@@ -127,6 +130,7 @@ def create_app(
     app.state.detection = detector
     app.state.metrics = metrics = GatewayMetrics.create(state.engine)
     install_problem_handlers(app)
+    install_api_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
     app.include_router(accounts.router)

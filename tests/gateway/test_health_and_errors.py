@@ -129,3 +129,20 @@ def test_openapi_documents_openai_errors_under_v1(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     responses = schema["paths"]["/v1/completions"]["post"]["responses"]
     assert "OpenAIError" in responses["404"]["content"]["application/json"]["schema"]["$ref"]
+
+
+def test_api_docs_load_their_assets_from_the_gateway_not_a_cdn(client: TestClient) -> None:
+    """Regression: /docs was blank offline because Swagger UI came from a CDN."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert sources, html.text
+        for url in sources:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            if url.startswith("/docs-assets/"):
+                asset = client.get(url)
+                assert asset.status_code == 200, url
+                assert len(asset.content) > 1000
