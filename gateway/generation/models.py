@@ -19,7 +19,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from gateway.errors import Conflict, Forbidden, NotFound, ServiceUnavailable, ValidationFailed
+from gateway.errors import (
+    Conflict,
+    GrantRequired,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from gateway.storage.base import BlobStore
 from licensing.keys import PublicKey
 
@@ -275,11 +281,6 @@ class ModelCache:
     def loaded_names(self) -> list[str]:
         with self._lock:
             return list(self._models)
-
-
-class GrantRequired(Forbidden):
-    code = "grant_required"
-    title = "Access grant required"
 
 
 def parse_model_name(name: str) -> tuple[str, str | None, str]:

@@ -18,7 +18,13 @@ from sqlmodel import Session, col, select
 from gateway.auth.principal import Principal
 from gateway.db.models import Grant, Org, Release, ReleaseStatus, ReleaseTier, User
 from gateway.db.timeutil import as_utc
-from gateway.errors import BadRequest, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from gateway.errors import (
+    BadRequest,
+    GrantRequired,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 from gateway.services.access import active_grant
 from gateway.services.releases import (
     OPEN_TIER,
@@ -82,14 +88,6 @@ class EntryNotFound(NotFound):
 class LoginRequired(Unauthenticated):
     code = "gated_login_required"
     title = "Gated tier: authentication required"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers=dict(_GATED_HEADERS))
-
-
-class GrantRequired(Forbidden):
-    code = "grant_required"
-    title = "Gated tier: no active grant"
 
     def __init__(self, message: str) -> None:
         super().__init__(message, headers=dict(_GATED_HEADERS))
