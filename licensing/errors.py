@@ -15,6 +15,7 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |   +-- CheckpointMalformedError    checkpoint_malformed: not a tlog-checkpoint body
     |   +-- ReceiptMalformedError       receipt_malformed: not a tlog-proof@v1 receipt
     +-- CanonicalJSONError              canonical_json_invalid: no canonical JSON form
+    +-- TierFileInvalidError            tier_file_invalid: a bad file entry (path, digest, size)
     +-- KeyMaterialError                key_error: key loading, saving and type errors
     |   +-- KeyFormatError              key_invalid: not a PEM key we can read
     |   +-- KeyEncryptedError           key_encrypted: the PEM key is password protected
@@ -129,6 +130,12 @@ class CanonicalJSONError(LicensingError):
     """A value cannot be written as canonical JSON, or JSON text breaks our strict profile."""
 
     code = "canonical_json_invalid"
+
+
+class TierFileInvalidError(LicensingError):
+    """A file entry of a tier has an unclean path, a malformed sha256 or an impossible size."""
+
+    code = "tier_file_invalid"
 
 
 class KeyMaterialError(LicensingError):

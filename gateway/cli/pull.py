@@ -23,6 +23,7 @@ from gateway.cli._client import (
     gateway_options,
     raise_for_problem,
 )
+from licensing.layout import SIGNATURE_FILE
 
 __all__ = ["command", "pull_tier"]
 
@@ -153,10 +154,11 @@ def pull_tier(
         url = _source_url(http, repo_id, version, tier, rel, gated)
         _download(http, url, target, size=size, sha256=sha256, progress=progress)
     # model.sig is the tier's bundle: small, fetched whole every time.
-    signature = http.get(f"/{repo_id}/resolve/{quote(version + '-' + tier, safe='')}/model.sig")
+    revision = quote(version + "-" + tier, safe="")
+    signature = http.get(f"/{repo_id}/resolve/{revision}/{SIGNATURE_FILE}")
     if signature.status_code != 200:
-        raise_for_problem(signature, "downloading model.sig")
-    (partial / "model.sig").write_bytes(signature.content)
+        raise_for_problem(signature, f"downloading {SIGNATURE_FILE}")
+    (partial / SIGNATURE_FILE).write_bytes(signature.content)
     key = _public_key(http, repo_id, version, key_path)
     try:
         verify_tier(partial, key, show_progress=False)
