@@ -212,8 +212,6 @@ PART_STATUS: Mapping[str, int] = {
     "attestation_too_large": 413,
     "envelope_too_large": 413,
     "watermark_backend_unavailable": 503,
-    "tlog_node_missing": 500,
-    "tlog_inconsistent": 500,
 }
 _DEFAULT_PART_STATUS = 422
 
