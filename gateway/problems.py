@@ -8,7 +8,6 @@ document, so the same error is written in OpenAI's shape there, with the same st
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
@@ -20,27 +19,32 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import DatabaseUnavailable, GatewayError
+from gateway.errors import (
+    HTTP_ERROR_CODE,
+    HTTP_FALLBACK_CODES,
+    BadRequest,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+    error_code,
+    error_roots,
+    status_of,
+    title_of,
+)
+from gateway.services.ratelimit import RateLimited
+from gateway.streaming import RangeNotSatisfiable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://tiergate.dev/problems/"
 
 log = logging.getLogger("tiergate.errors")
-
-_HTTP_CODES = {
-    400: ("bad_request", "Bad request"),
-    401: ("unauthenticated", "Authentication required"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    406: ("not_acceptable", "Not acceptable"),
-    409: ("conflict", "Conflict"),
-    413: ("payload_too_large", "Payload too large"),
-    415: ("unsupported_media_type", "Unsupported media type"),
-    416: ("range_not_satisfiable", "Range not satisfiable"),
-    422: ("validation_error", "Validation failed"),
-    429: ("rate_limited", "Too many requests"),
-}
 
 # OpenAI's `error.type` per status (its SDKs map the status to an exception class; `type`
 # is informational). 5xx are all `server_error`, as OpenAI and vLLM answer them.
@@ -59,12 +63,28 @@ _OPENAI_TYPES = {
 }
 OPENAI_PREFIX = "/v1/"
 
-# Error roots of the pure parts. They carry `code`; a `status` attribute, when present, wins.
-_PART_ROOTS = (
-    ("release.errors", "ReleaseError"),
-    ("licensing.errors", "LicensingError"),
-    ("watermark.errors", "WatermarkError"),
+# HTTP statuses raised by Starlette itself (404 for an unknown path, 405...) answer with the
+# code and title of the class of ours that has that status, so each code keeps one meaning.
+_STATUS_CLASSES: tuple[type[GatewayError], ...] = (
+    BadRequest,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RangeNotSatisfiable,
+    ValidationFailed,
+    RateLimited,
+    ServiceUnavailable,
+    GatewayError,
 )
+_BY_STATUS = {cls.status: (cls.code, cls.title) for cls in _STATUS_CLASSES}
+
+
+def http_code(status: int) -> tuple[str, str]:
+    """(code, title) of a bare HTTP status, from the registry's classes or its fallbacks."""
+    return _BY_STATUS.get(status) or HTTP_FALLBACK_CODES.get(status) or HTTP_ERROR_CODE
 
 
 class Problem(BaseModel):
@@ -218,7 +238,7 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    code, title = http_code(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else title
     return problem_response(
         request,
@@ -241,13 +261,12 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _part_error(request: Request, exc: Exception) -> JSONResponse:
-    """Errors of the pure parts carry a stable `code`; a `status` attribute, when set, wins."""
-    status = getattr(exc, "status", None)
+    """Errors of the pure parts: code from the class, status and title from the registry."""
     return problem_response(
         request,
-        status=status if isinstance(status, int) else 422,
-        code=str(getattr(exc, "code", "error")),
-        title=type(exc).__name__,
+        status=status_of(type(exc)),
+        code=error_code(exc),
+        title=title_of(type(exc)),
         detail=str(getattr(exc, "message", exc)),
     )
 
@@ -259,9 +278,9 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module_name, root_name in _PART_ROOTS:
-        root = getattr(importlib.import_module(module_name), root_name)
-        app.add_exception_handler(root, _part_error)
+    for root in error_roots():
+        if root is not GatewayError:
+            app.add_exception_handler(root, _part_error)
     # Anything else is caught by RequestContextMiddleware, which answers 500 problem+json
     # with the request id and logs the traceback (never sent to the client).
 
@@ -271,7 +290,7 @@ def _status_title(status: int) -> str:
         return "Service unavailable"
     if status == 500:
         return "Internal error"
-    return _HTTP_CODES.get(status, ("error", "Error"))[1]
+    return http_code(status)[1]
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:

@@ -31,8 +31,12 @@ class AuditFailed(click.ClickException):
 
 
 def _read_bounded(path: Path, what: str) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(_MAX_FILE_BYTES + 1)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        # A path the user typed: their mistake, said plainly (not an internal error).
+        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from None
     if len(data) > _MAX_FILE_BYTES:
         raise click.UsageError(f"{what} {path} is larger than {_MAX_FILE_BYTES} bytes")
     return data

@@ -23,6 +23,7 @@ from gateway.cli._client import (
     gateway_options,
     raise_for_problem,
 )
+from licensing.layout import SIGNATURE_FILE
 
 __all__ = ["command", "pull_tier"]
 
@@ -204,10 +205,11 @@ def pull_tier(
         raise
     partial.mkdir(parents=True, exist_ok=True)
     # model.sig is the tier's bundle: small, fetched whole every time.
-    signature = http.get(f"/{repo_id}/resolve/{quote(version + '-' + tier, safe='')}/model.sig")
+    revision = quote(version + "-" + tier, safe="")
+    signature = http.get(f"/{repo_id}/resolve/{revision}/{SIGNATURE_FILE}")
     if signature.status_code != 200:
-        raise_for_problem(signature, "downloading model.sig")
-    (partial / "model.sig").write_bytes(signature.content)
+        raise_for_problem(signature, f"downloading {SIGNATURE_FILE}")
+    (partial / SIGNATURE_FILE).write_bytes(signature.content)
     key = _public_key(http, repo_id, version, key_path)
     try:
         verify_tier(partial, key, show_progress=False)

@@ -18,8 +18,12 @@ _MAX_CONFIG_BYTES = 64 * 1024
 
 
 def _read_bounded(path: Path, limit: int, what: str) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(limit + 1)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        # A path the user typed: their mistake, said plainly (not an internal error).
+        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from None
     if len(data) > limit:
         raise click.UsageError(f"{what} {path} is larger than {limit} bytes")
     return data
