@@ -131,7 +131,9 @@ def publish_test_release(
             for tier_files in files.values():
                 for data in tier_files.values():
                     info = blobs.put_stream([data], hashlib.sha256(data).hexdigest())
-                    releases.record_blob(session, info.sha256, info.size, now)
+                    releases.record_blob(
+                        session, info.sha256, info.size, now, org_id=principal.org_id
+                    )
             releases.publish_release(session, principal, repo_id, version, now=now)
     return PublishedRelease(
         repo_id=repo_id,
