@@ -209,8 +209,9 @@ class BlobStore(Protocol):
     def install_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
         """Verify the upload's digest and store its bytes as that blob; keep the upload.
 
-        The upload is sealed (it accepts no more bytes) and stays until the caller discards it
-        with ``abort_upload``, which it does once the blob is recorded elsewhere. A crash in
+        The upload stays, with its offset, until the caller discards it with ``abort_upload``,
+        which it does once the blob is recorded elsewhere; nothing done to the upload
+        afterwards can change the blob. A crash in
         between therefore leaves the complete upload under its id: installing it again
         verifies the same bytes once more and returns the same ``BlobInfo``, so the client
         never re-sends a blob whose bytes arrived. Installing over an existing blob writes

@@ -10,7 +10,6 @@ uvicorn server with plain HTTP clients.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -19,51 +18,12 @@ import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
-from gateway.db.engine import session_scope
-from gateway.db.timeutil import utcnow
-from gateway.services import accounts, keys
-from licensing.keys import PrivateKey
-from licensing.sigstore_bundle import sign_model_bundle
-from licensing.statements import (
-    ApprovalPolicy,
-    ReleaseStatement,
-    sign_release_statement,
-    tier_manifest,
-)
 from tests.conftest import Account, LiveServer
-from tests.gateway.release_fixtures import publish_test_release
+from tests.gateway.release_fixtures import publish_test_release, release_body_listing
 
 pytestmark = pytest.mark.e2e
 
 MakeAccount = Callable[..., Account]
-
-
-def _sign_release_listing(
-    engine: Engine, publisher: Account, repo_id: str, entries: list[tuple[str, str, int]]
-) -> dict[str, Any]:
-    """A correctly signed one-tier open release naming ``entries`` (path, sha256, size)."""
-    key = PrivateKey.generate("ecdsa-p256")
-    with session_scope(engine) as session:
-        principal = accounts.authenticate(session, publisher.token, now=utcnow())
-        keys.register_key(
-            session, principal, pem=key.public_key.to_pem().decode(), name="k", now=utcnow()
-        )
-    statement = ReleaseStatement(
-        repo_id=repo_id,
-        version="1.0.0",
-        tiers=(tier_manifest("open", entries, gated=False),),
-        license="apache-2.0",
-        terms_digest=None,
-        approval=ApprovalPolicy(mode="auto", grant_lifetime_seconds=3600, fields=()),
-        created_at=utcnow(),
-    )
-    envelope = sign_release_statement(statement, key)
-    return {
-        "statement": json.loads(envelope.to_json()),
-        "bundles": {"open": json.loads(sign_model_bundle(repo_id, entries, key))},
-        "model_card": f"# {repo_id}\n",
-        "terms": None,
-    }
 
 
 def test_publishing_another_orgs_gated_blob_by_digest_alone_is_refused(
@@ -81,7 +41,7 @@ def test_publishing_another_orgs_gated_blob_by_digest_alone_is_refused(
     assert weights["sha256"] == hashlib.sha256(gated["model.safetensors"]).hexdigest()
 
     thief = make_account("beta-pub", "publisher", org="beta")
-    body = _sign_release_listing(engine, thief, "beta/stolen", entries)
+    body = release_body_listing(engine, thief, "beta/stolen", entries)
     with httpx.Client(base_url=live_server.url, headers=thief.headers) as beta:
         created = beta.post("/api/releases", json=body)
         assert created.status_code == 201, created.text
@@ -128,7 +88,7 @@ def test_a_second_org_that_has_the_bytes_uploads_them_and_shares_the_stored_copy
     before = sorted(b.sha256 for b in blobs.iter_blobs())
 
     other = make_account("gamma-pub", "publisher", org="gamma")
-    body = _sign_release_listing(engine, other, "gamma/mirror", entries)
+    body = release_body_listing(engine, other, "gamma/mirror", entries)
     with httpx.Client(base_url=live_server.url, headers=other.headers) as gamma:
         created = gamma.post("/api/releases", json=body).json()
         assert len(created["missing"]) == len(entries)
