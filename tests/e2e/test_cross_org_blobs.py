@@ -70,6 +70,10 @@ def test_publishing_another_orgs_gated_blob_by_digest_alone_is_refused(
         published = beta.post("/api/releases/beta/stolen/1.0.0/publish")
         assert published.status_code == 409, published.text
         assert published.json()["code"] == "release_incomplete"
+        # Its own pending release is visible to beta: still not a way to read acme's bytes.
+        preview = beta.get("/beta/stolen/resolve/1.0.0/model.safetensors")
+        assert preview.content != gated["model.safetensors"]
+        assert preview.status_code == 404, preview.text
     with httpx.Client(base_url=live_server.url) as anonymous:
         stolen = anonymous.get("/beta/stolen/resolve/main/model.safetensors")
     assert stolen.status_code == 404
