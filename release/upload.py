@@ -3,8 +3,9 @@
 Resumable by construction: the gateway says which blobs it lacks and, per blob, how many
 bytes it already holds; the client sends only the rest (none at all when a crash on the
 gateway interrupted the finish of a blob whose bytes had all arrived). Blobs another org
-stored are still sent: the gateway needs proof of possession, not the digest. A publish that stops half way
-leaves the release pending (invisible to others); running it again finishes it.
+stored are still sent: the gateway needs proof of possession, not the digest. A publish
+that stops half way leaves the release pending (invisible to others); running it again
+finishes it.
 """
 
 from __future__ import annotations
