@@ -10,13 +10,13 @@ Safety, in order of the steps:
    (a publish that wins the race keeps it) and nothing but its own rows (tiers, files, its
    signed policy version) refers to it; the discard is logged as ``release.discarded``.
 2. A blob is deleted only if it is older than the grace period and no release file of any
-   release refers to it, checked again in the same statement that deletes its row. The
-   stored bytes go after that commit. A publisher who registers a release listing the same
-   digest between those two steps would be told the blob is present; publishing therefore
-   checks the store itself (``releases.missing_blobs`` with ``stored=``), so the worst case
-   is one more upload, never a published release with a missing file.
-   Its holder rows (which orgs sent its bytes) are deleted in that same transaction, so a
-   possession record never outlives the bytes it is about.
+   release refers to it, checked again in the same statement that deletes its row. Its
+   holder rows (which orgs sent its bytes) go in that same transaction, so a possession
+   record never outlives the bytes it is about. The stored bytes go after that commit. An
+   org whose upload of the same digest completes between those two steps holds a blob
+   whose bytes then vanish; publishing therefore checks the store itself
+   (``releases.missing_blobs`` with ``stored=``), so the worst case is one more upload,
+   never a published release with a missing file.
 3. An upload session is aborted when it has received nothing for the upload grace period;
    a client that comes back simply starts that blob again (uploads resume by content).
 4. Leftovers of a finish or abort that a crash cut short (``uploads/.gone-*``, staging
