@@ -23,7 +23,7 @@ from sqlmodel import Session
 from gateway.auth.principal import Principal
 from gateway.errors import BadRequest
 from gateway.services.releases import expected_blob_size, holds_blob, record_blob
-from gateway.storage import BlobStore, UploadNotFound
+from gateway.storage import BlobStore, StorageUnavailable, UploadNotFound
 from gateway.storage.base import check_sha256
 
 __all__ = ["UploadProgress", "receive_chunk", "upload_status"]
@@ -102,6 +102,8 @@ def receive_chunk(
     record_blob(session, info.sha256, info.size, now, org_id=org_id)
     # The holder row must be durable before the bytes' only other proof goes away.
     session.commit()
-    with contextlib.suppress(UploadNotFound):
+    # The blob is recorded: a discard that fails (or lost a race) only leaves an upload that
+    # `admin gc` aborts after the upload grace period, so it must not fail the request.
+    with contextlib.suppress(UploadNotFound, StorageUnavailable):
         store.abort_upload(upload_id)
     return UploadProgress(sha256, size, size, complete=True)
