@@ -215,3 +215,21 @@ def _holders(engine: Engine) -> list[BlobHolder]:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_held_blob_listed_with_another_size_is_still_missing(
+    app: Any, engine: Engine, client: Any, make_account: MakeAccount, tmp_path: Path
+) -> None:
+    """The signed size is what downloads announce: a digest the org holds but listed with a
+    wrong size does not count as sent (it can never be published as signed)."""
+    from tests.gateway.release_fixtures import publish_test_release, release_body_listing
+
+    acme = make_account("pub", "publisher", org="acme")
+    first = publish_test_release(app, engine, acme, tmp_path, repo_id="acme/first")
+    data = first.files["open"]["model.safetensors"]
+    sha = hashlib.sha256(data).hexdigest()
+    body = release_body_listing(engine, acme, "acme/second", [("w.bin", sha, len(data) + 1)])
+    created = client.post("/api/releases", json=body, headers=acme.headers)
+    assert created.json()["missing"] == [{"sha256": sha, "size": len(data) + 1}]
+    body = release_body_listing(engine, acme, "acme/third", [("w.bin", sha, len(data))])
+    assert client.post("/api/releases", json=body, headers=acme.headers).json()["missing"] == []
