@@ -116,6 +116,9 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         # A client may ask for less than it holds, never more.
         requested = self.request.payload.scope
         client: ClientModel = self.request.client
+        if "scope" in self.request.payload.data and not parse_scopes(str(requested or "")):
+            # Present but empty is not "omitted": it never means every scope the client holds.
+            raise InvalidScopeError("the scope parameter is empty; omit it for the defaults")
         if requested and not parse_scopes(requested) <= client.scopes:
             raise InvalidScopeError("the client may not hold the requested scope")
 

@@ -56,6 +56,15 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The credential that minted this token (at most one is set; none for operator-made
+    # tokens): a token never outlives, out-scopes or survives the revocation of its parent.
+    parent_token_id: int | None = Field(default=None, index=True)
+    parent_client_id: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True, index=True)
+    )
+    parent_jti: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True, index=True)
+    )
 
 
 class PublicKeyRecord(SQLModel, table=True):

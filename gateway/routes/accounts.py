@@ -6,7 +6,6 @@ from fastapi import APIRouter, Depends, status
 
 from gateway.db.models import ApiToken
 from gateway.deps import CurrentPrincipal, NowDep, SessionDep
-from gateway.errors import InsufficientScope
 from gateway.problems import problem_responses
 from gateway.routes.oauth import limit_api_token_issuance
 from gateway.schemas.accounts import TokenCreate, TokenCreated, TokenPublic, WhoAmI
@@ -56,18 +55,14 @@ def list_tokens(principal: CurrentPrincipal, session: SessionDep) -> list[TokenP
 def create_token(
     body: TokenCreate, principal: CurrentPrincipal, session: SessionDep, now: NowDep
 ) -> TokenCreated:
-    user = accounts.get_user(session, principal.username)
-    wanted = frozenset(body.scopes) if body.scopes is not None else None
-    if wanted is not None and not wanted <= principal.scopes:
-        # A token can never mint a token more powerful than itself.
-        raise InsufficientScope("a new token cannot have scopes the presenting token lacks")
     issued = accounts.issue_token(
         session,
-        user,
+        accounts.get_user(session, principal.username),
         name=body.name,
         now=now,
-        scopes=wanted or principal.scopes,
+        scopes=frozenset(body.scopes) if body.scopes is not None else None,
         ttl_days=body.ttl_days,
+        parent=principal,
     )
     return TokenCreated(**token_public(issued.token).model_dump(), token=issued.plaintext)
 

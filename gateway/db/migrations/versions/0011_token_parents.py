@@ -1,0 +1,33 @@
+"""Token lineage: the API token, OAuth client and access-token jti that minted a token.
+
+Revision ID: 0011_token_parents
+Revises: 0008_generation
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0011_token_parents"
+down_revision = "0008_generation"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.add_column("api_tokens", sa.Column("parent_token_id", sa.Integer(), nullable=True))
+    op.add_column("api_tokens", sa.Column("parent_client_id", sa.String(64), nullable=True))
+    op.add_column("api_tokens", sa.Column("parent_jti", sa.String(64), nullable=True))
+    op.create_index("ix_api_tokens_parent_token_id", "api_tokens", ["parent_token_id"])
+    op.create_index("ix_api_tokens_parent_client_id", "api_tokens", ["parent_client_id"])
+    op.create_index("ix_api_tokens_parent_jti", "api_tokens", ["parent_jti"])
+
+
+def downgrade() -> None:
+    op.drop_index("ix_api_tokens_parent_jti", table_name="api_tokens")
+    op.drop_index("ix_api_tokens_parent_client_id", table_name="api_tokens")
+    op.drop_index("ix_api_tokens_parent_token_id", table_name="api_tokens")
+    op.drop_column("api_tokens", "parent_jti")
+    op.drop_column("api_tokens", "parent_client_id")
+    op.drop_column("api_tokens", "parent_token_id")
