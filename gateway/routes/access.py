@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from gateway.auth.principal import Principal
 from gateway.db.models import AccessRequest, Grant, PolicyVersion, Release, User
 from gateway.db.timeutil import as_utc
-from gateway.deps import NowDep, OptionalPrincipal, SessionDep, StateDep, require_scope
+from gateway.deps import NowDep, OptionalPrincipal, RowId, SessionDep, StateDep, require_scope
 from gateway.errors import InsufficientScope, NotFound
 from gateway.problems import problem_responses
 from gateway.schemas.access import (
@@ -215,7 +215,7 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}", summary="One request, with the attestation verbatim.")
-def get_request(request_id: int, principal: Reader, session: SessionDep) -> AccessRequestDetail:
+def get_request(request_id: RowId, principal: Reader, session: SessionDep) -> AccessRequestDetail:
     row = access.get_request(session, principal, request_id)
     public = request_public(_Names(session), row)
     return AccessRequestDetail(**public.model_dump(), attestation=row.attestation)
@@ -226,7 +226,9 @@ def get_request(request_id: int, principal: Reader, session: SessionDep) -> Acce
     summary="Approve a pending request of your org's release: a grant is issued.",
     responses=problem_responses(409),
 )
-def approve(request_id: int, principal: Reviewer, session: SessionDep, now: NowDep) -> GrantPublic:
+def approve(
+    request_id: RowId, principal: Reviewer, session: SessionDep, now: NowDep
+) -> GrantPublic:
     grant = access.approve_request(session, principal, request_id, now=now)
     return grant_public(_Names(session), grant, now)
 
@@ -237,7 +239,7 @@ def approve(request_id: int, principal: Reviewer, session: SessionDep, now: NowD
     responses=problem_responses(409, 413, 415, 422),
 )
 def deny(
-    request_id: int, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
+    request_id: RowId, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
 ) -> AccessRequestPublic:
     row = access.deny_request(session, principal, request_id, reason=body.reason, now=now)
     return request_public(_Names(session), row)
@@ -255,7 +257,7 @@ def list_grants(
 
 
 @router.get("/grants/{grant_id}", summary="One grant.")
-def get_grant(grant_id: int, principal: Reader, session: SessionDep, now: NowDep) -> GrantPublic:
+def get_grant(grant_id: RowId, principal: Reader, session: SessionDep, now: NowDep) -> GrantPublic:
     return grant_public(_Names(session), access.get_grant(session, principal, grant_id), now)
 
 
@@ -265,7 +267,7 @@ def get_grant(grant_id: int, principal: Reader, session: SessionDep, now: NowDep
     responses=problem_responses(413, 415, 422),
 )
 def revoke(
-    grant_id: int, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
+    grant_id: RowId, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
 ) -> GrantPublic:
     grant = access.revoke_grant(session, principal, grant_id, reason=body.reason, now=now)
     return grant_public(_Names(session), grant, now)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, status
 
 from gateway.db.models import ApiToken
-from gateway.deps import CurrentPrincipal, NowDep, SessionDep
+from gateway.deps import CurrentPrincipal, NowDep, RowId, SessionDep
 from gateway.problems import problem_responses
 from gateway.routes.oauth import limit_api_token_issuance
 from gateway.schemas.accounts import TokenCreate, TokenCreated, TokenPublic, WhoAmI
@@ -73,7 +73,7 @@ def create_token(
     responses=problem_responses(404),
 )
 def revoke_token(
-    token_id: int,
+    token_id: RowId,
     session: SessionDep,
     now: NowDep,
     principal: CurrentPrincipal,

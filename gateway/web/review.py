@@ -19,7 +19,7 @@ from gateway.db.models import (
     Role,
 )
 from gateway.db.timeutil import as_utc
-from gateway.deps import NowDep, SessionDep
+from gateway.deps import NowDep, RowId, SessionDep
 from gateway.errors import Forbidden
 from gateway.services import access, access_policy, releases
 from gateway.web.access import Names, grant_rows, request_rows
@@ -110,7 +110,7 @@ def review(request: Request, viewer: SignedIn, session: SessionDep, now: NowDep)
 
 
 @router.post("/review/requests/{request_id}/approve", dependencies=[CsrfChecked])
-def approve(request_id: int, viewer: SignedIn, session: SessionDep, now: NowDep) -> Response:
+def approve(request_id: RowId, viewer: SignedIn, session: SessionDep, now: NowDep) -> Response:
     _publisher(viewer.principal)
     access.approve_request(session, viewer.principal, request_id, now=now)
     return RedirectResponse("/review?done=approved", status_code=303)
@@ -118,7 +118,7 @@ def approve(request_id: int, viewer: SignedIn, session: SessionDep, now: NowDep)
 
 @router.post("/review/requests/{request_id}/deny", dependencies=[CsrfChecked])
 def deny(
-    request_id: int, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
+    request_id: RowId, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
 ) -> Response:
     _publisher(viewer.principal)
     access.deny_request(session, viewer.principal, request_id, reason=reason, now=now)
@@ -127,7 +127,7 @@ def deny(
 
 @router.post("/review/grants/{grant_id}/revoke", dependencies=[CsrfChecked])
 def revoke(
-    grant_id: int, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
+    grant_id: RowId, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
 ) -> Response:
     _publisher(viewer.principal)
     access.revoke_grant(session, viewer.principal, grant_id, reason=reason, now=now)
