@@ -96,7 +96,11 @@ def create_app(
     ledger = LedgerRuntime.for_gateway(state)
     generation = GenerationService(state)
     detector = DetectionRuntime(
-        state.keyring.watermark_master_key, generation.cache, ledger.integrate_now
+        state.keyring.watermark_master_key,
+        generation.cache,
+        ledger.integrate_now,
+        detections_per_account=settings.rate_limit_detections_per_account,
+        window_seconds=settings.rate_limit_window_seconds,
     )
     register_detection_runtime(state.engine, detector)
 

@@ -25,7 +25,7 @@ from gateway.schemas.access import (
     ReasonBody,
     TermsPublic,
 )
-from gateway.services import access, access_policy, ratelimit, releases
+from gateway.services import access, access_policy, releases
 
 router = APIRouter(
     prefix="/api/access", tags=["access"], responses=problem_responses(401, 403, 404, 503)
@@ -34,32 +34,6 @@ Reader = Annotated[Principal, Depends(require_scope("read"))]
 Requester = Annotated[Principal, Depends(require_scope("access"))]
 Reviewer = Annotated[Principal, Depends(require_scope("review"))]
 PublisherDep = Annotated[Principal, Depends(require_scope("publish"))]
-
-
-def limit_attestations(
-    request: Request, principal: Requester, state: StateDep, now: NowDep
-) -> Principal:
-    """Per account and per client address; the counters live in the database."""
-    settings = state.settings
-    window = settings.rate_limit_window_seconds
-    address = request.client.host if request.client else "unknown"
-    limits = [
-        ratelimit.Limit(
-            ratelimit.bucket_key("attest-user", str(principal.user_id)),
-            settings.rate_limit_attestations_per_account,
-            window,
-        ),
-        ratelimit.Limit(
-            ratelimit.bucket_key("attest-addr", address),
-            settings.rate_limit_attestations_per_address,
-            window,
-        ),
-    ]
-    ratelimit.hit(state.engine, limits, now=now)
-    return principal
-
-
-LimitedRequester = Annotated[Principal, Depends(limit_attestations)]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -176,12 +150,12 @@ def terms(
 )
 def submit(
     body: AccessRequestCreate,
-    principal: LimitedRequester,
+    request: Request,
+    principal: Requester,
     session: SessionDep,
     state: StateDep,
     now: NowDep,
 ) -> AccessRequestPublic:
-    settings = state.settings
     submitted = access.submit_attestation(
         session,
         principal,
@@ -189,12 +163,8 @@ def submit(
         version=body.version,
         tier=body.tier,
         envelope=body.attestation.encode("utf-8"),
-        limits=access.AttestationLimits(
-            max_bytes=settings.attestation_max_bytes,
-            max_age_seconds=settings.attestation_max_age_seconds,
-            max_skew_seconds=settings.attestation_max_skew_seconds,
-            max_lifetime_seconds=settings.attestation_max_lifetime_seconds,
-        ),
+        limits=access.AttestationLimits.from_settings(state.settings),
+        client_address=request.client.host if request.client else "unknown",
         now=now,
     )
     return request_public(_Names(session), submitted.request)

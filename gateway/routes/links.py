@@ -18,7 +18,7 @@ from gateway.errors import DatabaseUnavailable
 from gateway.links import LinkMalformed, LinkObject, client_network
 from gateway.problems import problem_responses
 from gateway.schemas.downloads import LinkCreate, LinkPublic
-from gateway.services import downloads, links, ratelimit
+from gateway.services import downloads, links
 from gateway.services.downloads import InvalidFilePath, TierFile, TierRef
 from gateway.state import GatewayState
 from gateway.streaming import BlobRangeResponse, ByteRange, select_range
@@ -27,18 +27,6 @@ router = APIRouter(tags=["downloads"], responses=problem_responses(401, 403, 404
 Reader = Annotated[Principal, Depends(require_scope("read"))]
 
 
-def limit_links(principal: Reader, state: StateDep, now: NowDep) -> Principal:
-    """Links per account per window, counted in the database (shared by every replica)."""
-    limit = ratelimit.Limit(
-        ratelimit.bucket_key("link-user", str(principal.user_id)),
-        state.settings.rate_limit_links_per_account,
-        state.settings.rate_limit_window_seconds,
-    )
-    ratelimit.hit(state.engine, [limit], now=now)
-    return principal
-
-
-LinkIssuer = Annotated[Principal, Depends(limit_links)]
 T = TypeVar("T")
 
 # Encoded separators and NUL are refused on the raw path, before any decoding can hide them.
@@ -111,7 +99,7 @@ def file_response(
 def create_link(
     body: LinkCreate,
     request: Request,
-    principal: LinkIssuer,
+    principal: Reader,
     session: SessionDep,
     state: StateDep,
     now: NowDep,

@@ -162,13 +162,7 @@ def submit_request(
     now: NowDep,
     attestation: Annotated[str, Form(max_length=1 << 20)],
 ) -> Response:
-    settings = state.settings
-    limits = access.AttestationLimits(
-        max_bytes=settings.attestation_max_bytes,
-        max_age_seconds=settings.attestation_max_age_seconds,
-        max_skew_seconds=settings.attestation_max_skew_seconds,
-        max_lifetime_seconds=settings.attestation_max_lifetime_seconds,
-    )
+    limits = access.AttestationLimits.from_settings(state.settings)
     try:
         # A savepoint: a refused attestation must not leave half a request behind.
         with session.begin_nested():
@@ -180,6 +174,7 @@ def submit_request(
                 tier=tier,
                 envelope=attestation.strip().encode("utf-8"),
                 limits=limits,
+                client_address=request.client.host if request.client else "unknown",
                 now=now,
             )
     except GatewayError as exc:
