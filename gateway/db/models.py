@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
-from gateway.db.timeutil import utcnow
+from gateway.db.timeutil import UtcDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -18,7 +18,8 @@ class Role(StrEnum):
 
 
 def _ts(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
+    # Aware UTC on every read, SQLite included (see UtcDateTime).
+    return Column(UtcDateTime(), nullable=nullable)
 
 
 class Org(SQLModel, table=True):
