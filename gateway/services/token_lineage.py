@@ -52,7 +52,8 @@ def check_lineage(session: Session, token: ApiToken, *, now: datetime) -> None:
         if current.parent_client_id is not None:
             if not client_is_active(session, current.parent_client_id):
                 raise TokenRevoked("the OAuth client that minted this token was revoked")
-            if current.parent_jti is not None and session.get(RevokedJti, current.parent_jti):
+            jti = current.parent_jti
+            if jti is not None and session.get(RevokedJti, jti) is not None:
                 raise TokenRevoked("the access token that minted this token was revoked")
             return
         if current.parent_token_id is None:
