@@ -90,7 +90,7 @@ class TokenModel:
     def is_revoked(self) -> bool:
         session = self.server.session
         return oauth.is_revoked(session, self.claims) or (
-            oauth.find_client(session, str(self.claims["client_id"])) is None
+            oauth.find_client(session, str(self.claims["client_id"]), now=self.server.now) is None
         )
 
 
@@ -174,7 +174,7 @@ class TiergateAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_token_generator("default", self._generate)
 
     def query_client(self, client_id: str) -> ClientModel | None:
-        row = oauth.find_client(self.session, client_id)
+        row = oauth.find_client(self.session, client_id, now=self.now)
         if row is None:
             return None
         return ClientModel(row, oauth.effective_scopes(self.session, row))

@@ -278,6 +278,9 @@ class OAuthClient(SQLModel, table=True):
     scopes: str = Field(sa_column=Column(String(500), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The API token that registered the client (none when an operator did): the client lives
+    # only as long as that token, like a token minted by it.
+    parent_token_id: int | None = Field(default=None, index=True)
 
 
 class RevokedJti(SQLModel, table=True):

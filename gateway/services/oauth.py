@@ -120,7 +120,11 @@ def create_client(
     now: datetime,
     actor: Principal | None = None,
 ) -> IssuedClient:
-    """A client for ``owner``; scopes default to (and never exceed) the owner's role's."""
+    """A client for ``owner``; scopes default to (and never exceed) the owner's role's.
+
+    Registered with a personal API token (``actor.method == "token"``), the client is bound
+    to it: it stops working when that token is revoked or expires, with all it minted.
+    """
     allowed = ROLE_SCOPES[Role(owner.role)]
     wanted = allowed if scopes is None else scopes
     require_some(wanted, "a client")
@@ -141,6 +145,7 @@ def create_client(
         user_id=owner.id,
         scopes=" ".join(sorted(wanted)),
         created_at=now,
+        parent_token_id=actor.token_id if actor is not None and actor.method == "token" else None,
     )
     session.add(client)
     session.flush()
@@ -161,15 +166,15 @@ def list_clients(session: Session, user_id: int) -> list[OAuthClient]:
     return list(session.exec(query.order_by(col(OAuthClient.id))))
 
 
-def find_client(session: Session, client_id: str) -> OAuthClient | None:
-    """An active client by id, or None (unknown, revoked, or its owner disabled)."""
+def find_client(session: Session, client_id: str, *, now: datetime) -> OAuthClient | None:
+    """An active client by id, or None (unknown, revoked, its owner disabled, or the token
+    that registered it revoked or expired)."""
     if not isinstance(client_id, str) or _CLIENT_ID.fullmatch(client_id) is None:
         return None
     client = session.exec(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
-    if client is None or client.revoked_at is not None:
+    if client is None or not token_lineage.client_is_live(session, client, now=now):
         return None
-    owner = session.get(User, client.user_id)
-    return client if owner is not None and not owner.disabled else None
+    return client
 
 
 def revoke_client(
@@ -317,7 +322,7 @@ def authenticate_access_token(
         raise AccessTokenInvalid("this access token is not valid yet")
     if is_revoked(session, claims):
         raise TokenRevoked("this access token has been revoked")
-    client = find_client(session, str(claims["client_id"]))
+    client = find_client(session, str(claims["client_id"]), now=now)
     owner = session.get(User, client.user_id) if client else None
     if client is None or owner is None or owner.username != claims["sub"]:
         raise AccessTokenInvalid("the client behind this access token is gone or revoked")

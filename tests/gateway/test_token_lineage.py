@@ -185,3 +185,37 @@ def test_minting_depth_is_bounded(client: TestClient, make_account: MakeAccount)
         token = mint(client, token)["token"]
     response = client.post("/api/tokens", json={"name": "deep"}, headers=bearer(token))
     assert_problem(response, 422, "validation_error")
+
+
+def test_one_day_token_cannot_register_a_client_that_outlives_it(
+    app: FastAPI, client: TestClient, make_account: MakeAccount
+) -> None:
+    """Otherwise a stolen short-lived token buys a permanent client, which mints forever."""
+    dev = make_account("dev", ttl_days=1)
+    start = utcnow()
+    app.dependency_overrides[get_now] = at(start)
+    creds = make_client(client, dev, scopes=["read"])
+    assert fetch_token(client, creds).status_code == 200
+    app.dependency_overrides[get_now] = at(start + timedelta(days=2))
+    refused = fetch_token(client, creds)
+    assert refused.status_code == 401, refused.text
+    assert refused.json()["error"] == "invalid_client"
+
+
+def test_revoking_the_registering_token_kills_its_clients_and_what_they_minted(
+    client: TestClient, make_account: MakeAccount
+) -> None:
+    dev = make_account("dev")
+    registrar = mint(client, dev.token, name="registrar")
+    creds = make_client(client, Account("dev", "developer", None, registrar["token"]))
+    access = fetch_token(client, creds).json()["access_token"]
+    child = mint(client, access)
+    assert client.get("/api/whoami", headers=bearer(child["token"])).status_code == 200
+
+    revoked = client.delete(f"/api/tokens/{registrar['id']}", headers=dev.headers)
+    assert revoked.status_code == 200, revoked.text
+    assert fetch_token(client, creds).status_code == 401
+    assert_problem(client.get("/api/whoami", headers=bearer(access)), 401, "token_invalid")
+    assert_problem(client.get("/api/whoami", headers=bearer(child["token"])), 401, "token_revoked")
+    listed = client.get("/api/clients", headers=dev.headers).json()
+    assert [c["revoked_at"] is not None for c in listed] == [True]

@@ -1,4 +1,5 @@
-"""Token lineage: the API token, OAuth client and access-token jti that minted a token.
+"""Token lineage: the API token, OAuth client and access-token jti that minted a token, and
+the API token that registered an OAuth client.
 
 Revision ID: 0011_token_parents
 Revises: 0008_generation
@@ -22,9 +23,13 @@ def upgrade() -> None:
     op.create_index("ix_api_tokens_parent_token_id", "api_tokens", ["parent_token_id"])
     op.create_index("ix_api_tokens_parent_client_id", "api_tokens", ["parent_client_id"])
     op.create_index("ix_api_tokens_parent_jti", "api_tokens", ["parent_jti"])
+    op.add_column("oauth_clients", sa.Column("parent_token_id", sa.Integer(), nullable=True))
+    op.create_index("ix_oauth_clients_parent_token_id", "oauth_clients", ["parent_token_id"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_oauth_clients_parent_token_id", table_name="oauth_clients")
+    op.drop_column("oauth_clients", "parent_token_id")
     op.drop_index("ix_api_tokens_parent_jti", table_name="api_tokens")
     op.drop_index("ix_api_tokens_parent_client_id", table_name="api_tokens")
     op.drop_index("ix_api_tokens_parent_token_id", table_name="api_tokens")
