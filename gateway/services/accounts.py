@@ -189,8 +189,12 @@ def revoke_token(
 
 def find_token_id(session: Session, ref: str) -> int:
     """Resolve a token id, a full plaintext token, or a display prefix to a token id."""
-    if ref.isdigit():
-        return int(ref)
+    if ref.isascii() and ref.isdigit():
+        # Bounded before int(): a row id is at most 19 digits (2**63-1).
+        token_id = int(ref) if len(ref) <= 19 else 0
+        if not 1 <= token_id < 1 << 63:
+            raise NotFound(f"no token with id {ref[:20]}")
+        return token_id
     if looks_like_token(ref) and len(ref) > 20:
         row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(ref))).first()
     else:

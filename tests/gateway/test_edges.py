@@ -115,3 +115,16 @@ def test_range_digits_are_ascii_only() -> None:
     # ``int()`` reads other scripts' digits; a Range header does not: ignored, whole file.
     chosen = select_range("bytes=\u0661\u0662-", None, size=100, etag="e")
     assert (chosen.start, chosen.stop, chosen.partial) == (0, 100, False)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_cli_token_refs_beyond_bigint_are_not_found(engine: Engine) -> None:
+    from sqlmodel import Session
+
+    from gateway.errors import NotFound
+    from gateway.services.accounts import find_token_id
+
+    with Session(engine) as session:
+        for ref in (str(2**63), "9" * 5000, "0", "\u00b2"):
+            with pytest.raises(NotFound):
+                find_token_id(session, ref)
