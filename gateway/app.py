@@ -30,6 +30,7 @@ from gateway.routes import access as access_routes
 from gateway.routes import accounts, admin, clients, health, keys, oauth, releases
 from gateway.routes import detect as detect_routes
 from gateway.routes import hub as hub_routes
+from gateway.routes import hub_refs as hub_ref_routes
 from gateway.routes import links as link_routes
 from gateway.routes import log as log_routes
 from gateway.routes import metrics as metrics_routes
@@ -98,7 +99,11 @@ def create_app(
     ledger = LedgerRuntime.for_gateway(state)
     generation = GenerationService(state)
     detector = DetectionRuntime(
-        state.keyring.watermark_master_key, generation.cache, ledger.integrate_now
+        state.keyring.watermark_master_key,
+        generation.cache,
+        ledger.integrate_now,
+        detections_per_account=settings.rate_limit_detections_per_account,
+        window_seconds=settings.rate_limit_window_seconds,
     )
     register_detection_runtime(state.engine, detector)
 
@@ -147,6 +152,7 @@ def create_app(
     app.include_router(watermark_key_routes.router)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.
     install_web(app)
+    app.include_router(hub_ref_routes.router)
     # Last: `/{org}/{name}/resolve/...` (Hub compatible) has the shape of a catch-all.
     app.include_router(hub_routes.router)
 

@@ -90,7 +90,7 @@ class TokenModel:
     def is_revoked(self) -> bool:
         session = self.server.session
         return oauth.is_revoked(session, self.claims) or (
-            oauth.find_client(session, str(self.claims["client_id"])) is None
+            oauth.find_client(session, str(self.claims["client_id"]), now=self.server.now) is None
         )
 
 
@@ -116,6 +116,9 @@ class ClientCredentialsGrant(grants.ClientCredentialsGrant):  # type: ignore[mis
         # A client may ask for less than it holds, never more.
         requested = self.request.payload.scope
         client: ClientModel = self.request.client
+        if "scope" in self.request.payload.data and not parse_scopes(str(requested or "")):
+            # Present but empty is not "omitted": it never means every scope the client holds.
+            raise InvalidScopeError("the scope parameter is empty; omit it for the defaults")
         if requested and not parse_scopes(requested) <= client.scopes:
             raise InvalidScopeError("the client may not hold the requested scope")
 
@@ -171,7 +174,7 @@ class TiergateAuthorizationServer(AuthorizationServer):  # type: ignore[misc]
         self.register_token_generator("default", self._generate)
 
     def query_client(self, client_id: str) -> ClientModel | None:
-        row = oauth.find_client(self.session, client_id)
+        row = oauth.find_client(self.session, client_id, now=self.now)
         if row is None:
             return None
         return ClientModel(row, oauth.effective_scopes(self.session, row))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from gateway.db.models import Role
 
@@ -16,8 +17,13 @@ class Principal:
     org: str | None
     scopes: frozenset[str]
     token_id: int | None = None
-    # "token" for personal API tokens; later also "oauth" for client-credentials JWTs.
+    # "token" for personal API tokens, "oauth" for client-credentials JWTs, "web" for pages.
     method: str = "token"
+    # The presented credential itself, so whatever it mints can be bound to it: the OAuth
+    # client and access-token id (``method == "oauth"``), and when the credential expires.
+    client_id: str | None = None
+    jti: str | None = None
+    expires_at: datetime | None = None
 
     def has_scope(self, scope: str) -> bool:
         return scope in self.scopes

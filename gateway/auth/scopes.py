@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from gateway.db.models import Role
+from gateway.errors import ValidationFailed
 
 # One scope per kind of power; routes declare the one they need.
 SCOPES: dict[str, str] = {
@@ -29,3 +30,16 @@ def parse_scopes(text: str) -> frozenset[str]:
 
 def unknown_scopes(scopes: frozenset[str]) -> list[str]:
     return sorted(scope for scope in scopes if scope not in SCOPES)
+
+
+class ScopesEmpty(ValidationFailed):
+    """An explicit empty scope list: refused everywhere, never read as "all scopes"."""
+
+    code = "scopes_empty"
+    title = "No scopes requested"
+
+
+def require_some(scopes: frozenset[str], what: str) -> None:
+    """Refuse an empty scope set the same way on every path that mints a credential."""
+    if not scopes:
+        raise ScopesEmpty(f"{what} needs at least one scope; omit 'scopes' for the defaults")

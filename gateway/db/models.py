@@ -8,7 +8,6 @@ from enum import StrEnum
 from sqlalchemy import (
     BigInteger,
     Column,
-    DateTime,
     ForeignKey,
     Index,
     String,
@@ -17,7 +16,7 @@ from sqlalchemy import (
 )
 from sqlmodel import Field, SQLModel
 
-from gateway.db.timeutil import utcnow
+from gateway.db.timeutil import UtcDateTime, utcnow
 
 
 class Role(StrEnum):
@@ -27,7 +26,8 @@ class Role(StrEnum):
 
 
 def _ts(nullable: bool = False) -> Column[datetime]:
-    return Column(DateTime(timezone=True), nullable=nullable)
+    # Aware UTC on every read, SQLite included (see UtcDateTime).
+    return Column(UtcDateTime(), nullable=nullable)
 
 
 class Org(SQLModel, table=True):
@@ -65,6 +65,15 @@ class ApiToken(SQLModel, table=True):
     expires_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     last_used_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The credential that minted this token (at most one is set; none for operator-made
+    # tokens): a token never outlives, out-scopes or survives the revocation of its parent.
+    parent_token_id: int | None = Field(default=None, index=True)
+    parent_client_id: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True, index=True)
+    )
+    parent_jti: str | None = Field(
+        default=None, sa_column=Column(String(64), nullable=True, index=True)
+    )
 
 
 class PublicKeyRecord(SQLModel, table=True):
@@ -304,6 +313,9 @@ class OAuthClient(SQLModel, table=True):
     scopes: str = Field(sa_column=Column(String(500), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
     revoked_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    # The API token that registered the client (none when an operator did): the client lives
+    # only as long as that token, like a token minted by it.
+    parent_token_id: int | None = Field(default=None, index=True)
 
 
 class RevokedJti(SQLModel, table=True):

@@ -22,9 +22,11 @@ from typing import Any
 from sqlalchemy import bindparam, or_, select, text
 from sqlalchemy.engine import Connection
 
+from gateway.auth.principal import Principal
 from gateway.db.models import Grant, Release, ReleaseStatus
 from gateway.db.timeutil import as_utc
 from gateway.generation.models import ModelRef
+from gateway.services.downloads import org_member_of
 from gateway.services.ratelimit import RateLimited
 
 __all__ = [
@@ -110,11 +112,12 @@ _GRANT_EXPIRIES = select(_grants.expires_at).where(
 )
 
 
-def still_usable(db: Connection, entry: CachedModel, user_id: int, now: datetime) -> bool:
-    """Whether ``entry`` is still what its name resolves to, and usable by ``user_id`` at ``now``.
+def still_usable(db: Connection, entry: CachedModel, principal: Principal, now: datetime) -> bool:
+    """Whether ``entry`` is still what its name resolves to, and usable by ``principal`` now.
 
     One query for the release (published, and for an unpinned name still the newest
-    published version), one more for a gated tier's grant (live: not revoked, not expired).
+    published version), one more for a gated tier's grant (live: not revoked, not expired),
+    unless the caller belongs to the publishing org: the rule of ``grants.gated_use``.
     """
     ref = entry.ref
     if entry.pinned:
@@ -129,8 +132,8 @@ def still_usable(db: Connection, entry: CachedModel, user_id: int, now: datetime
         newest = max((row for row in rows if row.status == _PUBLISHED), key=_newest_key)
         if newest.id != ref.release_id:
             return False
-    if entry.gated:
-        values = {"user_id": user_id, "release_id": ref.release_id, "tier": ref.tier}
+    if entry.gated and not org_member_of(principal, entry.org_id):
+        values = {"user_id": principal.user_id, "release_id": ref.release_id, "tier": ref.tier}
         expiries = db.execute(_GRANT_EXPIRIES, values).scalars()
         if not any(as_utc(expires) > now for expires in expiries):
             return False

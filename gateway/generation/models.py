@@ -288,12 +288,12 @@ def parse_model_name(name: str) -> tuple[str, str | None, str]:
 def resolve_model(
     session: Session, principal: Principal | None, name: str, now: datetime, *, for_use: bool
 ) -> tuple[Release, ModelRef]:
-    """The published release tier ``name`` points at; a gated tier needs a live grant to use."""
+    """The published release tier ``name`` points at; a gated one is usable per ``gated_use``."""
     from sqlmodel import select
 
     from gateway.db.models import PublicKeyRecord, ReleaseStatus
     from gateway.services import releases
-    from gateway.services.access import active_grant
+    from gateway.services.downloads import gated_use
 
     repo_id, version, tier = parse_model_name(name)
     release = releases.find_release(session, repo_id, version, viewer=principal)
@@ -303,11 +303,7 @@ def resolve_model(
     row = tiers.get(tier)
     if row is None:
         raise NotFound(f"{repo_id}@{release.version} has no tier {tier!r} ({', '.join(tiers)})")
-    if (
-        for_use
-        and row.gated
-        and (principal is None or active_grant(session, principal, release, tier, now) is None)
-    ):
+    if for_use and row.gated and not gated_use(session, principal, release, tier, now).allowed:
         raise GrantRequired(
             f"{repo_id}@{release.version}:{tier} is gated: request access first "
             f"(tiergate access request {repo_id})"
@@ -345,10 +341,10 @@ class UsableModel:
 
 
 def usable_models(session: Session, principal: Principal, now: datetime) -> list[UsableModel]:
-    """Published release tiers ``principal`` may generate with (gated ones need a live grant)."""
+    """Published release tiers ``principal`` may generate with (gated: ``gated_use``)."""
     from gateway.db.models import ReleaseStatus
     from gateway.services import releases
-    from gateway.services.access import active_grant
+    from gateway.services.downloads import gated_use
 
     out = []
     for release in releases.list_releases(session, principal):
@@ -356,7 +352,7 @@ def usable_models(session: Session, principal: Principal, now: datetime) -> list
             continue
         created = int((release.published_at or release.created_at).timestamp())
         for tier in releases.release_tiers(session, release):
-            if tier.gated and active_grant(session, principal, release, tier.tier, now) is None:
+            if tier.gated and not gated_use(session, principal, release, tier.tier, now).allowed:
                 continue
             out.append(
                 UsableModel(

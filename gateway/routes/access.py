@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 from gateway.auth.principal import Principal
 from gateway.db.models import AccessRequest, Grant, PolicyVersion, Release, User
 from gateway.db.timeutil import as_utc
-from gateway.deps import NowDep, OptionalPrincipal, SessionDep, StateDep, require_scope
+from gateway.deps import NowDep, OptionalPrincipal, RowId, SessionDep, StateDep, require_scope
 from gateway.errors import InsufficientScope, NotFound
 from gateway.problems import problem_responses
 from gateway.schemas.access import (
@@ -25,7 +25,7 @@ from gateway.schemas.access import (
     ReasonBody,
     TermsPublic,
 )
-from gateway.services import access, access_policy, ratelimit, releases
+from gateway.services import access, access_policy, releases
 
 router = APIRouter(
     prefix="/api/access", tags=["access"], responses=problem_responses(401, 403, 404, 503)
@@ -34,32 +34,6 @@ Reader = Annotated[Principal, Depends(require_scope("read"))]
 Requester = Annotated[Principal, Depends(require_scope("access"))]
 Reviewer = Annotated[Principal, Depends(require_scope("review"))]
 PublisherDep = Annotated[Principal, Depends(require_scope("publish"))]
-
-
-def limit_attestations(
-    request: Request, principal: Requester, state: StateDep, now: NowDep
-) -> Principal:
-    """Per account and per client address; the counters live in the database."""
-    settings = state.settings
-    window = settings.rate_limit_window_seconds
-    address = request.client.host if request.client else "unknown"
-    limits = [
-        ratelimit.Limit(
-            ratelimit.bucket_key("attest-user", str(principal.user_id)),
-            settings.rate_limit_attestations_per_account,
-            window,
-        ),
-        ratelimit.Limit(
-            ratelimit.bucket_key("attest-addr", address),
-            settings.rate_limit_attestations_per_address,
-            window,
-        ),
-    ]
-    ratelimit.hit(state.engine, limits, now=now)
-    return principal
-
-
-LimitedRequester = Annotated[Principal, Depends(limit_attestations)]
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -176,12 +150,12 @@ def terms(
 )
 def submit(
     body: AccessRequestCreate,
-    principal: LimitedRequester,
+    request: Request,
+    principal: Requester,
     session: SessionDep,
     state: StateDep,
     now: NowDep,
 ) -> AccessRequestPublic:
-    settings = state.settings
     submitted = access.submit_attestation(
         session,
         principal,
@@ -189,12 +163,8 @@ def submit(
         version=body.version,
         tier=body.tier,
         envelope=body.attestation.encode("utf-8"),
-        limits=access.AttestationLimits(
-            max_bytes=settings.attestation_max_bytes,
-            max_age_seconds=settings.attestation_max_age_seconds,
-            max_skew_seconds=settings.attestation_max_skew_seconds,
-            max_lifetime_seconds=settings.attestation_max_lifetime_seconds,
-        ),
+        limits=access.AttestationLimits.from_settings(state.settings),
+        client_address=request.client.host if request.client else "unknown",
         now=now,
     )
     return request_public(_Names(session), submitted.request)
@@ -215,7 +185,7 @@ def list_requests(
 
 
 @router.get("/requests/{request_id}", summary="One request, with the attestation verbatim.")
-def get_request(request_id: int, principal: Reader, session: SessionDep) -> AccessRequestDetail:
+def get_request(request_id: RowId, principal: Reader, session: SessionDep) -> AccessRequestDetail:
     row = access.get_request(session, principal, request_id)
     public = request_public(_Names(session), row)
     return AccessRequestDetail(**public.model_dump(), attestation=row.attestation)
@@ -226,7 +196,9 @@ def get_request(request_id: int, principal: Reader, session: SessionDep) -> Acce
     summary="Approve a pending request of your org's release: a grant is issued.",
     responses=problem_responses(409),
 )
-def approve(request_id: int, principal: Reviewer, session: SessionDep, now: NowDep) -> GrantPublic:
+def approve(
+    request_id: RowId, principal: Reviewer, session: SessionDep, now: NowDep
+) -> GrantPublic:
     grant = access.approve_request(session, principal, request_id, now=now)
     return grant_public(_Names(session), grant, now)
 
@@ -237,7 +209,7 @@ def approve(request_id: int, principal: Reviewer, session: SessionDep, now: NowD
     responses=problem_responses(409, 413, 415, 422),
 )
 def deny(
-    request_id: int, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
+    request_id: RowId, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
 ) -> AccessRequestPublic:
     row = access.deny_request(session, principal, request_id, reason=body.reason, now=now)
     return request_public(_Names(session), row)
@@ -255,7 +227,7 @@ def list_grants(
 
 
 @router.get("/grants/{grant_id}", summary="One grant.")
-def get_grant(grant_id: int, principal: Reader, session: SessionDep, now: NowDep) -> GrantPublic:
+def get_grant(grant_id: RowId, principal: Reader, session: SessionDep, now: NowDep) -> GrantPublic:
     return grant_public(_Names(session), access.get_grant(session, principal, grant_id), now)
 
 
@@ -265,7 +237,7 @@ def get_grant(grant_id: int, principal: Reader, session: SessionDep, now: NowDep
     responses=problem_responses(413, 415, 422),
 )
 def revoke(
-    grant_id: int, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
+    grant_id: RowId, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
 ) -> GrantPublic:
     grant = access.revoke_grant(session, principal, grant_id, reason=body.reason, now=now)
     return grant_public(_Names(session), grant, now)

@@ -2,31 +2,30 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Request, status
 
-from gateway.db.models import ApiToken
-from gateway.deps import CurrentPrincipal, NowDep, SessionDep
-from gateway.errors import InsufficientScope
+from gateway.deps import CurrentPrincipal, NowDep, RowId, SessionDep, StateDep
 from gateway.problems import problem_responses
-from gateway.routes.oauth import limit_api_token_issuance
-from gateway.schemas.accounts import TokenCreate, TokenCreated, TokenPublic, WhoAmI
-from gateway.services import accounts
+from gateway.schemas.accounts import TokenCreate, TokenCreated, TokenPublic, WhoAmI, token_public
+from gateway.services import accounts, ratelimit
 
 router = APIRouter(prefix="/api", tags=["accounts"], responses=problem_responses(401, 503))
 
 
-def token_public(token: ApiToken) -> TokenPublic:
-    assert token.id is not None
-    return TokenPublic(
-        id=token.id,
-        name=token.name,
-        prefix=token.prefix,
-        scopes=token.scopes.split(),
-        created_at=token.created_at,
-        expires_at=token.expires_at,
-        revoked_at=token.revoked_at,
-        last_used_at=token.last_used_at,
+def limit_api_token_issuance(
+    request: Request, principal: CurrentPrincipal, state: StateDep, now: NowDep
+) -> None:
+    """For ``POST /api/tokens``: the same budget as ``/oauth/token``, keyed by the account."""
+    settings = state.settings
+    address = request.client.host if request.client else "unknown"
+    limits = ratelimit.token_limits(
+        address,
+        f"user:{principal.user_id}",
+        per_address=settings.rate_limit_tokens_per_address,
+        per_account=settings.rate_limit_tokens_per_account,
+        window_seconds=settings.rate_limit_window_seconds,
     )
+    ratelimit.hit(state.engine, limits, now=now)
 
 
 @router.get("/whoami", summary="Who the presented token belongs to.")
@@ -56,18 +55,14 @@ def list_tokens(principal: CurrentPrincipal, session: SessionDep) -> list[TokenP
 def create_token(
     body: TokenCreate, principal: CurrentPrincipal, session: SessionDep, now: NowDep
 ) -> TokenCreated:
-    user = accounts.get_user(session, principal.username)
-    wanted = frozenset(body.scopes) if body.scopes is not None else None
-    if wanted is not None and not wanted <= principal.scopes:
-        # A token can never mint a token more powerful than itself.
-        raise InsufficientScope("a new token cannot have scopes the presenting token lacks")
     issued = accounts.issue_token(
         session,
-        user,
+        accounts.get_user(session, principal.username),
         name=body.name,
         now=now,
-        scopes=wanted or principal.scopes,
+        scopes=frozenset(body.scopes) if body.scopes is not None else None,
         ttl_days=body.ttl_days,
+        parent=principal,
     )
     return TokenCreated(**token_public(issued.token).model_dump(), token=issued.plaintext)
 
@@ -78,7 +73,7 @@ def create_token(
     responses=problem_responses(404),
 )
 def revoke_token(
-    token_id: int,
+    token_id: RowId,
     session: SessionDep,
     now: NowDep,
     principal: CurrentPrincipal,

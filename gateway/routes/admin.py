@@ -9,10 +9,15 @@ from sqlmodel import Session
 
 from gateway.auth.principal import Principal
 from gateway.db.models import Org, Role, User
-from gateway.deps import NowDep, SessionDep, require_scope
+from gateway.deps import NowDep, RowId, SessionDep, require_scope
 from gateway.problems import problem_responses
-from gateway.routes.accounts import token_public
-from gateway.schemas.accounts import TokenPublic, UserCreate, UserCreated, UserPublic
+from gateway.schemas.accounts import (
+    TokenPublic,
+    UserCreate,
+    UserCreated,
+    UserPublic,
+    token_public,
+)
 from gateway.services import accounts
 
 router = APIRouter(prefix="/api/admin", tags=["admin"], responses=problem_responses(401, 403, 503))
@@ -50,5 +55,5 @@ def create_user(body: UserCreate, _: AdminDep, session: SessionDep, now: NowDep)
 
 
 @router.delete("/tokens/{token_id}", summary="Revoke any token.", responses=problem_responses(404))
-def revoke_any_token(token_id: int, _: AdminDep, session: SessionDep, now: NowDep) -> TokenPublic:
+def revoke_any_token(token_id: RowId, _: AdminDep, session: SessionDep, now: NowDep) -> TokenPublic:
     return token_public(accounts.revoke_token(session, token_id, now=now))

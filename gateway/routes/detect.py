@@ -7,28 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Request
 
 from gateway.auth.principal import Principal
-from gateway.deps import NowDep, SessionDep, StateDep, require_scope
+from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.problems import openai_error_responses
 from gateway.schemas.openai import DetectRequest, DetectResponse
-from gateway.services import detection, ratelimit
+from gateway.services import detection
 
 router = APIRouter(prefix="/v1/watermark", tags=["detection"])
 Detector = Annotated[Principal, Depends(require_scope("detect"))]
-
-
-def limit_detections(principal: Detector, state: StateDep, now: NowDep) -> Principal:
-    """Per account, counted in the database so the limit holds across replicas."""
-    settings = state.settings
-    limit = ratelimit.Limit(
-        ratelimit.bucket_key("detect-user", str(principal.user_id)),
-        settings.rate_limit_detections_per_account,
-        settings.rate_limit_window_seconds,
-    )
-    ratelimit.hit(state.engine, [limit], now=now)
-    return principal
-
-
-LimitedDetector = Annotated[Principal, Depends(limit_detections)]
 
 
 def get_detection_runtime(request: Request) -> detection.DetectionRuntime:
@@ -44,7 +29,7 @@ def get_detection_runtime(request: Request) -> detection.DetectionRuntime:
 )
 def detect_watermark(
     body: DetectRequest,
-    principal: LimitedDetector,
+    principal: Detector,
     session: SessionDep,
     now: NowDep,
     runtime: Annotated[detection.DetectionRuntime, Depends(get_detection_runtime)],

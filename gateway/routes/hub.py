@@ -24,14 +24,14 @@ from gateway.errors import NotFound
 from gateway.ledger.events import Actor, record_event
 from gateway.links import ReleaseYanked
 from gateway.problems import problem_responses
-from gateway.routes.links import (
+from gateway.routes._files import (
     base_url_of,
     check_raw_path,
     file_headers,
     file_response,
     in_session,
 )
-from gateway.routes.paging import next_link, set_next_link
+from gateway.routes._paging import next_link, set_next_link
 from gateway.schemas.downloads import HubModelInfo, HubSibling, HubTreeEntry
 from gateway.services import catalog, downloads, links
 from gateway.services.downloads import EntryNotFound, ServedFile, TierRef

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth.oauth_server import FormRequest, OAuthReply, TiergateAuthorizationServer
-from gateway.deps import CurrentPrincipal, NowDep, Public, SessionDep, StateDep
+from gateway.deps import NowDep, Public, SessionDep, StateDep
 from gateway.errors import BadRequest
 from gateway.problems import problem_response, problem_responses
 from gateway.services import ratelimit
@@ -67,33 +67,14 @@ def _address(request: Request) -> str:
 
 
 def token_limits(state: GatewayState, address: str, account: str | None) -> list[ratelimit.Limit]:
-    """Token issuance: per client address, and per account (user or client id) when known."""
     settings = state.settings
-    window = settings.rate_limit_window_seconds
-    limits = [
-        ratelimit.Limit(
-            ratelimit.bucket_key("token-addr", address),
-            settings.rate_limit_tokens_per_address,
-            window,
-        )
-    ]
-    if account:
-        limits.append(
-            ratelimit.Limit(
-                ratelimit.bucket_key("token-account", account),
-                settings.rate_limit_tokens_per_account,
-                window,
-            )
-        )
-    return limits
-
-
-def limit_api_token_issuance(
-    request: Request, principal: CurrentPrincipal, state: StateDep, now: NowDep
-) -> None:
-    """For ``POST /api/tokens``: the same budget as ``/oauth/token``, keyed by the account."""
-    limits = token_limits(state, _address(request), f"user:{principal.user_id}")
-    ratelimit.hit(state.engine, limits, now=now)
+    return ratelimit.token_limits(
+        address,
+        account,
+        per_address=settings.rate_limit_tokens_per_address,
+        per_account=settings.rate_limit_tokens_per_account,
+        window_seconds=settings.rate_limit_window_seconds,
+    )
 
 
 def _client_id_hint(form: dict[str, str], headers: dict[str, str]) -> str:

@@ -7,15 +7,14 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
-from sqlmodel import Session, select
+from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from gateway.auth.principal import Principal
-from gateway.db.models import PublicKeyRecord, Release
+from gateway.db.models import Release
 from gateway.deps import NowDep, OptionalPrincipal, SessionDep, StateDep, require_scope
-from gateway.errors import NotFound
 from gateway.problems import problem_responses
-from gateway.routes.paging import set_next_link
+from gateway.routes._paging import set_next_link
 from gateway.schemas.downloads import SignerKey
 from gateway.schemas.releases import (
     BlobRef,
@@ -28,7 +27,7 @@ from gateway.schemas.releases import (
     UploadStatus,
     YankRequest,
 )
-from gateway.services import catalog, releases, uploads
+from gateway.services import catalog, keys, releases, uploads
 from gateway.storage.base import check_sha256
 
 router = APIRouter(tags=["releases"], responses=problem_responses(401, 403, 404, 503))
@@ -158,11 +157,7 @@ def release_signer_key(
     org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
 ) -> SignerKey:
     release = releases.find_release(session, f"{org}/{name}", version, viewer=viewer)
-    record = session.exec(
-        select(PublicKeyRecord).where(PublicKeyRecord.key_id == release.signer_key_id)
-    ).first()
-    if record is None:
-        raise NotFound("the signer's key is no longer registered")
+    record = keys.signer_key_of(session, release)
     return SignerKey(key_id=record.key_id, key_type=record.key_type, pem=record.pem)
 
 

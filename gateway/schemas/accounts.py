@@ -6,7 +6,7 @@ from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gateway.db.models import Role
+from gateway.db.models import ApiToken, Role
 
 
 class WriteModel(BaseModel):
@@ -62,3 +62,18 @@ class UserPublic(BaseModel):
 
 class UserCreated(UserPublic):
     token: str = Field(description="An API token for the new user. Shown once.")
+
+
+def token_public(token: ApiToken) -> TokenPublic:
+    """The public view of a stored token (never its secret or hash)."""
+    assert token.id is not None
+    return TokenPublic(
+        id=token.id,
+        name=token.name,
+        prefix=token.prefix,
+        scopes=token.scopes.split(),
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        revoked_at=token.revoked_at,
+        last_used_at=token.last_used_at,
+    )

@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
+from gateway.config import Settings
 from gateway.db.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -26,6 +27,7 @@ from gateway.db.models import (
 )
 from gateway.errors import Conflict, ValidationFailed
 from gateway.ledger.events import Actor, record_event
+from gateway.services import ratelimit
 from gateway.services.access_policy import check_fields, current_policy, evaluate
 from gateway.services.grants import (
     AlreadyDecided,
@@ -103,12 +105,27 @@ class ReleaseUnavailable(Conflict):
 
 @dataclass(frozen=True, slots=True)
 class AttestationLimits:
-    """How strict the gateway is with attestations (from Settings)."""
+    """How strict the gateway is with attestations, and how many it takes (from Settings)."""
 
     max_bytes: int
     max_age_seconds: int
     max_skew_seconds: int
     max_lifetime_seconds: int
+    per_account: int
+    per_address: int
+    window_seconds: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AttestationLimits:
+        return cls(
+            max_bytes=settings.attestation_max_bytes,
+            max_age_seconds=settings.attestation_max_age_seconds,
+            max_skew_seconds=settings.attestation_max_skew_seconds,
+            max_lifetime_seconds=settings.attestation_max_lifetime_seconds,
+            per_account=settings.rate_limit_attestations_per_account,
+            per_address=settings.rate_limit_attestations_per_address,
+            window_seconds=settings.rate_limit_window_seconds,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,9 +153,25 @@ def submit_attestation(
     tier: str,
     envelope: bytes,
     limits: AttestationLimits,
+    client_address: str,
     now: datetime,
 ) -> Submitted:
-    """Verify a signed usage attestation, store it verbatim, and decide it by the tier's policy."""
+    """Verify a signed usage attestation, store it verbatim, and decide it by the tier's policy.
+
+    Every submission is charged to the account's and the address's budgets first, whichever
+    driver brought it (API or web form), refused ones included.
+    """
+    ratelimit.hit_in(
+        session,
+        ratelimit.attestation_limits(
+            principal.user_id,
+            client_address,
+            per_account=limits.per_account,
+            per_address=limits.per_address,
+            window_seconds=limits.window_seconds,
+        ),
+        now=now,
+    )
     # Bounded before anything parses it.
     if len(envelope) > limits.max_bytes:
         raise AttestationTooLargeError(f"an attestation may be at most {limits.max_bytes} bytes")

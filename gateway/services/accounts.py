@@ -5,23 +5,26 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
-from gateway.auth.scopes import ROLE_SCOPES, parse_scopes, unknown_scopes
+from gateway.auth.scopes import ROLE_SCOPES, parse_scopes, require_some, unknown_scopes
 from gateway.auth.tokens import display_prefix, generate_token, hash_token, looks_like_token
 from gateway.db.models import ApiToken, Org, Role, User
 from gateway.db.timeutil import as_utc
 from gateway.errors import (
     Conflict,
     Forbidden,
+    InsufficientScope,
     NotFound,
     TokenExpired,
     TokenRevoked,
     Unauthenticated,
     ValidationFailed,
 )
+from gateway.services import token_lineage
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 MAX_TOKEN_TTL_DAYS = 3650
@@ -90,22 +93,43 @@ def issue_token(
     now: datetime,
     scopes: frozenset[str] | None = None,
     ttl_days: int | None = 90,
+    parent: Principal | None = None,
 ) -> IssuedToken:
-    """Create a token for ``user``; scopes default to (and may never exceed) the role's."""
+    """Create a token for ``user``; scopes default to (and may never exceed) the role's.
+
+    With ``parent`` (the credential presenting the request) the token is bound to it: its
+    scopes default to and stay within the parent's, it expires no later than the parent,
+    and revoking the parent revokes it (see :mod:`gateway.services.token_lineage`).
+    """
     allowed = ROLE_SCOPES[role_of(user)]
+    if parent is not None:
+        if parent.user_id != user.id:
+            raise Forbidden("a credential mints tokens for its own account only")
+        allowed = allowed & parent.scopes
     wanted = allowed if scopes is None else scopes
+    require_some(wanted, "a token")
     unknown = unknown_scopes(wanted)
     if unknown:
         raise ValidationFailed(f"unknown scope(s): {', '.join(unknown)}")
     beyond = sorted(wanted - allowed)
     if beyond:
+        if parent is not None:
+            # A token can never mint a token more powerful than itself.
+            raise InsufficientScope(
+                f"a new token cannot have scope(s) the presenting credential lacks: "
+                f"{', '.join(beyond)}"
+            )
         raise Forbidden(f"role {user.role!r} cannot hold scope(s): {', '.join(beyond)}")
-    if not wanted:
-        raise ValidationFailed("a token needs at least one scope")
     if ttl_days is not None and not 1 <= ttl_days <= MAX_TOKEN_TTL_DAYS:
         raise ValidationFailed(f"token lifetime must be 1..{MAX_TOKEN_TTL_DAYS} days")
     if not name or len(name) > 100:
         raise ValidationFailed("token name must be 1..100 characters")
+    expires_at = now + timedelta(days=ttl_days) if ttl_days is not None else None
+    lineage = _lineage_of(session, parent)
+    if parent is not None and parent.expires_at is not None:
+        # Never outlive the parent: the lifetime asked for is capped (the answer shows it).
+        parent_expiry = as_utc(parent.expires_at)
+        expires_at = parent_expiry if expires_at is None else min(expires_at, parent_expiry)
     plaintext = generate_token()
     assert user.id is not None
     token = ApiToken(
@@ -115,11 +139,31 @@ def issue_token(
         token_hash=hash_token(plaintext),
         scopes=" ".join(sorted(wanted)),
         created_at=now,
-        expires_at=now + timedelta(days=ttl_days) if ttl_days is not None else None,
+        expires_at=expires_at,
+        **lineage,
     )
     session.add(token)
     session.flush()
     return IssuedToken(token=token, plaintext=plaintext)
+
+
+def _lineage_of(session: Session, parent: Principal | None) -> dict[str, Any]:
+    """The parent columns for a token minted by ``parent`` (none for operator-made tokens)."""
+    if parent is None or parent.method == "web":
+        # A signed-in person at the web page is the account itself, not a credential.
+        return {}
+    if parent.method == "oauth":
+        if parent.client_id is None or parent.jti is None:
+            raise Unauthenticated("the presenting access token lacks its client or jti")
+        return {"parent_client_id": parent.client_id, "parent_jti": parent.jti}
+    if parent.token_id is None:
+        raise Unauthenticated("the presenting credential cannot mint tokens")
+    if token_lineage.depth_of(session, parent.token_id) >= token_lineage.MAX_DEPTH:
+        raise ValidationFailed(
+            f"tokens may be minted at most {token_lineage.MAX_DEPTH} levels deep: "
+            "mint this one from a token higher up the chain"
+        )
+    return {"parent_token_id": parent.token_id}
 
 
 def list_tokens(session: Session, user_id: int) -> list[ApiToken]:
@@ -138,13 +182,19 @@ def revoke_token(
         token.revoked_at = now
         session.add(token)
         session.flush()
+    # Also when it was revoked before: a descendant minted in a race must not survive it.
+    token_lineage.revoke_descendants(session, [token_id], now=now)
     return token
 
 
 def find_token_id(session: Session, ref: str) -> int:
     """Resolve a token id, a full plaintext token, or a display prefix to a token id."""
-    if ref.isdigit():
-        return int(ref)
+    if ref.isascii() and ref.isdigit():
+        # Bounded before int(): a row id is at most 19 digits (2**63-1).
+        token_id = int(ref) if len(ref) <= 19 else 0
+        if not 1 <= token_id < 1 << 63:
+            raise NotFound(f"no token with id {ref[:20]}")
+        return token_id
     if looks_like_token(ref) and len(ref) > 20:
         row = session.exec(select(ApiToken).where(ApiToken.token_hash == hash_token(ref))).first()
     else:
@@ -173,6 +223,7 @@ def authenticate(session: Session, plaintext: str, *, now: datetime) -> Principa
     user = session.get(User, token.user_id)
     if user is None or user.disabled:
         raise Unauthenticated("the account behind this token is disabled")
+    token_lineage.check_lineage(session, token, now=now)
     org = session.get(Org, user.org_id) if user.org_id is not None else None
     assert user.id is not None
     return Principal(
@@ -183,4 +234,5 @@ def authenticate(session: Session, plaintext: str, *, now: datetime) -> Principa
         org=org.name if org else None,
         scopes=parse_scopes(token.scopes),
         token_id=token.id,
+        expires_at=as_utc(token.expires_at) if token.expires_at is not None else None,
     )

@@ -32,6 +32,7 @@ from gateway.generation.keys import derive_watermark_key
 from gateway.generation.models import ModelCache, parse_model_name, resolve_model
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
+from gateway.services import ratelimit
 from watermark import WatermarkConfig, WatermarkKey, decode_payload, detect_payload
 from watermark.detector import encode_text, scan_flags
 from watermark.errors import InsufficientTextError, WatermarkError
@@ -50,6 +51,10 @@ class DetectionRuntime:
     master_key: bytes
     cache: ModelCache
     integrate: Any  # callable: integrate pending log entries now (LedgerRuntime.integrate_now)
+    # Detections per account per window (Settings.rate_limit_detections_per_account and
+    # Settings.rate_limit_window_seconds); charged by :func:`detect`, whatever the driver.
+    detections_per_account: int = 120
+    window_seconds: int = 60
 
 
 _RUNTIMES: weakref.WeakKeyDictionary[Engine, DetectionRuntime] = weakref.WeakKeyDictionary()
@@ -266,6 +271,16 @@ def detect(
     alpha: float,
     now: datetime,
 ) -> DetectResponse:
+    if principal is not None:
+        ratelimit.hit_in(
+            session,
+            ratelimit.detection_limits(
+                principal.user_id,
+                per_account=runtime.detections_per_account,
+                window_seconds=runtime.window_seconds,
+            ),
+            now=now,
+        )
     if (text is None) == (token_ids is None):
         raise ValidationFailed("send exactly one of text or token_ids")
     if model is not None:  # a model the caller cannot see answers 404 like a missing one

@@ -38,6 +38,7 @@ from licensing.layout import SIGNATURE_FILE, TierFile
 __all__ = [
     "DEFAULT_REVISION",
     "EntryNotFound",
+    "GatedUse",
     "GrantRequired",
     "LoginRequired",
     "RepoNotFound",
@@ -47,7 +48,9 @@ __all__ = [
     "check_file_path",
     "commit_of",
     "find_file",
+    "gated_use",
     "grant_is_live",
+    "org_member_of",
     "read_access",
     "resolve_revision",
     "tier_files",
@@ -249,13 +252,45 @@ def grant_is_live(
     return grant if user is not None and not user.disabled else None
 
 
+def org_member_of(principal: Principal | None, org_id: int) -> bool:
+    """Whether ``principal`` belongs to the org with id ``org_id``."""
+    return principal is not None and principal.org_id is not None and principal.org_id == org_id
+
+
+@dataclass(frozen=True, slots=True)
+class GatedUse:
+    """May a caller use (download or generate with) a gated tier, and under which grant."""
+
+    allowed: bool
+    grant: Grant | None  # None when allowed as a member of the publishing org
+
+
+def gated_use(
+    session: Session, principal: Principal | None, release: Release, tier: str, now: datetime
+) -> GatedUse:
+    """The one rule for gated tiers: downloads (:func:`read_access`) and generation (model
+    resolution and admission) alike; documented in docs/downloads.md and docs/generation.md.
+
+    Members of the publishing org use their own gated tiers without a grant: they hold the
+    weights already, and the org's reviewers are the ones who would grant it. Everyone else
+    needs a live grant (not revoked, not expired) for that release and tier.
+    """
+    if org_member_of(principal, release.org_id):
+        return GatedUse(allowed=True, grant=None)
+    if principal is None:
+        return GatedUse(allowed=False, grant=None)
+    grant = active_grant(session, principal, release, tier, now)
+    return GatedUse(allowed=grant is not None, grant=grant)
+
+
 def read_access(
     session: Session, principal: Principal | None, ref: TierRef, *, now: datetime
 ) -> Grant | None:
     """May ``principal`` read this tier? Returns the grant it reads under (None when open).
 
-    Open tiers are public; the publisher's own org reads its gated tiers; everyone else
-    needs a live grant. Raises ``LoginRequired`` (401) or ``GrantRequired`` (403).
+    Open tiers are public; gated ones follow :func:`gated_use`, the
+    rule generation follows too (members of the publishing org need no grant, everyone else
+    a live one). Raises ``LoginRequired`` (401) or ``GrantRequired`` (403).
     """
     if not ref.tier.gated:
         return None
@@ -264,12 +299,54 @@ def read_access(
             f"{ref.release.repo_id} tier {ref.tier.tier} is gated: send a tiergate token "
             "(token=... / Authorization: Bearer) of an account with a grant"
         )
-    if principal.org_id is not None and principal.org_id == ref.release.org_id:
-        return None
-    grant = active_grant(session, principal, ref.release, ref.tier.tier, now)
-    if grant is None:
+    use = gated_use(session, principal, ref.release, ref.tier.tier, now)
+    if not use.allowed:
         raise GrantRequired(
             f"no active grant for {ref.release.repo_id}@{ref.release.version} tier "
             f"{ref.tier.tier}: run `tiergate access request {ref.release.repo_id}`"
         )
-    return grant
+    return use.grant
+
+
+@dataclass(frozen=True)
+class GitRef:
+    """One Hub ref: ``refs/heads/<name>`` or ``refs/tags/<name>`` and the tier commit it names."""
+
+    name: str
+    ref: str
+    target_commit: str
+
+
+def repo_refs(
+    session: Session, repo_id: str, *, viewer: Principal | None
+) -> tuple[list[GitRef], list[GitRef]]:
+    """(branches, tags) a Hub client lists with ``HfApi.list_repo_refs``.
+
+    Branches are the moving names (``main``/``open`` and every other tier of the newest
+    published version, e.g. ``optimized``); tags are the fixed ones (``<version>`` and
+    ``<version>-<tier>`` of each published version). Yanked and pending versions serve no
+    bytes, so they are not offered. Listing a gated tier's name reveals nothing its release
+    statement does not already publish; downloading it still needs a grant.
+    """
+    rows = [
+        r
+        for r in _visible_releases(session, repo_id, viewer)
+        if r.status == ReleaseStatus.published.value
+    ]
+    branches: list[GitRef] = []
+    tags: list[GitRef] = []
+    if not rows:
+        return branches, tags
+    latest = max(rows, key=lambda r: (as_utc(r.published_at or r.created_at), r.id or 0))
+    for tier in release_tiers(session, latest):
+        names = [DEFAULT_REVISION, OPEN_TIER] if tier.tier == OPEN_TIER else [tier.tier]
+        for name in names:
+            branches.append(GitRef(name, f"refs/heads/{name}", commit_of(latest, tier.tier)))
+    for release in rows:
+        for tier in release_tiers(session, release):
+            commit = commit_of(release, tier.tier)
+            if tier.tier == OPEN_TIER:
+                tags.append(GitRef(release.version, f"refs/tags/{release.version}", commit))
+            name = f"{release.version}-{tier.tier}"
+            tags.append(GitRef(name, f"refs/tags/{name}", commit))
+    return branches, tags

@@ -194,7 +194,7 @@ class GenerationService:
             payloads = reserve_payloads(
                 connection, config.key_id, choices, settings.watermark_payload_bits
             )
-            if not still_usable(connection, entry, principal.user_id, now):
+            if not still_usable(connection, entry, principal, now):
                 raise _Stale
         loaded.extras["registered"] = True
         return _Admitted(new_call_id(), entry, loaded, encoded, payloads, charged, window)

@@ -7,7 +7,7 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
-from gateway.db.models import PublicKeyRecord, Role
+from gateway.db.models import PublicKeyRecord, Release, Role
 from gateway.errors import Conflict, Forbidden, NotFound, ValidationFailed
 from gateway.ledger.events import Actor, record_event
 from licensing.errors import LicensingError
@@ -107,3 +107,14 @@ def require_publisher_of(principal: Principal, org_name: str) -> int:
     ):
         raise Forbidden(f"only publishers of org {org_name!r} may do this")
     return principal.org_id
+
+
+def signer_key_of(session: Session, release: Release) -> PublicKeyRecord:
+    """The registered key that signed ``release`` (revoked or not: old releases still verify
+    against the key they were signed with)."""
+    record = session.exec(
+        select(PublicKeyRecord).where(PublicKeyRecord.key_id == release.signer_key_id)
+    ).first()
+    if record is None:
+        raise NotFound("the signer's key is no longer registered")
+    return record

@@ -36,6 +36,7 @@ from gateway.links import (
     sign_link,
     verify_link,
 )
+from gateway.services import ratelimit
 from gateway.services.downloads import (
     ServedFile,
     TierRef,
@@ -100,8 +101,20 @@ def issue_link(
     """A signed link to one file of a tier the caller may read, recorded in the call log.
 
     Lifetime: the default (or asked) TTL, capped by the configured maximum and by the expiry
-    of the grant it is issued under.
+    of the grant it is issued under. Each call is charged to the caller's link budget.
     """
+    if principal is not None:
+        # Charged here, not by a route, so the Hub's redirect-to-a-link path counts too; and
+        # before any check, so refused attempts count as well.
+        ratelimit.hit_in(
+            session,
+            ratelimit.link_limits(
+                principal.user_id,
+                per_account=settings.rate_limit_links_per_account,
+                window_seconds=settings.rate_limit_window_seconds,
+            ),
+            now=now,
+        )
     grant = read_access(session, principal, ref, now=now)
     file = find_file(session, ref, path)
     ttl = settings.link_default_ttl_seconds if ttl_seconds is None else ttl_seconds

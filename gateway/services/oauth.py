@@ -16,7 +16,7 @@ import json
 import re
 import secrets
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -26,7 +26,7 @@ from joserfc.jwk import ECKey
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
-from gateway.auth.scopes import ROLE_SCOPES, parse_scopes, unknown_scopes
+from gateway.auth.scopes import ROLE_SCOPES, parse_scopes, require_some, unknown_scopes
 from gateway.config import Settings
 from gateway.db.models import OAuthClient, Org, RevokedJti, Role, User
 from gateway.errors import (
@@ -38,6 +38,7 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.ledger.events import Actor, record_event
+from gateway.services import token_lineage
 
 CLIENT_ID_PREFIX = "tgc_"
 CLIENT_SECRET_PREFIX = "tgs_"  # noqa: S105 (a prefix, not a secret)
@@ -119,17 +120,20 @@ def create_client(
     now: datetime,
     actor: Principal | None = None,
 ) -> IssuedClient:
-    """A client for ``owner``; scopes default to (and never exceed) the owner's role's."""
+    """A client for ``owner``; scopes default to (and never exceed) the owner's role's.
+
+    Registered with a personal API token (``actor.method == "token"``), the client is bound
+    to it: it stops working when that token is revoked or expires, with all it minted.
+    """
     allowed = ROLE_SCOPES[Role(owner.role)]
     wanted = allowed if scopes is None else scopes
+    require_some(wanted, "a client")
     unknown = unknown_scopes(wanted)
     if unknown:
         raise ValidationFailed(f"unknown scope(s): {', '.join(unknown)}")
     beyond = sorted(wanted - allowed)
     if beyond:
         raise Forbidden(f"role {owner.role!r} cannot hold scope(s): {', '.join(beyond)}")
-    if not wanted:
-        raise ValidationFailed("a client needs at least one scope")
     if not name.strip() or len(name) > 100:
         raise ValidationFailed("client name must be 1..100 characters")
     secret = CLIENT_SECRET_PREFIX + secrets.token_urlsafe(32)
@@ -141,6 +145,7 @@ def create_client(
         user_id=owner.id,
         scopes=" ".join(sorted(wanted)),
         created_at=now,
+        parent_token_id=actor.token_id if actor is not None and actor.method == "token" else None,
     )
     session.add(client)
     session.flush()
@@ -161,15 +166,15 @@ def list_clients(session: Session, user_id: int) -> list[OAuthClient]:
     return list(session.exec(query.order_by(col(OAuthClient.id))))
 
 
-def find_client(session: Session, client_id: str) -> OAuthClient | None:
-    """An active client by id, or None (unknown, revoked, or its owner disabled)."""
+def find_client(session: Session, client_id: str, *, now: datetime) -> OAuthClient | None:
+    """An active client by id, or None (unknown, revoked, its owner disabled, or the token
+    that registered it revoked or expired)."""
     if not isinstance(client_id, str) or _CLIENT_ID.fullmatch(client_id) is None:
         return None
     client = session.exec(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
-    if client is None or client.revoked_at is not None:
+    if client is None or not token_lineage.client_is_live(session, client, now=now):
         return None
-    owner = session.get(User, client.user_id)
-    return client if owner is not None and not owner.disabled else None
+    return client
 
 
 def revoke_client(
@@ -178,6 +183,9 @@ def revoke_client(
     client = session.exec(select(OAuthClient).where(OAuthClient.client_id == client_id)).first()
     if client is None or (client.user_id != principal.user_id and not principal.is_admin):
         raise NotFound(f"no client {client_id!r}")
+    # Whatever its access tokens minted dies with it (also on a repeated revoke: a token
+    # minted in a race with the first one must not survive).
+    token_lineage.revoke_minted_by(session, client_id=client.client_id, now=now)
     if client.revoked_at is None:
         client.revoked_at = now
         session.add(client)
@@ -280,6 +288,7 @@ def is_revoked(session: Session, claims: dict[str, Any]) -> bool:
 
 def revoke_jti(session: Session, claims: dict[str, Any], *, now: datetime) -> None:
     jti = str(claims["jti"])
+    token_lineage.revoke_minted_by(session, jti=jti, now=now)
     if session.get(RevokedJti, jti) is None:
         session.add(
             RevokedJti(
@@ -313,7 +322,7 @@ def authenticate_access_token(
         raise AccessTokenInvalid("this access token is not valid yet")
     if is_revoked(session, claims):
         raise TokenRevoked("this access token has been revoked")
-    client = find_client(session, str(claims["client_id"]))
+    client = find_client(session, str(claims["client_id"]), now=now)
     owner = session.get(User, client.user_id) if client else None
     if client is None or owner is None or owner.username != claims["sub"]:
         raise AccessTokenInvalid("the client behind this access token is gone or revoked")
@@ -327,4 +336,7 @@ def authenticate_access_token(
         org=org.name if org else None,
         scopes=parse_scopes(str(claims["scope"])) & effective_scopes(session, client),
         method="oauth",
+        client_id=client.client_id,
+        jti=str(claims["jti"]),
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
     )

@@ -1,5 +1,9 @@
 """Fixed-window rate limits whose counters live in the database, shared by every replica.
 
+Which budgets exist (links, attestations, detections, tokens) is defined here once; the
+service that does the limited work charges them, so every path to it (API, web page, Hub
+redirect) is limited by the same counters.
+
 Each hit is one atomic ``INSERT ... ON CONFLICT DO UPDATE ... RETURNING`` (SQLite >= 3.35 and
 PostgreSQL), committed on its own connection: a request that fails afterwards (a wrong client
 secret, a forged attestation) still counts, which is the point of limiting it.
@@ -13,6 +17,7 @@ from datetime import datetime
 
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from gateway.errors import GatewayError
 
@@ -65,3 +70,51 @@ def hit(engine: Engine, limits: list[Limit], *, now: datetime) -> None:
             headers={"Retry-After": str(worst)},
             extra={"retry_after": worst},
         )
+
+
+def engine_of(session: Session) -> Engine:
+    bind = session.get_bind()
+    return bind if isinstance(bind, Engine) else bind.engine
+
+
+def hit_in(session: Session, limits: list[Limit], *, now: datetime) -> None:
+    """:func:`hit` from inside a use case: counted on its own connection, so it survives the
+    request's rollback. Call it before the use case writes anything in ``session`` (a
+    SQLite session holding the write lock would make this connection wait for it)."""
+    hit(engine_of(session), limits, now=now)
+
+
+def link_limits(user_id: int, *, per_account: int, window_seconds: int) -> list[Limit]:
+    """Download links issued to one account (``POST /api/links`` and Hub redirects alike)."""
+    return [Limit(bucket_key("link-user", str(user_id)), per_account, window_seconds)]
+
+
+def attestation_limits(
+    user_id: int, address: str, *, per_account: int, per_address: int, window_seconds: int
+) -> list[Limit]:
+    """Attestations submitted per account and per client address (API and web form alike)."""
+    return [
+        Limit(bucket_key("attest-user", str(user_id)), per_account, window_seconds),
+        Limit(bucket_key("attest-addr", address), per_address, window_seconds),
+    ]
+
+
+def detection_limits(user_id: int, *, per_account: int, window_seconds: int) -> list[Limit]:
+    """Detections per account (API and web page alike): detection is CPU-heavy."""
+    return [Limit(bucket_key("detect-user", str(user_id)), per_account, window_seconds)]
+
+
+def token_limits(
+    address: str,
+    account: str | None,
+    *,
+    per_address: int,
+    per_account: int,
+    window_seconds: int,
+) -> list[Limit]:
+    """Token issuance (``/oauth/token`` and ``POST /api/tokens`` alike): per client address,
+    and per account (a user or a client id) when known."""
+    limits = [Limit(bucket_key("token-addr", address), per_address, window_seconds)]
+    if account:
+        limits.append(Limit(bucket_key("token-account", account), per_account, window_seconds))
+    return limits

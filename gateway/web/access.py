@@ -162,39 +162,27 @@ def submit_request(
     now: NowDep,
     attestation: Annotated[str, Form(max_length=1 << 20)],
 ) -> Response:
-    settings = state.settings
-    limits = access.AttestationLimits(
-        max_bytes=settings.attestation_max_bytes,
-        max_age_seconds=settings.attestation_max_age_seconds,
-        max_skew_seconds=settings.attestation_max_skew_seconds,
-        max_lifetime_seconds=settings.attestation_max_lifetime_seconds,
-    )
+    limits = access.AttestationLimits.from_settings(state.settings)
     try:
-        # A savepoint: a refused attestation must not leave half a request behind.
-        with session.begin_nested():
-            submitted = access.submit_attestation(
-                session,
-                viewer.principal,
-                repo_id=f"{org}/{name}",
-                version=version,
-                tier=tier,
-                envelope=attestation.strip().encode("utf-8"),
-                limits=limits,
-                now=now,
-            )
-    except GatewayError as exc:
-        return _request_page(
-            request,
-            viewer,
+        # No savepoint around it: on SQLite a SAVEPOINT opens a deferred transaction whose
+        # first read pins a snapshot, and its first write then fails (SQLITE_BUSY_SNAPSHOT,
+        # a 503) whenever another writer committed in between; the same use case through the
+        # API reads outside a transaction. A refusal rolls back whatever it wrote instead.
+        submitted = access.submit_attestation(
             session,
-            now,
-            f"{org}/{name}",
-            version,
-            tier,
-            error=exc.message,
-            status=exc.status,
+            viewer.principal,
+            repo_id=f"{org}/{name}",
+            version=version,
+            tier=tier,
+            envelope=attestation.strip().encode("utf-8"),
+            limits=limits,
+            client_address=request.client.host if request.client else "unknown",
+            now=now,
         )
-    except LicensingError as exc:  # bad signature, wrong subject, expired...
+    except (GatewayError, LicensingError) as exc:
+        session.rollback()
+        # Licensing errors (bad signature, wrong subject, expired...) carry no HTTP status.
+        status = exc.status if isinstance(exc, GatewayError) else 422
         return _request_page(
             request,
             viewer,
@@ -204,6 +192,6 @@ def submit_request(
             version,
             tier,
             error=exc.message,
-            status=422,
+            status=status,
         )
     return RedirectResponse(f"/access?done={submitted.request.status}", status_code=303)

@@ -11,7 +11,7 @@ from gateway.auth.passwords import MAX_PASSWORD
 from gateway.auth.scopes import ROLE_SCOPES, SCOPES
 from gateway.db.models import User
 from gateway.db.timeutil import as_utc
-from gateway.deps import NowDep, SessionDep, StateDep
+from gateway.deps import NowDep, RowId, SessionDep, StateDep
 from gateway.errors import GatewayError
 from gateway.services import accounts, keys, web_sessions
 from gateway.web._oidc_config import configured
@@ -153,7 +153,7 @@ def create_token(
 
 
 @router.post("/account/tokens/{token_id}/revoke", dependencies=[CsrfChecked])
-def revoke_token(token_id: int, viewer: SignedIn, session: SessionDep, now: NowDep) -> Response:
+def revoke_token(token_id: RowId, viewer: SignedIn, session: SessionDep, now: NowDep) -> Response:
     accounts.revoke_token(session, token_id, now=now, owner_id=viewer.principal.user_id)
     return RedirectResponse("/account?done=token-revoked", status_code=303)
 

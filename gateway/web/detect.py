@@ -18,7 +18,7 @@ from gateway.db.models import ReleaseStatus
 from gateway.deps import NowDep, SessionDep, StateDep
 from gateway.errors import GatewayError
 from gateway.schemas.openai import DetectResponse, TokenSpan
-from gateway.services import detection, ratelimit, releases
+from gateway.services import detection, releases
 from gateway.web.common import page_router
 from gateway.web.csrf import CsrfChecked
 from gateway.web.render import render
@@ -90,19 +90,6 @@ def detect(
 ) -> Response:
     principal = viewer.principal
     context = _context(session, principal, text, model)
-    settings = state.settings
-    # The same per-account budget as the API: detection is CPU-heavy.
-    ratelimit.hit(
-        state.engine,
-        [
-            ratelimit.Limit(
-                ratelimit.bucket_key("detect-user", str(principal.user_id)),
-                settings.rate_limit_detections_per_account,
-                settings.rate_limit_window_seconds,
-            )
-        ],
-        now=now,
-    )
     status = 200
     try:
         result: DetectResponse = detection.detect_text(

@@ -11,7 +11,7 @@ from gateway.auth.principal import Principal
 from gateway.db.models import (
     Role,
 )
-from gateway.deps import NowDep, SessionDep
+from gateway.deps import NowDep, RowId, SessionDep
 from gateway.errors import Forbidden
 from gateway.services import access, access_policy, releases
 from gateway.services import review as review_service
@@ -76,7 +76,7 @@ def review(request: Request, viewer: SignedIn, session: SessionDep, now: NowDep)
 
 
 @router.post("/review/requests/{request_id}/approve", dependencies=[CsrfChecked])
-def approve(request_id: int, viewer: SignedIn, session: SessionDep, now: NowDep) -> Response:
+def approve(request_id: RowId, viewer: SignedIn, session: SessionDep, now: NowDep) -> Response:
     _publisher(viewer.principal)
     access.approve_request(session, viewer.principal, request_id, now=now)
     return RedirectResponse("/review?done=approved", status_code=303)
@@ -84,7 +84,7 @@ def approve(request_id: int, viewer: SignedIn, session: SessionDep, now: NowDep)
 
 @router.post("/review/requests/{request_id}/deny", dependencies=[CsrfChecked])
 def deny(
-    request_id: int, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
+    request_id: RowId, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
 ) -> Response:
     _publisher(viewer.principal)
     access.deny_request(session, viewer.principal, request_id, reason=reason, now=now)
@@ -93,7 +93,7 @@ def deny(
 
 @router.post("/review/grants/{grant_id}/revoke", dependencies=[CsrfChecked])
 def revoke(
-    grant_id: int, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
+    grant_id: RowId, viewer: SignedIn, session: SessionDep, now: NowDep, reason: Reason
 ) -> Response:
     _publisher(viewer.principal)
     access.revoke_grant(session, viewer.principal, grant_id, reason=reason, now=now)

@@ -1,7 +1,7 @@
 """Transparency log: witness cosignatures (c2sp.org/tlog-cosignature) per checkpoint size.
 
 Revision ID: 0012_log_cosignatures
-Revises: 0009_blob_holders
+Revises: 0011_token_parents
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_log_cosignatures"
-down_revision = "0009_blob_holders"
+down_revision = "0011_token_parents"
 branch_labels = None
 depends_on = None
 

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import Request, Response
 
 from gateway.deps import get_state
-from gateway.routes.links import base_url_of
+from gateway.routes._files import base_url_of
 
 
 def next_link(request: Request, **params: Any) -> str:

@@ -1,0 +1,78 @@
+"""Issue #14 item 7: one rule for gated tiers, downloads and generation alike.
+
+Members of the publishing org use its gated tiers without a grant; everyone else needs a live
+grant. It used to differ: a member downloaded the gated weights but was refused generation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
+
+from tests.conftest import Account
+from tests.gateway.download_fixtures import BuiltRelease, grant_access, publish
+from tests.gateway.generation_fixtures import (  # noqa: F401
+    MODEL,
+    generation_release,
+)
+
+GATED = f"{MODEL}:optimized"
+WEIGHTS = "/acme/chatty/resolve/optimized/model.safetensors"
+
+
+@pytest.fixture
+def published(
+    generation_release: BuiltRelease,  # noqa: F811
+    client: TestClient,
+    make_account: Callable[..., Account],
+) -> Account:
+    publisher = make_account("pat", "publisher", org="acme")
+    publish(generation_release, client, publisher)  # type: ignore[arg-type]
+    return publisher
+
+
+def complete(client: TestClient, account: Account, model: str) -> Any:
+    payload = {"model": model, "prompt": "The gateway", "max_tokens": 2}
+    return client.post("/v1/completions", json=payload, headers=account.headers)
+
+
+def download(client: TestClient, account: Account) -> Any:
+    return client.get(WEIGHTS, headers=account.headers, follow_redirects=False)
+
+
+def test_org_member_downloads_and_generates_with_the_gated_tier_without_a_grant(
+    client: TestClient, published: Account, make_account: Callable[..., Account]
+) -> None:
+    member = make_account("ida", "developer", org="acme")
+    assert download(client, member).status_code == 302
+    served = complete(client, member, GATED)
+    assert served.status_code == 200, served.text
+    listed = client.get("/v1/models", headers=member.headers).json()
+    assert GATED in {m["id"] for m in listed["data"]}
+
+
+def test_outsider_needs_a_grant_for_both_and_the_cached_model_keeps_the_rule(
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    engine: Engine,
+) -> None:
+    member = make_account("ida", "developer", org="acme")
+    outsider = make_account("dev")
+    other_org = make_account("olga", "publisher", org="other")
+    for account in (outsider, other_org):
+        assert download(client, account).json()["code"] == "grant_required"
+        assert complete(client, account, GATED).json()["error"]["code"] == "grant_required"
+
+    # The member's call caches the resolved model; an outsider is still checked against it.
+    assert complete(client, member, GATED).status_code == 200
+    assert complete(client, outsider, GATED).json()["error"]["code"] == "grant_required"
+    grant_access(engine, "dev", "acme/chatty", "1.0.0")
+    assert download(client, outsider).status_code == 302
+    assert complete(client, outsider, GATED).status_code == 200
+    # And a model cached by a grantee's call is usable by a member without a grant.
+    assert complete(client, member, GATED).status_code == 200
