@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
+from gateway.db.engine import begin_write
 from gateway.db.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -29,6 +30,7 @@ from gateway.ledger.events import Actor, record_event
 from gateway.services.access_policy import check_fields, current_policy, evaluate
 from gateway.services.grants import (
     AlreadyDecided,
+    GrantAlreadyRevoked,
     GrantLimitReached,
     TierNotGated,
     active_grant,
@@ -43,6 +45,7 @@ from gateway.services.grants import (
     grant_state,
     list_grants,
     list_requests,
+    lock_tier,
     release_resource,
     revoke_grant,
 )
@@ -58,6 +61,7 @@ __all__ = [
     "AttestationTooLarge",
     "AttestationTooOld",
     "AttestationWrongAccount",
+    "GrantAlreadyRevoked",
     "GrantLimitReached",
     "NoRegisteredKey",
     "ReleaseUnavailable",
@@ -170,6 +174,11 @@ def submit_attestation(
     )
     _check_binding(attestation, release, principal, now, limits)
     check_fields(policy, attestation.fields)
+    # From here to commit: one write transaction; with a cap, grants of the tier are counted
+    # under its lock, so two replicas cannot both see room for the last grant.
+    begin_write(session)
+    if policy.max_grants is not None:
+        lock_tier(session, release, tier)
     decision = evaluate(policy, attestation.fields, active_grant_count(session, release, tier, now))
     request = AccessRequest(
         user_id=principal.user_id,
