@@ -24,10 +24,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
 from gateway.db.engine import session_scope
-from gateway.db.models import Grant
+from gateway.db.models import Grant, Release
 from gateway.db.timeutil import utcnow
+from gateway.services import access_policy, accounts, keys
+from gateway.storage.local import LocalBlobStore
+from licensing.keys import PrivateKey
 from tests.conftest import Account, _truncate_all
-from tests.scale.conftest import MakeAccount, make_account_in
+from tests.gateway.release_fixtures import publish_test_release
+from tests.gateway.test_access import attest
+from tests.scale.conftest import MakeAccount, blob_holder, make_account_in
 from tests.scale.decisions import (
     Tier,
     grants_per_request,
@@ -244,5 +249,79 @@ def test_grant_cap_holds_under_simultaneous_approvals_on_two_replicas(pair: Pair
             session.execute(
                 update(Grant)
                 .where(col(Grant.request_id).in_(ids), col(Grant.revoked_at).is_(None))
+                .values(revoked_at=utcnow())
+            )
+
+
+def test_auto_approvals_on_two_replicas_never_exceed_the_grant_cap(
+    pair: Pair, tmp_path: Path
+) -> None:
+    cap, submitted = 4, 10
+    org = f"auto{pair.backend}"
+    publisher = pair.make_account(f"pub-{org}", "publisher", org=org)
+    release = publish_test_release(
+        blob_holder(LocalBlobStore(pair.data_dir / "blobs")),
+        pair.engine,
+        publisher,
+        tmp_path,
+        repo_id=f"{org}/tiny",
+    )
+    developers = [pair.make_account(f"{org}-dev{n}") for n in range(submitted)]
+    signing_keys = [PrivateKey.generate("ed25519") for _ in developers]
+    now = utcnow()
+    with session_scope(pair.engine, write=True) as session:
+        for who, key in zip(developers, signing_keys, strict=True):
+            principal = accounts.authenticate(session, who.token, now=now)
+            pem = key.public_key.to_pem().decode()
+            keys.register_key(session, principal, pem=pem, name="k", now=now)
+        owner = accounts.authenticate(session, publisher.token, now=now)
+        row = session.exec(select(Release).where(Release.repo_id == release.repo_id)).one()
+        access_policy.change_policy(
+            session,
+            owner,
+            row,
+            "optimized",
+            mode="auto",
+            grant_lifetime_seconds=3600,
+            allow={},
+            deny={},
+            max_grants=cap,
+            now=now,
+        )
+        release_id = row.id
+    a, b = pair.urls
+    for _ in range(3):
+        envelopes = [
+            attest(key, release, who.username)
+            for who, key in zip(developers, signing_keys, strict=True)
+        ]
+
+        def submit(n: int, envelope: str) -> Callable[[], httpx.Response]:
+            body = {"repo_id": release.repo_id, "version": release.version}
+            return lambda: httpx.post(
+                f"{(a, b)[n % 2]}/api/access/requests",
+                json={**body, "attestation": envelope},
+                headers=developers[n].headers,
+                timeout=60,
+            )
+
+        responses = all_at_once([submit(n, e) for n, e in enumerate(envelopes)])
+        assert [r.status_code for r in responses] == [201] * submitted, responses[0].text
+        decided = Counter(r.json()["status"] for r in responses)
+        # The policy approves up to the cap; the rest wait for the publisher.
+        assert decided == {"approved": cap, "pending": submitted - cap}
+        with Session(pair.engine) as session:
+            live = session.exec(
+                select(Grant.id).where(
+                    Grant.release_id == release_id, col(Grant.revoked_at).is_(None)
+                )
+            ).all()
+            request_ids = [r.json()["id"] for r in responses]
+        assert len(live) == cap
+        assert sum(logged(pair.engine, "grant.approved", "request_id", request_ids).values()) == cap
+        with session_scope(pair.engine, write=True) as session:  # room for the next round
+            session.execute(
+                update(Grant)
+                .where(col(Grant.release_id) == release_id, col(Grant.revoked_at).is_(None))
                 .values(revoked_at=utcnow())
             )
