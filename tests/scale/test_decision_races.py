@@ -325,3 +325,36 @@ def test_auto_approvals_on_two_replicas_never_exceed_the_grant_cap(
                 .where(col(Grant.release_id) == release_id, col(Grant.revoked_at).is_(None))
                 .values(revoked_at=utcnow())
             )
+
+
+def test_simultaneous_registrations_of_one_name_or_key_are_409_never_503(pair: Pair) -> None:
+    admin = pair.make_account(f"admin-{pair.backend}", "admin")
+    a, b = pair.urls
+    name = f"twin-{pair.backend}"
+
+    def create(n: int) -> Callable[[], httpx.Response]:
+        # Same new org for all: the org row is raced too.
+        body = {"username": name, "role": "publisher", "org": f"twins-{pair.backend}"}
+        return lambda: httpx.post(
+            f"{(a, b)[n % 2]}/api/admin/users", json=body, headers=admin.headers, timeout=60
+        )
+
+    users = all_at_once([create(n) for n in range(12)])
+    assert Counter(r.status_code for r in users) == {201: 1, 409: 11}
+    assert {r.json()["code"] for r in users if r.status_code == 409} == {"conflict"}
+
+    owners = [pair.make_account(f"keyrace-{pair.backend}-{n}") for n in range(12)]
+    pem = PrivateKey.generate("ed25519").public_key.to_pem().decode()
+
+    def register(n: int) -> Callable[[], httpx.Response]:
+        return lambda: httpx.post(
+            f"{(a, b)[n % 2]}/api/keys",
+            json={"pem": pem, "name": "k"},
+            headers=owners[n].headers,
+            timeout=60,
+        )
+
+    registered = all_at_once([register(n) for n in range(12)])
+    assert Counter(r.status_code for r in registered) == {201: 1, 409: 11}
+    codes = {r.json()["code"] for r in registered if r.status_code == 409}
+    assert codes == {"key_already_registered"}
