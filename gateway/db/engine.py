@@ -5,8 +5,10 @@ first INSERT/UPDATE/DELETE, so what a use case read before its first write may b
 then: two requests can both see a request pending and both decide it. Write transactions
 therefore start with ``BEGIN IMMEDIATE``: they take the write lock first (waiting their turn,
 never failing with SQLITE_BUSY_SNAPSHOT) and read fresh data under it. Reads stay outside,
-concurrent (WAL). PostgreSQL needs none of this: its transitions are conditional updates and
-row locks under READ COMMITTED.
+concurrent (WAL). A SAVEPOINT outside a transaction begins one IMMEDIATE too, so every open
+SQLite transaction holds the write lock: none reads on a snapshot a later write finds stale.
+PostgreSQL needs none of this: its transitions are conditional updates and row locks under
+READ COMMITTED.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin)
+        event.listen(engine, "savepoint", _sqlite_savepoint)
         return engine
     if url.startswith("postgresql"):
         return create_engine(
@@ -67,6 +70,13 @@ def _sqlite_begin(connection: Connection) -> None:
     # Other transactions are left to the driver, which begins them at the first write.
     if connection.get_execution_options().get(WRITE):
         _begin_immediate(connection)
+
+
+def _sqlite_savepoint(connection: Connection, _name: str | None) -> None:
+    # Outside a transaction SQLite's SAVEPOINT would open a deferred one (reads on a snapshot
+    # that a later write finds stale: SQLITE_BUSY_SNAPSHOT) whose RELEASE commits. A savepoint
+    # is taken to write: begin the write transaction first.
+    _begin_immediate(connection)
 
 
 def _begin_immediate(connection: Connection) -> None:

@@ -297,3 +297,40 @@ def test_a_unique_violation_nobody_expected_answers_409_conflict_not_503(app: An
     assert response.status_code == 409
     assert response.headers["content-type"].startswith("application/problem+json")
     assert response.json()["code"] == "conflict"
+
+
+def test_sqlite_savepoint_that_reads_then_writes_after_another_commit_is_not_locked_out(
+    tmp_path: Path,
+) -> None:
+    """The web access form's shape: a savepoint, reads, another writer commits, then a write.
+
+    The old driver mode opened a deferred transaction at the SAVEPOINT; its write then found
+    the snapshot stale and failed at once with "database is locked" (SQLITE_BUSY_SNAPSHOT).
+    """
+    from gateway.db.engine import make_engine
+
+    shared = make_engine(f"sqlite:///{tmp_path / 'savepoint.db'}")
+    with shared.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE counter (id INTEGER PRIMARY KEY, n INTEGER)")
+        connection.exec_driver_sql("INSERT INTO counter VALUES (1, 0)")
+    other_done: list[str] = []
+
+    def other_writer() -> None:
+        with session_scope(shared) as session:
+            session.execute(text("UPDATE counter SET n = n + 10"))
+        other_done.append("committed")
+
+    with Session(shared) as session:
+        with session.begin_nested():
+            n = session.execute(text("SELECT n FROM counter")).scalar_one()
+            other = threading.Thread(target=other_writer)
+            other.start()
+            other.join(RIVAL_WAIT)  # it waits for our lock now; it used to commit here
+            session.execute(text("UPDATE counter SET n = :n"), {"n": n + 1})
+        session.commit()
+    other.join(60)
+    with shared.connect() as connection:
+        total = connection.exec_driver_sql("SELECT n FROM counter").scalar_one()
+    shared.dispose()
+    assert other_done == ["committed"]
+    assert total == 11
