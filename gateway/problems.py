@@ -15,7 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -260,6 +260,18 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
+    # A constraint refused a write that raced another request (two replicas inserting one
+    # unique value): the database is fine, the request lost. Services turn the races they
+    # expect into specific 409s; this is the net under the ones they do not.
+    cause = getattr(exc, "orig", None)
+    log.warning("integrity conflict: %s", str(cause or "")[:200])
+    return await _gateway_error(
+        request,
+        Conflict("The change conflicts with one made at the same time; read it again and retry."),
+    )
+
+
 async def _part_error(request: Request, exc: Exception) -> JSONResponse:
     """Errors of the pure parts: code from the class, status and title from the registry."""
     return problem_response(
@@ -278,6 +290,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
     for root in error_roots():
         if root is not GatewayError:
             app.add_exception_handler(root, _part_error)

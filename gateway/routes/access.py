@@ -233,8 +233,8 @@ def get_grant(grant_id: RowId, principal: Reader, session: SessionDep, now: NowD
 
 @router.post(
     "/grants/{grant_id}/revoke",
-    summary="Revoke a grant at once, saying why.",
-    responses=problem_responses(413, 415, 422),
+    summary="Revoke a grant at once, saying why (409 when it is revoked already).",
+    responses=problem_responses(409, 413, 415, 422),
 )
 def revoke(
     grant_id: RowId, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep

@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
 from gateway.config import Settings
+from gateway.db.engine import begin_write
 from gateway.db.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -31,6 +32,7 @@ from gateway.services import ratelimit
 from gateway.services.access_policy import check_fields, current_policy, evaluate
 from gateway.services.grants import (
     AlreadyDecided,
+    GrantAlreadyRevoked,
     GrantLimitReached,
     TierNotGated,
     active_grant,
@@ -45,6 +47,7 @@ from gateway.services.grants import (
     grant_state,
     list_grants,
     list_requests,
+    lock_tier,
     release_resource,
     revoke_grant,
 )
@@ -59,6 +62,7 @@ __all__ = [
     "AttestationReplayed",
     "AttestationTooOld",
     "AttestationWrongAccount",
+    "GrantAlreadyRevoked",
     "GrantLimitReached",
     "NoRegisteredKey",
     "ReleaseUnavailable",
@@ -197,6 +201,11 @@ def submit_attestation(
     )
     _check_binding(attestation, release, principal, now, limits)
     check_fields(policy, attestation.fields)
+    # From here to commit: one write transaction; with a cap, grants of the tier are counted
+    # under its lock, so two replicas cannot both see room for the last grant.
+    begin_write(session)
+    if policy.max_grants is not None:
+        lock_tier(session, release, tier)
     decision = evaluate(policy, attestation.fields, active_grant_count(session, release, tier, now))
     request = AccessRequest(
         user_id=principal.user_id,

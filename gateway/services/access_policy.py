@@ -19,6 +19,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
+from gateway.db.engine import begin_write
 from gateway.db.models import PolicyVersion, Release
 from gateway.errors import Conflict, ValidationFailed
 from gateway.ledger.events import Actor, record_event
@@ -128,6 +129,8 @@ def current_policy(
     """
     row = _latest(session, release, tier)
     if row is None:
+        # A write after reads: on SQLite it must not run in a stale (deferred) snapshot.
+        begin_write(session)
         initial = TierPolicy.from_dict(json.loads(release.policy_json))
         session.execute(
             _INSERT_FIRST,
@@ -189,6 +192,7 @@ def change_policy(
     now: datetime,
 ) -> PolicyVersion:
     """Store a new policy version for ``tier``; the caller has checked the publisher owns it."""
+    begin_write(session)
     previous, policy = current_policy(session, release, tier, now=now)
     try:
         ApprovalPolicy(mode=mode, grant_lifetime_seconds=grant_lifetime_seconds)  # type: ignore[arg-type]

@@ -12,6 +12,8 @@ from sqlmodel import Session, col, select
 from gateway.auth.principal import Principal
 from gateway.auth.scopes import ROLE_SCOPES, parse_scopes, require_some, unknown_scopes
 from gateway.auth.tokens import display_prefix, generate_token, hash_token, looks_like_token
+from gateway.db.conflicts import insert_unique
+from gateway.db.engine import begin_write
 from gateway.db.models import ApiToken, Org, Role, User
 from gateway.db.timeutil import as_utc
 from gateway.errors import (
@@ -52,8 +54,9 @@ def get_or_create_org(session: Session, name: str) -> Org:
     org = session.exec(select(Org).where(Org.name == name)).first()
     if org is None:
         org = Org(name=name)
-        session.add(org)
-        session.flush()
+        if not insert_unique(session, org):
+            # Created at the same moment for another user: join it.
+            org = session.exec(select(Org).where(Org.name == name)).one()
     return org
 
 
@@ -61,12 +64,14 @@ def create_user(session: Session, username: str, role: Role, org: str | None = N
     validate_name("user", username)
     if role is Role.publisher and not org:
         raise ValidationFailed("a publisher must belong to an org: pass --org ORG")
+    begin_write(session)
     if session.exec(select(User).where(User.username == username)).first() is not None:
         raise Conflict(f"user {username!r} already exists")
     org_row = get_or_create_org(session, org) if org else None
     user = User(username=username, role=role.value, org_id=org_row.id if org_row else None)
-    session.add(user)
-    session.flush()
+    if not insert_unique(session, user):
+        # Two registrations of one name at once (another replica won): a conflict, not a 503.
+        raise Conflict(f"user {username!r} already exists")
     return user
 
 

@@ -3,16 +3,24 @@
 Only ids the caller may see resolve: another account's requests and grants answer 404,
 exactly like ids that do not exist. Every decision is recorded in the log, in the same
 transaction as the change. Submission and the public surface: :mod:`gateway.services.access`.
+
+Decisions race across replicas (two reviewers, a reviewer and the policy, two revocations).
+Each transition is one conditional UPDATE (``WHERE status = 'pending'``, ``WHERE revoked_at
+IS NULL``) whose row count says who won; the loser gets 409 with the state that won, and only
+the winner logs. Grants of one tier are issued under a lock on the tier's row, so the cap is
+counted and enforced in one serialized step.
 """
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
+from gateway.db.engine import begin_write
 from gateway.db.models import (
     AccessRequest,
     AccessRequestStatus,
@@ -47,6 +55,11 @@ class GrantLimitReached(Conflict):
     title = "Grant limit reached"
 
 
+class GrantAlreadyRevoked(Conflict):
+    code = "grant_already_revoked"
+    title = "Grant already revoked"
+
+
 def gated_tier(session: Session, release: Release, tier: str) -> ReleaseTier:
     row = session.exec(
         select(ReleaseTier).where(ReleaseTier.release_id == release.id, ReleaseTier.tier == tier)
@@ -56,6 +69,18 @@ def gated_tier(session: Session, release: Release, tier: str) -> ReleaseTier:
     if not row.gated:
         raise TierNotGated(f"tier {tier!r} is open: download it without a grant")
     return row
+
+
+def lock_tier(session: Session, release: Release, tier: str) -> None:
+    """Serialize grant issuance on ``tier`` until commit (PostgreSQL row lock).
+
+    SQLite needs no row lock: its write transactions (``begin_write``) are serialized whole.
+    """
+    session.exec(
+        select(ReleaseTier.id)
+        .where(ReleaseTier.release_id == release.id, ReleaseTier.tier == tier)
+        .with_for_update()
+    ).first()
 
 
 def active_grant_count(session: Session, release: Release, tier: str, now: datetime) -> int:
@@ -71,6 +96,48 @@ def release_resource(release: Release, tier: str) -> str:
     return f"release:{release.repo_id}@{release.version}#{tier}"
 
 
+def _request_status(session: Session, request_id: int) -> str:
+    """The stored status, read from the database (not from the session's copy)."""
+    status = session.exec(
+        select(AccessRequest.status).where(AccessRequest.id == request_id)
+    ).first()
+    return status or "missing"
+
+
+def _decide(
+    session: Session,
+    request: AccessRequest,
+    status: AccessRequestStatus,
+    reviewer: Principal | None,
+    now: datetime,
+    reason: str | None = None,
+) -> None:
+    """pending -> ``status`` as one conditional update: exactly one decision wins."""
+    assert request.id is not None
+    request_id = request.id
+    values: dict[str, object] = {
+        "status": status.value,
+        "decided_by": reviewer.user_id if reviewer else None,
+        "decided_at": now,
+    }
+    if reason is not None:
+        values["reason"] = reason
+    won = session.execute(
+        update(AccessRequest)
+        .where(
+            col(AccessRequest.id) == request_id,
+            col(AccessRequest.status) == AccessRequestStatus.pending.value,
+        )
+        .values(**values)
+        .returning(col(AccessRequest.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    if won is None:
+        current = _request_status(session, request_id)
+        raise AlreadyDecided(f"request {request_id} is already {current}", extra={"state": current})
+    session.refresh(request)
+
+
 def grant_request(
     session: Session,
     request: AccessRequest,
@@ -80,15 +147,24 @@ def grant_request(
     actor: Principal,
     now: datetime,
 ) -> Grant:
-    request.status = AccessRequestStatus.approved.value
-    request.decided_by = reviewer.user_id if reviewer else None
-    request.decided_at = now
-    session.add(request)
+    """Approve a pending request and issue its grant, within the tier's cap (if any)."""
+    assert request.id is not None
+    request_id = request.id
+    _decide(session, request, AccessRequestStatus.approved, reviewer, now)
+    lock_tier(session, release, request.tier)
+    if policy.max_grants is not None and (
+        active_grant_count(session, release, request.tier, now) >= policy.max_grants
+    ):
+        # Rolled back with the whole transaction: the request stays pending.
+        raise GrantLimitReached(
+            f"the tier already has {policy.max_grants} active grant(s)",
+            extra={"state": AccessRequestStatus.pending.value},
+        )
     grant = Grant(
         user_id=request.user_id,
         release_id=request.release_id,
         tier=request.tier,
-        request_id=request.id,  # type: ignore[arg-type]
+        request_id=request_id,
         policy_version_id=request.policy_version_id,
         decision="manual" if reviewer else "auto",
         decided_by=reviewer.user_id if reviewer else None,
@@ -99,8 +175,9 @@ def grant_request(
     try:
         session.flush()
     except IntegrityError as exc:
-        # Two reviewers approving at once: the UNIQUE request_id lets exactly one win.
-        raise AlreadyDecided(f"request {request.id} was decided meanwhile") from exc
+        # Unreachable after the conditional update; kept as the schema's last word. No
+        # attribute of a session object is read here: the failed flush expired them.
+        raise AlreadyDecided(f"request {request_id} was decided meanwhile") from exc
     record_event(
         session,
         action="grant.approved",
@@ -109,7 +186,7 @@ def grant_request(
         now=now,
         org_id=release.org_id,
         fields={
-            "request_id": request.id,
+            "request_id": request_id,
             "grant_id": grant.id,
             "decision": grant.decision,
             "expires_at": grant.expires_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -127,12 +204,7 @@ def deny_request_as(
     actor: Principal,
     now: datetime,
 ) -> None:
-    request.status = AccessRequestStatus.denied.value
-    request.reason = reason
-    request.decided_by = reviewer.user_id if reviewer else None
-    request.decided_at = now
-    session.add(request)
-    session.flush()
+    _decide(session, request, AccessRequestStatus.denied, reviewer, now, reason=reason)
     record_event(
         session,
         action="grant.denied",
@@ -167,12 +239,17 @@ def get_request(session: Session, principal: Principal, request_id: int) -> Acce
 def _review_target(
     session: Session, principal: Principal, request_id: int
 ) -> tuple[AccessRequest, Release]:
-    request = session.get(AccessRequest, request_id)
+    # Everything from here to commit is one write transaction (a no-op on PostgreSQL).
+    begin_write(session)
+    request = session.get(AccessRequest, request_id, populate_existing=True)
     release = session.get(Release, request.release_id) if request else None
     if request is None or release is None or not _reviewable(principal, release):
         raise NotFound(f"no access request {request_id} on your org's releases")
     if request.status != AccessRequestStatus.pending.value:
-        raise AlreadyDecided(f"request {request_id} is already {request.status}")
+        # The fast answer; the conditional update in _decide is the one that counts.
+        raise AlreadyDecided(
+            f"request {request_id} is already {request.status}", extra={"state": request.status}
+        )
     return request, release
 
 
@@ -181,10 +258,6 @@ def approve_request(
 ) -> Grant:
     request, release = _review_target(session, principal, request_id)
     _, policy = current_policy(session, release, request.tier, now=now)
-    if policy.max_grants is not None and (
-        active_grant_count(session, release, request.tier, now) >= policy.max_grants
-    ):
-        raise GrantLimitReached(f"the tier already has {policy.max_grants} active grant(s)")
     return grant_request(session, request, release, policy, principal, principal, now)
 
 
@@ -208,28 +281,35 @@ def get_grant(session: Session, principal: Principal, grant_id: int) -> Grant:
 def revoke_grant(
     session: Session, principal: Principal, grant_id: int, *, reason: str, now: datetime
 ) -> Grant:
-    """Revoke at once: every check of a grant reads ``revoked_at``."""
+    """Revoke at once (every check of a grant reads ``revoked_at``); a second revocation is 409."""
     if not reason.strip() or len(reason) > MAX_REASON:
         raise ValidationFailed(f"give a reason of 1-{MAX_REASON} characters")
+    begin_write(session)
     grant = session.get(Grant, grant_id)
     release = session.get(Release, grant.release_id) if grant else None
     if grant is None or release is None or not _reviewable(principal, release):
         raise NotFound(f"no grant {grant_id} on your org's releases")
-    if grant.revoked_at is None:
-        grant.revoked_at = now
-        grant.revoked_by = principal.user_id
-        grant.revoke_reason = reason.strip()
-        session.add(grant)
-        session.flush()
-        record_event(
-            session,
-            action="grant.revoked",
-            actor=Actor.of(principal),
-            resource=release_resource(release, grant.tier),
-            now=now,
-            org_id=release.org_id,
-            fields={"grant_id": grant.id, "reason": grant.revoke_reason},
+    won = session.execute(
+        update(Grant)
+        .where(col(Grant.id) == grant_id, col(Grant.revoked_at).is_(None))
+        .values(revoked_at=now, revoked_by=principal.user_id, revoke_reason=reason.strip())
+        .returning(col(Grant.id))
+        .execution_options(synchronize_session=False)
+    ).first()
+    if won is None:
+        raise GrantAlreadyRevoked(
+            f"grant {grant_id} is already revoked", extra={"state": "revoked"}
         )
+    session.refresh(grant)
+    record_event(
+        session,
+        action="grant.revoked",
+        actor=Actor.of(principal),
+        resource=release_resource(release, grant.tier),
+        now=now,
+        org_id=release.org_id,
+        fields={"grant_id": grant.id, "reason": grant.revoke_reason},
+    )
     return grant
 
 

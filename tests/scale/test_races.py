@@ -151,14 +151,13 @@ def upload_race(urls: list[str], publisher: Any, sha: str, data: bytes) -> None:
                         "Content-Type": "application/octet-stream",
                     },
                 )
-                if response.status_code == 409:  # another client got there first: resume
-                    offset = int(response.headers["upload-offset"])
+                if response.status_code == 409 and "upload-offset" in response.headers:
+                    offset = int(response.headers["upload-offset"])  # another client got there
                     continue
-                if response.status_code in (404, 503):
-                    # 404: finished by another client meanwhile. 503: two replicas recorded
-                    # the finished blob at once (services.releases.record_blob inserts after
-                    # a check, so one gets an IntegrityError, answered 503 + Retry-After);
-                    # a client retries. Reported to the owner of record_blob.
+                if response.status_code in (404, 409):
+                    # 404: finished by another client meanwhile. 409 without an offset: a
+                    # write that raced another replica's was refused by a constraint (a
+                    # conflict, never a 503 since issue #14): read where the upload is.
                     status = c.get(f"/api/uploads/{sha}").json()
                     offset = status["offset"]
                     continue
