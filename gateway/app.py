@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
-from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
 from gateway import __version__
@@ -25,7 +24,8 @@ from gateway.middleware import (
     JsonContentTypeMiddleware,
     RequestContextMiddleware,
 )
-from gateway.problems import Problem, install_problem_handlers
+from gateway.openapi import install_openapi
+from gateway.problems import install_problem_handlers
 from gateway.routes import access as access_routes
 from gateway.routes import accounts, admin, clients, health, keys, oauth, releases
 from gateway.routes import detect as detect_routes
@@ -167,23 +167,5 @@ def create_app(
     # Inside the request-id middleware, outside the body limit: 413s are counted too.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
-    _document_problems(app)
+    install_openapi(app)
     return app
-
-
-def _document_problems(app: FastAPI) -> None:
-    """Make sure the Problem schema is in the OpenAPI components every error refers to."""
-
-    def openapi() -> dict[str, object]:
-        if app.openapi_schema:
-            return app.openapi_schema
-        schema = get_openapi(
-            title=app.title, version=app.version, description=app.description, routes=app.routes
-        )
-        components = schema.setdefault("components", {})
-        schemas = components.setdefault("schemas", {})
-        schemas.setdefault("Problem", Problem.model_json_schema())
-        app.openapi_schema = schema
-        return schema
-
-    app.openapi = openapi  # type: ignore[method-assign]

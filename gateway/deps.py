@@ -15,17 +15,17 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlmodel import Session
 
 from gateway.auth.principal import Principal
+from gateway.db.models import MAX_ROW_ID
 from gateway.db.timeutil import utcnow
 from gateway.errors import DatabaseUnavailable, InsufficientScope, Unauthenticated
 from gateway.services.accounts import authenticate
 from gateway.services.oauth import authenticate_access_token, looks_like_jwt, token_signer
 from gateway.state import GatewayState
 
-# The largest key a database row can have (a signed 64-bit integer: PostgreSQL BIGINT, SQLite
-# INTEGER). Ids outside 1..MAX_ROW_ID name no row, and handing them to the driver overflows it
-# (a 500 on SQLite, a 503 on PostgreSQL), so they are refused at the edge, once, here.
-MAX_ROW_ID = (1 << 63) - 1
-RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A numeric id (1 .. 2**63-1).")]
+# Ids outside 1..MAX_ROW_ID name no row, and handing them to the driver overflows it (a 500
+# on SQLite past 2**63, a 503 "database unavailable" on PostgreSQL past 2**31, whose id
+# columns are int4), so they are refused at the edge, once, here.
+RowId = Annotated[int, Path(ge=1, le=MAX_ROW_ID, description="A numeric id (1 .. 2**31-1).")]
 
 _bearer = HTTPBearer(auto_error=False, description="A tiergate API token (tg_...).")
 AUTHZ_ATTRIBUTE = "__tiergate_authz__"

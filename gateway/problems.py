@@ -14,10 +14,12 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Route
 
 from gateway.errors import (
     HTTP_ERROR_CODE,
@@ -236,17 +238,36 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route serves at the request's path.
+
+    Starlette's 405 names only the methods of the first route whose path matched, so
+    `OPTIONS /api/tokens` answered `Allow: GET` although `POST /api/tokens` exists too.
+    """
+    methods: set[str] = set()
+    probe = {**request.scope, "method": "\x00"}  # no route serves it: matches are PARTIAL
+    for ctx in iter_route_contexts(request.app.router.routes):
+        route = ctx.route
+        route_methods = getattr(route, "methods", None)
+        if route_methods and isinstance(route, Route) and route.matches(probe)[0] != Match.NONE:
+            methods.update(route_methods)
+    return sorted(methods)
+
+
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code, title = http_code(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else title
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        headers["Allow"] = ", ".join(allowed_methods(request)) or headers.get("Allow", "")
     return problem_response(
         request,
         status=exc.status_code,
         code=code,
         title=title,
         detail=detail,
-        headers=dict(exc.headers) if exc.headers else None,
+        headers=headers or None,
     )
 
 

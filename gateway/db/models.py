@@ -18,6 +18,11 @@ from sqlmodel import Field, SQLModel
 
 from gateway.db.timeutil import UtcDateTime, utcnow
 
+# The largest row id any table can hold. Id columns are `Integer`: INTEGER on SQLite (64-bit)
+# but int4 on PostgreSQL, so the narrower bound is the one every id from outside must meet;
+# a larger value names no row, and handing it to the driver fails the query instead.
+MAX_ROW_ID = (1 << 31) - 1
+
 
 class Role(StrEnum):
     admin = "admin"

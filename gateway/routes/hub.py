@@ -170,7 +170,11 @@ def _tree_entries(files: list[ServedFile], prefix: str, recursive: bool) -> list
     "/api/models/{org}/{name}/tree/{revision}",
     summary="Hub: list files of a revision (`recursive`, paginated by `cursor` + Link header).",
 )
-@router.get("/api/models/{org}/{name}/tree/{revision}/{path:path}", include_in_schema=False)
+@router.get(
+    "/api/models/{org}/{name}/tree/{revision}/{path:path}",
+    operation_id="tree_folder",
+    summary="Hub: list files under a folder of a revision.",
+)
 def tree(
     org: str,
     name: str,
@@ -228,7 +232,9 @@ def _record_download(
 @router.head(
     "/{org}/{name}/resolve/{revision}/{path:path}",
     operation_id="resolve_head",
-    include_in_schema=False,
+    summary="Hub: headers of a file (`huggingface_hub` reads ETag, size and commit this way).",
+    responses={302: {"description": "Redirect to an expiring link"}, **problem_responses(400, 416)},
+    response_class=Response,
     dependencies=[Public],
 )
 @router.get(

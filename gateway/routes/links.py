@@ -88,7 +88,9 @@ _LINK_HEADERS = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
 @router.head(
     "/dl/{org}/{name}/{version}/{tier}/{path:path}",
     operation_id="download_link_head",
-    include_in_schema=False,
+    summary="Headers of a download through a link (size, ETag, ranges), without the body.",
+    responses=problem_responses(400, 410, 416),
+    response_class=Response,
     dependencies=[Public],
 )
 @router.get(

@@ -213,6 +213,7 @@ def _upload_status(progress: uploads.UploadProgress) -> UploadStatus:
 @router.get(
     "/api/uploads/{sha256}",
     summary="How much of a blob your org has sent (resume point of an upload).",
+    responses=problem_responses(400),
 )
 def upload_status(
     sha256: str, principal: Publisher, session: SessionDep, state: StateDep

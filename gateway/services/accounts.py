@@ -14,7 +14,7 @@ from gateway.auth.scopes import ROLE_SCOPES, parse_scopes, require_some, unknown
 from gateway.auth.tokens import display_prefix, generate_token, hash_token, looks_like_token
 from gateway.db.conflicts import insert_unique
 from gateway.db.engine import begin_write
-from gateway.db.models import ApiToken, Org, Role, User
+from gateway.db.models import MAX_ROW_ID, ApiToken, Org, Role, User
 from gateway.db.timeutil import as_utc
 from gateway.errors import (
     Conflict,
@@ -195,9 +195,9 @@ def revoke_token(
 def find_token_id(session: Session, ref: str) -> int:
     """Resolve a token id, a full plaintext token, or a display prefix to a token id."""
     if ref.isascii() and ref.isdigit():
-        # Bounded before int(): a row id is at most 19 digits (2**63-1).
-        token_id = int(ref) if len(ref) <= 19 else 0
-        if not 1 <= token_id < 1 << 63:
+        # Bounded before int(): a row id is at most 10 digits (MAX_ROW_ID).
+        token_id = int(ref) if len(ref) <= 10 else 0
+        if not 1 <= token_id <= MAX_ROW_ID:
             raise NotFound(f"no token with id {ref[:20]}")
         return token_id
     if looks_like_token(ref) and len(ref) > 20:
