@@ -167,5 +167,5 @@ def create_app(
     # Inside the request-id middleware, outside the body limit: 413s are counted too.
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestContextMiddleware)
-    install_openapi(app)
+    install_openapi(app, _is_json_route)
     return app

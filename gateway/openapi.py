@@ -89,7 +89,12 @@ def _has_json_body(operation: dict[str, Any]) -> bool:
     return "application/json" in content
 
 
-def _fix_operation(path: str, operation: dict[str, Any], dependant: Dependant | None) -> None:
+def _fix_operation(
+    path: str,
+    operation: dict[str, Any],
+    dependant: Dependant | None,
+    json_route: Callable[[str], bool],
+) -> None:
     security = _security(dependant) if dependant is not None else None
     if security is None:
         operation.pop("security", None)
@@ -98,6 +103,12 @@ def _fix_operation(path: str, operation: dict[str, Any], dependant: Dependant | 
     responses: dict[str, Any] = operation.setdefault("responses", {})
     if _has_json_body(operation):
         responses.setdefault("400", {})  # malformed JSON, refused before validation
+    if "requestBody" in operation:
+        # The body limit and the JSON content-type rule are middleware: they answer before
+        # any route runs, on every route with a body.
+        responses.setdefault("413", {})
+        if json_route(path):
+            responses.setdefault("415", {})
     for status, response in responses.items():
         if status.isdigit() and int(status) >= 400:
             # One handler writes every error: problem+json, OpenAI's shape under /v1/. FastAPI
@@ -133,7 +144,7 @@ def _references(node: Any, name: str) -> bool:
     return False
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
+def build_openapi(app: FastAPI, json_route: Callable[[str], bool]) -> dict[str, Any]:
     """FastAPI's document for ``app``, with security, errors and path rules made true."""
     schema = get_openapi(
         title=app.title, version=app.version, description=app.description, routes=app.routes
@@ -144,7 +155,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     routes = _routes_by_operation(app)
     for path, operations in schema.get("paths", {}).items():
         for method, operation in operations.items():
-            _fix_operation(path, operation, routes.get((path, method)))
+            _fix_operation(path, operation, routes.get((path, method)), json_route)
             if operation.get("operationId") in _FILE_OPERATIONS:
                 _document_file(operation, method)
     for name in _FASTAPI_VALIDATION_SCHEMAS:
@@ -155,12 +166,15 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
     return schema
 
 
-def install_openapi(app: FastAPI) -> None:
-    """Serve :func:`build_openapi`'s document at `/openapi.json` (built once, on first use)."""
+def install_openapi(app: FastAPI, json_route: Callable[[str], bool]) -> None:
+    """Serve :func:`build_openapi`'s document at `/openapi.json` (built once, on first use).
+
+    ``json_route`` is the app's rule for which paths take only JSON bodies (415 otherwise).
+    """
 
     def openapi() -> dict[str, Any]:
         if not app.openapi_schema:
-            app.openapi_schema = build_openapi(app)
+            app.openapi_schema = build_openapi(app, json_route)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
