@@ -10,11 +10,18 @@ Exception tree::
     +-- TierMismatchError           a tier folder does not match its manifest
     +-- QuantizationError           the optimized tier cannot be built from these weights
     +-- OptimizedTierInvalidError   an optimized tier folder cannot be loaded
+    +-- DeclaredWeightsError        config.json and the stored tensors disagree (file, tensor)
+        +-- ConfigTooLargeError     config.json declares more than its files could hold
+        +-- WeightMissingError      a declared tensor is stored nowhere
+        +-- WeightShapeError        a stored tensor has another shape or dtype than declared
+        +-- WeightUnexpectedError   a stored tensor is not part of the architecture
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "ConfigTooLargeError",
+    "DeclaredWeightsError",
     "ManifestInvalidError",
     "ModelFolderInvalidError",
     "OptimizedTierInvalidError",
@@ -23,6 +30,9 @@ __all__ = [
     "SafetensorsInvalidError",
     "TierMismatchError",
     "UnsafePathError",
+    "WeightMissingError",
+    "WeightShapeError",
+    "WeightUnexpectedError",
 ]
 
 
@@ -122,3 +132,46 @@ class OptimizedTierInvalidError(ReleaseError):
     """An optimized tier folder is inconsistent with its ``quantization_config``."""
 
     code = "optimized_tier_invalid"
+
+
+class DeclaredWeightsError(ReleaseError):
+    """What ``config.json`` declares does not match the tensors the weight files store.
+
+    A model whose files lack a declared parameter is invalid: loaders would fill it with
+    random values, which is also how a kilobyte release made the gateway allocate gigabytes.
+    ``tensor`` names the first offending tensor (``None`` when the config as a whole is at
+    fault), ``reason`` is a short phrase.
+    """
+
+    code = "declared_weights_invalid"
+
+    def __init__(self, reason: str, tensor: str | None = None, file: str = "config.json") -> None:
+        where = f"{file}: tensor {tensor!r}" if tensor is not None else file
+        super().__init__(f"{where}: {reason}")
+        self.file = file
+        self.tensor = tensor
+        self.reason = reason
+
+
+class ConfigTooLargeError(DeclaredWeightsError):
+    """The config declares more layers, experts or parameters than its files could hold."""
+
+    code = "config_too_large"
+
+
+class WeightMissingError(DeclaredWeightsError):
+    """A parameter the architecture declares is stored in no weight file."""
+
+    code = "weight_missing"
+
+
+class WeightShapeError(DeclaredWeightsError):
+    """A stored tensor's shape (or integer dtype) differs from the declared one."""
+
+    code = "weight_shape_mismatch"
+
+
+class WeightUnexpectedError(DeclaredWeightsError):
+    """A stored tensor is no parameter or buffer of the architecture."""
+
+    code = "weight_unexpected"

@@ -76,7 +76,16 @@ def read_quantization_config(tier_dir: str | os.PathLike[str]) -> dict[str, Any]
 def load_model(
     model_dir: str | os.PathLike[str], *, dtype: torch.dtype | None = None
 ) -> PreTrainedModel:
-    """Load an open or optimized tier for inference (``eval`` mode, CPU)."""
+    """Load an open or optimized tier for inference (``eval`` mode, CPU).
+
+    The folder is validated first (safetensors headers, then :mod:`release.declared`: every
+    tensor ``config.json`` declares is stored), so a malformed or incomplete tier raises a
+    :class:`~release.errors.ReleaseError` before any weight memory is allocated.
+    """
+    from release.declared import check_declared_weights
+    from release.safetensors_check import validate_model_folder
+
+    check_declared_weights(validate_model_folder(model_dir))
     if read_quantization_config(model_dir) is not None:
         return load_optimized_model(model_dir, dtype=dtype)
     import torch
