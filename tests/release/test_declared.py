@@ -16,6 +16,7 @@ from release.declared import check_declared_weights, declared_model
 from release.errors import (
     ConfigTooLargeError,
     DeclaredWeightsError,
+    OptimizedTierInvalidError,
     WeightMissingError,
     WeightShapeError,
     WeightUnexpectedError,
@@ -133,6 +134,32 @@ def test_13kb_release_is_refused_at_load_before_allocating(
     attack = write_tiny_release_declaring_huge_model(tmp_path / "attack", one_tensor_per_layer=True)
     with pytest.raises(WeightMissingError, match="declares 336,611,328"):
         load_model(attack)
+
+
+def test_13kb_optimized_tier_is_refused_before_building_quantized_modules(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The optimized loader builds QuantizedLinear modules whose codes are real buffers of
+    the declared sizes; the declared check runs before any of them exists."""
+    import release._qlinear
+    from release.loader import load_model
+    from release.quantize import FORMAT_VERSION, QUANT_METHOD_NAME
+
+    def build(*args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("the loader built the declared architecture")
+
+    monkeypatch.setattr(release._qlinear, "params_on_meta", build)
+    attack = write_tiny_release_declaring_huge_model(tmp_path / "attack", one_tensor_per_layer=True)
+    config = json.loads((attack / "config.json").read_text())
+    config["quantization_config"] = {
+        "quant_method": QUANT_METHOD_NAME,
+        "format_version": FORMAT_VERSION,
+        "modules": {f"model.layers.{i}.mlp.down_proj": "int8" for i in range(4)},
+    }
+    (attack / "config.json").write_text(json.dumps(config))
+    with pytest.raises(OptimizedTierInvalidError) as raised:
+        load_model(attack)
+    assert isinstance(raised.value.__cause__, WeightMissingError)
 
 
 def test_a_missing_parameter_is_named(tiny_llama: Path, tmp_path: Path) -> None:
