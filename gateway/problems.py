@@ -34,6 +34,7 @@ _HTTP_CODES = {
     416: ("range_not_satisfiable", "Range not satisfiable"),
     422: ("validation_error", "Validation failed"),
     429: ("rate_limited", "Too many requests"),
+    507: ("insufficient_storage", "Insufficient storage"),
 }
 
 # Error roots of the pure parts. They carry `code`; a `status` attribute, when present, wins.

@@ -266,3 +266,31 @@ def test_malformed_or_incomplete_weights_are_a_422_problem_not_a_500(
     assert body["code"] == "model_invalid"
     assert body["reason"] == reason
     assert "Traceback" not in response.text
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_model_over_the_budget_is_a_507_problem(
+    app: Any, client: TestClient, make_account: Callable[..., Account], tmp_path: Path
+) -> None:
+    from gateway.app import create_app
+    from release.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model", hidden_size=128, num_layers=2)  # ~2.6 MB
+    built = write_signed_release(tmp_path / "out", folder_files(model), "acme/wide")
+    publish(built, client, make_account("pat", "publisher", org="acme"))  # type: ignore[arg-type]
+    state = app.state.gateway
+    small = create_app(
+        state.settings.model_copy(update={"generation_model_cache_bytes": 1 << 20}),
+        engine=state.engine,
+        keyring=state.keyring,
+    )
+    dev = make_account("dev")
+    with TestClient(small, raise_server_exceptions=False) as limited:
+        response = limited.post(
+            "/v1/completions",
+            json={"model": "acme/wide@1.0.0", "prompt": "hello", "max_tokens": 4},
+            headers=dev.headers,
+        )
+    assert response.status_code == 507, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "model_too_large"
