@@ -13,6 +13,7 @@ from fastapi.openapi.utils import get_openapi
 from sqlalchemy.engine import Engine
 
 from gateway import __version__
+from gateway.api_docs import install_api_docs
 from gateway.config import Settings
 from gateway.db.engine import make_engine
 from gateway.db.migrate import upgrade
@@ -33,6 +34,7 @@ from gateway.routes import links as link_routes
 from gateway.routes import log as log_routes
 from gateway.routes import metrics as metrics_routes
 from gateway.routes import openai as openai_routes
+from gateway.routes import watermark_keys as watermark_key_routes
 from gateway.services.detection import DetectionRuntime
 from gateway.services.detection import register_runtime as register_detection_runtime
 from gateway.services.generation import GenerationService
@@ -119,6 +121,8 @@ def create_app(
         version=__version__,
         description="Tiered model releases, gated access, watermarking and transparency logs.",
         lifespan=lifespan,
+        docs_url=None,  # served from installed assets by install_api_docs, not a CDN
+        redoc_url=None,
     )
     app.state.gateway = state
     app.state.ledger = ledger
@@ -126,6 +130,7 @@ def create_app(
     app.state.detection = detector
     app.state.metrics = metrics = GatewayMetrics.create(state.engine)
     install_problem_handlers(app)
+    install_api_docs(app)
     app.include_router(health.router)
     app.include_router(metrics_routes.router)
     app.include_router(accounts.router)
@@ -139,6 +144,7 @@ def create_app(
     app.include_router(link_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(detect_routes.router)
+    app.include_router(watermark_key_routes.router)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.
     install_web(app)
     # Last: `/{org}/{name}/resolve/...` (Hub compatible) has the shape of a catch-all.

@@ -62,6 +62,23 @@ class Settings(BaseSettings):
         ge=1,
         description="Start-up tamper check over only the newest N entries (None: the whole log).",
     )
+    log_anchor_file: Path | None = Field(
+        default=None,
+        description="Where the latest signed checkpoint is remembered outside the database "
+        "(rollback detection); default <keys_dir>/log-checkpoint-anchor.note. Must survive "
+        "restarts and must not be restored with the database.",
+    )
+    log_witnesses: list[str] = Field(
+        default_factory=list,
+        description="Witnesses that cosign checkpoints (c2sp.org/tlog-witness), each "
+        "'<witness vkey> <submission URL>'.",
+    )
+    log_witness_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    log_recheck_interval_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        description="While idle, re-verify one window of integrated entries this often.",
+    )
     # Gated access: how strictly submitted usage attestations are judged.
     attestation_max_bytes: int = Field(default=64 << 10, ge=1024, le=1 << 20)
     attestation_max_age_seconds: int = Field(

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gateway.logs import scrub
-from gateway.problems import PROBLEM_BASE, PROBLEM_MEDIA_TYPE
+from gateway.problems import error_body
 
 access_log = logging.getLogger("tiergate.access")
 error_log = logging.getLogger("tiergate.errors")
@@ -35,22 +35,21 @@ class _BodyTooLarge(StarletteHTTPException):
 async def _send_problem(
     send: Send, scope: Scope, status: int, code: str, title: str, detail: str
 ) -> None:
-    body = json.dumps(
-        {
-            "type": PROBLEM_BASE + code,
-            "title": title,
-            "status": status,
-            "detail": detail,
-            "code": code,
-            "request_id": scope.get("state", {}).get("request_id"),
-        }
-    ).encode()
+    document, media_type = error_body(
+        str(scope.get("path", "")),
+        status=status,
+        code=code,
+        title=title,
+        detail=detail,
+        request_id=scope.get("state", {}).get("request_id"),
+    )
+    body = json.dumps(document).encode()
     await send(
         {
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
+                (b"content-type", media_type.encode()),
                 (b"content-length", str(len(body)).encode()),
             ],
         }

@@ -1,8 +1,13 @@
-"""The one place where every failure becomes an `application/problem+json` response (RFC 9457)."""
+"""The one place where every failure becomes an error response.
+
+Everywhere but the OpenAI-compatible surface (`/v1/...`) that is `application/problem+json`
+(RFC 9457) with a stable `code`. Under `/v1/` clients are OpenAI SDKs, which read
+`{"error": {"message", "type", "param", "code"}}` and show nothing useful from a problem
+document, so the same error is written in OpenAI's shape there, with the same stable `code`.
+"""
 
 from __future__ import annotations
 
-import importlib
 import logging
 from typing import Any
 
@@ -14,35 +19,72 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from gateway.errors import DatabaseUnavailable, GatewayError
+from gateway.errors import (
+    HTTP_ERROR_CODE,
+    HTTP_FALLBACK_CODES,
+    BadRequest,
+    Conflict,
+    DatabaseUnavailable,
+    Forbidden,
+    GatewayError,
+    NotFound,
+    PayloadTooLarge,
+    ServiceUnavailable,
+    Unauthenticated,
+    UnsupportedMediaType,
+    ValidationFailed,
+    error_code,
+    error_roots,
+    status_of,
+    title_of,
+)
+from gateway.services.ratelimit import RateLimited
+from gateway.streaming import RangeNotSatisfiable
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 PROBLEM_BASE = "https://tiergate.dev/problems/"
 
 log = logging.getLogger("tiergate.errors")
 
-_HTTP_CODES = {
-    400: ("bad_request", "Bad request"),
-    401: ("unauthenticated", "Authentication required"),
-    403: ("forbidden", "Forbidden"),
-    404: ("not_found", "Not found"),
-    405: ("method_not_allowed", "Method not allowed"),
-    406: ("not_acceptable", "Not acceptable"),
-    409: ("conflict", "Conflict"),
-    413: ("payload_too_large", "Payload too large"),
-    415: ("unsupported_media_type", "Unsupported media type"),
-    416: ("range_not_satisfiable", "Range not satisfiable"),
-    422: ("validation_error", "Validation failed"),
-    429: ("rate_limited", "Too many requests"),
-    507: ("insufficient_storage", "Insufficient storage"),
+# OpenAI's `error.type` per status (its SDKs map the status to an exception class; `type`
+# is informational). 5xx are all `server_error`, as OpenAI and vLLM answer them.
+_OPENAI_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "not_found_error",
+    405: "invalid_request_error",
+    409: "conflict_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    416: "invalid_request_error",
+    422: "invalid_request_error",
+    429: "rate_limit_error",
 }
+OPENAI_PREFIX = "/v1/"
 
-# Error roots of the pure parts. They carry `code`; a `status` attribute, when present, wins.
-_PART_ROOTS = (
-    ("release.errors", "ReleaseError"),
-    ("licensing.errors", "LicensingError"),
-    ("watermark.errors", "WatermarkError"),
+# HTTP statuses raised by Starlette itself (404 for an unknown path, 405...) answer with the
+# code and title of the class of ours that has that status, so each code keeps one meaning.
+_STATUS_CLASSES: tuple[type[GatewayError], ...] = (
+    BadRequest,
+    Unauthenticated,
+    Forbidden,
+    NotFound,
+    Conflict,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    RangeNotSatisfiable,
+    ValidationFailed,
+    RateLimited,
+    ServiceUnavailable,
+    GatewayError,
 )
+_BY_STATUS = {cls.status: (cls.code, cls.title) for cls in _STATUS_CLASSES}
+
+
+def http_code(status: int) -> tuple[str, str]:
+    """(code, title) of a bare HTTP status, from the registry's classes or its fallbacks."""
+    return _BY_STATUS.get(status) or HTTP_FALLBACK_CODES.get(status) or HTTP_ERROR_CODE
 
 
 class Problem(BaseModel):
@@ -58,17 +100,54 @@ class Problem(BaseModel):
     request_id: str | None = None
 
 
-def problem_response(
-    request: Request | None,
+class OpenAIErrorDetail(BaseModel):
+    """OpenAI's error object; `code` is tiergate's stable code, as in problem documents."""
+
+    model_config = ConfigDict(extra="allow")
+
+    message: str
+    type: str
+    param: str | None = None
+    code: str
+    request_id: str | None = None
+
+
+class OpenAIError(BaseModel):
+    """The body of every error response under `/v1/`."""
+
+    error: OpenAIErrorDetail
+
+
+def speaks_openai(path: str) -> bool:
+    """Whether clients of ``path`` expect OpenAI's error shape (the `/v1/` surface)."""
+    return path.startswith(OPENAI_PREFIX)
+
+
+def error_body(
+    path: str,
     *,
     status: int,
     code: str,
     title: str,
     detail: str,
+    request_id: str | None,
     extra: dict[str, Any] | None = None,
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    param: str | None = None,
+) -> tuple[dict[str, Any], str]:
+    """The error document for ``path`` and its media type: OpenAI's shape or problem+json."""
+    if speaks_openai(path):
+        if param is None and extra and isinstance(extra.get("param"), str):
+            param = extra["param"]  # services name the offending field this way
+        error: dict[str, Any] = {
+            "message": detail,
+            "type": _OPENAI_TYPES.get(status, "server_error" if status >= 500 else "error"),
+            "param": param,
+            "code": code,
+            "request_id": request_id,
+        }
+        if extra:
+            error.update({k: v for k, v in extra.items() if k not in error})
+        return {"error": error}, "application/json"
     body: dict[str, Any] = {
         "type": PROBLEM_BASE + code,
         "title": title,
@@ -79,7 +158,33 @@ def problem_response(
     }
     if extra:
         body.update({k: v for k, v in extra.items() if k not in body})
-    return JSONResponse(body, status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
+    return body, PROBLEM_MEDIA_TYPE
+
+
+def problem_response(
+    request: Request | None,
+    *,
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    extra: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+    param: str | None = None,
+) -> JSONResponse:
+    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    path = request.url.path if request is not None else ""
+    body, media_type = error_body(
+        path,
+        status=status,
+        code=code,
+        title=title,
+        detail=detail,
+        request_id=request_id,
+        extra=extra,
+        param=param,
+    )
+    return JSONResponse(body, status_code=status, media_type=media_type, headers=headers)
 
 
 async def _gateway_error(request: Request, exc: Exception) -> JSONResponse:
@@ -118,6 +223,8 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
     ]
     first = cleaned[0] if cleaned else {"loc": [], "msg": "invalid request"}
     where = ".".join(first["loc"]) if first["loc"] else "request"
+    # OpenAI's `param` names the offending field of the body ("max_tokens"), without "body.".
+    fields = [part for part in first["loc"] if part not in ("body", "query", "path", "header")]
     return problem_response(
         request,
         status=422,
@@ -125,12 +232,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         title="Validation failed",
         detail=f"{where}: {first['msg']}",
         extra={"errors": cleaned},
+        param=".".join(fields) or None,
     )
 
 
 async def _http_exception(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
-    code, title = _HTTP_CODES.get(exc.status_code, ("http_error", "HTTP error"))
+    code, title = http_code(exc.status_code)
     detail = exc.detail if isinstance(exc.detail, str) else title
     return problem_response(
         request,
@@ -153,13 +261,12 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 async def _part_error(request: Request, exc: Exception) -> JSONResponse:
-    """Errors of the pure parts carry a stable `code`; a `status` attribute, when set, wins."""
-    status = getattr(exc, "status", None)
+    """Errors of the pure parts: code from the class, status and title from the registry."""
     return problem_response(
         request,
-        status=status if isinstance(status, int) else 422,
-        code=str(getattr(exc, "code", "error")),
-        title=type(exc).__name__,
+        status=status_of(type(exc)),
+        code=error_code(exc),
+        title=title_of(type(exc)),
         detail=str(getattr(exc, "message", exc)),
     )
 
@@ -171,25 +278,35 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
-    for module_name, root_name in _PART_ROOTS:
-        root = getattr(importlib.import_module(module_name), root_name)
-        app.add_exception_handler(root, _part_error)
+    for root in error_roots():
+        if root is not GatewayError:
+            app.add_exception_handler(root, _part_error)
     # Anything else is caught by RequestContextMiddleware, which answers 500 problem+json
     # with the request id and logs the traceback (never sent to the client).
 
 
+def _status_title(status: int) -> str:
+    if status == 503:
+        return "Service unavailable"
+    if status == 500:
+        return "Internal error"
+    return http_code(status)[1]
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries documenting the problem+json errors a route can return."""
-    out: dict[int | str, dict[str, Any]] = {}
-    for status in statuses:
-        _, title = _HTTP_CODES.get(status, ("error", "Error"))
-        if status == 503:
-            title = "Service unavailable"
-        if status == 500:
-            title = "Internal error"
-        out[status] = {
+    return {
+        status: {
             "model": Problem,
-            "description": title,
+            "description": _status_title(status),
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-    return out
+        for status in statuses
+    }
+
+
+def openai_error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for routes under `/v1/`, which answer OpenAI's shape."""
+    return {
+        status: {"model": OpenAIError, "description": _status_title(status)} for status in statuses
+    }

@@ -6,9 +6,8 @@ import re
 from decimal import Decimal, InvalidOperation
 
 from licensing._fields import ErrorType
+from licensing.layout import REPO_ID_PATTERN
 
-# "ORG/NAME" as on the Hugging Face Hub: letters, digits, '.', '_', '-'.
-REPO_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,95}/[A-Za-z0-9][A-Za-z0-9._-]{0,95}")
 VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}")
 TIER_NAME = re.compile(r"[a-z][a-z0-9_-]{0,31}")
 FIELD_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
@@ -34,7 +33,7 @@ def split_release_name(name: str, what: str, error: ErrorType) -> tuple[str, str
     repo_id, sep, version = name.rpartition("@")
     if not sep:
         raise error(f"{what} must look like ORG/NAME@VERSION")
-    return check(repo_id, REPO_ID, what, error), check(version, VERSION, what, error)
+    return check(repo_id, REPO_ID_PATTERN, what, error), check(version, VERSION, what, error)
 
 
 def format_decimal(value: object, *, places: int = 6) -> str:

@@ -21,10 +21,11 @@ from licensing._fields import (
     normalize_time,
     parse_time,
 )
-from licensing._paths import check_relative_path, path_sort_key
+from licensing._paths import path_sort_key
 from licensing.canonical import MAX_SAFE_INTEGER, canonical_json, is_sha256_hex, sha256_hex
-from licensing.errors import ReleaseStatementError
+from licensing.errors import ReleaseStatementError, TierFileInvalidError
 from licensing.intoto import Statement, Subject
+from licensing.layout import REPO_ID_PATTERN, TierFile
 from licensing.sigstore_bundle import compute_manifest_digest
 
 RELEASE_PREDICATE_TYPE = "https://tiergate.dev/release/v1"
@@ -40,33 +41,15 @@ _E = ReleaseStatementError
 
 
 @dataclass(frozen=True)
-class ReleaseFile:
-    """One file of a tier: relative POSIX path, lowercase hex sha256, size in bytes."""
-
-    path: str
-    sha256: str
-    size: int
-
-    def __post_init__(self) -> None:
-        check_relative_path(self.path, "file path", _E)
-        if not is_sha256_hex(self.sha256):
-            raise _E(f"{self.path}: sha256 must be 64 lowercase hex digits")
-        if isinstance(self.size, bool) or not isinstance(self.size, int):
-            raise _E(f"{self.path}: size must be an integer")
-        if not 0 <= self.size <= MAX_SAFE_INTEGER:
-            raise _E(f"{self.path}: size out of range")
-
-
-@dataclass(frozen=True)
-class TierManifest:
-    """A tier: its files, whether it is gated, and its manifest digest.
+class TierRecord:
+    """A tier as the release statement records it: name, files, gated, manifest digest.
 
     The manifest digest is model_signing's subject digest over the files, so it equals the
     digest inside the tier's ``model.sig`` bundle.
     """
 
     name: str
-    files: tuple[ReleaseFile, ...]
+    files: tuple[TierFile, ...]
     gated: bool
     manifest_digest: str = ""
 
@@ -175,7 +158,7 @@ class ReleaseStatement:
 
     repo_id: str
     version: str
-    tiers: tuple[TierManifest, ...]
+    tiers: tuple[TierRecord, ...]
     license: str
     terms_digest: str | None
     approval: ApprovalPolicy
@@ -184,7 +167,7 @@ class ReleaseStatement:
     fidelity: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        c.check(self.repo_id, c.REPO_ID, "repo_id", _E)
+        c.check(self.repo_id, REPO_ID_PATTERN, "repo_id", _E)
         c.check(self.version, c.VERSION, "version", _E)
         c.check(self.license, c.LICENSE, "license", _E)
         if self.terms_digest is not None and not is_sha256_hex(self.terms_digest):
@@ -218,7 +201,7 @@ class ReleaseStatement:
         """sha256 of the canonical ``{tier name: manifest digest}`` map: the main subject."""
         return sha256_hex(canonical_json({t.name: t.manifest_digest for t in self.tiers}))
 
-    def tier(self, name: str) -> TierManifest:
+    def tier(self, name: str) -> TierRecord:
         for tier in self.tiers:
             if tier.name == name:
                 return tier
@@ -293,7 +276,7 @@ def release_from_statement(statement: Statement) -> ReleaseStatement:
     return release
 
 
-def _parse_tier(name: str, raw: object) -> TierManifest:
+def _parse_tier(name: str, raw: object) -> TierRecord:
     what = f"tier {name[:40]}"
     tier = as_object(raw, what, _E)
     check_keys(tier, what, _E, required=frozenset({"manifest_digest", "gated", "files"}))
@@ -302,13 +285,13 @@ def _parse_tier(name: str, raw: object) -> TierManifest:
         entry = as_object(item, f"{what} file", _E)
         check_keys(entry, f"{what} file", _E, required=frozenset({"path", "sha256", "size"}))
         files.append(
-            ReleaseFile(
-                path=get_str(entry, "path", what, _E),
-                sha256=get_sha256(entry, "sha256", what, _E),
-                size=get_int(entry, "size", what, _E),
+            _tier_file(
+                get_str(entry, "path", what, _E),
+                get_sha256(entry, "sha256", what, _E),
+                get_int(entry, "size", what, _E),
             )
         )
-    return TierManifest(
+    return TierRecord(
         name=name,
         files=tuple(files),
         gated=get_bool(tier, "gated", what, _E),
@@ -334,9 +317,16 @@ def _parse_field(raw: object) -> GatedField:
     )
 
 
-def tier_manifest(
-    name: str, files: Iterable[ReleaseFile | tuple[str, str, int]], *, gated: bool
-) -> TierManifest:
+def _tier_file(path: str, sha256: str, size: int) -> TierFile:
+    try:
+        return TierFile(path, sha256, size)
+    except TierFileInvalidError as exc:
+        raise _E(exc.message) from exc
+
+
+def tier_record(
+    name: str, files: Iterable[TierFile | tuple[str, str, int]], *, gated: bool
+) -> TierRecord:
     """A tier from ``(path, sha256, size)`` entries; the manifest digest is computed."""
-    entries = tuple(f if isinstance(f, ReleaseFile) else ReleaseFile(*f) for f in files)
-    return TierManifest(name=name, files=entries, gated=gated)
+    entries = tuple(f if isinstance(f, TierFile) else _tier_file(*f) for f in files)
+    return TierRecord(name=name, files=entries, gated=gated)

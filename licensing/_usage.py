@@ -40,6 +40,7 @@ from licensing.errors import (
 )
 from licensing.intoto import PAYLOAD_TYPE, Statement, Subject, parse_statement
 from licensing.keys import PrivateKey, PublicKey
+from licensing.layout import REPO_ID_PATTERN
 
 USAGE_PREDICATE_TYPE = "https://tiergate.dev/attestation/usage/v1"
 DEFAULT_ATTESTATION_LIFETIME_SECONDS = 3600
@@ -80,7 +81,7 @@ class UsageAttestation:
     expires_at: datetime
 
     def __post_init__(self) -> None:
-        c.check(self.repo_id, c.REPO_ID, "repo_id", _M)
+        c.check(self.repo_id, REPO_ID_PATTERN, "repo_id", _M)
         c.check(self.version, c.VERSION, "version", _M)
         if not is_sha256_hex(self.release_digest):
             raise _M("release digest must be 64 lowercase hex digits")

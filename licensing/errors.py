@@ -1,31 +1,48 @@
 """Errors of the licensing (trust) library.
 
-Exception tree::
+Exception tree (every class of the part; each line: class, ``code``, meaning)::
 
-    LicensingError               root; every failure of this part is one of these
-    +-- CanonicalJSONError       a value has no canonical JSON form, or JSON text is not strict
-    +-- KeyMaterialError         key loading, saving and key type errors
-    |   +-- KeyFormatError       not a PEM key we can read
-    |   +-- KeyEncryptedError    the PEM key is password protected
-    |   +-- UnsupportedKeyError  RSA, another curve, or a key type the operation does not take
-    |   +-- KeyExistsError       refusing to overwrite a key file
-    +-- EnvelopeError            DSSE envelope problems
-    |   +-- EnvelopeFormatError  not a well-formed DSSE JSON envelope
-    |   +-- EnvelopeTooLargeError
-    |   +-- SignatureVerificationError  no trusted key verified the envelope
-    +-- StatementFormatError     not a well-formed in-toto Statement v1 (or wrong predicate)
-    +-- ModelBundleError         model_signing-compatible Sigstore bundles
-    |   +-- ModelBundleFormatError
-    |   +-- ModelBundleSignatureError
-    |   +-- ModelManifestMismatchError  the subject digest does not match the resources
-    +-- ReleaseStatementError    a release statement that cannot be built or parsed
-    +-- AttestationError         usage attestation verification; one subclass per reason
-        +-- AttestationMalformedError, AttestationTooLargeError,
-            AttestationSignatureInvalidError, AttestationKeyMismatchError,
-            AttestationWrongSubjectError, AttestationWrongTierError,
-            AttestationStaleTermsError, AttestationMissingFieldError,
-            AttestationExpiredError, AttestationNotYetValidError,
-            AttestationLifetimeTooLongError
+    LicensingError                      licensing_error: root; every failure of this part
+    +-- TransparencyLogError            tlog_error: transparency log (licensing.tlog)
+    |   +-- TlogProofInvalidError       tlog_proof_invalid: a proof does not verify
+    |   +-- TlogRangeError              tlog_range_invalid: index or size outside the tree
+    |   +-- TlogNodeMissingError        tlog_node_missing: the store lacks a needed node
+    |   +-- TlogInconsistentError       tlog_inconsistent: stored data contradict (fork)
+    |   +-- NoteMalformedError          note_malformed: not a c2sp.org/signed-note
+    |   +-- NoteKeyInvalidError         note_key_invalid: malformed signer/verifier key
+    |   +-- NoteSignatureInvalidError   note_signature_invalid: a trusted signature fails
+    |   +-- NoteUnverifiedError         note_unverified: no signature from a trusted key
+    |   +-- CheckpointMalformedError    checkpoint_malformed: not a tlog-checkpoint body
+    |   +-- ReceiptMalformedError       receipt_malformed: not a tlog-proof@v1 receipt
+    +-- CanonicalJSONError              canonical_json_invalid: no canonical JSON form
+    +-- TierFileInvalidError            tier_file_invalid: a bad file entry (path, digest, size)
+    +-- KeyMaterialError                key_error: key loading, saving and type errors
+    |   +-- KeyFormatError              key_invalid: not a PEM key we can read
+    |   +-- KeyEncryptedError           key_encrypted: the PEM key is password protected
+    |   +-- UnsupportedKeyError         key_unsupported: RSA, another curve, wrong key type
+    |   +-- KeyExistsError              key_exists: refusing to overwrite a key file
+    +-- EnvelopeError                   envelope_error: DSSE envelope problems
+    |   +-- EnvelopeFormatError         envelope_malformed: not a DSSE JSON envelope
+    |   +-- EnvelopeTooLargeError       envelope_too_large: larger than the caller's bound
+    |   +-- SignatureVerificationError  signature_invalid: no trusted key verifies it
+    +-- StatementFormatError            statement_malformed: not an in-toto Statement v1
+    +-- ModelBundleError                model_bundle_error: model_signing Sigstore bundles
+    |   +-- ModelBundleFormatError      model_bundle_malformed: bundle/envelope malformed
+    |   +-- ModelBundleSignatureError   model_bundle_signature_invalid: not signed by the key
+    |   +-- ModelManifestMismatchError  model_bundle_manifest_mismatch: subject digest differs
+    +-- ReleaseStatementError           release_statement_invalid: cannot build or parse
+    +-- AttestationError                attestation_invalid: usage attestation verification
+        +-- AttestationMalformedError         attestation_malformed
+        +-- AttestationTooLargeError          attestation_too_large
+        +-- AttestationSignatureInvalidError  attestation_signature_invalid
+        +-- AttestationKeyMismatchError       attestation_key_mismatch
+        +-- AttestationWrongSubjectError      attestation_wrong_subject
+        +-- AttestationWrongTierError         attestation_wrong_tier
+        +-- AttestationStaleTermsError        attestation_stale_terms
+        +-- AttestationMissingFieldError      attestation_missing_field
+        +-- AttestationExpiredError           attestation_expired
+        +-- AttestationNotYetValidError       attestation_not_yet_valid
+        +-- AttestationLifetimeTooLongError   attestation_lifetime_too_long
 
 Every class carries a stable ``code`` that the gateway and the CLI show to people.
 """
@@ -109,10 +126,68 @@ class ReceiptMalformedError(TransparencyLogError):
     code = "receipt_malformed"
 
 
+class CosignatureInvalidError(TransparencyLogError):
+    """A c2sp.org/tlog-cosignature line is malformed or does not verify, or too few verify."""
+
+    code = "cosignature_invalid"
+
+
+class WitnessError(TransparencyLogError):
+    """Root of the refusals of a c2sp.org/tlog-witness witness; ``status`` is the HTTP status."""
+
+    code = "witness_error"
+    status = 400
+
+
+class WitnessRequestMalformedError(WitnessError):
+    """The add-checkpoint body is malformed, or its old size is past the checkpoint's."""
+
+    code = "witness_request_malformed"
+    status = 400
+
+
+class WitnessUnknownLogError(WitnessError):
+    """The checkpoint's origin is not a log this witness is configured for."""
+
+    code = "witness_unknown_log"
+    status = 404
+
+
+class WitnessForbiddenError(WitnessError):
+    """No signature on the checkpoint verifies with a key the witness trusts for its origin."""
+
+    code = "witness_forbidden"
+    status = 403
+
+
+class WitnessConflictError(WitnessError):
+    """The old size is not the size the witness last cosigned; ``known_size`` is that size."""
+
+    code = "witness_conflict"
+    status = 409
+
+    def __init__(self, message: str, known_size: int) -> None:
+        super().__init__(message)
+        self.known_size = known_size
+
+
+class WitnessProofInvalidError(WitnessError):
+    """The consistency proof does not verify: the checkpoint does not extend the last one."""
+
+    code = "witness_proof_invalid"
+    status = 422
+
+
 class CanonicalJSONError(LicensingError):
     """A value cannot be written as canonical JSON, or JSON text breaks our strict profile."""
 
     code = "canonical_json_invalid"
+
+
+class TierFileInvalidError(LicensingError):
+    """A file entry of a tier has an unclean path, a malformed sha256 or an impossible size."""
+
+    code = "tier_file_invalid"
 
 
 class KeyMaterialError(LicensingError):

@@ -33,17 +33,18 @@ from licensing.errors import (
     ModelBundleSignatureError,
     ModelManifestMismatchError,
     StatementFormatError,
+    TierFileInvalidError,
     UnsupportedKeyError,
 )
 from licensing.intoto import PAYLOAD_TYPE, Statement, Subject, statement_from_dict
 from licensing.keys import PrivateKey, PublicKey
+from licensing.layout import SIGNATURE_FILE, TierFile
 
 __all__ = [
     "BUNDLE_MEDIA_TYPE",
     "DEFAULT_IGNORE_PATHS",
     "DEFAULT_MAX_BUNDLE_BYTES",
     "MODEL_SIGNING_PREDICATE_TYPE",
-    "FileDigest",
     "ModelManifest",
     "ResourceDigest",
     "check_files_match",
@@ -59,7 +60,7 @@ MODEL_SIGNING_PREDICATE_TYPE = "https://model_signing/signature/v1.0"
 # What `model_signing sign` leaves out by default; we record the same list so that its verifier
 # skips the same paths (the signature file itself included).
 DEFAULT_IGNORE_PATHS: tuple[str, ...] = (
-    "model.sig",
+    SIGNATURE_FILE,
     ".git",
     ".github",
     ".gitignore",
@@ -68,15 +69,6 @@ DEFAULT_IGNORE_PATHS: tuple[str, ...] = (
 # ~200 bytes per resource: room for well over 100k files.
 DEFAULT_MAX_BUNDLE_BYTES = 64 * 1024 * 1024
 MAX_RESOURCES = 200_000
-
-
-@dataclass(frozen=True)
-class FileDigest:
-    """One file of a model folder: relative POSIX path, lowercase hex sha256, size in bytes."""
-
-    path: str
-    sha256: str
-    size: int
 
 
 @dataclass(frozen=True)
@@ -119,7 +111,7 @@ def public_key_hint(public_key: PublicKey) -> str:
 
 def sign_model_bundle(
     model_name: str,
-    files: Iterable[FileDigest | tuple[str, str, int]],
+    files: Iterable[TierFile | tuple[str, str, int]],
     key: PrivateKey,
     *,
     ignore_paths: Sequence[str] = DEFAULT_IGNORE_PATHS,
@@ -141,8 +133,11 @@ def sign_model_bundle(
     ignored = tuple(check_relative_path(p, "ignore path", err) for p in ignore_paths)
     entries: dict[str, str] = {}
     for item in files:
-        entry = item if isinstance(item, FileDigest) else FileDigest(*item)
-        path = check_relative_path(entry.path, "file path", err)
+        try:
+            entry = item if isinstance(item, TierFile) else TierFile(*item)
+        except TierFileInvalidError as exc:
+            raise err(exc.message) from exc
+        path = entry.path
         if path in entries:
             raise err(f"file {path!r} is listed twice")
         if any(path == p or path.startswith(p + "/") for p in ignored):
@@ -285,7 +280,7 @@ def _manifest_from_statement(statement: Statement) -> ModelManifest:
 
 def check_files_match(
     resources: Iterable[ResourceDigest],
-    files: Iterable[FileDigest | tuple[str, str, int]],
+    files: Iterable[TierFile | tuple[str, str, int]],
     *,
     allow_unsigned: bool = False,
 ) -> None:
@@ -297,8 +292,9 @@ def check_files_match(
     signed = {r.name: r.sha256 for r in resources}
     present = {}
     for item in files:
-        entry = item if isinstance(item, FileDigest) else FileDigest(*item)
-        present[entry.path] = entry.sha256
+        # Files found on disk are compared, not validated: an odd name is just "extra".
+        path, sha256 = (item.path, item.sha256) if isinstance(item, TierFile) else item[:2]
+        present[path] = sha256
     missing = sorted(signed.keys() - present.keys())
     extra = [] if allow_unsigned else sorted(present.keys() - signed.keys())
     changed = sorted(

@@ -24,11 +24,10 @@ from licensing._release import (
     ApprovalPolicy,
     FieldType,
     GatedField,
-    ReleaseFile,
     ReleaseStatement,
-    TierManifest,
+    TierRecord,
     release_from_statement,
-    tier_manifest,
+    tier_record,
 )
 from licensing._usage import (
     DEFAULT_ATTESTATION_LIFETIME_SECONDS,
@@ -47,6 +46,7 @@ from licensing.dsse import Envelope, sign_envelope, verify_envelope
 from licensing.errors import EnvelopeError, LicensingError, ReleaseStatementError
 from licensing.intoto import PAYLOAD_TYPE, parse_statement
 from licensing.keys import PrivateKey, PublicKey
+from licensing.layout import TierFile
 
 __all__ = [
     "DEFAULT_ATTESTATION_LIFETIME_SECONDS",
@@ -59,9 +59,9 @@ __all__ = [
     "ApprovalPolicy",
     "FieldType",
     "GatedField",
-    "ReleaseFile",
     "ReleaseStatement",
-    "TierManifest",
+    "TierFile",
+    "TierRecord",
     "UsageAttestation",
     "VerifiedRelease",
     "build_usage_attestation",
@@ -72,7 +72,7 @@ __all__ = [
     "release_digest",
     "sign_release_statement",
     "sign_usage_attestation",
-    "tier_manifest",
+    "tier_record",
     "verify_release_statement",
     "verify_usage_attestation",
 ]

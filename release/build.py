@@ -21,16 +21,17 @@ from datetime import datetime
 from pathlib import Path
 
 from licensing.keys import PrivateKey
+from licensing.layout import SIGNATURE_FILE
 from licensing.sigstore_bundle import sign_model_bundle
 from licensing.statements import (
     ApprovalPolicy,
     ReleaseStatement,
+    TierRecord,
     format_decimal,
     release_digest,
     sign_release_statement,
-    tier_manifest,
+    tier_record,
 )
-from licensing.statements import TierManifest as LicensingTier
 from release.declared import check_declared_weights
 from release.errors import ReleaseError
 from release.fidelity import FidelityReport
@@ -53,7 +54,6 @@ __all__ = [
 
 OPEN_TIER = "open"
 OPTIMIZED_TIER = "optimized"
-SIGNATURE_FILE = "model.sig"
 MODEL_CARD_FILE = "README.md"
 RELEASE_STATEMENT_FILE = "release.dsse.json"
 TERMS_FILE = "terms.md"
@@ -126,8 +126,8 @@ def _fidelity_strings(report: FidelityReport) -> dict[str, str]:
     }
 
 
-def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> LicensingTier:
-    return tier_manifest(name, ((f.path, f.sha256, f.size) for f in manifest.files), gated=gated)
+def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> TierRecord:
+    return tier_record(name, manifest.files, gated=gated)
 
 
 def build_release(

@@ -1,20 +1,26 @@
 """Errors of the release library.
 
-Exception tree::
+Exception tree (every class of the part; each line: class, ``code``, meaning)::
 
-    ReleaseError                    root; every failure of this part is one of these
-    +-- SafetensorsInvalidError     a weights file is malformed (file, tensor, reason)
-    +-- ModelFolderInvalidError     a model folder lacks or has a malformed config/index
-    +-- UnsafePathError             a path or symlink escapes the folder it must stay in
-    +-- ManifestInvalidError        a tier manifest document is malformed
-    +-- TierMismatchError           a tier folder does not match its manifest
-    +-- QuantizationError           the optimized tier cannot be built from these weights
-    +-- OptimizedTierInvalidError   an optimized tier folder cannot be loaded
-    +-- DeclaredWeightsError        config.json and the stored tensors disagree (file, tensor)
-        +-- ConfigTooLargeError     config.json declares more than its files could hold
-        +-- WeightMissingError      a declared tensor is stored nowhere
-        +-- WeightShapeError        a stored tensor has another shape or dtype than declared
-        +-- WeightUnexpectedError   a stored tensor is not part of the architecture
+    ReleaseError                    release_error: root; every failure of this part
+    +-- SafetensorsInvalidError     safetensors_invalid: a weights file is malformed
+    +-- ModelFolderInvalidError     model_folder_invalid: no or a malformed config/index
+    +-- UnsafePathError             unsafe_path: a path or symlink escapes its folder
+    +-- ManifestInvalidError        manifest_invalid: a tier manifest document is malformed
+    +-- TierMismatchError           tier_mismatch: a tier folder does not match its manifest
+    +-- QuantizationError           quantization_failed: the optimized tier cannot be built
+    +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
+    +-- DeclaredWeightsError        declared_weights_invalid: config.json and the stored
+    |   |                           tensors disagree (file, tensor)
+    |   +-- ConfigTooLargeError     config_too_large: declares more than the files could hold
+    |   +-- WeightMissingError      weight_missing: a declared tensor is stored nowhere
+    |   +-- WeightShapeError        weight_shape_mismatch: stored with another shape or dtype
+    |   +-- WeightUnexpectedError   weight_unexpected: stored but not part of the architecture
+    +-- TierVerificationError       tier_verification_failed: a download fails verification
+    |                               (release.verify)
+    +-- OutputExistsError           output_exists: refusing to overwrite a build (release.build)
+    +-- PublishError                publish_failed: the gateway refused a publish step; carries
+                                    the gateway's own code when it sent one (release.upload)
 """
 
 from __future__ import annotations

@@ -1,16 +1,21 @@
-"""Tier manifests: every file of a tier folder with its size and sha256, and their check."""
+"""Tier manifests: every file of a tier folder with its sha256 and size, and their check.
+
+A file entry is :class:`licensing.layout.TierFile`, the one type the release statement and the
+model_signing bundle use too; ``model.sig`` is :data:`licensing.layout.SIGNATURE_FILE`.
+"""
 
 from __future__ import annotations
 
 import hmac
 import json
 import os
-import re
 from collections.abc import Collection
 from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
+from licensing.errors import TierFileInvalidError
+from licensing.layout import SIGNATURE_FILE, TierFile
 from release._paths import list_folder_files
 from release._progress import ProgressCallback
 from release._safetensors_format import strict_json_loads
@@ -19,7 +24,7 @@ from release.hashing import DEFAULT_CHUNK_SIZE, hash_files
 
 __all__ = [
     "MANIFEST_VERSION",
-    "SIGNATURE_FILE_NAME",
+    "SIGNATURE_FILE",
     "TierFile",
     "TierManifest",
     "build_tier_manifest",
@@ -27,38 +32,7 @@ __all__ = [
 ]
 
 MANIFEST_VERSION = 1
-# The detached model_signing bundle lives in the folder it signs, so it cannot list itself.
-SIGNATURE_FILE_NAME = "model.sig"
-_SHA256_HEX = re.compile(r"[0-9a-f]{64}")
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
-
-
-def _check_relpath(path: str) -> None:
-    pure = PurePosixPath(path)
-    if (
-        not path
-        or pure.is_absolute()
-        or pure.as_posix() != path
-        or any(part in ("", ".", "..") for part in path.split("/"))
-        or "\\" in path
-    ):
-        raise ManifestInvalidError(f"file path {path!r} is not a normalized relative posix path")
-
-
-@dataclass(frozen=True)
-class TierFile:
-    """One file of a tier: relative posix path, size in bytes, lowercase hex sha256."""
-
-    path: str
-    size: int
-    sha256: str
-
-    def __post_init__(self) -> None:
-        _check_relpath(self.path)
-        if isinstance(self.size, bool) or not isinstance(self.size, int) or self.size < 0:
-            raise ManifestInvalidError(f"{self.path}: size must be a non-negative integer")
-        if not isinstance(self.sha256, str) or not _SHA256_HEX.fullmatch(self.sha256):
-            raise ManifestInvalidError(f"{self.path}: sha256 must be 64 lowercase hex digits")
 
 
 @dataclass(frozen=True)
@@ -112,7 +86,10 @@ class TierManifest:
                 raise ManifestInvalidError("each file must have exactly path, size and sha256")
             if not isinstance(item["path"], str):
                 raise ManifestInvalidError("file path must be a string")
-            files.append(TierFile(item["path"], item["size"], item["sha256"]))
+            try:
+                files.append(TierFile(item["path"], item["sha256"], item["size"]))
+            except TierFileInvalidError as exc:
+                raise ManifestInvalidError(exc.message) from None
         return cls(tuple(files))
 
     @classmethod
@@ -130,7 +107,7 @@ class TierManifest:
 def build_tier_manifest(
     tier_dir: str | os.PathLike[str],
     *,
-    ignore: Collection[str] = (SIGNATURE_FILE_NAME,),
+    ignore: Collection[str] = (SIGNATURE_FILE,),
     max_workers: int | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     show_progress: bool | None = None,
@@ -150,7 +127,7 @@ def build_tier_manifest(
         on_progress=on_progress,
     )
     return TierManifest(
-        tuple(TierFile(rel, digests[rel].size, digests[rel].sha256) for rel, _ in listing)
+        tuple(TierFile(rel, digests[rel].sha256, digests[rel].size) for rel, _ in listing)
     )
 
 
@@ -158,7 +135,7 @@ def verify_tier_folder(
     tier_dir: str | os.PathLike[str],
     manifest: TierManifest,
     *,
-    ignore: Collection[str] = (SIGNATURE_FILE_NAME,),
+    ignore: Collection[str] = (SIGNATURE_FILE,),
     max_workers: int | None = None,
     show_progress: bool | None = None,
     on_progress: ProgressCallback | None = None,

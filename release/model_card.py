@@ -11,6 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from licensing.layout import SIGNATURE_FILE
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest
 
@@ -174,8 +175,9 @@ def render_model_card(
             lines.append(f"| `{_cell(entry.path)}` | {entry.size} | `{entry.sha256}` |")
         lines.append("")
     lines += [
-        "Each tier folder carries a `model.sig` Sigstore bundle; check a download with "
-        "`model_signing verify key DIR --signature DIR/model.sig --public_key publisher.pem` "
+        f"Each tier folder carries a `{SIGNATURE_FILE}` Sigstore bundle; check a download with "
+        f"`model_signing verify key DIR --signature DIR/{SIGNATURE_FILE} "
+        "--public_key publisher.pem` "
         "or `tiergate pull`, which verifies the signatures and every digest.",
         "",
     ]

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from licensing.layout import SIGNATURE_FILE
 from release._paths import list_folder_files
 from release._progress import Progress, ProgressCallback
 from release._shards import (
@@ -54,7 +55,7 @@ WEIGHTS_FILE_NAME = SINGLE_FILE_NAME
 _FP16_MAX = 65504.0
 # Not copied into the optimized tier: its own weights (and index) replace these, and the
 # card and the signature are produced per tier later.
-_NOT_COPIED = ("README.md", "model.sig", INDEX_FILE_NAME)
+_NOT_COPIED = ("README.md", SIGNATURE_FILE, INDEX_FILE_NAME)
 _WEIGHT_SUFFIXES = (
     ".safetensors",
     ".bin",

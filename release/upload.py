@@ -16,6 +16,7 @@ from typing import Any
 
 import httpx
 
+from licensing.layout import SIGNATURE_FILE
 from release._paths import list_folder_files
 from release.errors import ReleaseError
 from release.hashing import hash_files
@@ -25,7 +26,6 @@ __all__ = ["DEFAULT_UPLOAD_CHUNK", "PublishError", "PublishResult", "publish_rel
 DEFAULT_UPLOAD_CHUNK = 8 << 20
 RELEASE_STATEMENT_FILE = "release.dsse.json"
 TERMS_FILE = "terms.md"
-SIGNATURE_FILE = "model.sig"
 MODEL_CARD_FILE = "README.md"
 
 ProgressCallback = Callable[[int, int], None]

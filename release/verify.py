@@ -12,14 +12,13 @@ from pathlib import Path
 
 from licensing.errors import LicensingError
 from licensing.keys import PublicKey
+from licensing.layout import SIGNATURE_FILE
 from licensing.sigstore_bundle import ModelManifest, verify_model_bundle_manifest
 from release._paths import list_folder_files
 from release.errors import ReleaseError
 from release.hashing import hash_files
 
 __all__ = ["TierVerificationError", "VerifiedTier", "verify_tier"]
-
-SIGNATURE_FILE = "model.sig"
 
 
 class TierVerificationError(ReleaseError):

@@ -139,11 +139,28 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+# The tests' gateways share one watermark master key, so a statistical assertion over seeded
+# generations is a fixed outcome rather than a draw that fails now and then (a production
+# gateway generates a random key on first start; see gateway/keyring.py).
+TEST_WATERMARK_MASTER_KEY = bytes(range(32))
+
+
+def write_test_watermark_key(keys_dir: Path) -> None:
+    from gateway.keyring import WATERMARK_KEY_FILE
+
+    keys_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(keys_dir / WATERMARK_KEY_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(TEST_WATERMARK_MASTER_KEY)
+
+
 @pytest.fixture
 def settings(tmp_path: Path, database_url: str) -> object:
     from gateway.config import Settings
 
-    return Settings(data_dir=tmp_path / "data", database_url=database_url, log_level="warning")
+    made = Settings(data_dir=tmp_path / "data", database_url=database_url, log_level="warning")
+    write_test_watermark_key(made.resolved_keys_dir)
+    return made
 
 
 @pytest.fixture

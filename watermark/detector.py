@@ -32,6 +32,7 @@ __all__ = [
     "detect_text",
     "encode_text",
     "scan",
+    "scan_flags",
 ]
 
 DEFAULT_ALPHA = 1e-6
@@ -213,6 +214,8 @@ class WindowScan:
     adjusted_p_value: float
     windows: int
     watermarked: bool
+    # ln of ``adjusted_p_value``: it stays finite where the p-value underflows to 0.0.
+    log_adjusted_p_value: float = 0.0
 
 
 def scan(
@@ -225,20 +228,38 @@ def scan(
     alpha: float = DEFAULT_ALPHA,
 ) -> WindowScan:
     """Find the most strongly watermarked window of ``window`` tokens in longer mixed text."""
+    flags = detect(token_ids, config, key, alpha=0.5).flags
+    return scan_flags(flags, config.gamma, window=window, stride=stride, alpha=alpha)
+
+
+def scan_flags(
+    flags: Any,
+    gamma: float,
+    *,
+    window: int = 100,
+    stride: int = 10,
+    alpha: float = DEFAULT_ALPHA,
+) -> WindowScan:
+    """The window scan over per-token flags (``GREEN``/``RED``/``UNSCORED``) at rate ``gamma``.
+
+    Callers that score flags their own way (a payload's symbol test, whose chance rate is
+    ``1 / colours``) scan them with the same statistics as :func:`scan`.
+    """
     alpha = _check_alpha(alpha)
     if window < 1 or stride < 1:
         raise WatermarkConfigError("window and stride must be positive")
-    flags = detect(token_ids, config, key, alpha=0.5).flags
+    if not 0.0 < gamma < 1.0:
+        raise WatermarkConfigError("gamma must be in (0, 1)")
+    flags = np.asarray(flags)
     n = int(flags.shape[0])
     size = min(window, n)
-    starts = np.arange(0, n - size + 1, stride, dtype=np.int64)
+    starts = np.arange(0, max(1, n - size + 1), stride, dtype=np.int64)
     if starts[-1] != n - size:
-        starts = np.append(starts, n - size)
+        starts = np.append(starts, max(0, n - size))
     green_cum = np.concatenate(([0], np.cumsum(flags == GREEN)))
     scored_cum = np.concatenate(([0], np.cumsum(flags != UNSCORED)))
     greens = green_cum[starts + size] - green_cum[starts]
     scoreds = scored_cum[starts + size] - scored_cum[starts]
-    gamma = config.gamma
     zs = (greens - gamma * scoreds) / np.sqrt(np.maximum(scoreds, 1) * gamma * (1 - gamma))
     best = int(np.argmax(zs))
     green, scored = int(greens[best]), int(scoreds[best])
@@ -254,4 +275,5 @@ def scan(
         adjusted_p_value=math.exp(log_adjusted),
         windows=len(starts),
         watermarked=log_adjusted <= math.log(alpha),
+        log_adjusted_p_value=log_adjusted,
     )

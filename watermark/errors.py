@@ -1,18 +1,18 @@
 """Errors of the watermark library.
 
-Exception tree::
+Exception tree (every class of the part; each line: class, ``code``, meaning)::
 
-    WatermarkError               root; every failure of this part is one of these
-    +-- WatermarkConfigError     a parameter or a serialized config is invalid
-    +-- UnsupportedSchemeError   a config names a scheme this library does not implement
-    +-- WatermarkKeyError        key material is malformed, or its id does not match the config
-    +-- VocabMismatchError       logits, token ids or tokenizer disagree with the config's vocab
-    +-- TokenizerMismatchError   the tokenizer's digest differs from the one recorded in the config
-    +-- InvalidTokensError       token ids out of range, negative or not integers
-    +-- InsufficientTextError    empty input, or no token has a full context to be scored
-    +-- InvalidLogitsError       logits of the wrong shape or dtype, or non-finite when checked
-    +-- PayloadError             a payload does not fit the configured payload size
-    +-- BackendUnavailableError  the operation needs torch or transformers, which are missing
+    WatermarkError               watermark_error: root; every failure of this part
+    +-- WatermarkConfigError     watermark_config_invalid: a parameter or config is invalid
+    |   +-- UnsupportedSchemeError  watermark_scheme_unsupported: an unknown scheme version
+    +-- WatermarkKeyError        watermark_key_invalid: bad key material, or id mismatch
+    +-- VocabMismatchError       watermark_vocab_mismatch: vocab size disagrees with config
+    +-- TokenizerMismatchError   watermark_tokenizer_mismatch: tokenizer digest differs
+    +-- InvalidTokensError       watermark_invalid_tokens: ids out of range or not integers
+    +-- InsufficientTextError    watermark_text_too_short: nothing with a full context
+    +-- InvalidLogitsError       watermark_invalid_logits: wrong shape/dtype, non-finite
+    +-- PayloadError             watermark_payload_invalid: payload does not fit its bits
+    +-- BackendUnavailableError  watermark_backend_unavailable: torch/transformers missing
 """
 
 from __future__ import annotations

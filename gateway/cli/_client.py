@@ -65,7 +65,11 @@ def raise_for_problem(response: httpx.Response, what: str | None = None) -> None
         body = response.json()
     except ValueError:
         body = None
-    if isinstance(body, dict):
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        body = body["error"]  # the OpenAI-shaped error of /v1/ routes
+        detail = str(body.get("message") or detail)
+        code = str(body.get("code") or code)
+    elif isinstance(body, dict):
         detail = str(body.get("detail") or body.get("title") or detail)
         code = str(body.get("code") or code)
     prefix = f"{what}: " if what else ""

@@ -27,14 +27,41 @@ data_dir_option = click.option(
 )
 
 
+def require_existing_database(settings: Settings) -> None:
+    """Refuse to create a new SQLite database by accident.
+
+    An admin command run with another data dir than the server's used to create a fresh
+    database there, and the token it printed was refused by the running gateway. Commands
+    that manage an existing gateway say where they looked instead; `tiergate db upgrade` (or
+    `tiergate serve`) is how a database is created on purpose.
+    """
+    from sqlalchemy.engine import make_url
+
+    from gateway.errors import ConfigurationError
+
+    url = make_url(settings.resolved_database_url)
+    if not url.drivername.startswith("sqlite") or url.database in (None, "", ":memory:"):
+        return
+    path = Path(url.database)
+    if not path.exists():
+        where = (
+            "TIERGATE_DATABASE_URL"
+            if settings.database_url is not None
+            else f"data dir {settings.data_dir} (--data-dir or TIERGATE_DATA_DIR)"
+        )
+        raise ConfigurationError(
+            f"no gateway database at {path} (from the {where}); point at the data dir the "
+            "gateway runs with, or create a new database there with `tiergate db upgrade`"
+        )
+
+
 @contextmanager
 def database_session(settings: Settings) -> Iterator[Session]:
-    """A migrated database and a session committed on success."""
+    """The existing gateway database, migrated, and a session committed on success."""
     from gateway.db.engine import make_engine, session_scope
     from gateway.db.migrate import upgrade
 
-    if settings.database_url is None:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    require_existing_database(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
         upgrade(engine)

@@ -1,22 +1,34 @@
-"""Which exceptions the CLI reports as a plain one-line error (no traceback)."""
+"""How the CLI reports a failure: project errors as one line, anything else as a bug."""
 
 from __future__ import annotations
 
-import importlib
+import traceback
+
+import click
+
+from gateway.errors import error_code
+
+EXIT_ERROR = 1
+"""A project error: bad input, a refusal from the gateway, a failed verification."""
+EXIT_INTERNAL = 2
+"""Anything else is a bug (or an environment problem we did not anticipate)."""
 
 
-def is_expected_error(exc: BaseException) -> bool:
-    """True when ``exc`` belongs to one of tiergate's error roots (or is an OS/input error)."""
-    if isinstance(exc, (OSError, ValueError)) and not type(exc).__module__.startswith("tiergate"):
-        # File not found, permission denied, bad values from the user: say it plainly.
-        return True
-    for module_name, root in (
-        ("release.errors", "ReleaseError"),
-        ("watermark.errors", "WatermarkError"),
-        ("licensing.errors", "LicensingError"),
-        ("gateway.errors", "GatewayError"),
-    ):
-        module = importlib.import_module(module_name)
-        if isinstance(exc, getattr(module, root)):
-            return True
-    return False
+def report_project_error(exc: BaseException, *, verbose: bool) -> int:
+    """One line ``error [code]: message`` (traceback first with ``--verbose``); the exit status."""
+    if verbose:
+        traceback.print_exception(exc)
+    message = getattr(exc, "message", None)
+    click.echo(f"error [{error_code(exc)}]: {message or exc}", err=True)
+    return EXIT_ERROR
+
+
+def report_internal_error(exc: BaseException) -> int:
+    """A failure outside our error trees is never dressed up as a user error: full traceback."""
+    traceback.print_exception(exc)
+    click.echo(
+        f"internal error: {type(exc).__name__}: {exc}\n"
+        "This is a bug in tiergate (or an unexpected environment); the traceback is above.",
+        err=True,
+    )
+    return EXIT_INTERNAL

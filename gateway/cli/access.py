@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 
 from gateway.cli._client import api_client, call, gateway_options
+from gateway.cli._output import (
+    DurationType,
+    echo_json,
+    echo_table,
+    format_duration,
+    json_option,
+    relative_time,
+)
 
 _HINTS = {"country": " (ISO code, e.g. FR)", "checkbox": " (true/false)"}
 TIER_OPTION = click.option("--tier", default="optimized", show_default=True, help="Gated tier.")
@@ -40,7 +49,7 @@ def show_terms(terms: dict[str, Any]) -> None:
     click.echo(f"  release digest: {terms['release_digest']}")
     click.echo(f"  terms digest:   {terms['terms_digest'] or '(no terms)'}")
     lifetime = terms["grant_lifetime_seconds"]
-    click.echo(f"  approval:       {terms['approval']} (grants last {lifetime} s)")
+    click.echo(f"  approval:       {terms['approval']} (grants last {format_duration(lifetime)})")
     click.echo("  fields:")
     for spec in terms["fields"]:
         extra = f" one of: {', '.join(spec['options'])}" if spec["options"] else ""
@@ -144,44 +153,103 @@ def request_command(
 
 
 def echo_requests(rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        reason = f"  reason: {row['reason']}" if row.get("reason") else ""
-        click.echo(
-            f"request {row['id']:>4}  {row['status']:<8} {row['repo_id']}@{row['version']}"
-            f"#{row['tier']}  by {row['requester']}  fields {row['fields']}{reason}"
-        )
+    echo_table(
+        ["REQUEST", "STATUS", "MODEL", "BY", "ASKED", "REASON"],
+        [
+            [
+                row["id"],
+                row["status"],
+                f"{row['repo_id']}@{row['version']}:{row['tier']}",
+                row["requester"],
+                relative_time(row["created_at"]),
+                row.get("reason"),
+            ]
+            for row in rows
+        ],
+        empty="no access requests",
+    )
 
 
 def echo_grants(rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        decided = row["decided_by"] or row["decision"]
-        reason = f"  reason: {row['revoke_reason']}" if row.get("revoke_reason") else ""
-        click.echo(
-            f"grant   {row['id']:>4}  {row['state']:<8} {row['repo_id']}@{row['version']}"
-            f"#{row['tier']}  for {row['grantee']}  until {row['expires_at']}"
-            f"  by {decided}{reason}"
-        )
+    echo_table(
+        ["GRANT", "STATE", "MODEL", "FOR", "EXPIRES", "DECIDED BY", "REASON"],
+        [
+            [
+                row["id"],
+                row["state"],
+                f"{row['repo_id']}@{row['version']}:{row['tier']}",
+                row["grantee"],
+                relative_time(row["expires_at"]),
+                row["decided_by"] or row["decision"],
+                row.get("revoke_reason"),
+            ]
+            for row in rows
+        ],
+        empty="no grants",
+    )
+
+
+def describe_grant(row: dict[str, Any]) -> str:
+    """One line for the grant a command just changed."""
+    reason = f" ({row['revoke_reason']})" if row.get("revoke_reason") else ""
+    return (
+        f"grant {row['id']}: {row['state']}{reason}, "
+        f"{row['repo_id']}@{row['version']}:{row['tier']} for {row['grantee']}, "
+        f"expires {relative_time(row['expires_at'])}"
+    )
+
+
+def describe_request(row: dict[str, Any]) -> str:
+    reason = f" ({row['reason']})" if row.get("reason") else ""
+    return (
+        f"request {row['id']}: {row['status']}{reason}, "
+        f"{row['repo_id']}@{row['version']}:{row['tier']} by {row['requester']}"
+    )
+
+
+def _echo_access(requests: list[dict[str, Any]], grants: list[dict[str, Any]] | None) -> None:
+    echo_requests(requests)
+    if grants is not None:
+        click.echo()
+        echo_grants(grants)
 
 
 @group.command("status")
+@json_option
 @gateway_options
-def status_command(gateway: str, token: str | None) -> None:
-    """List your requests (with any denial reason) and your grants."""
+def status_command(as_json: bool, gateway: str, token: str | None) -> None:
+    """List your requests (with any denial reason) and your grants.
+
+    A pending request waits for the publisher's review; `tiergate pull --tier optimized`
+    works once a grant is active.
+    """
     with api_client(gateway, token) as client:
-        echo_requests(call(client, "GET", "/api/access/requests"))
-        echo_grants(call(client, "GET", "/api/access/grants"))
+        requests = call(client, "GET", "/api/access/requests")
+        grants = call(client, "GET", "/api/access/grants")
+    if as_json:
+        echo_json({"requests": requests, "grants": grants})
+        return
+    _echo_access(requests, grants)
 
 
 @group.command("list")
 @click.option("--pending", is_flag=True, help="Only requests waiting for a decision.")
+@json_option
 @gateway_options
-def list_command(pending: bool, gateway: str, token: str | None) -> None:
+def list_command(pending: bool, as_json: bool, gateway: str, token: str | None) -> None:
     """Publishers: requests and grants on your org's releases."""
     params = {"review": "true", **({"status": "pending"} if pending else {})}
     with api_client(gateway, token) as client:
-        echo_requests(call(client, "GET", "/api/access/requests", params=params))
-        if not pending:
-            echo_grants(call(client, "GET", "/api/access/grants", params={"review": "true"}))
+        requests = call(client, "GET", "/api/access/requests", params=params)
+        grants = (
+            None
+            if pending
+            else call(client, "GET", "/api/access/grants", params={"review": "true"})
+        )
+    if as_json:
+        echo_json({"requests": requests, **({"grants": grants} if grants is not None else {})})
+        return
+    _echo_access(requests, grants)
 
 
 @group.command("approve")
@@ -191,7 +259,7 @@ def approve_command(request_id: int, gateway: str, token: str | None) -> None:
     """Approve pending request REQUEST_ID: a grant is issued."""
     with api_client(gateway, token) as client:
         grant = call(client, "POST", f"/api/access/requests/{request_id}/approve")
-    echo_grants([grant])
+    click.echo(describe_grant(grant))
 
 
 @group.command("deny")
@@ -204,7 +272,7 @@ def deny_command(request_id: int, reason: str, gateway: str, token: str | None) 
         row = call(
             client, "POST", f"/api/access/requests/{request_id}/deny", json={"reason": reason}
         )
-    echo_requests([row])
+    click.echo(describe_request(row))
 
 
 @group.command("revoke")
@@ -217,26 +285,32 @@ def revoke_command(grant_id: int, reason: str, gateway: str, token: str | None) 
         grant = call(
             client, "POST", f"/api/access/grants/{grant_id}/revoke", json={"reason": reason}
         )
-    echo_grants([grant])
+    click.echo(describe_grant(grant))
 
 
 @group.command("policy")
 @click.argument("release")
 @TIER_OPTION
 @click.option("--mode", type=click.Choice(["auto", "manual"]), help="Change the approval mode.")
-@click.option("--lifetime", type=int, help="Change the grant lifetime (seconds).")
+@click.option(
+    "--lifetime",
+    type=DurationType(),
+    help="Change the grant lifetime: 90d, 12h, 2w or seconds.",
+)
 @click.option("--allow", "allow_pairs", multiple=True, help="FIELD=VALUE accepted (repeatable).")
 @click.option("--deny", "deny_pairs", multiple=True, help="FIELD=VALUE refused (repeatable).")
 @click.option("--max-grants", type=click.IntRange(0), help="Cap on active grants.")
+@json_option
 @gateway_options
 def policy_command(
     release: str,
     tier: str,
     mode: str | None,
-    lifetime: int | None,
+    lifetime: timedelta | None,
     allow_pairs: tuple[str, ...],
     deny_pairs: tuple[str, ...],
     max_grants: int | None,
+    as_json: bool,
     gateway: str,
     token: str | None,
 ) -> None:
@@ -252,16 +326,28 @@ def policy_command(
             current = history[-1]["policy"]
             body = {
                 "mode": mode or current["mode"],
-                "grant_lifetime_seconds": lifetime or current["grant_lifetime_seconds"],
+                "grant_lifetime_seconds": int(lifetime.total_seconds())
+                if lifetime is not None
+                else current["grant_lifetime_seconds"],
                 "allow": _lists(allow_pairs) if allow_pairs else current["allow"],
                 "deny": _lists(deny_pairs) if deny_pairs else current["deny"],
                 "max_grants": max_grants if max_grants is not None else current["max_grants"],
             }
             history = [call(client, "PUT", path, json=body)]
+    if as_json:
+        echo_json(history)
+        return
     for row in history:
-        policy = {k: v for k, v in row["policy"].items() if k != "fields"}
+        policy = row["policy"]
+        rules = [f"allow {k} in {v}" for k, v in policy["allow"].items()]
+        rules += [f"deny {k} in {v}" for k, v in policy["deny"].items()]
+        cap = policy.get("max_grants")
         click.echo(
-            f"v{row['policy_version']}  by {row['created_by'] or 'release statement'}  {policy}"
+            f"v{row['policy_version']}  {policy['mode']} approval, grants last "
+            f"{format_duration(policy['grant_lifetime_seconds'])}"
+            f"{f', at most {cap} active' if cap is not None else ''}"
+            f"{'; ' + '; '.join(rules) if rules else ''}"
+            f"  (by {row['created_by'] or 'the release statement'})"
         )
 
 

@@ -5,11 +5,12 @@ from __future__ import annotations
 import sys
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import click
 
 from gateway.cli._context import data_dir_option, database_session, load_settings
+from gateway.cli._output import DurationType, echo_json, echo_table, json_option, relative_time
 
 ROLE_CHOICE = click.Choice(["admin", "publisher", "developer"])
 
@@ -83,25 +84,45 @@ def create_token(
 
 
 @group.command("list-users")
+@json_option
 @data_dir_option
-def list_users(data_dir: Path | None) -> None:
+def list_users(as_json: bool, data_dir: Path | None) -> None:
     """List users with their role and org."""
     from gateway.db.models import Org
     from gateway.services import accounts
 
     settings = load_settings(data_dir=data_dir)
     with database_session(settings) as session:
+        rows = []
         for user in accounts.list_users(session):
             org = session.get(Org, user.org_id) if user.org_id is not None else None
-            state = " (disabled)" if user.disabled else ""
-            org_name = org.name if org else "-"
-            click.echo(f"{user.id:>5}  {user.username:<24} {user.role:<10} {org_name}{state}")
+            rows.append(
+                {
+                    "id": user.id,
+                    "username": user.username,
+                    "role": str(user.role),
+                    "org": org.name if org else None,
+                    "disabled": bool(user.disabled),
+                }
+            )
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(
+        ["ID", "USER", "ROLE", "ORG", "STATE"],
+        [
+            [r["id"], r["username"], r["role"], r["org"], "disabled" if r["disabled"] else "active"]
+            for r in rows
+        ],
+        empty="no users",
+    )
 
 
 @group.command("list-tokens")
 @click.argument("username")
+@json_option
 @data_dir_option
-def list_tokens(username: str, data_dir: Path | None) -> None:
+def list_tokens(username: str, as_json: bool, data_dir: Path | None) -> None:
     """List USERNAME's tokens (id, prefix, name, state); never the tokens themselves."""
     from gateway.db.timeutil import as_utc, utcnow
     from gateway.services import accounts
@@ -111,6 +132,7 @@ def list_tokens(username: str, data_dir: Path | None) -> None:
     with database_session(settings) as session:
         user = accounts.get_user(session, username)
         assert user.id is not None
+        rows: list[dict[str, Any]] = []
         for token in accounts.list_tokens(session, user.id):
             if token.revoked_at is not None:
                 state = "revoked"
@@ -118,7 +140,35 @@ def list_tokens(username: str, data_dir: Path | None) -> None:
                 state = "expired"
             else:
                 state = "active"
-            click.echo(f"{token.id:>5}  {token.prefix}…  {state:<8} {token.name}  [{token.scopes}]")
+            expires = as_utc(token.expires_at).isoformat() if token.expires_at else None
+            rows.append(
+                {
+                    "id": token.id,
+                    "prefix": token.prefix,
+                    "name": token.name,
+                    "state": state,
+                    "scopes": token.scopes.split(),
+                    "expires_at": expires,
+                }
+            )
+    if as_json:
+        echo_json(rows)
+        return
+    echo_table(
+        ["ID", "PREFIX", "STATE", "EXPIRES", "NAME", "SCOPES"],
+        [
+            [
+                r["id"],
+                f"{r['prefix']}…",
+                r["state"],
+                relative_time(r["expires_at"]),
+                r["name"],
+                " ".join(r["scopes"]) or "(all of the role's)",
+            ]
+            for r in rows
+        ],
+        empty=f"{username} has no tokens",
+    )
 
 
 @group.command("revoke-token")
@@ -185,8 +235,10 @@ def set_password(username: str, from_stdin: bool, data_dir: Path | None) -> None
       tiergate admin set-password alice
       printf '%s\\n' "$PASSWORD" | tiergate admin set-password alice --stdin
     """
-    from gateway.services import accounts
-    from gateway.web.passwords import check_password_quality, hash_password
+    from gateway.auth.passwords import check_password_quality
+    from gateway.db.timeutil import utcnow
+    from gateway.ledger.events import Actor
+    from gateway.services.passwords import set_password as store_password
 
     if from_stdin:
         password = sys.stdin.readline().rstrip("\r\n")
@@ -195,50 +247,29 @@ def set_password(username: str, from_stdin: bool, data_dir: Path | None) -> None
     check_password_quality(password)
     settings = load_settings(data_dir=data_dir)
     with database_session(settings) as session:
-        user = accounts.get_user(session, username)
-        user.password_hash = hash_password(password)
-        session.add(user)
+        # The host operator acts here, with no account: the log says so.
+        store_password(session, username, password, actor=Actor(kind="operator"), now=utcnow())
     click.echo(f"password set for {username!r}")
-
-
-class Duration(click.ParamType):  # type: ignore[type-arg]
-    """``90s``, ``30m``, ``12h``, ``7d``, ``2w`` (or a bare number of seconds) -> timedelta."""
-
-    name = "duration"
-    _UNITS: ClassVar[dict[str, int]] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
-        if isinstance(value, timedelta):
-            return value
-        text = str(value).strip().lower()
-        number, unit = (text[:-1], text[-1]) if text[-1:] in self._UNITS else (text, "s")
-        try:
-            amount = float(number)
-        except ValueError:
-            self.fail(f"{value!r} is not a duration (examples: 90s, 30m, 12h, 7d, 2w)", param, ctx)
-        if amount < 0:
-            self.fail("a duration cannot be negative", param, ctx)
-        return timedelta(seconds=amount * self._UNITS[unit])
 
 
 @group.command("gc")
 @click.option(
     "--pending-older-than",
-    type=Duration(),
+    type=DurationType(),
     default="7d",
     show_default=True,
     help="Discard releases still pending (never published) after this long.",
 )
 @click.option(
     "--blob-grace",
-    type=Duration(),
+    type=DurationType(),
     default="1d",
     show_default=True,
     help="Keep unreferenced blobs younger than this (a publish may be about to use them).",
 )
 @click.option(
     "--uploads-older-than",
-    type=Duration(),
+    type=DurationType(),
     default="2d",
     show_default=True,
     help="Abort resumable uploads that received nothing for this long.",

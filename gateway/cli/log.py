@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     import httpx
 
     from licensing.tlog.checkpoint import Checkpoint
+    from licensing.tlog.cosignature import CosignatureVerifier
     from licensing.tlog.note import Verifier
 
 _MAX_FILE_BYTES = 4 * 1024 * 1024
@@ -30,8 +31,12 @@ class AuditFailed(click.ClickException):
 
 
 def _read_bounded(path: Path, what: str) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(_MAX_FILE_BYTES + 1)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(_MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        # A path the user typed: their mistake, said plainly (not an internal error).
+        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from None
     if len(data) > _MAX_FILE_BYTES:
         raise click.UsageError(f"{what} {path} is larger than {_MAX_FILE_BYTES} bytes")
     return data
@@ -78,6 +83,15 @@ def _ok(message: str) -> None:
 @click.group()
 def group() -> None:
     """Read and audit the transparency log."""
+
+
+def _add_witness_group() -> None:
+    from gateway.cli.log_witness import witness_group
+
+    group.add_command(witness_group)
+
+
+_add_witness_group()
 
 
 def _load_state(path: Path | None) -> dict[str, Any] | None:
@@ -137,6 +151,30 @@ def _recompute(http: httpx.Client, checkpoint: Checkpoint) -> int:
     return len(leaves)
 
 
+def _witness_verifier(vkey: str) -> CosignatureVerifier:
+    from licensing.errors import TransparencyLogError
+    from licensing.tlog.cosignature import CosignatureVerifier
+
+    try:
+        return CosignatureVerifier.from_vkey(vkey.strip())
+    except TransparencyLogError as exc:
+        raise click.BadParameter(f"not a witness vkey: {exc}", param_hint="--witness") from None
+
+
+def _check_cosignatures(
+    note: str, log_key: Verifier, witnesses: list[CosignatureVerifier], minimum: int
+) -> None:
+    from licensing.errors import TransparencyLogError
+    from licensing.tlog.cosignature import open_cosigned_checkpoint
+
+    try:
+        _, found = open_cosigned_checkpoint(note, [log_key], witnesses, min_witnesses=minimum)
+    except TransparencyLogError as exc:
+        raise AuditFailed(f"witness cosignatures: {exc}") from None
+    names = ", ".join(c.witness for c in found) or "none"
+    _ok(f"{len(found)} witness cosignature(s) verify ({names}); {minimum} required")
+
+
 @group.command()
 @click.option("--gateway", "gateway_url", required=True, help="Gateway base URL.")
 @click.option("--vkey", default=None, help="The log's verifier key (name+hexid+base64).")
@@ -150,6 +188,19 @@ def _recompute(http: httpx.Client, checkpoint: Checkpoint) -> int:
     help="JSON file remembering the last checkpoint seen (created, then updated).",
 )
 @click.option("--full", is_flag=True, help="Download every entry and recompute the root.")
+@click.option(
+    "--witness",
+    "witness_vkeys",
+    multiple=True,
+    help="A witness vkey (C2SP tlog-cosignature, type 0x04) whose cosignature counts; repeat.",
+)
+@click.option(
+    "--min-witnesses",
+    default=0,
+    show_default=True,
+    type=click.IntRange(min=0),
+    help="Fail unless at least N of the --witness keys cosigned the checkpoint.",
+)
 @click.option("--token", default=None, help="API token (entries you may read are shown).")
 @click.option("--timeout", default=30.0, show_default=True, help="HTTP timeout in seconds.")
 def verify(
@@ -158,6 +209,8 @@ def verify(
     vkey_file: Path | None,
     state_path: Path | None,
     full: bool,
+    witness_vkeys: tuple[str, ...],
+    min_witnesses: int,
     token: str | None,
     timeout: float,
 ) -> None:
@@ -168,6 +221,9 @@ def verify(
     from licensing.errors import TransparencyLogError
     from licensing.tlog.checkpoint import open_checkpoint
 
+    witnesses = [_witness_verifier(v) for v in witness_vkeys]
+    if min_witnesses > len(witnesses):
+        raise click.UsageError(f"--min-witnesses {min_witnesses} needs that many --witness keys")
     state = _load_state(state_path)
     if vkey_file is not None:
         vkey = _read_bounded(vkey_file, "vkey file").decode("utf-8", "replace")
@@ -185,6 +241,8 @@ def verify(
         except TransparencyLogError as exc:
             raise AuditFailed(f"checkpoint does not verify: {exc}") from None
         _ok(f"checkpoint of {checkpoint.origin} size {checkpoint.size} signed by {verifier.name}")
+        if witnesses:
+            _check_cosignatures(note, verifier, witnesses, min_witnesses)
         if state is not None and isinstance(state.get("checkpoint"), str):
             try:
                 old = open_checkpoint(state["checkpoint"], [verifier])

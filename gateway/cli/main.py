@@ -69,14 +69,32 @@ def cli(ctx: click.Context, verbose: bool) -> None:
     ctx.obj["verbose"] = verbose
 
 
-def _error_code(exc: BaseException) -> str | None:
-    code = getattr(exc, "code", None)
-    return code if isinstance(code, str) else None
+def _wants_verbose(args: list[str]) -> bool:
+    """``--verbose`` is a root option: only the words before the command name count (a value
+    such as ``--use "-v"`` further on is not the flag)."""
+    for arg in args:
+        if arg in COMMANDS:
+            return False
+        if arg in ("--verbose", "-v"):
+            return True
+    return False
+
+
+def _project_errors() -> tuple[type[Exception], ...]:
+    # Evaluated only when an exception is being matched, so `--help` never imports the roots.
+    from gateway.errors import error_roots
+
+    return error_roots()
 
 
 def main(argv: list[str] | None = None) -> Any:
-    """Entry point of the console script: run the CLI, turning our errors into one clear line."""
-    verbose = "--verbose" in (argv or sys.argv[1:]) or "-v" in (argv or sys.argv[1:])
+    """Entry point of the console script: run the CLI, turning our errors into one clear line.
+
+    The project's errors (the four roots of :func:`gateway.errors.error_roots`) are caught
+    once, here: one line with their code, the traceback too with ``--verbose``. Any other
+    exception is a bug and always shows its traceback.
+    """
+    verbose = _wants_verbose(sys.argv[1:] if argv is None else argv)
     try:
         return cli.main(args=argv, prog_name="tiergate", standalone_mode=False)
     except click.exceptions.Abort:
@@ -87,22 +105,14 @@ def main(argv: list[str] | None = None) -> Any:
         sys.exit(exc.exit_code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    except _project_errors() as exc:
+        from gateway.cli._errors import report_project_error
+
+        sys.exit(report_project_error(exc, verbose=verbose))
     except Exception as exc:
-        from gateway.cli._errors import is_expected_error
+        from gateway.cli._errors import report_internal_error
 
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        if is_expected_error(exc):
-            code = _error_code(exc)
-            prefix = f"error [{code}]" if code else "error"
-            click.echo(f"{prefix}: {exc}", err=True)
-            sys.exit(1)
-        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
-        if not verbose:
-            click.echo("(run again with --verbose for the traceback)", err=True)
-        sys.exit(2)
+        sys.exit(report_internal_error(exc))
 
 
 if __name__ == "__main__":

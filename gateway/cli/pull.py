@@ -23,6 +23,7 @@ from gateway.cli._client import (
     gateway_options,
     raise_for_problem,
 )
+from licensing.layout import SIGNATURE_FILE
 
 __all__ = ["command", "pull_tier"]
 
@@ -109,6 +110,29 @@ def _public_key(http: httpx.Client, repo_id: str, version: str, key_path: Path |
     return PublicKey.from_pem(str(body["pem"]).encode("ascii"))
 
 
+def _gate_refusal(http: httpx.Client, repo_id: str, version: str, tier: str) -> str:
+    """What to tell someone the gate refused: their pending request, or how to ask."""
+    try:
+        requests = call(http, "GET", "/api/access/requests")
+    except GatewayRequestError:
+        requests = []
+    for row in requests:
+        if (row["repo_id"], row["version"], row["tier"], row["status"]) == (
+            repo_id,
+            version,
+            tier,
+            "pending",
+        ):
+            return (
+                f"your access request {row['id']} for {repo_id}@{version}:{tier} is pending the "
+                "publisher's review; `tiergate access status` shows when it is decided"
+            )
+    return (
+        f"{repo_id}@{version}:{tier} is gated and you hold no active grant; ask with "
+        f"`tiergate access request {repo_id}@{version} --tier {tier} --key YOUR_KEY.pem`"
+    )
+
+
 def pull_tier(
     http: httpx.Client,
     repo_id: str,
@@ -118,12 +142,24 @@ def pull_tier(
     *,
     key_path: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
+    force: bool = False,
 ) -> Path:
-    """Download and verify one tier into ``out``; returns ``out``."""
+    """Download and verify one tier into ``out``; returns ``out``.
+
+    With ``force`` an existing ``out`` is replaced, but only once the new copy verified.
+    """
     from release.verify import TierVerificationError, verify_tier
 
-    if out.exists() and any(out.iterdir()):
-        raise GatewayRequestError(f"{out} exists and is not empty", code="output_exists", status=0)
+    if out.exists() and not out.is_dir():
+        raise GatewayRequestError(
+            f"{out} exists and is not a folder", code="output_exists", status=0
+        )
+    if out.exists() and any(out.iterdir()) and not force:
+        raise GatewayRequestError(
+            f"{out} exists and is not empty; pass --force to replace it once the new copy verifies",
+            code="output_exists",
+            status=0,
+        )
     path = f"/api/releases/{repo_id}" + (f"/{version}" if version else "")
     release = call(http, "GET", path, what=f"looking up {repo_id}")
     version = str(release["version"])
@@ -138,7 +174,8 @@ def pull_tier(
     gated = bool(info["gated"])
     files = [(f["path"], int(f["size"]), f["sha256"]) for f in info["files"]]
     partial = out.with_name(out.name + ".partial")
-    partial.mkdir(parents=True, exist_ok=True)
+    # Created only once the gate let the first file through: a refusal leaves nothing behind.
+    created_partial = not partial.exists()
     total = sum(size for _, size, _ in files)
     done = 0
 
@@ -148,15 +185,31 @@ def pull_tier(
         if on_progress is not None:
             on_progress(done, total)
 
-    for rel, size, sha256 in files:
-        target = _safe_target(partial, rel)
-        url = _source_url(http, repo_id, version, tier, rel, gated)
-        _download(http, url, target, size=size, sha256=sha256, progress=progress)
+    try:
+        for rel, size, sha256 in files:
+            try:
+                url = _source_url(http, repo_id, version, tier, rel, gated)
+            except GatewayRequestError as exc:
+                if exc.code in ("grant_required", "gated_repo"):
+                    raise GatewayRequestError(
+                        _gate_refusal(http, repo_id, version, tier),
+                        code=exc.code,
+                        status=exc.status,
+                    ) from exc
+                raise
+            target = _safe_target(partial, rel)
+            _download(http, url, target, size=size, sha256=sha256, progress=progress)
+    except BaseException:
+        if created_partial and partial.is_dir() and not any(partial.rglob("*")):
+            partial.rmdir()
+        raise
+    partial.mkdir(parents=True, exist_ok=True)
     # model.sig is the tier's bundle: small, fetched whole every time.
-    signature = http.get(f"/{repo_id}/resolve/{quote(version + '-' + tier, safe='')}/model.sig")
+    revision = quote(version + "-" + tier, safe="")
+    signature = http.get(f"/{repo_id}/resolve/{revision}/{SIGNATURE_FILE}")
     if signature.status_code != 200:
-        raise_for_problem(signature, "downloading model.sig")
-    (partial / "model.sig").write_bytes(signature.content)
+        raise_for_problem(signature, f"downloading {SIGNATURE_FILE}")
+    (partial / SIGNATURE_FILE).write_bytes(signature.content)
     key = _public_key(http, repo_id, version, key_path)
     try:
         verify_tier(partial, key, show_progress=False)
@@ -165,10 +218,21 @@ def pull_tier(
         for name in (*exc.mismatched, *exc.extra):
             _safe_target(partial, name).unlink(missing_ok=True)
         raise
-    if out.exists():
-        out.rmdir()
-    os.replace(partial, out)
+    _replace_folder(partial, out)
     return out
+
+
+def _replace_folder(new: Path, out: Path) -> None:
+    """Put the verified ``new`` at ``out``; an old ``out`` is moved aside first, then removed."""
+    import shutil
+
+    old = None
+    if out.exists():
+        old = out.with_name(f"{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+    os.replace(new, out)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 @click.command(name="pull")
@@ -182,30 +246,83 @@ def pull_tier(
     default=None,
     help="Pin the publisher's public key (PEM) instead of fetching it from the gateway.",
 )
+@click.option(
+    "--force", is_flag=True, help="Replace a non-empty --out folder once the new copy verifies."
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was pulled as JSON.")
 @gateway_options
 def command(
     ref: str,
     tier: str,
     out_dir: Path,
     key_path: Path | None,
+    force: bool,
     quiet: bool,
+    as_json: bool,
     gateway: str,
     token: str | None,
 ) -> None:
-    """Download a release tier into --out, resuming, then verify signature and hashes."""
+    """Download a release tier into --out, resuming, then verify signature and hashes.
+
+    \b
+    Examples:
+      tiergate pull acme/tiny --out ./tiny                      # the open tier, newest version
+      tiergate pull acme/tiny@1.0.0 --tier optimized --out ./tiny-int8   # needs a grant
+    """
+    import time
+
+    from tqdm import tqdm
+
     repo_id, version = parse_release_ref(ref)
+    started = time.monotonic()
+    totals = {"bytes": 0}
     with api_client(gateway, token, timeout=300.0) as http:
-        if quiet:
-            pulled = pull_tier(http, repo_id, version, tier, out_dir, key_path=key_path)
-        else:
-            with click.progressbar(length=1, label=f"{repo_id} [{tier}]", file=None) as bar:
+        # One progress library everywhere (tqdm, as hashing and publishing): bytes, speed, ETA.
+        bar = (
+            None
+            if quiet or as_json
+            else tqdm(
+                total=0, desc=f"{repo_id} [{tier}]", unit="B", unit_scale=True, unit_divisor=1024
+            )
+        )
 
-                def show(done: int, total: int) -> None:
-                    bar.length = max(total, 1)
-                    bar.update(done - bar.pos)
+        def show(done: int, total: int) -> None:
+            totals["bytes"] = total
+            if bar is not None:
+                bar.total = total
+                bar.update(done - bar.n)
 
-                pulled = pull_tier(
-                    http, repo_id, version, tier, out_dir, key_path=key_path, on_progress=show
-                )
+        try:
+            pulled = pull_tier(
+                http,
+                repo_id,
+                version,
+                tier,
+                out_dir,
+                key_path=key_path,
+                on_progress=show,
+                force=force,
+            )
+        finally:
+            if bar is not None:
+                bar.close()
+    seconds = time.monotonic() - started
+    if as_json:
+        import json
+
+        click.echo(
+            json.dumps(
+                {
+                    "repo_id": repo_id,
+                    "tier": tier,
+                    "path": str(pulled),
+                    "bytes": totals["bytes"],
+                    "seconds": round(seconds, 3),
+                    "verified": True,
+                },
+                indent=2,
+            )
+        )
+        return
     click.echo(f"{repo_id} [{tier}] -> {pulled}: signature and every sha256 verified")

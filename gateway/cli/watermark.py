@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gateway.cli._client import api_client, call, gateway_options
+
 if TYPE_CHECKING:
     from watermark.detector import DetectionResult
 
@@ -16,8 +18,12 @@ _MAX_CONFIG_BYTES = 64 * 1024
 
 
 def _read_bounded(path: Path, limit: int, what: str) -> bytes:
-    with path.open("rb") as handle:
-        data = handle.read(limit + 1)
+    try:
+        with path.open("rb") as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        # A path the user typed: their mistake, said plainly (not an internal error).
+        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from None
     if len(data) > limit:
         raise click.UsageError(f"{what} {path} is larger than {limit} bytes")
     return data
@@ -69,7 +75,82 @@ def _render(result: DetectionResult) -> str:
 
 @click.group(name="watermark")
 def group() -> None:
-    """Detect watermarks in text or token ids (offline; needs the secret key)."""
+    """Detect watermarks in text or token ids (offline; needs the secret key).
+
+    \b
+    Publishers get their model's key and config with `export-key`, then:
+      tiergate watermark export-key acme/tiny@1.0.0:open --out wm/
+      tiergate watermark detect --text "..." --tokenizer ./tiny \\
+          --config wm/<key_id>.config.json --key-file wm/<key_id>.key
+    """
+
+
+@group.command("export-key")
+@click.argument("model", metavar="ORG/NAME[@VERSION][:TIER]")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for <key_id>.key (mode 0600) and <key_id>.config.json.",
+)
+@click.option("--force", is_flag=True, help="Overwrite key files that already exist.")
+@click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
+@gateway_options
+def export_key(
+    model: str, out_dir: Path, force: bool, as_json: bool, gateway: str, token: str | None
+) -> None:
+    """Write the watermark key(s) MODEL was served with, for offline `watermark detect`.
+
+    Admins and publishers of the releasing org only; every export is a log entry. The key
+    exposes this model tier's watermark and nothing else (keys are derived per tier).
+    """
+    with api_client(gateway, token) as http:
+        answer = call(
+            http,
+            "POST",
+            "/api/watermark/keys/export",
+            what="exporting the watermark key",
+            json={"model": model},
+        )
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for item in answer["keys"]:
+        key_path = out_dir / f"{item['key_id']}.key"
+        config_path = out_dir / f"{item['key_id']}.config.json"
+        _write_private(key_path, item["key"] + "\n", force=force)
+        config_path.write_text(item["config"] + "\n", encoding="utf-8")
+        written.append(
+            {
+                "model": item["model"],
+                "key_id": item["key_id"],
+                "key_file": str(key_path),
+                "config": str(config_path),
+                "log_index": item["log_index"],
+            }
+        )
+    if as_json:
+        click.echo(json.dumps(written, indent=2))
+        return
+    for row in written:
+        click.echo(
+            f"{row['model']}: key {row['key_id']} -> {row['key_file']}, {row['config']} "
+            f"(logged at index {row['log_index']})"
+        )
+
+
+def _write_private(path: Path, text: str, *, force: bool) -> None:
+    """Create ``path`` with mode 0600 from the start, so the secret is never world-readable."""
+    import os
+
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_TRUNC if force else os.O_EXCL)
+    try:
+        fd = os.open(path, flags, 0o600)
+    except FileExistsError:
+        raise click.UsageError(f"{path} exists; pass --force to overwrite it") from None
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(text)
 
 
 @group.command("detect")

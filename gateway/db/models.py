@@ -187,6 +187,17 @@ class LogCheckpoint(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class LogCosignature(SQLModel, table=True):
+    """A witness's c2sp.org/tlog-cosignature line for one signed checkpoint size."""
+
+    __tablename__ = "log_cosignatures"
+
+    size: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    witness: str = Field(sa_column=Column(String(255), primary_key=True))
+    line: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class PolicyVersion(SQLModel, table=True):
     """One version of a gated tier's access policy; version 1 comes from the signed statement."""
 

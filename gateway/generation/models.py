@@ -30,14 +30,15 @@ from typing import TYPE_CHECKING, Any
 
 from gateway.errors import (
     Conflict,
-    Forbidden,
     GatewayError,
+    GrantRequired,
     NotFound,
     ServiceUnavailable,
     ValidationFailed,
 )
 from gateway.storage.base import BlobStore
 from licensing.keys import PublicKey
+from licensing.layout import REPO_ID_PATTERN, SIGNATURE_FILE, TierFile
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -64,16 +65,9 @@ __all__ = [
 
 DEFAULT_TIER = "open"
 _MODEL_NAME = re.compile(
-    r"(?P<repo>[A-Za-z0-9][A-Za-z0-9._-]{0,63}/[A-Za-z0-9][A-Za-z0-9._-]{0,95})"
+    rf"(?P<repo>{REPO_ID_PATTERN.pattern})"
     r"(?:@(?P<version>[A-Za-z0-9][A-Za-z0-9.+_-]{0,63}))?(?::(?P<tier>[a-z0-9_-]{1,32}))?"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class TierFile:
-    path: str
-    sha256: str
-    size: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -192,7 +186,7 @@ class ModelCache:
             try:
                 for file in ref.files:
                     self._write_file(staging, file)
-                (staging / "model.sig").write_text(ref.bundle, encoding="utf-8")
+                (staging / SIGNATURE_FILE).write_text(ref.bundle, encoding="utf-8")
                 try:
                     staging.rename(target)
                 except OSError:
@@ -375,11 +369,6 @@ class ModelCache:
     def loaded_names(self) -> list[str]:
         with self._lock:
             return list(self._models)
-
-
-class GrantRequired(Forbidden):
-    code = "grant_required"
-    title = "Access grant required"
 
 
 def parse_model_name(name: str) -> tuple[str, str | None, str]:

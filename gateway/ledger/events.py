@@ -37,7 +37,7 @@ _INSERT_ENTRIES = insert(LogEntry.__table__)  # type: ignore[attr-defined]
 class Actor:
     """Who did it, as the log records it: never a token, never a secret."""
 
-    kind: str  # "account", "client" or "anonymous"
+    kind: str  # "account", "client", "anonymous" or "operator" (a host command, no account)
     name: str | None = None
     user_id: int | None = None
     network: str | None = None  # a salted hash of the client network, when recorded

@@ -4,9 +4,11 @@ One integration is one transaction that first takes the `log_state` row lock, th
 `record_event` takes, so it is serialized with every append and with the integrators of other
 gateway processes on the same database. Everything it reads (state row, entries, nodes, the
 previous checkpoint) is cross-checked before anything is signed: the previous checkpoint's
-signature, the state row's right edge against the stored nodes, and a consistency proof built
-from the stored nodes. A mismatch raises :class:`~licensing.errors.TlogInconsistentError` and
-nothing is signed, so the gateway can never sign two inconsistent checkpoints.
+signature, the state row's right edge against the stored nodes, the checkpoint anchor kept
+outside the database (a restored backup is a rollback), a window of already integrated entries
+re-hashed from their rows, and a consistency proof built from the stored nodes. A mismatch
+raises :class:`~licensing.errors.TlogInconsistentError` and nothing is signed, so the gateway
+can never sign two inconsistent checkpoints.
 """
 
 from __future__ import annotations
@@ -21,12 +23,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import insert, select, text, update
 from sqlmodel import Session
 
-from gateway.db.models import LogCheckpoint, LogEntry, LogNode, LogState
+from gateway.db.models import LogCheckpoint, LogNode, LogState
+from gateway.ledger.anchor import check_against_anchor
 from gateway.ledger.nodes import SqlNodeReader
+from gateway.ledger.recheck import DEFAULT_BLOCK_BITS, entry_leaf_hashes, recheck_window
 from licensing.errors import TlogInconsistentError
 from licensing.tlog.checkpoint import Checkpoint, open_checkpoint, parse_checkpoint, sign_checkpoint
 from licensing.tlog.compact import CompactRange, StoredNode, append_batch, load_compact_range
-from licensing.tlog.merkle import consistency_proof, consistency_proof_node_ids, leaf_hash
+from licensing.tlog.merkle import consistency_proof, consistency_proof_node_ids
 from licensing.tlog.note import Signer, Verifier, parse_note
 
 __all__ = [
@@ -53,7 +57,6 @@ _LOCK_STATE = text(
     "UPDATE log_state SET tree_size = tree_size WHERE id = 1 "
     "RETURNING next_index, tree_size, root_hash, right_edge"
 )
-_entries = LogEntry.__table__  # type: ignore[attr-defined]
 _nodes = LogNode.__table__  # type: ignore[attr-defined]
 _checkpoints = LogCheckpoint.__table__  # type: ignore[attr-defined]
 _state = LogState.__table__  # type: ignore[attr-defined]
@@ -183,12 +186,23 @@ def _check_state(state: StoredState, previous: Checkpoint | None, reader: SqlNod
 
 
 def integrate(
-    session: Session, key: LogKey, *, now: datetime, max_entries: int = DEFAULT_BATCH
+    session: Session,
+    key: LogKey,
+    *,
+    now: datetime,
+    max_entries: int = DEFAULT_BATCH,
+    anchor: Checkpoint | None = None,
+    recheck_block: int | None = None,
+    recheck_bits: int = DEFAULT_BLOCK_BITS,
 ) -> Integration:
     """Integrate up to ``max_entries`` appended entries and sign a checkpoint for them.
 
     Runs inside the caller's transaction, which must be fresh (the row lock must be the first
     thing it takes); the caller commits. Signs the empty tree when the log has no checkpoint.
+    ``anchor`` is the latest checkpoint this gateway signed as remembered outside the database
+    (:mod:`gateway.ledger.anchor`): the stored tree must equal or extend it. Before signing,
+    the newest integrated entries and block ``recheck_block`` (round-robin, see
+    :mod:`gateway.ledger.recheck`) are re-hashed from their rows against the signed root.
     """
     state = _parse_state(tuple(session.execute(_LOCK_STATE).one()))
     previous_row = latest_checkpoint(session)
@@ -196,22 +210,18 @@ def integrate(
     reader = SqlNodeReader(session)
     reader.prefetch(CompactRange(state.tree_size, state.right_edge).node_ids())
     _check_state(state, previous, reader)
+    if anchor is not None:
+        if anchor.origin != key.origin:
+            raise TlogInconsistentError(f"checkpoint anchor names another log ({anchor.origin})")
+        check_against_anchor(anchor, state.tree_size, state.root_hash, reader)
     end = min(state.next_index, state.tree_size + max_entries)
     if previous is not None and end == state.tree_size:
         return Integration(state.tree_size, state.tree_size, state.root_hash, None)
 
-    rows = session.execute(
-        select(_entries.c.idx, _entries.c.entry)
-        .where(_entries.c.idx >= state.tree_size, _entries.c.idx < end)
-        .order_by(_entries.c.idx)
-    ).all()
-    leaves: list[bytes] = []
-    for expected, (idx, entry) in enumerate(rows, start=state.tree_size):
-        if int(idx) != expected:
-            raise TlogInconsistentError(f"entry {expected} is missing (found {idx})")
-        leaves.append(leaf_hash(str(entry).encode("utf-8")))
-    if state.tree_size + len(leaves) != end:
-        raise TlogInconsistentError(f"entries {state.tree_size + len(leaves)}..{end - 1} missing")
+    recheck_window(
+        session, state.tree_size, state.root_hash, block=recheck_block, block_bits=recheck_bits
+    )
+    leaves = entry_leaf_hashes(session, state.tree_size, end)
 
     result = append_batch(CompactRange(state.tree_size, state.right_edge), leaves)
     size = result.state.size

@@ -20,11 +20,14 @@ _hash = LogNode.__table__.c.hash  # type: ignore[attr-defined]
 _MAX_IDS_PER_QUERY = 400
 
 
-def _decode(level: int, index: int, value: str) -> bytes:
+def _decode(level: int, index: int, value: object) -> bytes:
+    # A hand-edited row that is not a 64-digit hex string (SQLite even stores a blob or a
+    # number in a text column) reads as "not stored", which every check reports as tampering.
+    if not isinstance(value, str) or len(value) != 64:
+        raise KeyError((level, index))
     try:
         return bytes.fromhex(value)
     except ValueError:
-        # A hand-edited row that is not hex reads as "not stored", which audits report.
         raise KeyError((level, index)) from None
 
 

@@ -24,6 +24,7 @@ from gateway.ledger.errors import (
 )
 from gateway.ledger.integrate import latest_checkpoint
 from gateway.ledger.nodes import SqlNodeReader
+from gateway.ledger.witnessing import cosignature_lines
 from licensing.tlog.merkle import (
     consistency_proof,
     consistency_proof_node_ids,
@@ -41,6 +42,7 @@ __all__ = [
     "InclusionProof",
     "can_see",
     "consistency",
+    "cosigned_checkpoint",
     "current_checkpoint",
     "entry_row",
     "inclusion",
@@ -75,6 +77,12 @@ def current_checkpoint(session: Session) -> LogCheckpoint:
     if row is None:
         raise LogNotReady("no checkpoint has been signed yet; try again shortly")
     return row
+
+
+def cosigned_checkpoint(session: Session) -> str:
+    """The latest signed checkpoint with its witnesses' cosignature lines appended."""
+    row = current_checkpoint(session)
+    return row.note + cosignature_lines(session, row.size)
 
 
 @dataclass(frozen=True, slots=True)

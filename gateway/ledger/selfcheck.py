@@ -18,10 +18,12 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from gateway.db.models import LogEntry
+from gateway.ledger.anchor import check_against_anchor
 from gateway.ledger.integrate import LogKey, _open_previous, latest_checkpoint, read_state
 from gateway.ledger.nodes import BlockNodeReader, SqlNodeReader
 from licensing.errors import TransparencyLogError
 from licensing.tlog.audit import recompute_and_compare_indexed
+from licensing.tlog.checkpoint import Checkpoint
 from licensing.tlog.compact import CompactRange, load_compact_range
 from licensing.tlog.merkle import leaf_hash, tree_root
 
@@ -62,11 +64,17 @@ def _check_suffix(session: Session, start: int, end: int) -> str | None:
 
 
 def check_stored_log(
-    session: Session, key: LogKey, *, max_entries: int | None = None
+    session: Session,
+    key: LogKey,
+    *,
+    max_entries: int | None = None,
+    anchor: Checkpoint | None = None,
 ) -> str | None:
     """Return why the stored log is inconsistent, or None when it checks out.
 
     ``max_entries`` (None: all) limits the entry-by-entry recomputation to the newest entries.
+    ``anchor`` is the latest checkpoint signed as remembered outside the database: the stored
+    tree must equal or extend it (a database restored from an older backup does not).
     The session must read one snapshot (see :func:`snapshot_session`), or a concurrent append
     could look like an inserted row.
     """
@@ -74,6 +82,8 @@ def check_stored_log(
         state = read_state(session)
         row = latest_checkpoint(session)
         if row is None:
+            if anchor is not None:
+                return f"rollback: no checkpoint stored but size {anchor.size} was signed"
             if state.tree_size:
                 return f"tree size {state.tree_size} but no signed checkpoint"
             return None
@@ -94,6 +104,8 @@ def check_stored_log(
             return "node_mismatch: log_state right edge differs from the stored nodes"
         if not hmac.compare_digest(tree_root(state.tree_size, reader), checkpoint.root_hash):
             return "root_mismatch: stored nodes do not fold to the signed root"
+        if anchor is not None:
+            check_against_anchor(anchor, state.tree_size, state.root_hash, reader)
         beyond = _count(session, state.next_index, None)
         if beyond:
             return f"entry_inserted: {beyond} entries numbered at or past {state.next_index}"

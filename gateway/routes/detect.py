@@ -8,7 +8,7 @@ from fastapi import APIRouter, Depends, Request
 
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, SessionDep, StateDep, require_scope
-from gateway.problems import problem_responses
+from gateway.problems import openai_error_responses
 from gateway.schemas.openai import DetectRequest, DetectResponse
 from gateway.services import detection, ratelimit
 
@@ -40,7 +40,7 @@ def get_detection_runtime(request: Request) -> detection.DetectionRuntime:
     "/detect",
     summary="Detect the gateway's watermark in text or token ids and attribute the call.",
     response_model=DetectResponse,
-    responses=problem_responses(401, 403, 404, 422, 429, 503),
+    responses=openai_error_responses(401, 403, 404, 422, 429, 503),
 )
 def detect_watermark(
     body: DetectRequest,

@@ -34,7 +34,7 @@ from gateway.routes.links import (
 from gateway.routes.paging import next_link, set_next_link
 from gateway.schemas.downloads import HubModelInfo, HubSibling, HubTreeEntry
 from gateway.services import catalog, downloads, links
-from gateway.services.downloads import EntryNotFound, TierFile, TierRef
+from gateway.services.downloads import EntryNotFound, ServedFile, TierRef
 from gateway.streaming import ByteRange, select_range
 
 router = APIRouter(tags=["hub"], responses=problem_responses(401, 403, 404, 503))
@@ -44,7 +44,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".onnx", ".ms
 _LFS_POINTER_SIZE = 134
 
 
-def is_weight_file(file: TierFile) -> bool:
+def is_weight_file(file: ServedFile) -> bool:
     return file.path.endswith(WEIGHT_SUFFIXES) or file.size >= 10 << 20
 
 
@@ -139,7 +139,7 @@ def model_info_revision(
     return _model_info(session, ref)
 
 
-def _tree_entries(files: list[TierFile], prefix: str, recursive: bool) -> list[HubTreeEntry]:
+def _tree_entries(files: list[ServedFile], prefix: str, recursive: bool) -> list[HubTreeEntry]:
     base = f"{prefix.rstrip('/')}/" if prefix else ""
     entries: dict[str, HubTreeEntry] = {}
     for file in files:
@@ -205,7 +205,7 @@ def _record_download(
     session: Session,
     principal: Principal | None,
     ref: TierRef,
-    file: TierFile,
+    file: ServedFile,
     byte_range: ByteRange,
     now: datetime,
 ) -> None:
@@ -253,7 +253,7 @@ async def resolve(
     method = request.method
     base_url = base_url_of(request, state)
 
-    def decide(session: Session) -> Response | tuple[TierRef, TierFile, ByteRange]:
+    def decide(session: Session) -> Response | tuple[TierRef, ServedFile, ByteRange]:
         ref = downloads.resolve_revision(session, f"{org}/{name}", revision, viewer=viewer)
         if ref.release.status == ReleaseStatus.yanked.value:
             raise ReleaseYanked(f"{ref.release.repo_id}@{ref.release.version} was yanked")

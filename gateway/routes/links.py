@@ -19,7 +19,7 @@ from gateway.links import LinkMalformed, LinkObject, client_network
 from gateway.problems import problem_responses
 from gateway.schemas.downloads import LinkCreate, LinkPublic
 from gateway.services import downloads, links, ratelimit
-from gateway.services.downloads import InvalidFilePath, TierFile, TierRef
+from gateway.services.downloads import InvalidFilePath, ServedFile, TierRef
 from gateway.state import GatewayState
 from gateway.streaming import BlobRangeResponse, ByteRange, select_range
 
@@ -69,7 +69,7 @@ def check_raw_path(request: Request) -> None:
         raise InvalidFilePath("encoded slashes, backslashes and NUL are not allowed in paths")
 
 
-def file_headers(ref: TierRef, file: TierFile) -> dict[str, str]:
+def file_headers(ref: TierRef, file: ServedFile) -> dict[str, str]:
     """Headers every file response carries, Hub clients' metadata included."""
     name = file.path.rsplit("/", 1)[-1].replace('"', "")
     return {
@@ -84,7 +84,7 @@ def file_headers(ref: TierRef, file: TierFile) -> dict[str, str]:
 def file_response(
     state: GatewayState,
     ref: TierRef,
-    file: TierFile,
+    file: ServedFile,
     byte_range: ByteRange,
     *,
     method: str,

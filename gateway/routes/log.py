@@ -15,6 +15,7 @@ from gateway.ledger.integrate import pending_entries
 from gateway.ledger.reads import (
     MAX_PAGE,
     consistency,
+    cosigned_checkpoint,
     current_checkpoint,
     inclusion,
     list_entries,
@@ -81,13 +82,13 @@ class ReceiptOut(BaseModel):
 @router.get(
     "/checkpoint",
     dependencies=[Public],
-    summary="The latest signed checkpoint (C2SP tlog-checkpoint signed note).",
+    summary="The latest signed checkpoint (C2SP tlog-checkpoint signed note), with any "
+    "witness cosignature lines (C2SP tlog-cosignature) appended.",
     response_class=PlainTextResponse,
     responses={200: _NOTE, **problem_responses(503)},
 )
 def get_checkpoint(session: SessionDep) -> PlainTextResponse:
-    note = current_checkpoint(session).note
-    return PlainTextResponse(note, headers={"Cache-Control": "no-cache"})
+    return PlainTextResponse(cosigned_checkpoint(session), headers={"Cache-Control": "no-cache"})
 
 
 @router.get(

@@ -22,7 +22,7 @@ from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.errors import GatewayError, ValidationFailed
 from gateway.generation.models import usable_models
 from gateway.generation.sampler import Choice, SamplingParams
-from gateway.problems import problem_responses
+from gateway.problems import openai_error_responses
 from gateway.schemas.openai import (
     ChatChoice,
     ChatCompletionRequest,
@@ -52,7 +52,7 @@ router = APIRouter(
     prefix="/v1",
     tags=["generation"],
     # 507: the model is larger than this gateway's whole model-cache budget.
-    responses=problem_responses(401, 403, 404, 422, 429, 503, 507),
+    responses=openai_error_responses(401, 403, 404, 422, 429, 503, 507),
 )
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

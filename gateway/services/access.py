@@ -24,7 +24,7 @@ from gateway.db.models import (
     Release,
     ReleaseStatus,
 )
-from gateway.errors import Conflict, PayloadTooLarge, ValidationFailed
+from gateway.errors import Conflict, ValidationFailed
 from gateway.ledger.events import Actor, record_event
 from gateway.services.access_policy import check_fields, current_policy, evaluate
 from gateway.services.grants import (
@@ -47,7 +47,7 @@ from gateway.services.grants import (
     revoke_grant,
 )
 from gateway.services.releases import find_release
-from licensing.errors import AttestationWrongSubjectError
+from licensing.errors import AttestationTooLargeError, AttestationWrongSubjectError
 from licensing.keys import PublicKey
 from licensing.statements import UsageAttestation, verify_usage_attestation
 
@@ -55,7 +55,6 @@ __all__ = [
     "AlreadyDecided",
     "AttestationLimits",
     "AttestationReplayed",
-    "AttestationTooLarge",
     "AttestationTooOld",
     "AttestationWrongAccount",
     "GrantLimitReached",
@@ -75,11 +74,6 @@ __all__ = [
     "revoke_grant",
     "submit_attestation",
 ]
-
-
-class AttestationTooLarge(PayloadTooLarge):
-    code = "attestation_too_large"
-    title = "Attestation too large"
 
 
 class AttestationTooOld(ValidationFailed):
@@ -147,7 +141,7 @@ def submit_attestation(
     """Verify a signed usage attestation, store it verbatim, and decide it by the tier's policy."""
     # Bounded before anything parses it.
     if len(envelope) > limits.max_bytes:
-        raise AttestationTooLarge(f"an attestation may be at most {limits.max_bytes} bytes")
+        raise AttestationTooLargeError(f"an attestation may be at most {limits.max_bytes} bytes")
     release = find_release(session, repo_id, version, viewer=principal)
     if release.status != ReleaseStatus.published.value:
         raise ReleaseUnavailable(f"{repo_id}@{version} is {release.status}")

@@ -33,7 +33,7 @@ from gateway.generation.models import ModelCache, parse_model_name, resolve_mode
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
 from watermark import WatermarkConfig, WatermarkKey, decode_payload, detect_payload
-from watermark.detector import encode_text
+from watermark.detector import encode_text, scan_flags
 from watermark.errors import InsufficientTextError, WatermarkError
 
 __all__ = ["DetectionRuntime", "detect", "detect_text", "register_runtime"]
@@ -83,43 +83,17 @@ class _KeyResult:
     window: dict[str, Any] | None
 
 
-def log_binom_sf(k: int, n: int, p: float) -> float:
-    """ln P[Binomial(n, p) >= k], summed in log space (exact; n is at most a few thousand)."""
-    if k <= 0:
-        return 0.0
-    if k > n:
-        return -math.inf
-    i = np.arange(k, n + 1, dtype=np.float64)
-    lg = np.vectorize(math.lgamma)
-    terms = (
-        math.lgamma(n + 1) - lg(i + 1) - lg(n - i + 1) + i * math.log(p) + (n - i) * math.log1p(-p)
-    )
-    top = float(terms.max())
-    return top + math.log(float(np.exp(terms - top).sum()))
-
-
-def window_scan(flags: Any, gamma: float, window: int = 100, stride: int = 10) -> dict[str, Any]:
-    """Most watermarked window of ``window`` tokens; its p is corrected for the windows tried."""
-    flags = np.asarray(flags)
-    n = int(flags.shape[0])
-    size = min(window, n)
-    starts = np.arange(0, max(1, n - size + 1), stride)
-    if starts[-1] != n - size:
-        starts = np.append(starts, max(0, n - size))
-    green = np.concatenate(([0], np.cumsum(flags == 1)))
-    scored = np.concatenate(([0], np.cumsum(flags != -1)))
-    greens = green[starts + size] - green[starts]
-    scoreds = scored[starts + size] - scored[starts]
-    z = (greens - gamma * scoreds) / np.sqrt(np.maximum(scoreds, 1) * gamma * (1 - gamma))
-    best = int(np.argmax(z))
-    log_p = log_binom_sf(int(greens[best]), int(scoreds[best]), gamma) + math.log(len(starts))
+def window_scan(flags: Any, gamma: float) -> dict[str, Any]:
+    """Most watermarked window of 100 tokens (the watermark library's scan, one home for the
+    statistics); its log p is corrected for the windows tried."""
+    found = scan_flags(flags, gamma, alpha=0.5)
     return {
-        "start_token": int(starts[best]),
-        "end_token": int(starts[best]) + size,
-        "tokens_scored": int(scoreds[best]),
-        "green_fraction": float(greens[best] / scoreds[best]) if scoreds[best] else 0.0,
-        "windows": len(starts),
-        "log_p": min(0.0, log_p),
+        "start_token": found.start,
+        "end_token": found.end,
+        "tokens_scored": found.tokens_scored,
+        "green_fraction": found.green_count / found.tokens_scored if found.tokens_scored else 0.0,
+        "windows": found.windows,
+        "log_p": found.log_adjusted_p_value,
     }
 
 

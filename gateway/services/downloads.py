@@ -18,15 +18,21 @@ from sqlmodel import Session, col, select
 from gateway.auth.principal import Principal
 from gateway.db.models import Grant, Org, Release, ReleaseStatus, ReleaseTier, User
 from gateway.db.timeutil import as_utc
-from gateway.errors import BadRequest, Forbidden, NotFound, Unauthenticated, ValidationFailed
+from gateway.errors import (
+    BadRequest,
+    GrantRequired,
+    NotFound,
+    Unauthenticated,
+    ValidationFailed,
+)
 from gateway.services.access import active_grant
 from gateway.services.releases import (
     OPEN_TIER,
-    SIGNATURE_FILE,
     release_files,
     release_tiers,
     split_repo_id,
 )
+from licensing.layout import SIGNATURE_FILE, TierFile
 
 __all__ = [
     "DEFAULT_REVISION",
@@ -35,7 +41,7 @@ __all__ = [
     "LoginRequired",
     "RepoNotFound",
     "RevisionNotFound",
-    "TierFile",
+    "ServedFile",
     "TierRef",
     "check_file_path",
     "commit_of",
@@ -87,14 +93,6 @@ class LoginRequired(Unauthenticated):
         super().__init__(message, headers=dict(_GATED_HEADERS))
 
 
-class GrantRequired(Forbidden):
-    code = "grant_required"
-    title = "Gated tier: no active grant"
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, headers=dict(_GATED_HEADERS))
-
-
 class InvalidFilePath(BadRequest):
     code = "invalid_path"
     title = "Invalid file path"
@@ -115,10 +113,9 @@ class TierRef:
 
 
 @dataclass(frozen=True, slots=True)
-class TierFile:
-    path: str
-    sha256: str
-    size: int
+class ServedFile(TierFile):
+    """A tier file as the gateway serves it."""
+
     # Set for files held in the database (model.sig), None for blobs.
     content: bytes | None = None
 
@@ -185,14 +182,16 @@ def resolve_revision(
     raise RevisionNotFound(f"{repo_id} has no revision {rev!r}")
 
 
-def tier_files(session: Session, ref: TierRef) -> list[TierFile]:
+def tier_files(session: Session, ref: TierRef) -> list[ServedFile]:
     """Every file of a tier, ``model.sig`` included, sorted by path."""
     files = [
-        TierFile(f.path, f.sha256, f.size)
+        ServedFile(f.path, f.sha256, f.size)
         for f in release_files(session, ref.release, ref.tier.tier)
     ]
     bundle = ref.tier.bundle.encode("utf-8")
-    files.append(TierFile(SIGNATURE_FILE, hashlib.sha256(bundle).hexdigest(), len(bundle), bundle))
+    files.append(
+        ServedFile(SIGNATURE_FILE, hashlib.sha256(bundle).hexdigest(), len(bundle), bundle)
+    )
     return sorted(files, key=lambda f: f.path)
 
 
@@ -210,7 +209,7 @@ def check_file_path(path: str) -> str:
     return path
 
 
-def find_file(session: Session, ref: TierRef, path: str) -> TierFile:
+def find_file(session: Session, ref: TierRef, path: str) -> ServedFile:
     check_file_path(path)
     for file in tier_files(session, ref):
         if file.path == path:

@@ -37,7 +37,7 @@ from gateway.links import (
     verify_link,
 )
 from gateway.services.downloads import (
-    TierFile,
+    ServedFile,
     TierRef,
     find_file,
     grant_is_live,
@@ -69,7 +69,7 @@ class IssuedLink:
 class LinkHit:
     claims: LinkClaims
     ref: TierRef
-    file: TierFile
+    file: ServedFile
 
 
 def link_path(obj: LinkObject) -> str:

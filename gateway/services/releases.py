@@ -29,12 +29,12 @@ from gateway.db.models import (
 from gateway.errors import Conflict, NotFound, ValidationFailed
 from gateway.ledger.events import Actor, record_event
 from gateway.services.keys import org_signing_keys, require_publisher_of
+from licensing import layout
 from licensing.canonical import digests_equal
 from licensing.errors import LicensingError
 from licensing.sigstore_bundle import verify_model_bundle_manifest
 from licensing.statements import ReleaseStatement, VerifiedRelease, verify_release_statement
 
-SIGNATURE_FILE = "model.sig"
 MODEL_CARD_FILE = "README.md"
 OPEN_TIER = "open"
 MAX_MODEL_CARD_BYTES = 1 << 20
@@ -70,10 +70,10 @@ class ReleaseNotReady(Conflict):
 
 
 def split_repo_id(repo_id: str) -> tuple[str, str]:
-    org, sep, name = repo_id.partition("/")
-    if not sep or not org or not name or "/" in name:
-        raise ValidationFailed(f"repo id must look like ORG/NAME, got {repo_id!r}")
-    return org, name
+    parts = layout.split_repo_id(repo_id)
+    if parts is None:
+        raise ValidationFailed(f"repo id must be {layout.REPO_ID_RULE}; got {repo_id!r:.200}")
+    return parts
 
 
 def _verify_statement(session: Session, org_id: int, envelope: bytes) -> VerifiedRelease:

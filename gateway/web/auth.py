@@ -9,6 +9,7 @@ from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import select
 
+from gateway.auth.passwords import MAX_PASSWORD, verify_password
 from gateway.auth.scopes import ROLE_SCOPES, SCOPES
 from gateway.db.models import User
 from gateway.db.timeutil import as_utc
@@ -20,7 +21,6 @@ from gateway.state import GatewayState
 from gateway.web.common import page_router, safe_next
 from gateway.web.csrf import CsrfChecked
 from gateway.web.oidc import configured
-from gateway.web.passwords import MAX_PASSWORD, verify_password
 from gateway.web.render import render
 from gateway.web.sessions import (
     COOKIE,

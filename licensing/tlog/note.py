@@ -32,8 +32,10 @@ __all__ = [
     "format_note",
     "key_id",
     "open_note",
+    "parse_key_string",
     "parse_note",
     "sign_note",
+    "valid_key_name",
 ]
 
 #: Signature type byte of Ed25519 note signatures.
@@ -52,6 +54,16 @@ def key_id(name: str, alg: int, public_key: bytes) -> int:
     """Key id: the first four bytes (big endian) of SHA-256(name || 0x0A || alg || public key)."""
     digest = hashlib.sha256(name.encode() + b"\n" + bytes([alg]) + public_key).digest()
     return int.from_bytes(digest[:4], "big")
+
+
+def valid_key_name(name: str) -> bool:
+    """Key names are non-empty UTF-8 without spaces, control characters or ``+``."""
+    return _valid_name(name)
+
+
+def parse_key_string(text: str, what: str, alg: int) -> tuple[str, int, bytes]:
+    """Split ``name+hexid+base64(alg || key)`` (checking ``alg``) into name, id and key."""
+    return _parse_key_parts(text, what, alg)
 
 
 def _valid_name(name: str) -> bool:
@@ -75,7 +87,7 @@ def _b64decode_strict(text: str, what: str, error: type[Exception]) -> bytes:
     return raw
 
 
-def _parse_key_parts(text: str, what: str) -> tuple[str, int, bytes]:
+def _parse_key_parts(text: str, what: str, alg: int = ALG_ED25519) -> tuple[str, int, bytes]:
     parts = text.split("+", 2)
     if len(parts) != 3:
         raise NoteKeyInvalidError(f"{what} must be name+hexid+base64")
@@ -85,8 +97,8 @@ def _parse_key_parts(text: str, what: str) -> tuple[str, int, bytes]:
     if len(hex_id) != 8 or any(c not in "0123456789abcdef" for c in hex_id):
         raise NoteKeyInvalidError(f"{what} key id must be 8 lowercase hex digits")
     raw = _b64decode_strict(b64, f"{what} key", NoteKeyInvalidError)
-    if len(raw) != 33 or raw[0] != ALG_ED25519:
-        raise NoteKeyInvalidError(f"{what} is not an Ed25519 key")
+    if len(raw) != 33 or raw[0] != alg:
+        raise NoteKeyInvalidError(f"{what} is not an Ed25519 key of signature type {alg:#04x}")
     return name, int(hex_id, 16), raw[1:]
 
 

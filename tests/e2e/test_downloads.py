@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -80,7 +81,10 @@ def test_pull_open_and_gated_tiers_resume_and_verify(
                        "-q", env=gated_env)  # fmt: skip
     assert refused.returncode == 1
     assert "grant_required" in refused.stderr
+    assert "tiergate access request acme/tiny@1.0.0" in refused.stderr  # what to do next
     assert not gated_out.exists()
+    # Regression: the refusal used to leave an empty DIR.partial behind.
+    assert not (tmp_path / "optimized.partial").exists()
     grant_access(engine, "dev")
     pub = tmp_path / "pub.pem"
     pub.write_bytes(built_release.public_pem)
@@ -89,6 +93,21 @@ def test_pull_open_and_gated_tiers_resume_and_verify(
     assert pulled.returncode == 0, pulled.stderr
     for name, data in built_release.tier_files("optimized").items():
         assert (gated_out / name).read_bytes() == data
+    # The progress bar counts bytes and shows a speed.
+    assert "B/s" in pulled.stderr
+
+    # Pulling into a non-empty folder needs --force, which replaces it only once verified.
+    again = tiergate("pull", "acme/tiny", "--out", str(out), "-q", env=env)
+    assert again.returncode == 1
+    assert "--force" in again.stderr
+    (out / "stale.txt").write_text("from an older pull")
+    forced = tiergate("pull", "acme/tiny", "--out", str(out), "--force", "--json", env=env)
+    assert forced.returncode == 0, forced.stderr
+    summary = json.loads(forced.stdout)
+    assert (summary["repo_id"], summary["tier"], summary["verified"]) == ("acme/tiny", "open", True)
+    assert summary["bytes"] == sum(len(d) for n, d in opened.items() if n != "model.sig")
+    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in tmp_path.iterdir() if ".old-" in p.name) == []
 
     # `tiergate access link` (gateway/cli/links.py): one file, straight to curl-able URL.
     from click.testing import CliRunner

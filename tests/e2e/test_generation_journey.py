@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import random
 import threading
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +26,8 @@ HUMAN = (
     "reported that the seed fund is healthy and proposed buying two new wheelbarrows. "
 )
 PROMPT = "The release gateway"
+# Statistical assertions below are fixed outcomes: the tests' gateway uses a fixed watermark
+# master key (tests/conftest.py), the tiny model is built from a seed and every call is seeded.
 
 
 def detect(server: LiveServer, account: Account, **body: Any) -> dict[str, Any]:
@@ -74,22 +75,18 @@ def test_openai_client_generates_and_detector_attributes(
     assert models == [f"{MODEL}:open"]
 
     # 200 tokens, non-streaming: detected with p < 1e-6 and attributed to this very call.
-    # Meanwhile the server keeps answering: generation runs off the event loop.
+    # Meanwhile the server keeps answering. How fast it answers is a benchmark's question
+    # (`bench/generation_overhead.py --responsiveness`), never a wall-clock assertion here.
     result: list[Any] = []
     worker = threading.Thread(
         target=lambda: result.append(
-            client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=200)
+            client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=200, seed=11)
         )
     )
     worker.start()
-    slowest = 0.0
     while worker.is_alive():
-        start = time.perf_counter()
-        assert httpx.get(f"{live_server.url}/healthz", timeout=10).status_code == 200
-        slowest = max(slowest, time.perf_counter() - start)
-        time.sleep(0.02)
-    worker.join()
-    assert slowest < 0.5, slowest
+        assert httpx.get(f"{live_server.url}/healthz", timeout=60).status_code == 200
+        worker.join(timeout=0.02)
     (made,) = result
     text = made.choices[0].text
     ext = made.model_extra["tiergate"]  # type: ignore[index]
@@ -106,7 +103,9 @@ def test_openai_client_generates_and_detector_attributes(
 
     # Streaming completion and chat: the last chunk names the call; the text is watermarked.
     streamed, last = "", None
-    for chunk in client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=120, stream=True):
+    for chunk in client.completions.create(
+        model=MODEL, prompt=PROMPT, max_tokens=120, stream=True, seed=12
+    ):
         streamed += chunk.choices[0].text
         last = chunk
     assert last is not None
@@ -129,19 +128,32 @@ def test_openai_client_generates_and_detector_attributes(
     )
     assert pieces[-1].model_extra["tiergate"]["call_id"] == pieces[-1].id  # type: ignore[index]
 
-    # Errors reach the client as OpenAI-style exceptions.
+    # Errors reach the client as OpenAI-style exceptions, with OpenAI's error body: the SDK
+    # exposes our stable code, the offending parameter and the sentence that explains it.
     import openai
 
-    with pytest.raises(openai.NotFoundError):
+    with pytest.raises(openai.NotFoundError) as missing:
         client.completions.create(model="acme/missing", prompt="x", max_tokens=4)
-    with pytest.raises(openai.PermissionDeniedError):
+    assert missing.value.code == "not_found"
+    assert missing.value.type == "not_found_error"
+    assert "acme/missing" in str(missing.value)
+    with pytest.raises(openai.PermissionDeniedError) as gated:
         client.completions.create(model=f"{MODEL}:optimized", prompt="x", max_tokens=4)
+    assert gated.value.code == "grant_required"
+    assert "request access" in gated.value.body["message"]  # type: ignore[index]
+    with pytest.raises(openai.UnprocessableEntityError) as invalid:
+        client.completions.create(model=MODEL, prompt="x", max_tokens=100_000)
+    assert (invalid.value.code, invalid.value.param) == ("validation_error", "max_tokens")
+    stranger = openai.OpenAI(base_url=f"{live_server.url}/v1", api_key="tg_x", max_retries=0)
+    with pytest.raises(openai.AuthenticationError) as anonymous:
+        stranger.models.list()
+    assert anonymous.value.type == "authentication_error"
 
     # Edited text, and the text inside human writing, are still found and attributed. The
     # edit (a word in 8 replaced, one in 12 dropped) costs about a third of the signal, so it
     # is made on a 300-token call: at 200 tokens an edited sample lands near p = 1e-6 now
     # and then (seen once in CI: 3.6e-6), which tests the dice, not the detector.
-    longer = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=300)
+    longer = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=300, seed=13)
     rng = random.Random(5)
     edited = detect(live_server, dev, text=edit(longer.choices[0].text, rng))
     assert edited["watermarked"], edited["p_value"]
@@ -151,11 +163,13 @@ def test_openai_client_generates_and_detector_attributes(
     assert mixed["watermarked"], mixed["p_value"]
     assert mixed["attribution"]["call_id"] == made.id
 
-    # The same model without the gateway (no watermark): never flagged.
+    # The same model without the gateway (no watermark): never flagged. The bounds hold for
+    # any key with false-failure below 1e-6 (exact p-values are uniform or conservative under
+    # the null): P(some p <= 1e-8 of 24) <= 2.4e-7; P(6+ of 24 at p <= 0.01) ~ 1.3e-7.
     samples = _unwatermarked_samples(generation_release, count=24, tokens=120)
     p_values = [detect(live_server, dev, text=s, model=MODEL)["p_value"] for s in samples]
-    assert all(p > 1e-6 for p in p_values)
-    assert sum(p <= 0.01 for p in p_values) <= 2, p_values
+    assert all(p > 1e-8 for p in p_values), p_values
+    assert sum(p <= 0.01 for p in p_values) <= 5, p_values
 
 
 def _unwatermarked_samples(built: BuiltRelease, *, count: int, tokens: int) -> list[str]:
@@ -209,7 +223,7 @@ def test_openai_client_sends_prompt_arrays_streams_several_choices_and_stops_ear
     finished: dict[int, str] = {}
     last = None
     for chunk in client.completions.create(
-        model=MODEL, prompt=PROMPT, n=2, max_tokens=200, stream=True
+        model=MODEL, prompt=PROMPT, n=2, max_tokens=200, stream=True, seed=14
     ):
         for choice in chunk.choices:
             streamed[choice.index] = streamed.get(choice.index, "") + choice.text
@@ -240,7 +254,7 @@ def test_openai_client_sends_prompt_arrays_streams_several_choices_and_stops_ear
 
     # A stop sequence ends generation when it appears, and usage counts what was returned.
     stopped = client.completions.create(
-        model=MODEL, prompt=PROMPT + " is", max_tokens=200, stop=["e"], logprobs=0
+        model=MODEL, prompt=PROMPT + " is", max_tokens=200, stop=["e"], logprobs=0, seed=15
     )
     (choice,) = stopped.choices
     assert choice.finish_reason == "stop"

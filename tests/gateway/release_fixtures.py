@@ -27,7 +27,7 @@ from licensing.statements import (
     ReleaseStatement,
     release_digest,
     sign_release_statement,
-    tier_manifest,
+    tier_record,
 )
 from tests.conftest import Account
 
@@ -98,8 +98,8 @@ def publish_test_release(
         repo_id=repo_id,
         version=version,
         tiers=(
-            tier_manifest("open", entries["open"], gated=False),
-            tier_manifest("optimized", entries["optimized"], gated=True),
+            tier_record("open", entries["open"], gated=False),
+            tier_record("optimized", entries["optimized"], gated=True),
         ),
         license="apache-2.0",
         terms_digest=terms_digest,

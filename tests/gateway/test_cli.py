@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 from click.testing import CliRunner
 
 from gateway.cli.main import COMMANDS, cli, main
@@ -69,6 +71,30 @@ def test_admin_create_user_token_and_revoke(tmp_path: Path, database_url: str) -
     assert revoked.returncode == 0, revoked.stderr
     assert "revoked" in run(["admin", "list-tokens", "alice"], env).stdout
 
+    # Scripts read --json; people read aligned tables with durations.
+    (user,) = json.loads(run(["admin", "list-users", "--json"], env).stdout)
+    assert (user["username"], user["role"], user["org"]) == ("alice", "publisher", "acme")
+    (row,) = json.loads(run(["admin", "list-tokens", "alice", "--json"], env).stdout)
+    assert row["state"] == "revoked"
+    assert token not in json.dumps(row)
+    assert "in 89d" in tokens.stdout  # expires in 90 days, shown as a duration
+
+    # Setting a password is a logged event (it was a silent write from the CLI).
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway.cli.main", "admin", "set-password", "alice", "--stdin"],
+        input="correct horse battery staple\n", capture_output=True, text=True,
+        env={**os.environ, **env}, timeout=120, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    engine = sa.create_engine(database_url)
+    with engine.connect() as connection:
+        actions = connection.execute(sa.text("SELECT entry FROM log_entries")).scalars().all()
+    engine.dispose()
+    (logged,) = [json.loads(e) for e in actions if "account.password_set" in e]
+    assert logged["resource"] == "user:alice"
+    assert logged["actor"] == {"kind": "operator"}
+    assert "correct horse" not in "".join(actions)
+
 
 def test_errors_are_one_clear_line_without_traceback(tmp_path: Path, database_url: str) -> None:
     env = {"TIERGATE_DATA_DIR": str(tmp_path), "TIERGATE_DATABASE_URL": database_url}
@@ -84,6 +110,18 @@ def test_errors_are_one_clear_line_without_traceback(tmp_path: Path, database_ur
     assert "invalid user name" in bad_name.stderr
     no_org = run(["admin", "create-user", "carl", "--role", "publisher"], env)
     assert "--org" in no_org.stderr
+
+
+def test_admin_commands_refuse_a_data_dir_without_a_database(tmp_path: Path) -> None:
+    """Regression: create-user against the wrong data dir made a new, unused database."""
+    env = {"TIERGATE_DATA_DIR": str(tmp_path / "elsewhere")}
+    refused = run(["admin", "create-user", "alice", "--role", "developer"], env)
+    assert refused.returncode == 1
+    assert "no gateway database at" in refused.stderr
+    assert "tiergate db upgrade" in refused.stderr
+    assert not (tmp_path / "elsewhere" / "tiergate.db").exists()
+    assert run(["db", "upgrade"], env).returncode == 0
+    assert run(["admin", "create-user", "alice", "--role", "developer"], env).returncode == 0
 
 
 def test_usage_errors_exit_2(tmp_path: Path) -> None:

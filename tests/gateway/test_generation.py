@@ -188,7 +188,7 @@ def test_gated_tier_needs_a_grant_and_models_lists_it_then(
     assert [m["id"] for m in listed["data"]] == [f"{MODEL}:open"]
     refused = complete(client, dev, model=f"{MODEL}:optimized")
     assert refused.status_code == 403
-    assert refused.json()["code"] == "grant_required"
+    assert refused.json()["error"]["code"] == "grant_required"
 
     grant_access(engine, "dev", "acme/chatty", "1.0.0")
     listed = client.get("/v1/models", headers=dev.headers).json()
@@ -227,11 +227,14 @@ def test_unknown_models_and_bad_requests_are_problems(
     for body, status, code in cases:
         response = complete(client, dev, **body)
         assert response.status_code == status, (body, response.text)
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["code"] == code
+        assert response.headers["content-type"] == "application/json"
+        error = response.json()["error"]
+        assert error["code"] == code
+        assert error["type"] == ("not_found_error" if status == 404 else "invalid_request_error")
+        assert error["message"]
     assert client.post("/v1/completions", json={"model": MODEL}).status_code == 401
     reader = make_account("reader", scopes=frozenset({"read"}))
-    assert complete(client, reader).json()["code"] == "insufficient_scope"
+    assert complete(client, reader).json()["error"]["code"] == "insufficient_scope"
 
 
 def _app_with(app: FastAPI, **overrides: Any) -> FastAPI:
@@ -251,12 +254,12 @@ def test_quota_and_prompt_cap_answer_429_and_422(
     with TestClient(limited, raise_server_exceptions=False) as small:
         long_prompt = complete(small, dev, prompt="word " * 40)
         assert long_prompt.status_code == 422
-        assert long_prompt.json()["code"] == "prompt_too_long"
+        assert long_prompt.json()["error"]["code"] == "prompt_too_long"
         assert complete(small, dev, max_tokens=12).status_code == 200
         # 3 prompt + 12 charged, then refunded to what was used; a 30-token call cannot fit.
         over = complete(small, dev, max_tokens=30)
         assert over.status_code == 429, over.text
-        assert over.json()["code"] == "rate_limited"
+        assert over.json()["error"]["code"] == "rate_limited"
         assert int(over.headers["Retry-After"]) >= 1
 
 
@@ -275,8 +278,8 @@ def test_tampered_model_files_are_refused_then_rebuilt_from_blobs(
     with TestClient(_app_with(app), raise_server_exceptions=False) as fresh:
         refused = complete(fresh, dev)
         assert refused.status_code == 422, refused.text
-        assert refused.json()["code"] == "model_not_verified"
-        assert "config.json" in refused.json()["detail"]
+        assert refused.json()["error"]["code"] == "model_not_verified"
+        assert "config.json" in refused.json()["error"]["message"]
         assert complete(fresh, dev).status_code == 200  # rebuilt from the stored blobs
 
 
@@ -420,7 +423,7 @@ def test_cached_model_names_are_rechecked_on_every_call(
     revoke_grant(engine, grant)
     revoked = complete(client, dev, model=gated, max_tokens=2)
     assert revoked.status_code == 403, revoked.text
-    assert revoked.json()["code"] == "grant_required"
+    assert revoked.json()["error"]["code"] == "grant_required"
 
     grant_access(engine, "dev", "acme/chatty", "1.0.0", lifetime=timedelta(minutes=5))
     assert complete(client, dev, model=gated, max_tokens=2).status_code == 200

@@ -96,3 +96,22 @@ def test_a_stream_of_several_rows_sends_each_rows_tokens(tiny: Any) -> None:
     assert all(len(s) == 3 for s in streamed)
     for row, choice in enumerate(choices):
         assert [s[row] for s in streamed][: len(choice.token_ids)] == choice.token_ids
+
+
+def test_a_seed_reproduces_a_call_given_its_tag_and_two_tags_differ(tiny: Any) -> None:
+    """`seed` promises replay of a logged call (seed, parameters, tag), not equal API calls.
+
+    Each API call carries its own watermark tag so the detector can name it; the tag changes
+    the green lists, so two calls with one seed sample differently (docs/generation.md).
+    """
+    loaded, config, key = tiny
+    prompt = loaded.tokenizer(PROMPT)["input_ids"]
+
+    def sample(tag: int) -> list[int]:
+        job = SampleJob([prompt], SamplingParams(48, temperature=1.0, seed=7), [tag])
+        (choice,) = run_jobs(loaded, config, key, [job])[0]
+        return list(choice.token_ids)
+
+    first = sample(11)
+    assert sample(11) == first
+    assert sample(12) != first

@@ -90,3 +90,59 @@ def test_openapi_documents_problem_responses(client: TestClient) -> None:
     assert "application/problem+json" in whoami["401"]["content"]
     create = schema["paths"]["/api/tokens"]["post"]["responses"]
     assert {"401", "413", "415", "422"} <= create.keys()
+
+
+def assert_openai_error(response: Any, status: int, code: str, kind: str) -> dict[str, Any]:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"error"}
+    error: dict[str, Any] = body["error"]
+    assert {"message", "type", "param", "code"} <= error.keys()
+    assert (error["code"], error["type"]) == (code, kind)
+    assert error["message"]
+    assert error["request_id"] == response.headers["x-request-id"]
+    assert "Traceback" not in response.text
+    return error
+
+
+def test_v1_answers_openai_error_bodies_everywhere_else_problem_json(client: TestClient) -> None:
+    """The OpenAI SDKs read `error.message`; problem+json under /v1 showed only a status."""
+    assert_openai_error(client.get("/v1/models"), 401, "unauthenticated", "authentication_error")
+    assert_openai_error(client.get("/v1/nope"), 404, "not_found", "not_found_error")
+    # Errors written by the ASGI middleware (before any route runs) take the same shape.
+    sent = client.post("/v1/completions", content=b"{}", headers={"Content-Type": "text/plain"})
+    assert_openai_error(sent, 415, "unsupported_media_type", "invalid_request_error")
+    assert_problem(client.get("/api/whoami"), 401, "unauthenticated")
+
+
+def test_openai_error_names_the_parameter(client: TestClient, make_account: Any) -> None:
+    dev = make_account("dev")
+    response = client.post(
+        "/v1/completions", json={"model": "acme/x", "n": "many"}, headers=dev.headers
+    )
+    error = assert_openai_error(response, 422, "validation_error", "invalid_request_error")
+    assert error["param"] == "n"
+
+
+def test_openapi_documents_openai_errors_under_v1(client: TestClient) -> None:
+    schema = client.get("/openapi.json").json()
+    responses = schema["paths"]["/v1/completions"]["post"]["responses"]
+    assert "OpenAIError" in responses["404"]["content"]["application/json"]["schema"]["$ref"]
+
+
+def test_api_docs_load_their_assets_from_the_gateway_not_a_cdn(client: TestClient) -> None:
+    """Regression: /docs was blank offline because Swagger UI came from a CDN."""
+    import re
+
+    for page in ("/docs", "/redoc"):
+        html = client.get(page)
+        assert html.status_code == 200
+        sources = re.findall(r'(?:src|href)="([^"]+)"', html.text)
+        assert sources, html.text
+        for url in sources:
+            assert url.startswith("/"), f"{page} loads {url} from elsewhere"
+            if url.startswith("/docs-assets/"):
+                asset = client.get(url)
+                assert asset.status_code == 200, url
+                assert len(asset.content) > 1000

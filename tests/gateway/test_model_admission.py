@@ -182,7 +182,7 @@ def write_signed_release(
         ApprovalPolicy,
         ReleaseStatement,
         sign_release_statement,
-        tier_manifest,
+        tier_record,
     )
 
     key = PrivateKey.generate()
@@ -199,8 +199,8 @@ def write_signed_release(
         repo_id=repo_id,
         version=version,
         tiers=(
-            tier_manifest("open", entries["open"], gated=False),
-            tier_manifest("optimized", entries["optimized"], gated=True),
+            tier_record("open", entries["open"], gated=False),
+            tier_record("optimized", entries["optimized"], gated=True),
         ),
         license="apache-2.0",
         terms_digest=None,
@@ -235,7 +235,7 @@ def rogue_header(files: dict[str, bytes]) -> dict[str, bytes]:
         ("huge", None, "weight_missing"),
     ],
 )
-def test_malformed_or_incomplete_weights_are_a_422_problem_not_a_500(
+def test_malformed_or_incomplete_weights_are_a_typed_422_not_a_500(
     client: TestClient,
     make_account: Callable[..., Account],
     tmp_path: Path,
@@ -261,15 +261,16 @@ def test_malformed_or_incomplete_weights_are_a_422_problem_not_a_500(
         headers=dev.headers,
     )
     assert response.status_code == 422, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    body = response.json()
-    assert body["code"] == "model_invalid"
-    assert body["reason"] == reason
+    # /v1/ answers OpenAI's error shape; the code and the reason are tiergate's.
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert error["code"] == "model_invalid"
+    assert error["reason"] == reason
     assert "Traceback" not in response.text
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
-def test_a_model_over_the_budget_is_a_507_problem(
+def test_a_model_over_the_budget_is_a_typed_507(
     app: Any, client: TestClient, make_account: Callable[..., Account], tmp_path: Path
 ) -> None:
     from gateway.app import create_app
@@ -292,5 +293,5 @@ def test_a_model_over_the_budget_is_a_507_problem(
             headers=dev.headers,
         )
     assert response.status_code == 507, response.text
-    assert response.headers["content-type"] == "application/problem+json"
-    assert response.json()["code"] == "model_too_large"
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"]["code"] == "model_too_large"

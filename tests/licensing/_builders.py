@@ -19,7 +19,7 @@ from licensing.statements import (
     format_decimal,
     release_digest,
     sign_release_statement,
-    tier_manifest,
+    tier_record,
     verify_usage_attestation,
 )
 
@@ -36,8 +36,8 @@ def make_release(**changes: Any) -> ReleaseStatement:
         "repo_id": "acme/tiny-llama",
         "version": "1.0.0",
         "tiers": (
-            tier_manifest("open", OPEN_FILES, gated=False),
-            tier_manifest("optimized", OPT_FILES, gated=True),
+            tier_record("open", OPEN_FILES, gated=False),
+            tier_record("optimized", OPT_FILES, gated=True),
         ),
         "license": "apache-2.0",
         "terms_digest": TERMS,

@@ -21,9 +21,9 @@ from licensing.errors import (
     UnsupportedKeyError,
 )
 from licensing.keys import PrivateKey, save_private_key, save_public_key
+from licensing.layout import TierFile
 from licensing.sigstore_bundle import (
     BUNDLE_MEDIA_TYPE,
-    FileDigest,
     ResourceDigest,
     check_files_match,
     compute_manifest_digest,
@@ -44,13 +44,13 @@ FILES = {
 }
 
 
-def _file_digests(root: Path) -> list[FileDigest]:
+def _file_digests(root: Path) -> list[TierFile]:
     out = []
     for path in sorted(root.rglob("*")):
         if path.is_file() and path.name != "model.sig":
             data = path.read_bytes()
             out.append(
-                FileDigest(
+                TierFile(
                     path.relative_to(root).as_posix(), hashlib.sha256(data).hexdigest(), len(data)
                 )
             )
@@ -307,12 +307,12 @@ def test_check_files_match(signed: tuple[Path, Path], key: PrivateKey) -> None:
     resources = verify_model_bundle((model / "model.sig").read_bytes(), key.public_key)
     files = _file_digests(model)
     check_files_match(resources, files)
-    extra = [*files, FileDigest("README.md", "0" * 64, 1)]
+    extra = [*files, TierFile("README.md", "0" * 64, 1)]
     check_files_match(resources, extra, allow_unsigned=True)
     with pytest.raises(ModelManifestMismatchError, match=r"unsigned: README\.md"):
         check_files_match(resources, extra)
     with pytest.raises(ModelManifestMismatchError, match=r"missing: a\.txt"):
         check_files_match(resources, [f for f in files if f.path != "a.txt"])
-    tampered = [FileDigest(f.path, "0" * 64, f.size) if f.path == "a/b.txt" else f for f in files]
+    tampered = [TierFile(f.path, "0" * 64, f.size) if f.path == "a/b.txt" else f for f in files]
     with pytest.raises(ModelManifestMismatchError, match=r"changed: a/b\.txt"):
         check_files_match(resources, tampered)

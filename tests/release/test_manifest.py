@@ -78,9 +78,9 @@ def test_malformed_manifest_json(doc: str) -> None:
 def test_manifest_rejects_unsorted_or_duplicate_files() -> None:
     digest = "0" * 64
     with pytest.raises(ManifestInvalidError, match="sorted"):
-        TierManifest((TierFile("b", 1, digest), TierFile("a", 1, digest)))
+        TierManifest((TierFile("b", digest, 1), TierFile("a", digest, 1)))
     with pytest.raises(ManifestInvalidError, match="duplicate"):
-        TierManifest((TierFile("a", 1, digest), TierFile("a", 1, digest)))
+        TierManifest((TierFile("a", digest, 1), TierFile("a", digest, 1)))
 
 
 @settings(max_examples=50, deadline=None)
@@ -120,7 +120,7 @@ def test_verify_truncated_file_is_mismatched(tier: Path) -> None:
 def test_symlink_inside_is_listed_outside_is_refused(tier: Path, tmp_path: Path) -> None:
     (tier / "link.txt").symlink_to(tier / "a.txt")
     manifest = build_tier_manifest(tier, show_progress=False)
-    assert manifest.get("link.txt") == TierFile("link.txt", 5, hashlib.sha256(b"alpha").hexdigest())
+    assert manifest.get("link.txt") == TierFile("link.txt", hashlib.sha256(b"alpha").hexdigest(), 5)
     (tmp_path / "secret").write_bytes(b"s")
     (tier / "escape").symlink_to(tmp_path / "secret")
     with pytest.raises(UnsafePathError, match="outside"):

@@ -10,7 +10,7 @@ DIGEST = "ab" * 32
 
 
 def _manifest(*paths: str) -> TierManifest:
-    return TierManifest(tuple(TierFile(p, 10 * (i + 1), DIGEST) for i, p in enumerate(paths)))
+    return TierManifest(tuple(TierFile(p, DIGEST, 10 * (i + 1)) for i, p in enumerate(paths)))
 
 
 FIDELITY = FidelityReport(

@@ -16,7 +16,7 @@ from licensing.statements import (
     ApprovalPolicy,
     ReleaseStatement,
     sign_release_statement,
-    tier_manifest,
+    tier_record,
 )
 from tests.conftest import Account
 
@@ -42,7 +42,7 @@ def register_release(
     statement = ReleaseStatement(
         repo_id=repo_id,
         version=version,
-        tiers=tuple(tier_manifest(t, entries[t], gated=t != "open") for t in entries),
+        tiers=tuple(tier_record(t, entries[t], gated=t != "open") for t in entries),
         license="apache-2.0",
         terms_digest=hashlib.sha256(b"terms\n").hexdigest(),
         approval=ApprovalPolicy(),

@@ -209,3 +209,15 @@ def test_torch_tensor_input(config: WatermarkConfig, key: WatermarkKey, sampler:
     torch = pytest.importorskip("torch")
     ids = sampler(config, key, length=100)[0]
     assert detect(torch.from_numpy(ids), config, key) == detect(ids, config, key)
+
+
+def test_scan_flags_keeps_the_log_p_value_where_the_p_value_underflows() -> None:
+    """The gateway's attribution scans payload flags with this one implementation."""
+    from watermark.detector import GREEN, scan_flags
+
+    found = scan_flags(np.full(2000, GREEN), 0.25, window=2000)
+    assert found.p_value == 0.0  # underflows as a float ...
+    assert found.log_adjusted_p_value == pytest.approx(2000 * math.log(0.25), rel=1e-9)
+    assert found.watermarked
+    with pytest.raises(WatermarkConfigError):
+        scan_flags(np.full(10, GREEN), 1.0)

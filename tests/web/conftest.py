@@ -35,9 +35,9 @@ def csrf_of(html: str) -> str:
 
 
 def set_password(engine: Engine, username: str, password: str = PASSWORD) -> None:
+    from gateway.auth.passwords import ScryptParams, hash_password
     from gateway.db.engine import session_scope
     from gateway.services import accounts
-    from gateway.web.passwords import ScryptParams, hash_password
 
     with session_scope(engine) as session:
         user = accounts.get_user(session, username)

@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from gateway.web.passwords import ScryptParams, hash_password, verify_password
+from gateway.auth.passwords import ScryptParams, hash_password, verify_password
 from tests.conftest import Account, _truncate_all
 from tests.web.conftest import PASSWORD, csrf_of, sign_in
 

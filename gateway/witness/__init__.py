@@ -1,0 +1,1 @@
+"""A standalone c2sp.org/tlog-witness witness: `tiergate log witness serve`."""

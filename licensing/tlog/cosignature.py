@@ -1,0 +1,190 @@
+"""C2SP tlog-cosignature/v1 (Ed25519): witnesses' timestamped signatures on a checkpoint.
+
+A cosignature is a note signature line whose key id is computed with signature type 0x04 and
+whose signature is ``u64 timestamp (big endian) || Ed25519 signature`` over::
+
+    cosignature/v1\\n
+    time <timestamp>\\n
+    <the whole checkpoint body>
+
+Verifiers are configured with the witnesses' vkeys (``name+hexid+base64(0x04 || key)``) and
+ignore signature lines of any other name and key id.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from licensing.errors import CosignatureInvalidError, NoteKeyInvalidError
+from licensing.tlog.checkpoint import Checkpoint, open_checkpoint
+from licensing.tlog.note import (
+    NoteSignature,
+    Verifier,
+    key_id,
+    parse_key_string,
+    parse_note,
+    valid_key_name,
+)
+
+__all__ = [
+    "ALG_COSIGNATURE_V1",
+    "CosignatureSigner",
+    "CosignatureVerifier",
+    "VerifiedCosignature",
+    "cosignature_message",
+    "open_cosigned_checkpoint",
+]
+
+#: Signature type byte of Ed25519 cosignature/v1 keys.
+ALG_COSIGNATURE_V1 = 0x04
+_PRIVATE_PREFIX = "PRIVATE+KEY+"
+_MAX_TIMESTAMP = (1 << 63) - 1
+
+
+def cosignature_message(body: str, timestamp: int) -> bytes:
+    """The bytes a cosigner signs for checkpoint ``body`` at ``timestamp`` (POSIX seconds)."""
+    if not 0 <= timestamp <= _MAX_TIMESTAMP:
+        raise CosignatureInvalidError("cosignature timestamp out of range")
+    return f"cosignature/v1\ntime {timestamp}\n{body}".encode()
+
+
+class CosignatureVerifier:
+    """A witness's cosignature/v1 public key, from its vkey."""
+
+    __slots__ = ("_key", "key_id", "name", "public_key")
+
+    def __init__(self, name: str, public_key: bytes) -> None:
+        if not valid_key_name(name):
+            raise NoteKeyInvalidError(f"invalid key name {name!r}")
+        try:
+            self._key = Ed25519PublicKey.from_public_bytes(public_key)
+        except ValueError:
+            raise NoteKeyInvalidError("not a 32-byte Ed25519 public key") from None
+        self.name = name
+        self.public_key = bytes(public_key)
+        self.key_id = key_id(name, ALG_COSIGNATURE_V1, self.public_key)
+
+    @classmethod
+    def from_vkey(cls, vkey: str) -> CosignatureVerifier:
+        name, claimed, public_key = parse_key_string(vkey, "witness key", ALG_COSIGNATURE_V1)
+        verifier = cls(name, public_key)
+        if verifier.key_id != claimed:
+            raise NoteKeyInvalidError("witness key id does not match its name and key")
+        return verifier
+
+    @property
+    def vkey(self) -> str:
+        b64 = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self.public_key).decode()
+        return f"{self.name}+{self.key_id:08x}+{b64}"
+
+    def matches(self, signature: NoteSignature) -> bool:
+        return signature.name == self.name and signature.key_id == self.key_id
+
+    def verify(self, body: str, signature: NoteSignature) -> int:
+        """Return the cosignature's timestamp; raise unless it verifies over ``body``."""
+        if not self.matches(signature):
+            raise CosignatureInvalidError(f"signature is not from {self.name}")
+        blob = signature.signature
+        if len(blob) != 8 + 64:
+            raise CosignatureInvalidError(f"cosignature by {self.name} is not 72 bytes")
+        timestamp = int.from_bytes(blob[:8], "big")
+        try:
+            self._key.verify(blob[8:], cosignature_message(body, timestamp))
+        except InvalidSignature:
+            raise CosignatureInvalidError(f"cosignature by {self.name} does not verify") from None
+        return timestamp
+
+    def __repr__(self) -> str:
+        return f"CosignatureVerifier({self.vkey!r})"
+
+
+class CosignatureSigner:
+    """A witness's cosignature/v1 signing key. Its key string is a secret: never log it."""
+
+    __slots__ = ("_key", "_seed", "key_id", "name", "public_key")
+
+    def __init__(self, name: str, seed: bytes) -> None:
+        if not valid_key_name(name):
+            raise NoteKeyInvalidError(f"invalid key name {name!r}")
+        try:
+            self._key = Ed25519PrivateKey.from_private_bytes(seed)
+        except ValueError:
+            raise NoteKeyInvalidError("not a 32-byte Ed25519 seed") from None
+        self._seed = bytes(seed)
+        self.name = name
+        self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+        self.key_id = key_id(name, ALG_COSIGNATURE_V1, self.public_key)
+
+    @classmethod
+    def generate(cls, name: str) -> CosignatureSigner:
+        return cls(name, Ed25519PrivateKey.generate().private_bytes_raw())
+
+    @classmethod
+    def from_private_key(cls, skey: str) -> CosignatureSigner:
+        """Parse ``PRIVATE+KEY+name+hexid+base64(0x04 || seed)``."""
+        if not skey.startswith(_PRIVATE_PREFIX):
+            raise NoteKeyInvalidError("witness key must start with PRIVATE+KEY+")
+        name, claimed, seed = parse_key_string(
+            skey[len(_PRIVATE_PREFIX) :], "witness signing key", ALG_COSIGNATURE_V1
+        )
+        signer = cls(name, seed)
+        if signer.key_id != claimed:
+            raise NoteKeyInvalidError("witness key id does not match its name and key")
+        return signer
+
+    @property
+    def private_key(self) -> str:
+        b64 = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self._seed).decode()
+        return f"{_PRIVATE_PREFIX}{self.name}+{self.key_id:08x}+{b64}"
+
+    def verifier(self) -> CosignatureVerifier:
+        return CosignatureVerifier(self.name, self.public_key)
+
+    def cosign(self, body: str, timestamp: int) -> NoteSignature:
+        """The cosignature of checkpoint ``body`` at ``timestamp``, as a note signature."""
+        signature = self._key.sign(cosignature_message(body, timestamp))
+        return NoteSignature(self.name, self.key_id, timestamp.to_bytes(8, "big") + signature)
+
+    def __repr__(self) -> str:
+        return f"CosignatureSigner(name={self.name!r}, key_id={self.key_id:08x})"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedCosignature:
+    witness: str
+    timestamp: int
+
+
+def open_cosigned_checkpoint(
+    note: str | bytes,
+    log_verifiers: Iterable[Verifier],
+    witnesses: Sequence[CosignatureVerifier],
+    *,
+    min_witnesses: int,
+    origin: str | None = None,
+) -> tuple[Checkpoint, list[VerifiedCosignature]]:
+    """Open a checkpoint signed by the log and require ``min_witnesses`` distinct cosigners.
+
+    Lines from unknown keys are ignored; a line from a configured witness that does not verify
+    rejects the note (a witness key does not sign garbage by accident).
+    """
+    checkpoint = open_checkpoint(note, log_verifiers, origin=origin)
+    parsed = parse_note(note)
+    found: dict[str, VerifiedCosignature] = {}
+    for signature in parsed.signatures:
+        for witness in witnesses:
+            if witness.matches(signature):
+                timestamp = witness.verify(parsed.text, signature)
+                found[witness.name] = VerifiedCosignature(witness.name, timestamp)
+    if len(found) < min_witnesses:
+        raise CosignatureInvalidError(
+            f"checkpoint {checkpoint.size} carries {len(found)} valid witness cosignature(s), "
+            f"{min_witnesses} required"
+        )
+    return checkpoint, sorted(found.values(), key=lambda c: c.witness)
