@@ -14,6 +14,13 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |   +-- NoteUnverifiedError         note_unverified: no signature from a trusted key
     |   +-- CheckpointMalformedError    checkpoint_malformed: not a tlog-checkpoint body
     |   +-- ReceiptMalformedError       receipt_malformed: not a tlog-proof@v1 receipt
+    |   +-- CosignatureInvalidError     cosignature_invalid: a witness cosignature fails
+    |   +-- WitnessError                witness_error: the tlog-witness exchange
+    |       +-- WitnessRequestMalformedError  witness_request_malformed: bad add-checkpoint
+    |       +-- WitnessUnknownLogError        witness_unknown_log: not a log it witnesses
+    |       +-- WitnessForbiddenError         witness_forbidden: signed by an untrusted key
+    |       +-- WitnessConflictError          witness_conflict: old size is not its size
+    |       +-- WitnessProofInvalidError      witness_proof_invalid: consistency fails
     +-- CanonicalJSONError              canonical_json_invalid: no canonical JSON form
     +-- TierFileInvalidError            tier_file_invalid: a bad file entry (path, digest, size)
     +-- KeyMaterialError                key_error: key loading, saving and type errors

@@ -1,8 +1,11 @@
 """Publish a built release folder to a gateway: register, upload what is missing, publish.
 
 Resumable by construction: the gateway says which blobs it lacks and, per blob, how many
-bytes it already holds; the client sends only the rest. A publish that stops half way
-leaves the release pending (invisible to others); running it again finishes it.
+bytes it already holds; the client sends only the rest (none at all when a crash on the
+gateway interrupted the finish of a blob whose bytes had all arrived). Blobs another org
+stored are still sent: the gateway needs proof of possession, not the digest. A publish
+that stops half way leaves the release pending (invisible to others); running it again
+finishes it.
 """
 
 from __future__ import annotations
@@ -122,12 +125,15 @@ def publish_release_folder(
         sha256, size = blob["sha256"], int(blob["size"])
         status = _check(client.get(f"/api/uploads/{sha256}"), f"upload status of {sha256[:12]}")
         offset = int(status["offset"])
+        complete = bool(status["complete"])
         done += offset
         with local[sha256].open("rb") as handle:
             handle.seek(offset)
-            while offset < size:
+            # Not `offset < size`: every byte may have arrived before a crash cut the finish
+            # short; then one empty chunk at the end has the gateway verify and keep them.
+            while not complete:
                 chunk = handle.read(min(chunk_size, size - offset))
-                if not chunk:
+                if not chunk and offset < size:
                     raise PublishError(f"{local[sha256]} shrank while uploading")
                 response = client.patch(
                     f"/api/uploads/{sha256}",
@@ -145,6 +151,7 @@ def publish_release_folder(
                 uploaded_bytes += len(chunk)
                 done += len(chunk)
                 offset = int(result["offset"])
+                complete = bool(result["complete"])
                 if on_progress is not None:
                     on_progress(done, total)
     published = _check(

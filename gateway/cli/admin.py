@@ -331,10 +331,13 @@ def gc(
             click.echo(f"blob {blob.sha256} ({blob.size:,} bytes)")
         for upload_id in report.uploads:
             click.echo(f"upload {upload_id}")
+        for name in report.leftovers:
+            click.echo(f"leftover {name}")
     for line in report.skipped:
         click.echo(f"kept {line}")
     click.echo(
         f"{verb}: {len(report.releases)} pending release(s), {len(report.blobs)} blob(s) "
-        f"({report.blob_bytes:,} bytes), {len(report.uploads)} upload session(s)"
+        f"({report.blob_bytes:,} bytes), {len(report.uploads)} upload session(s), "
+        f"{len(report.leftovers)} leftover(s)"
         + ("" if apply else "; run again with --apply to remove them")
     )

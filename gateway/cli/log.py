@@ -76,8 +76,15 @@ def _get(http: httpx.Client, path: str, **params: Any) -> httpx.Response:
     return response
 
 
+# With `--json`, checks that passed are collected here instead of printed line by line.
+_collected: list[str] | None = None
+
+
 def _ok(message: str) -> None:
-    click.echo(f"ok: {message}")
+    if _collected is not None:
+        _collected.append(message)
+    else:
+        click.echo(f"ok: {message}")
 
 
 @click.group()
@@ -176,7 +183,14 @@ def _check_cosignatures(
 
 
 @group.command()
-@click.option("--gateway", "gateway_url", required=True, help="Gateway base URL.")
+@click.option(
+    "--gateway",
+    "gateway_url",
+    envvar="TIERGATE_GATEWAY",
+    required=True,
+    metavar="URL",
+    help="Gateway base URL (or $TIERGATE_GATEWAY).",
+)
 @click.option("--vkey", default=None, help="The log's verifier key (name+hexid+base64).")
 @click.option(
     "--vkey-file", type=click.Path(dir_okay=False, path_type=Path), help="File with the vkey."
@@ -201,8 +215,14 @@ def _check_cosignatures(
     type=click.IntRange(min=0),
     help="Fail unless at least N of the --witness keys cosigned the checkpoint.",
 )
-@click.option("--token", default=None, help="API token (entries you may read are shown).")
+@click.option(
+    "--token",
+    envvar="TIERGATE_TOKEN",
+    default=None,
+    help="API token, or $TIERGATE_TOKEN (entries you may read are shown).",
+)
 @click.option("--timeout", default=30.0, show_default=True, help="HTTP timeout in seconds.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON summary for scripts.")
 def verify(
     gateway_url: str,
     vkey: str | None,
@@ -213,9 +233,53 @@ def verify(
     min_witnesses: int,
     token: str | None,
     timeout: float,
+    as_json: bool,
 ) -> None:
     """Verify the latest checkpoint, its consistency with the last one seen, and (--full) all
     entries. Exits non-zero on any failure."""
+    global _collected
+    _collected = [] if as_json else None
+    try:
+        checkpoint = _verify(
+            gateway_url,
+            vkey,
+            vkey_file,
+            state_path,
+            full,
+            witness_vkeys,
+            min_witnesses,
+            token,
+            timeout,
+        )
+        checks = list(_collected or [])
+    finally:
+        _collected = None
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "verified": True,
+                    "origin": checkpoint.origin,
+                    "size": checkpoint.size,
+                    "root_hash": base64.b64encode(checkpoint.root_hash).decode(),
+                    "checks": checks,
+                },
+                indent=2,
+            )
+        )
+
+
+def _verify(
+    gateway_url: str,
+    vkey: str | None,
+    vkey_file: Path | None,
+    state_path: Path | None,
+    full: bool,
+    witness_vkeys: tuple[str, ...],
+    min_witnesses: int,
+    token: str | None,
+    timeout: float,
+) -> Checkpoint:
     import httpx
 
     from licensing.errors import TransparencyLogError
@@ -258,6 +322,7 @@ def verify(
             json.dumps({"vkey": verifier.vkey, "checkpoint": note}, indent=2) + "\n"
         )
         _ok(f"saved checkpoint {checkpoint.size} to {state_path}")
+    return checkpoint
 
 
 @group.command("verify-receipt")

@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import BigInteger, Column, DateTime, Index, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    DateTime,
+    ForeignKey,
+    Index,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlmodel import Field, SQLModel
 
 from gateway.db.timeutil import utcnow
@@ -82,6 +91,22 @@ class Blob(SQLModel, table=True):
 
     sha256: str = Field(sa_column=Column(String(64), primary_key=True))
     size: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class BlobHolder(SQLModel, table=True):
+    """An org that proved it has a blob's bytes by uploading them (verified on arrival).
+
+    Blobs are stored once whoever sent them, but a digest is public knowledge, not
+    possession: a release counts a blob as present only when its own org holds it.
+    """
+
+    __tablename__ = "blob_holders"
+
+    org_id: int = Field(foreign_key="orgs.id", primary_key=True)
+    sha256: str = Field(
+        sa_column=Column(String(64), ForeignKey("blobs.sha256"), primary_key=True, index=True)
+    )
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 

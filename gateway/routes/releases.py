@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
@@ -12,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 from gateway.auth.principal import Principal
 from gateway.db.models import PublicKeyRecord, Release
 from gateway.deps import NowDep, OptionalPrincipal, SessionDep, StateDep, require_scope
-from gateway.errors import BadRequest, NotFound
+from gateway.errors import NotFound
 from gateway.problems import problem_responses
 from gateway.routes.paging import set_next_link
 from gateway.schemas.downloads import SignerKey
@@ -27,7 +28,7 @@ from gateway.schemas.releases import (
     UploadStatus,
     YankRequest,
 )
-from gateway.services import catalog, releases
+from gateway.services import catalog, releases, uploads
 from gateway.storage.base import check_sha256
 
 router = APIRouter(tags=["releases"], responses=problem_responses(401, 403, 404, 503))
@@ -205,23 +206,26 @@ def yank_release(
     return detail(session, release)
 
 
-def _upload_id(principal: Principal, sha256: str) -> str:
-    return f"org{principal.org_id}-{sha256}"
+def _upload_status(progress: uploads.UploadProgress) -> UploadStatus:
+    return UploadStatus(
+        sha256=progress.sha256,
+        size=progress.size,
+        offset=progress.offset,
+        complete=progress.complete,
+    )
 
 
 @router.get(
     "/api/uploads/{sha256}",
-    summary="How much of a blob the gateway holds (resume point of an upload).",
+    summary="How much of a blob your org has sent (resume point of an upload).",
 )
 def upload_status(
     sha256: str, principal: Publisher, session: SessionDep, state: StateDep
 ) -> UploadStatus:
-    check_sha256(sha256)
-    size = releases.expected_blob_size(session, principal, sha256)
-    if state.blobs.has(sha256):
-        return UploadStatus(sha256=sha256, size=size, offset=size, complete=True)
-    offset = state.blobs.begin_upload(_upload_id(principal, sha256), max_bytes=size)
-    return UploadStatus(sha256=sha256, size=size, offset=offset, complete=False)
+    """`complete` only once your org sent the bytes: a blob stored for another org still has
+    to be uploaded (and is then deduplicated). At `offset == size` without `complete`, send an
+    empty chunk at that offset to finish."""
+    return _upload_status(uploads.upload_status(session, state.blobs, principal, sha256))
 
 
 @router.patch(
@@ -238,19 +242,20 @@ async def upload_chunk(
     now: NowDep,
     upload_offset: Annotated[int, Header(alias="Upload-Offset", ge=0)],
 ) -> UploadStatus:
+    # Refused before the body is read: a stranger's chunk costs no bandwidth or memory.
     check_sha256(sha256)
-    size = await run_in_threadpool(releases.expected_blob_size, session, principal, sha256)
-    if await run_in_threadpool(state.blobs.has, sha256):
-        await run_in_threadpool(releases.record_blob, session, sha256, size, now)
-        return UploadStatus(sha256=sha256, size=size, offset=size, complete=True)
+    await run_in_threadpool(releases.expected_blob_size, session, principal, sha256)
     chunk = await request.body()  # bounded by the upload body limit
-    if upload_offset + len(chunk) > size:
-        raise BadRequest(f"the chunk runs past the blob's size ({size} bytes)")
-    upload_id = _upload_id(principal, sha256)
-    await run_in_threadpool(state.blobs.begin_upload, upload_id, size)
-    offset = await run_in_threadpool(state.blobs.append_upload, upload_id, upload_offset, chunk)
-    if offset < size:
-        return UploadStatus(sha256=sha256, size=size, offset=offset, complete=False)
-    info = await run_in_threadpool(state.blobs.finish_upload, upload_id, sha256)
-    await run_in_threadpool(releases.record_blob, session, info.sha256, info.size, now)
-    return UploadStatus(sha256=sha256, size=size, offset=size, complete=True)
+    progress = await run_in_threadpool(
+        partial(
+            uploads.receive_chunk,
+            session,
+            state.blobs,
+            principal,
+            sha256,
+            offset=upload_offset,
+            chunk=chunk,
+            now=now,
+        )
+    )
+    return _upload_status(progress)

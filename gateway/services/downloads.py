@@ -28,6 +28,7 @@ from gateway.errors import (
 from gateway.services.access import active_grant
 from gateway.services.releases import (
     OPEN_TIER,
+    holds_blob,
     release_files,
     release_tiers,
     split_repo_id,
@@ -212,11 +213,22 @@ def check_file_path(path: str) -> str:
 def find_file(session: Session, ref: TierRef, path: str) -> ServedFile:
     check_file_path(path)
     for file in tier_files(session, ref):
-        if file.path == path:
+        if file.path == path and _uploaded(session, ref.release, file):
             return file
     raise EntryNotFound(
         f"{ref.release.repo_id}@{ref.revision} has no file {path!r}", commit=ref.commit
     )
+
+
+def _uploaded(session: Session, release: Release, file: ServedFile) -> bool:
+    """A pending release (visible to its own org) serves only blobs its org sent.
+
+    Its statement may list any public digest, including another org's gated weights; a
+    published release passed the same check when it was published (issue #14.1).
+    """
+    if file.content is not None or release.status != ReleaseStatus.pending.value:
+        return True
+    return holds_blob(session, release.org_id, file.sha256)
 
 
 def grant_is_live(

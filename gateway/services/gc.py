@@ -10,13 +10,17 @@ Safety, in order of the steps:
    (a publish that wins the race keeps it) and nothing but its own rows (tiers, files, its
    signed policy version) refers to it; the discard is logged as ``release.discarded``.
 2. A blob is deleted only if it is older than the grace period and no release file of any
-   release refers to it, checked again in the same statement that deletes its row. The
-   stored bytes go after that commit. A publisher who registers a release listing the same
-   digest between those two steps would be told the blob is present; publishing therefore
-   checks the store itself (``releases.missing_blobs`` with ``present=``), so the worst case
-   is one more upload, never a published release with a missing file.
+   release refers to it, checked again in the same statement that deletes its row. Its
+   holder rows (which orgs sent its bytes) go in that same transaction, so a possession
+   record never outlives the bytes it is about. The stored bytes go after that commit. An
+   org whose upload of the same digest completes between those two steps holds a blob
+   whose bytes then vanish; publishing therefore checks the store itself
+   (``releases.missing_blobs`` with ``stored=``), so the worst case is one more upload,
+   never a published release with a missing file.
 3. An upload session is aborted when it has received nothing for the upload grace period;
    a client that comes back simply starts that blob again (uploads resume by content).
+4. Leftovers of a finish or abort that a crash cut short (``uploads/.gone-*``, staging
+   directories and temp files, S3 parts without a live upload) go after the same grace period.
 """
 
 from __future__ import annotations
@@ -41,9 +45,15 @@ __all__ = ["GcCutoffs", "GcReport", "collect_garbage"]
 _OWNED = {ReleaseTier.__tablename__, ReleaseFile.__tablename__, PolicyVersion.__tablename__}
 # Held only inside the discarding transaction, never committed.
 _DISCARDING = "discarding"
+_UNREFERENCED = "NOT EXISTS (SELECT 1 FROM release_files WHERE release_files.sha256 = :sha)"
+# Holders go with their blob, in the same transaction: possession recorded for bytes that are
+# deleted must not outlive them, or a later upload of the same digest by anyone would make
+# the old holder's releases publishable without that org ever sending the bytes again.
+_DELETE_UNREFERENCED_HOLDERS = text(
+    f"DELETE FROM blob_holders WHERE sha256 = :sha AND {_UNREFERENCED}"  # noqa: S608 (constant)
+)
 _DELETE_UNREFERENCED_BLOB = text(
-    "DELETE FROM blobs WHERE sha256 = :sha AND NOT EXISTS "
-    "(SELECT 1 FROM release_files WHERE release_files.sha256 = :sha)"
+    f"DELETE FROM blobs WHERE sha256 = :sha AND {_UNREFERENCED}"  # noqa: S608 (constant)
 )
 
 
@@ -62,6 +72,7 @@ class GcReport:
     releases: list[str] = field(default_factory=list)
     blobs: list[BlobInfo] = field(default_factory=list)
     uploads: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
 
     @property
@@ -186,7 +197,10 @@ def collect_garbage(
             report.blobs.append(blob)
             continue
         with session_scope(engine) as session:
+            session.execute(_DELETE_UNREFERENCED_HOLDERS, {"sha": blob.sha256})
             deleted = session.execute(_DELETE_UNREFERENCED_BLOB, {"sha": blob.sha256}).rowcount  # type: ignore[attr-defined]
+            if deleted != 1:
+                session.rollback()  # referenced again meanwhile: its holders stay too
         if deleted != 1:
             report.skipped.append(f"blob {blob.sha256}: referenced again")
             continue
@@ -204,6 +218,12 @@ def collect_garbage(
                 continue  # finished or aborted meanwhile
             say(f"aborted upload {upload.upload_id}")
         report.uploads.append(upload.upload_id)
+
+    # Debris no upload id reaches (a finish or abort cut short by a crash): same grace.
+    for name in store.remove_leftovers(cutoffs.uploads_before, apply=apply):
+        report.leftovers.append(name)
+        if apply:
+            say(f"removed leftover {name}")
     return report
 
 

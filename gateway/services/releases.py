@@ -19,6 +19,7 @@ from sqlmodel import Session, col, select
 from gateway.auth.principal import Principal
 from gateway.db.models import (
     Blob,
+    BlobHolder,
     Org,
     Release,
     ReleaseFile,
@@ -241,18 +242,36 @@ def _claimed_org(envelope: bytes) -> str:
 def missing_blobs(
     session: Session, release: Release, *, stored: Callable[[str], bool] | None = None
 ) -> list[MissingBlob]:
-    """The release's blobs the gateway does not hold yet.
+    """The release's blobs its org has not uploaded yet.
 
-    ``stored`` (the blob store's ``has``) also counts a blob whose row exists but whose bytes
-    are gone (removed by ``admin gc`` in the instant between its row check and its delete, or
-    out of band) as missing, so a publish asks for it again instead of going live without it.
+    A blob counts only if the release's own org holds it (sent its bytes, verified): digests
+    are public, so a blob stored for another org is still missing here (issue #14.1); the
+    upload then dedups against the stored copy, but the bytes must be sent.
+
+    ``stored`` (the blob store's ``has``) also counts a held blob whose bytes are gone
+    (removed by ``admin gc`` in the instant between its row check and its delete, or out of
+    band) as missing, so a publish asks for it again instead of going live without it.
     """
     files = session.exec(select(ReleaseFile).where(ReleaseFile.release_id == release.id)).all()
     wanted = {f.sha256: f.size for f in files}
-    present = set(session.exec(select(Blob.sha256).where(col(Blob.sha256).in_(list(wanted)))).all())
+    held = (
+        select(Blob.sha256, Blob.size)
+        .join(BlobHolder, col(BlobHolder.sha256) == col(Blob.sha256))
+        .where(BlobHolder.org_id == release.org_id, col(Blob.sha256).in_(list(wanted)))
+    )
+    # A statement may sign a wrong size for a real digest: that file was never sent as listed.
+    present = {sha for sha, size in session.exec(held).all() if size == wanted[sha]}
     if stored is not None:
         present = {sha for sha in present if stored(sha)}
     return [MissingBlob(sha, size) for sha, size in sorted(wanted.items()) if sha not in present]
+
+
+def holds_blob(session: Session, org_id: int, sha256: str) -> bool:
+    """True once ``org_id`` has uploaded ``sha256`` (knowing the digest is not enough)."""
+    query = select(BlobHolder.sha256).where(
+        BlobHolder.org_id == org_id, BlobHolder.sha256 == sha256
+    )
+    return session.exec(query).first() is not None
 
 
 def expected_blob_size(session: Session, principal: Principal, sha256: str) -> int:
@@ -273,18 +292,35 @@ def expected_blob_size(session: Session, principal: Principal, sha256: str) -> i
     return int(row)
 
 
-def record_blob(session: Session, sha256: str, size: int, now: datetime) -> None:
-    """Record a stored blob; idempotent, also when two replicas finish the same upload."""
-    values = {"sha256": sha256, "size": size, "created_at": now}
+def record_blob(session: Session, sha256: str, size: int, now: datetime, *, org_id: int) -> None:
+    """Record that ``org_id`` sent the bytes of a stored, verified blob.
+
+    Call only after the bytes this org sent were verified against ``sha256``: the holder row
+    is what lets its releases use the blob. Idempotent, also when two replicas finish the
+    same upload.
+    """
+    _insert_ignoring_duplicates(
+        session, Blob, {"sha256": sha256, "size": size, "created_at": now}, ["sha256"]
+    )
+    _insert_ignoring_duplicates(
+        session,
+        BlobHolder,
+        {"org_id": org_id, "sha256": sha256, "created_at": now},
+        ["org_id", "sha256"],
+    )
+
+
+def _insert_ignoring_duplicates(
+    session: Session, model: Any, values: dict[str, Any], key: list[str]
+) -> None:
     dialect = session.get_bind().dialect.name
     insert_: Any
     if dialect == "postgresql":
         from sqlalchemy.dialects.postgresql import insert as insert_
     else:
         from sqlalchemy.dialects.sqlite import insert as insert_
-    table = Blob.__table__  # type: ignore[attr-defined]
     session.execute(
-        insert_(table).values(**values).on_conflict_do_nothing(index_elements=["sha256"])
+        insert_(model.__table__).values(**values).on_conflict_do_nothing(index_elements=key)
     )
 
 

@@ -206,12 +206,22 @@ class BlobStore(Protocol):
         """How many bytes of the upload have been durably received."""
         ...
 
-    def finish_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
-        """Verify the upload's digest and atomically turn it into a blob.
+    def install_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
+        """Verify the upload's digest and store its bytes as that blob; keep the upload.
 
-        The upload is consumed either way: on ``DigestMismatch`` its bytes are discarded,
-        since they can never become the expected blob.
+        The upload stays, with its offset, until the caller discards it with ``abort_upload``,
+        which it does once the blob is recorded elsewhere; nothing done to the upload
+        afterwards can change the blob. A crash in
+        between therefore leaves the complete upload under its id: installing it again
+        verifies the same bytes once more and returns the same ``BlobInfo``, so the client
+        never re-sends a blob whose bytes arrived. Installing over an existing blob writes
+        nothing (content addressing: the bytes are the same). On ``DigestMismatch`` the
+        upload is discarded, since its bytes can never become the expected blob.
         """
+        ...
+
+    def finish_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
+        """``install_upload`` then discard the upload: it is consumed either way."""
         ...
 
     def abort_upload(self, upload_id: str) -> None:
@@ -220,4 +230,14 @@ class BlobStore(Protocol):
 
     def iter_uploads(self) -> Iterator[UploadInfo]:
         """Uploads begun and neither finished nor aborted (for sweeping abandoned ones)."""
+        ...
+
+    def remove_leftovers(self, before: datetime, *, apply: bool = True) -> list[str]:
+        """Debris of interrupted operations untouched since ``before``; removed when ``apply``.
+
+        A crash between taking an upload away from its id and deleting its bytes, or in the
+        middle of a put, leaves data that no upload id and no blob reaches, so neither
+        ``iter_uploads`` nor ``iter_blobs`` reports it. ``admin gc`` sweeps it with this.
+        Returns one name per leftover, relative to the store (for the operator's report).
+        """
         ...

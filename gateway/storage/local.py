@@ -6,10 +6,13 @@ Layout under ``root``::
     tmp/.put-*                      put_stream in progress (same filesystem, so rename is atomic)
     uploads/<upload_id>/data        resumable upload: bytes received so far
     uploads/<upload_id>/state.json  its sidecar: {"offset": n, "max_bytes": m | null}
-    uploads/.new-* .gone-*          uploads being created / finished / aborted
+    uploads/.new-* .gone-*          uploads being created / discarded (``remove_leftovers``
+                                    sweeps those a crash left behind)
 
-Every blob appears through ``os.replace`` of a fully written, fsynced temp file followed by an
-fsync of the directory, so readers never see a partial blob and a crash never leaves one.
+Every blob appears through ``os.replace`` (or, for an upload, ``os.link``) of a fully written,
+fsynced file followed by an fsync of the directory, so readers never see a partial blob and a
+crash never leaves one. An installed upload is sealed (``max_bytes`` = its offset) before its
+data file becomes the blob's second name, so no append can ever change a blob.
 POSIX only: uploads are serialized with ``flock``, which also works across worker processes.
 ``root`` must be one filesystem: uploads become blobs by rename, never by copy.
 """
@@ -61,6 +64,9 @@ from gateway.storage.errors import (
 __all__ = ["LocalBlobStore"]
 
 _STATE_FILE = "state.json"
+_GONE_PREFIX = ".gone-"
+_NEW_PREFIX = ".new-"
+_PUT_PREFIX = ".put-"
 _DATA_FILE = "data"
 _MAX_STATE_BYTES = 4096
 
@@ -125,7 +131,7 @@ class LocalBlobStore:
         if expected_sha256 is not None:
             check_sha256(expected_sha256)
         with wrap_os_errors("creating temporary blob file"):
-            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=".put-")
+            fd, tmp_name = tempfile.mkstemp(dir=self._tmp, prefix=_PUT_PREFIX)
         tmp = Path(tmp_name)
         try:
             digest = hashlib.sha256()
@@ -264,7 +270,7 @@ class LocalBlobStore:
             if state is not None:
                 return state.offset
             # Built aside and renamed into place, so an upload directory is always complete.
-            staging = Path(tempfile.mkdtemp(dir=self._uploads, prefix=".new-"))
+            staging = Path(tempfile.mkdtemp(dir=self._uploads, prefix=_NEW_PREFIX))
             try:
                 (staging / _DATA_FILE).touch(exist_ok=False)
                 _write_state(staging, _UploadState(offset=0, max_bytes=max_bytes))
@@ -336,38 +342,86 @@ class LocalBlobStore:
             raise UploadNotFound(upload_id)
         return state.offset
 
-    def _detach_upload(self, upload_id: str) -> tuple[Path, _UploadState]:
-        """Atomically take the upload away from its id; the caller owns the returned directory."""
-        with self._locked_upload(upload_id) as (_fd, upload_dir, state):
-            detached = self._uploads / f".gone-{uuid.uuid4().hex}"
-            os.rename(upload_dir, detached)
-        return detached, state
+    def _detach_locked(self, upload_dir: Path) -> Path:
+        """Take a locked upload away from its id; the caller owns (and removes) the result."""
+        detached = self._uploads / f"{_GONE_PREFIX}{uuid.uuid4().hex}"
+        os.rename(upload_dir, detached)
+        return detached
 
-    def finish_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
+    def install_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
         check_sha256(expected_sha256)
-        with wrap_os_errors("finishing upload"):
-            detached, state = self._detach_upload(upload_id)
-            try:
-                data = detached / _DATA_FILE
+        detached: Path | None = None
+        try:
+            with wrap_os_errors("installing upload"), self._locked_upload(upload_id) as locked:
+                fd, upload_dir, state = locked
+                os.ftruncate(fd, state.offset)  # see append_upload: unacknowledged tail
+                os.fsync(fd)
                 digest = hashlib.sha256()
-                with open(data, "r+b") as f:
-                    f.truncate(state.offset)  # see append_upload: unacknowledged tail
-                    for block in iter(lambda: f.read(DEFAULT_CHUNK_SIZE), b""):
-                        digest.update(block)
-                    f.flush()
-                    os.fsync(f.fileno())
+                position = 0
+                while position < state.offset:
+                    block = os.pread(fd, min(DEFAULT_CHUNK_SIZE, state.offset - position), position)
+                    if not block:
+                        raise StorageUnavailable("upload data is shorter than its offset")
+                    digest.update(block)
+                    position += len(block)
                 sha256 = digest.hexdigest()
                 if not hmac.compare_digest(sha256, expected_sha256):
+                    detached = self._detach_locked(upload_dir)
                     raise DigestMismatch(expected=expected_sha256, actual=sha256)
-                self._install(data, sha256)
-            finally:
+                if state.max_bytes != state.offset:
+                    # Sealed before the blob shares its inode: no append may ever grow it.
+                    _write_state(upload_dir, replace(state, max_bytes=state.offset))
+                self._link_blob(upload_dir / _DATA_FILE, sha256)
+        finally:
+            if detached is not None:
                 shutil.rmtree(detached, ignore_errors=True)
         return BlobInfo(sha256=sha256, size=state.offset)
 
+    def _link_blob(self, data: Path, sha256: str) -> None:
+        """Make the sealed, fsynced ``data`` file blob ``sha256`` too (a hard link, no copy)."""
+        dest = self._blob_path(sha256)
+        self._ensure_dir(dest.parent)
+        try:
+            os.link(data, dest)
+        except FileExistsError:
+            return  # stored already (by anyone): same name, same content
+        fsync_dir(dest.parent)
+
+    def finish_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
+        info = self.install_upload(upload_id, expected_sha256)
+        with contextlib.suppress(UploadNotFound):  # discarded meanwhile by a racing finish
+            self.abort_upload(upload_id)
+        return info
+
     def abort_upload(self, upload_id: str) -> None:
         with wrap_os_errors("aborting upload"):
-            detached, _state = self._detach_upload(upload_id)
+            with self._locked_upload(upload_id) as (_fd, upload_dir, _state):
+                detached = self._detach_locked(upload_dir)
             shutil.rmtree(detached, ignore_errors=True)
+
+    def remove_leftovers(self, before: datetime, *, apply: bool = True) -> list[str]:
+        found: list[str] = []
+        cutoff = before.timestamp()
+        with wrap_os_errors("sweeping leftovers"):
+            for parent, prefixes in (
+                (self._uploads, (_GONE_PREFIX, _NEW_PREFIX)),
+                (self._tmp, (_PUT_PREFIX,)),
+            ):
+                for name in _sorted_entries(parent):
+                    if not name.startswith(prefixes):
+                        continue
+                    path = parent / name
+                    moment = _newest_mtime(path)
+                    if moment is None or moment >= cutoff:
+                        continue  # gone meanwhile, or maybe still in progress
+                    if apply:
+                        if path.is_dir():
+                            shutil.rmtree(path, ignore_errors=True)
+                        else:
+                            with contextlib.suppress(FileNotFoundError):
+                                path.unlink()
+                    found.append(f"{parent.name}/{name}")
+        return found
 
     def iter_uploads(self) -> Iterator[UploadInfo]:
         with wrap_os_errors("listing uploads"):
@@ -391,6 +445,19 @@ def _sorted_entries(directory: Path) -> list[str]:
         return sorted(os.listdir(directory))
     except (FileNotFoundError, NotADirectoryError):
         return []
+
+
+def _newest_mtime(path: Path) -> float | None:
+    """The latest modification time of ``path`` or of anything directly inside it."""
+    try:
+        times = [path.stat().st_mtime]
+        if path.is_dir():
+            for entry in os.scandir(path):
+                with contextlib.suppress(FileNotFoundError):
+                    times.append(entry.stat(follow_symlinks=False).st_mtime)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    return max(times)
 
 
 def _read_state(upload_dir: Path) -> _UploadState | None:

@@ -6,15 +6,18 @@ Key layout under an optional ``prefix``::
     staging/<uuid>                              large put without a known digest, before its copy
     uploads/<upload_id>/meta                    resumable upload: {"token", "max_bytes"}
     uploads/<upload_id>/<token>/parts/<offset>  each acknowledged append, keyed by its offset
-    uploads/<upload_id>/<token>/finishing       claim of the one replica finishing the upload
+    uploads/<upload_id>/<token>/finishing       claim of the one replica discarding the upload
 
 Nothing about an upload lives in process memory, so any replica can take the next chunk.
 Appends are staged as one object per chunk rather than as S3 multipart parts because parts
 must be at least 5 MiB (clients send smaller chunks) and UploadPart has no compare-and-set:
 the conditional create (``If-None-Match: *``) of ``parts/<offset>`` is what makes two racing
 appends at one offset end with exactly one winner, on any replica. The offset is the end of
-the chain of parts starting at 0. ``finish_upload`` streams the chain through the same
-verified write path as ``put_stream``.
+the chain of parts starting at 0. ``install_upload`` streams the chain through the same
+verified write path as ``put_stream`` and leaves the parts in place until ``abort_upload``, so
+a replica that dies while finishing leaves an upload the next attempt installs without the
+client re-sending it; ``remove_leftovers`` sweeps the parts and staging objects of steps a
+crash cut in two.
 
 A blob becomes visible only once its sha256 is verified: small blobs are hashed in memory and
 written with one PutObject; large ones go through a multipart upload that is completed only
@@ -60,6 +63,7 @@ from gateway.storage.errors import (
     BlobTooLarge,
     DigestMismatch,
     InvalidDigest,
+    InvalidUploadId,
     StorageUnavailable,
     UploadNotFound,
     UploadOffsetMismatch,
@@ -462,25 +466,83 @@ class S3BlobStore:
                     Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
                 )
 
-    def _read_parts(self, parts: list[tuple[str, int]]) -> Iterator[bytes]:
+    def _read_parts(self, upload_id: str, parts: list[tuple[str, int]]) -> Iterator[bytes]:
         for key, size in parts:
             with s3_errors("reading upload part"):
-                body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                try:
+                    body = self.client.get_object(Bucket=self.bucket, Key=key)["Body"]
+                except ClientError as exc:
+                    if is_error(exc, NOT_FOUND):  # discarded meanwhile by a racing finish
+                        raise UploadNotFound(upload_id) from None
+                    raise
             yield from BodyReader(body, size, DEFAULT_CHUNK_SIZE)
+
+    def install_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
+        check_sha256(expected_sha256)
+        meta = self._require_meta(upload_id)
+        # The chain listed now is what gets verified and stored; put_stream writes nothing when
+        # the blob exists (it only verifies), and the parts stay until abort_upload, so a
+        # crash anywhere here leaves the upload whole for the next install.
+        parts = self._parts(upload_id, meta)
+        try:
+            return self.put_stream(self._read_parts(upload_id, parts), expected_sha256)
+        except DigestMismatch:
+            with contextlib.suppress(UploadNotFound):
+                self.abort_upload(upload_id)
+            raise
 
     def finish_upload(self, upload_id: str, expected_sha256: str) -> BlobInfo:
         check_sha256(expected_sha256)
         check_upload_id(upload_id)
-        meta = self._detach(upload_id)
-        try:
-            parts = self._parts(upload_id, meta)
-            return self.put_stream(self._read_parts(parts), expected_sha256)
-        finally:
-            self._remove_parts(upload_id, meta)
+        info = self.install_upload(upload_id, expected_sha256)
+        with contextlib.suppress(UploadNotFound):  # discarded meanwhile by a racing finish
+            self.abort_upload(upload_id)
+        return info
 
     def abort_upload(self, upload_id: str) -> None:
         meta = self._detach(upload_id)
         self._remove_parts(upload_id, meta)
+
+    def remove_leftovers(self, before: datetime, *, apply: bool = True) -> list[str]:
+        """Parts of uploads whose meta is gone or replaced, and staging objects of dead puts.
+
+        Both appear only when a process died between two steps (``_detach`` and
+        ``_remove_parts``; a multipart completion and ``_install_staged``'s delete).
+        """
+        doomed: list[str] = []
+        found: list[str] = []
+        uploads = f"{self.prefix}uploads/"
+        groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for item in self._list(uploads):
+            upload_id, _, rest = item["Key"][len(uploads) :].partition("/")
+            token, sep, _tail = rest.partition("/")
+            if sep:  # "<id>/<token>/...": the meta itself has no token segment
+                groups.setdefault((upload_id, token), []).append(item)
+        live: dict[str, str | None] = {}
+        for (upload_id, token), items in sorted(groups.items()):
+            if upload_id not in live:
+                try:
+                    meta = self._meta(upload_id)
+                except (StorageUnavailable, InvalidUploadId):
+                    continue  # unreadable: leave it for a person to look at
+                live[upload_id] = meta.token if meta is not None else None
+            if live[upload_id] == token or max(i["LastModified"] for i in items) >= before:
+                continue
+            doomed.extend(i["Key"] for i in items)
+            found.append(f"uploads/{upload_id}/{token}")
+        staging = f"{self.prefix}staging/"
+        for item in self._list(staging):
+            if item["LastModified"] < before:
+                doomed.append(item["Key"])
+                found.append(item["Key"][len(self.prefix) :])
+        if apply:
+            with s3_errors("removing leftovers"):
+                for start in range(0, len(doomed), 1000):
+                    batch = [{"Key": key} for key in doomed[start : start + 1000]]
+                    self.client.delete_objects(
+                        Bucket=self.bucket, Delete={"Objects": batch, "Quiet": True}
+                    )
+        return found
 
     def iter_uploads(self) -> Iterator[UploadInfo]:
         # One listing of the uploads prefix: an upload's last activity is its newest object

@@ -68,6 +68,14 @@ def test_auditor_verifies_the_live_log_and_catches_tampering(
     assert second.exit_code == 0, second.output
     assert "checkpoint 9 is consistent with the last one seen (5)" in second.output
     assert "(0 readable)" in second.output  # anonymous: leaf hashes only, still enough
+    # Scripts: --json, and the gateway from $TIERGATE_GATEWAY like every other command.
+    summary = CliRunner().invoke(
+        group, ["verify", "--vkey", vkey, "--json"], env={"TIERGATE_GATEWAY": url}
+    )
+    assert summary.exit_code == 0, summary.output
+    report = json.loads(summary.output)
+    assert (report["verified"], report["size"]) == (True, 9)
+    assert any("signed by" in check for check in report["checks"])
 
     # A receipt verifies offline; a doctored one does not.
     receipt = httpx.get(f"{url}/log/receipt/7", headers=dev.headers).json()

@@ -10,6 +10,7 @@ The open tier is public; the ``optimized`` tier is gated by ``approval`` (auto b
 from __future__ import annotations
 
 import hashlib
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,7 +132,9 @@ def publish_test_release(
             for tier_files in files.values():
                 for data in tier_files.values():
                     info = blobs.put_stream([data], hashlib.sha256(data).hexdigest())
-                    releases.record_blob(session, info.sha256, info.size, now)
+                    releases.record_blob(
+                        session, info.sha256, info.size, now, org_id=principal.org_id
+                    )
             releases.publish_release(session, principal, repo_id, version, now=now)
     return PublishedRelease(
         repo_id=repo_id,
@@ -141,3 +144,33 @@ def publish_test_release(
         publisher_key=key,
         files=files,
     )
+
+
+def release_body_listing(
+    engine: Engine, publisher: Account, repo_id: str, entries: list[tuple[str, str, int]]
+) -> dict[str, Any]:
+    """The `POST /api/releases` body of a correctly signed one-tier open release of ``entries``
+    ((path, sha256, size); the files need not exist), signed by a key registered for the
+    publisher's org: what a publisher who knows only digests can build."""
+    key = PrivateKey.generate("ecdsa-p256")
+    with session_scope(engine) as session:
+        principal = accounts.authenticate(session, publisher.token, now=utcnow())
+        keys.register_key(
+            session, principal, pem=key.public_key.to_pem().decode(), name="k", now=utcnow()
+        )
+    statement = ReleaseStatement(
+        repo_id=repo_id,
+        version="1.0.0",
+        tiers=(tier_record("open", entries, gated=False),),
+        license="apache-2.0",
+        terms_digest=None,
+        approval=ApprovalPolicy(mode="auto", grant_lifetime_seconds=3600, fields=()),
+        created_at=utcnow(),
+    )
+    envelope = sign_release_statement(statement, key)
+    return {
+        "statement": json.loads(envelope.to_json()),
+        "bundles": {"open": json.loads(sign_model_bundle(repo_id, entries, key))},
+        "model_card": f"# {repo_id}\n",
+        "terms": None,
+    }

@@ -7,6 +7,7 @@ content addressing makes harmless; upload ids are fresh per example.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import itertools
 import threading
@@ -307,6 +308,72 @@ class BlobStoreContract:
         assert before <= moment <= datetime.now(UTC) + timedelta(seconds=5)
         blob_store.abort_upload(open_id)
         assert open_id not in {u.upload_id for u in blob_store.iter_uploads()}
+
+    def test_install_keeps_the_upload_until_it_is_discarded(self, blob_store: BlobStore) -> None:
+        """A crash after install, before the caller recorded the blob, loses nothing: the
+        upload is still whole, and installing it again verifies the same bytes."""
+        data = b"install " + uuid.uuid4().bytes * 100
+        upload_id = new_upload_id()
+        blob_store.begin_upload(upload_id, max_bytes=len(data))
+        blob_store.append_upload(upload_id, 0, data)
+        info = blob_store.install_upload(upload_id, sha256_hex(data))
+        assert info == BlobInfo(sha256=sha256_hex(data), size=len(data))
+        assert read_all(blob_store, info.sha256) == data
+        assert blob_store.upload_offset(upload_id) == len(data)
+        assert blob_store.begin_upload(upload_id) == len(data)  # what a resuming client sees
+        assert blob_store.append_upload(upload_id, len(data), b"") == len(data)
+        assert blob_store.install_upload(upload_id, sha256_hex(data)) == info
+        blob_store.abort_upload(upload_id)
+        assert read_all(blob_store, info.sha256) == data  # the blob outlives its upload
+        with pytest.raises(UploadNotFound):
+            blob_store.install_upload(upload_id, sha256_hex(data))
+
+    def test_appending_after_install_never_changes_the_blob(self, blob_store: BlobStore) -> None:
+        data = b"sealed " + uuid.uuid4().bytes
+        upload_id = new_upload_id()
+        blob_store.begin_upload(upload_id)  # no max_bytes: only the install can stop appends
+        blob_store.append_upload(upload_id, 0, data)
+        info = blob_store.install_upload(upload_id, sha256_hex(data))
+        with contextlib.suppress(BlobTooLarge):
+            blob_store.append_upload(upload_id, len(data), b"more")
+        assert read_all(blob_store, info.sha256) == data
+        assert blob_store.size(info.sha256) == len(data)
+        blob_store.abort_upload(upload_id)
+        assert read_all(blob_store, info.sha256) == data
+
+    def test_install_over_a_stored_blob_dedups(self, blob_store: BlobStore) -> None:
+        data = b"dedup " + uuid.uuid4().bytes
+        stored = blob_store.put_stream([data])
+        upload_id = new_upload_id()
+        blob_store.begin_upload(upload_id)
+        blob_store.append_upload(upload_id, 0, data)
+        assert blob_store.finish_upload(upload_id, stored.sha256) == stored
+        assert [b for b in blob_store.iter_blobs() if b.sha256 == stored.sha256] == [stored]
+        assert read_all(blob_store, stored.sha256) == data
+
+    def test_install_with_wrong_digest_discards_the_upload(self, blob_store: BlobStore) -> None:
+        data = b"wrong " + uuid.uuid4().bytes
+        upload_id = new_upload_id()
+        blob_store.begin_upload(upload_id)
+        blob_store.append_upload(upload_id, 0, data)
+        with pytest.raises(DigestMismatch):
+            blob_store.install_upload(upload_id, sha256_hex(b"other"))
+        assert not blob_store.has(sha256_hex(data))
+        with pytest.raises(UploadNotFound):
+            blob_store.upload_offset(upload_id)
+
+    def test_remove_leftovers_spares_live_uploads_and_blobs(self, blob_store: BlobStore) -> None:
+        data = b"live " + uuid.uuid4().bytes
+        upload_id = new_upload_id()
+        blob_store.begin_upload(upload_id)
+        blob_store.append_upload(upload_id, 0, data)
+        stored = blob_store.put_stream([b"kept " + uuid.uuid4().bytes])
+        later = datetime.now(UTC) + timedelta(hours=1)
+        assert blob_store.remove_leftovers(later, apply=False) == []
+        assert blob_store.remove_leftovers(later) == []
+        assert blob_store.upload_offset(upload_id) == len(data)
+        assert blob_store.has(stored.sha256)
+        blob_store.abort_upload(upload_id)
 
     # -- concurrency -----------------------------------------------------------------------
 

@@ -216,3 +216,43 @@ def test_cli_gc_dry_run_then_apply(scene: dict[str, Any], settings: Any, databas
     bad = run("--blob-grace", "soon")
     assert bad.returncode == 2
     assert "is not a duration" in bad.stderr
+
+
+def test_gc_removes_the_gone_directory_a_crash_while_finishing_left(
+    scene: dict[str, Any], engine: Engine
+) -> None:
+    """Issue #14.7: `uploads/.gone-*` (an upload taken from its id, then the process died
+    before deleting it) was never removed by `admin gc`. It is now, after the upload grace
+    period, and the report names it."""
+    store = scene["store"]
+    crashed = f"org-crashed-{hashlib.sha256(b'x').hexdigest()[:16]}"
+    store.begin_upload(crashed, max_bytes=10)
+    store.append_upload(crashed, 0, b"0123456789")
+    gone = store.root / "uploads" / ".gone-5ca1ab1e"
+    os.rename(store.root / "uploads" / crashed, gone)  # the crash: no rmtree followed
+    past = utcnow() - timedelta(hours=1)
+    recent = collect_garbage(engine, store, GcCutoffs(past, past, past), now=utcnow(), apply=True)
+    assert recent.leftovers == []
+    assert gone.exists()
+    dry = collect_garbage(engine, store, _future(), now=utcnow(), apply=False)
+    assert dry.leftovers == ["uploads/.gone-5ca1ab1e"]
+    assert gone.exists()
+    applied = collect_garbage(engine, store, _future(), now=utcnow(), apply=True)
+    assert applied.leftovers == ["uploads/.gone-5ca1ab1e"]
+    assert not gone.exists()
+    assert collect_garbage(engine, store, _future(), now=utcnow(), apply=True).leftovers == []
+
+
+def test_gc_deletes_a_blobs_holders_with_it(
+    scene: dict[str, Any], engine: Engine, client: Any
+) -> None:
+    """Possession must not outlive the bytes: once gc removed a blob, its former holder's
+    next release asks for the bytes again, even after another org re-uploaded them."""
+    from gateway.db.models import BlobHolder
+
+    orphan = scene["orphan"]
+    collect_garbage(engine, scene["store"], _future(), now=utcnow(), apply=True)
+    with session_scope(engine) as session:
+        assert not session.exec(select(BlobHolder).where(BlobHolder.sha256 == orphan)).all()
+        kept = set(session.exec(select(BlobHolder.sha256)).all())
+    assert kept == set(_live_blobs(scene["live"]))  # the published release's holders stay

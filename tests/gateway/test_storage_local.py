@@ -179,3 +179,52 @@ def test_errors_carry_http_details() -> None:
     assert isinstance(unavailable, ServiceUnavailable)
     assert unavailable.status == 503
     assert isinstance(unavailable, GatewayError)
+
+
+def test_leftovers_of_a_crash_while_finishing_are_swept(store: LocalBlobStore) -> None:
+    """Issue #14.7: a process that died between taking an upload away from its id and deleting
+    it left `uploads/.gone-*` forever. `remove_leftovers` removes it (and staging debris) once
+    it is older than the cut-off, and never touches a live upload or a blob."""
+    from datetime import UTC, datetime, timedelta
+
+    live = "org1-live"
+    store.begin_upload(live)
+    store.append_upload(live, 0, b"still wanted")
+    crashed = "org1-crashed"
+    store.begin_upload(crashed)
+    store.append_upload(crashed, 0, b"abandoned half way through finishing")
+    uploads = store.root / "uploads"
+    os.rename(uploads / crashed, uploads / ".gone-0123abcd")  # the crash: no rmtree followed
+    (uploads / ".new-4567").mkdir()  # a begin that died before its rename
+    (store.root / "tmp" / ".put-89ab").write_bytes(b"a put that died")
+    blob = store.put_stream([b"a blob"])
+    earlier = datetime.now(UTC) - timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert store.remove_leftovers(earlier) == []  # too recent: maybe still in progress
+    expected = ["uploads/.gone-0123abcd", "uploads/.new-4567", "tmp/.put-89ab"]
+    assert store.remove_leftovers(later, apply=False) == expected
+    assert (uploads / ".gone-0123abcd").exists()
+    assert store.remove_leftovers(later) == expected
+    assert sorted(os.listdir(uploads)) == [live]
+    assert os.listdir(store.root / "tmp") == []
+    assert store.upload_offset(live) == len(b"still wanted")
+    assert read_all(store, blob.sha256) == b"a blob"
+    assert store.remove_leftovers(later) == []
+
+
+def test_an_installed_upload_shares_the_blobs_file_and_cannot_grow_it(
+    store: LocalBlobStore,
+) -> None:
+    """The blob is a hard link to the upload's data (no copy), so the install seals the upload
+    first: an append past the end is refused instead of writing into the blob's inode."""
+    from gateway.storage import BlobTooLarge
+
+    store.begin_upload("org1-x")  # no max_bytes
+    store.append_upload("org1-x", 0, b"abc")
+    info = store.install_upload("org1-x", sha256_hex(b"abc"))
+    with pytest.raises(BlobTooLarge):
+        store.append_upload("org1-x", 3, b"d")
+    path = store.local_path(info.sha256)
+    assert path is not None
+    assert path.read_bytes() == b"abc"
+    assert os.stat(path).st_ino == os.stat(store.root / "uploads" / "org1-x" / "data").st_ino

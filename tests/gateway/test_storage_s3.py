@@ -279,3 +279,65 @@ def test_gated_link_redirects_to_a_short_presigned_url(s3_app: Any, tmp_path: Pa
         assert body == release.files["optimized"]["model.safetensors"]
     finally:
         server.stop()
+
+
+def test_leftover_parts_and_staging_objects_are_swept(store: S3BlobStore) -> None:
+    """A replica that died between detaching an upload and deleting its parts (or between
+    a staged put's copy and its delete) leaves objects no upload reaches; they go after the
+    cut-off, while a live upload and the blobs stay."""
+    from datetime import UTC, datetime, timedelta
+
+    live, crashed = uuid.uuid4().hex, uuid.uuid4().hex
+    for upload_id in (live, crashed):
+        store.begin_upload(upload_id)
+        store.append_upload(upload_id, 0, b"some bytes")
+    meta = store._detach(crashed)  # ...and the process died before _remove_parts
+    store.client.put_object(Bucket=store.bucket, Key=f"{store.prefix}staging/dead", Body=b"x")
+    blob = store.put_stream([b"a blob " + uuid.uuid4().bytes])
+    earlier = datetime.now(UTC) - timedelta(hours=1)
+    later = datetime.now(UTC) + timedelta(hours=1)
+    assert store.remove_leftovers(earlier) == []
+    expected = [f"uploads/{crashed}/{meta.token}", "staging/dead"]
+    assert store.remove_leftovers(later, apply=False) == expected
+    assert store.remove_leftovers(later) == expected
+    assert store.upload_offset(live) == len(b"some bytes")
+    assert store.has(blob.sha256)
+    assert not [k for k in keys_in(store) if crashed in k or "/staging/" in f"/{k}"]
+    assert store.remove_leftovers(later) == []
+
+
+def test_another_orgs_blob_on_s3_needs_its_bytes_and_is_stored_once(
+    s3_app: Any, tmp_path: Path
+) -> None:
+    """Issue #14.1 on the S3 backend: the digest of a stored object is not possession; the
+    bytes, once sent, are verified against the stored object and not written again."""
+    from fastapi.testclient import TestClient
+
+    from tests.gateway.release_fixtures import publish_test_release, release_body_listing
+    from tests.scale.conftest import make_account_in
+
+    engine = s3_app.state.gateway.engine
+    make: Callable[..., Account] = make_account_in(engine)
+    acme = make("pub", "publisher", org="acme")
+    beta = make("bpub", "publisher", org="beta")
+    victim = publish_test_release(s3_app, engine, acme, tmp_path)
+    weights = victim.files["optimized"]["model.safetensors"]
+    sha = sha256_hex(weights)
+    blobs: S3BlobStore = s3_app.state.gateway.blobs
+    body = release_body_listing(engine, beta, "beta/copy", [("w.bin", sha, len(weights))])
+    with TestClient(s3_app) as client:
+        client.headers.update(beta.headers)
+        assert client.post("/api/releases", json=body).json()["missing"] == [
+            {"sha256": sha, "size": len(weights)}
+        ]
+        assert client.get(f"/api/uploads/{sha}").json()["complete"] is False
+        refused = client.post("/api/releases/beta/copy/1.0.0/publish")
+        assert refused.status_code == 409
+        before = keys_in(blobs)
+        headers = {"Upload-Offset": "0", "Content-Type": "application/octet-stream"}
+        sent = client.patch(f"/api/uploads/{sha}", content=weights, headers=headers)
+        assert sent.json()["complete"] is True
+        assert client.post("/api/releases/beta/copy/1.0.0/publish").status_code == 200
+    assert [k for k in keys_in(blobs) if "/blobs/" in f"/{k}"] == [
+        k for k in before if "/blobs/" in f"/{k}"
+    ]

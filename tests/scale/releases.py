@@ -69,5 +69,5 @@ def register_release(
         for items in files.values():
             for data in items.values():
                 info = blobs.put_stream([data], hashlib.sha256(data).hexdigest())
-                releases.record_blob(session, info.sha256, info.size, now)
+                releases.record_blob(session, info.sha256, info.size, now, org_id=principal.org_id)
         releases.publish_release(session, principal, repo_id, version, now=now)

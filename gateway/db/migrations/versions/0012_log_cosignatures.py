@@ -1,7 +1,7 @@
 """Transparency log: witness cosignatures (c2sp.org/tlog-cosignature) per checkpoint size.
 
 Revision ID: 0012_log_cosignatures
-Revises: 0008_generation
+Revises: 0009_blob_holders
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_log_cosignatures"
-down_revision = "0008_generation"
+down_revision = "0009_blob_holders"
 branch_labels = None
 depends_on = None
 
