@@ -118,3 +118,13 @@ def iter_pages(
                 return
         # The next link carries the whole query (cursor included): send no params with it.
         url, params = response.links.get("next", {}).get("url"), None
+
+
+def parse_release_ref(ref: str) -> tuple[str, str | None]:
+    """``ORG/NAME[@VERSION]`` -> (repo id, version or None), by the one repo-id rule."""
+    from licensing.layout import is_repo_id
+
+    repo_id, _, version = ref.partition("@")
+    if not is_repo_id(repo_id):
+        raise click.BadParameter(f"expected ORG/NAME[@VERSION], got {ref!r}")
+    return repo_id, version or None

@@ -7,8 +7,7 @@ from __future__ import annotations
 
 import click
 
-from gateway.cli._client import api_client, call, gateway_options
-from gateway.cli.pull import parse_release_ref
+from gateway.cli._client import api_client, call, gateway_options, parse_release_ref
 
 __all__ = ["command"]
 

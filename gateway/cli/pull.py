@@ -21,6 +21,7 @@ from gateway.cli._client import (
     api_client,
     call,
     gateway_options,
+    parse_release_ref,
     raise_for_problem,
 )
 from licensing.layout import SIGNATURE_FILE
@@ -29,14 +30,6 @@ __all__ = ["command", "pull_tier"]
 
 _CHUNK = 1 << 20
 Progress = Callable[[int], None]
-
-
-def parse_release_ref(ref: str) -> tuple[str, str | None]:
-    repo_id, _, version = ref.partition("@")
-    org, sep, name = repo_id.partition("/")
-    if not sep or not org or not name or "/" in name:
-        raise click.BadParameter(f"expected ORG/NAME[@VERSION], got {ref!r}")
-    return repo_id, version or None
 
 
 def _safe_target(root: Path, rel: str) -> Path:

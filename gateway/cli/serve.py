@@ -99,30 +99,13 @@ def app_from_environment() -> object:
 
 def _bootstrap_admin(state: object) -> str | None:
     """Create the first admin on an empty database; None when users exist or DB is down."""
-    from sqlalchemy.exc import IntegrityError
-    from sqlmodel import Session, select
-
     from gateway.app import try_migrate
-    from gateway.db.models import Role, User
     from gateway.db.timeutil import utcnow
-    from gateway.errors import Conflict
-    from gateway.services import accounts
+    from gateway.services.bootstrap import bootstrap_admin
     from gateway.state import GatewayState
 
     assert isinstance(state, GatewayState)
     if not try_migrate(state):
         click.echo("warning: database unreachable; serving 503s until it answers", err=True)
         return None
-    with Session(state.engine) as session:
-        if session.exec(select(User)).first() is not None:
-            return None
-        try:
-            user = accounts.create_user(session, "admin", Role.admin)
-            issued = accounts.issue_token(session, user, name="bootstrap", now=utcnow())
-            session.commit()
-        except (IntegrityError, Conflict):
-            # Several replicas started on one empty database at once: another one won the
-            # race and printed the admin token; this one just serves.
-            session.rollback()
-            return None
-        return issued.plaintext
+    return bootstrap_admin(state.engine, now=utcnow())

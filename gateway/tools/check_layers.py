@@ -1,6 +1,17 @@
-"""Import-layer check: the pure parts must not import the web stack or each other's layers.
+"""Import-layer check: the pure parts keep to their layers, and so does the gateway inside.
 
 Usage: ``python -m gateway.tools.check_layers [ROOT]`` (ROOT defaults to the current directory).
+
+Two sets of rules:
+
+- the pure parts (``release``, ``licensing``, ``watermark``) never import the web stack or the
+  gateway, and ``licensing`` / ``watermark`` import no other part;
+- the gateway's internal contracts (:data:`GATEWAY_CONTRACTS`): drivers (``routes``, ``web``,
+  ``cli``) -> ``services`` -> ``db`` / ``storage`` / ``ledger`` / ``generation``. No driver
+  imports another driver module (shared HTTP helpers live below them), no layer below the
+  drivers reaches back up into them, ``generation`` sits below ``services`` and never calls
+  them, and drivers build no SQL (no ``select``/``insert``/``update``/``delete``/``text``):
+  every rule and query lives in a service.
 
 Files are parsed with :mod:`ast`, never imported, so the check runs without the heavy
 dependencies and cannot be fooled by import-time side effects. Every import form counts:
@@ -20,7 +31,16 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FORBIDDEN", "PARTS", "Violation", "find_violations", "main"]
+__all__ = [
+    "FORBIDDEN",
+    "GATEWAY_CONTRACTS",
+    "PARTS",
+    "Contract",
+    "Violation",
+    "find_gateway_violations",
+    "find_violations",
+    "main",
+]
 
 _WEB_STACK = frozenset({"gateway", "fastapi", "sqlmodel", "sqlalchemy", "starlette", "uvicorn"})
 
@@ -36,6 +56,78 @@ FORBIDDEN: Mapping[str, frozenset[str]] = {
 """Top-level module names each part must not import."""
 
 _DYNAMIC_IMPORTERS = frozenset({"import_module", "__import__"})
+
+_DRIVERS = ("gateway.routes", "gateway.web", "gateway.cli")
+_BELOW_DRIVERS = (
+    "gateway.services",
+    "gateway.generation",
+    "gateway.db",
+    "gateway.storage",
+    "gateway.ledger",
+    "gateway.auth",
+    "gateway.schemas",
+    "gateway.witness",
+)
+_SQL_BUILDERS = frozenset({"select", "insert", "update", "delete", "text"})
+# Driver modules that are plumbing every page, route or command of their driver uses (no
+# route, page or command of their own). Private modules (``_name``) count as plumbing too.
+_DRIVER_PLUMBING = frozenset(
+    {
+        "gateway.web.common",
+        "gateway.web.render",
+        "gateway.web.sessions",
+        "gateway.web.csrf",
+        "gateway.web.markdown",
+        "gateway.web.chart",
+    }
+)
+# Modules that assemble a driver from its parts: the app's page wiring, the CLI root, and
+# command groups that attach subcommands kept in modules of their own.
+_COMPOSITION = {
+    "gateway.web.routes": ("gateway.web",),
+    "gateway.web": ("gateway.web",),
+    "gateway.cli.main": ("gateway.cli",),
+    "gateway.cli.access": ("gateway.cli.links",),
+    "gateway.cli.release": ("gateway.cli.release_publish",),
+    "gateway.cli.log": ("gateway.cli.log_witness",),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Contract:
+    """Modules under any of ``within`` must not import modules under any of ``forbidden``.
+
+    ``same_package_only``: the forbidden prefix is the module's own driver package, and only
+    other modules of it are refused (a route module importing another route module).
+    """
+
+    name: str
+    within: tuple[str, ...]
+    forbidden: tuple[str, ...]
+    same_package_only: bool = False
+
+
+GATEWAY_CONTRACTS: tuple[Contract, ...] = (
+    Contract("a driver module never imports another one", _DRIVERS, _DRIVERS, True),
+    Contract(
+        "the CLI never imports the web layer or the routes",
+        ("gateway.cli",),
+        ("gateway.web", "gateway.routes"),
+    ),
+    Contract(
+        "the web layer never imports the routes or the CLI",
+        ("gateway.web",),
+        ("gateway.routes", "gateway.cli"),
+    ),
+    Contract(
+        "the routes never import the web layer or the CLI",
+        ("gateway.routes",),
+        ("gateway.web", "gateway.cli"),
+    ),
+    Contract("layers below the drivers never reach back up", _BELOW_DRIVERS, _DRIVERS),
+    Contract("generation sits below the services", ("gateway.generation",), ("gateway.services",)),
+)
+"""The gateway's internal import contracts (module-name prefixes)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,6 +202,81 @@ def _check_file(path: Path, root: Path, part: str) -> Iterator[Violation]:
             yield Violation(display, lineno, part, top, ast.unparse(node))
 
 
+def _under(module: str, prefix: str) -> bool:
+    return module == prefix or module.startswith(prefix + ".")
+
+
+def _is_plumbing(module: str) -> bool:
+    return module in _DRIVER_PLUMBING or module.rsplit(".", 1)[-1].startswith("_")
+
+
+def _module_name(path: Path, root: Path) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _contract_violations(path: Path, root: Path, tree: ast.AST) -> Iterator[Violation]:
+    display = path.relative_to(root)
+    name = _module_name(path, root)
+    package = _package_of(path, root)
+    for node in ast.walk(tree):
+        lineno = node.lineno if isinstance(node, ast.stmt | ast.expr) else 0
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.level == 0
+            and (node.module or "").split(".", 1)[0] in ("sqlmodel", "sqlalchemy")
+            and any(_under(name, driver) for driver in _DRIVERS)
+        ):
+            built = sorted({alias.name for alias in node.names} & _SQL_BUILDERS)
+            if built:
+                yield Violation(
+                    display,
+                    lineno,
+                    "drivers build no SQL (a service does)",
+                    ", ".join(built),
+                    ast.unparse(node),
+                )
+        for module, _ in _imported_modules(node, package):
+            for contract in GATEWAY_CONTRACTS:
+                if not any(_under(name, w) for w in contract.within):
+                    continue
+                for forbidden in contract.forbidden:
+                    if not _under(module, forbidden):
+                        continue
+                    if contract.same_package_only and (
+                        not _under(name, forbidden)
+                        or module == name
+                        or _is_plumbing(module)
+                        or any(_under(module, c) for c in _COMPOSITION.get(name, ()))
+                    ):
+                        continue
+                    yield Violation(display, lineno, contract.name, module, ast.unparse(node))
+
+
+def find_gateway_violations(root: Path) -> tuple[list[Violation], int]:
+    """Breaches of :data:`GATEWAY_CONTRACTS` under ``root/gateway``, and files checked."""
+    directory = root / "gateway"
+    if not directory.is_dir():
+        raise FileNotFoundError(f"{root}: no gateway directory to check")
+    violations: list[Violation] = []
+    checked = 0
+    for path in _python_files(directory):
+        checked += 1
+        try:
+            tree = ast.parse(path.read_bytes(), filename=str(path))
+        except (SyntaxError, ValueError) as exc:
+            line = exc.lineno if isinstance(exc, SyntaxError) and exc.lineno else 0
+            violations.append(
+                Violation(path.relative_to(root), line, "gateway", "?", f"cannot parse: {exc}")
+            )
+            continue
+        violations.extend(_contract_violations(path, root, tree))
+    violations.sort(key=lambda v: (str(v.path), v.line))
+    return violations, checked
+
+
 def _python_files(directory: Path) -> Iterator[Path]:
     for path in sorted(directory.rglob("*.py")):
         relative = path.relative_to(directory).parts
@@ -147,18 +314,24 @@ def main(argv: Sequence[str] | None = None) -> int:
     root: Path = args.root
     try:
         violations, checked = find_violations(root)
+        internal, gateway_checked = find_gateway_violations(root)
     except FileNotFoundError as exc:
         print(f"check_layers: {exc}", file=sys.stderr)
         return 2
+    violations += internal
     if violations:
         for violation in violations:
             print(violation)
         print(
-            f"check_layers: {len(violations)} forbidden import(s) in {checked} files",
+            f"check_layers: {len(violations)} forbidden import(s) in "
+            f"{checked + gateway_checked} files",
             file=sys.stderr,
         )
         return 1
-    print(f"check_layers: OK, {checked} files in {', '.join(PARTS)}; no forbidden imports")
+    print(
+        f"check_layers: OK, {checked} files in {', '.join(PARTS)} and {gateway_checked} in "
+        "gateway; no forbidden imports"
+    )
     return 0
 
 

@@ -2,25 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import select
 
-from gateway.auth.passwords import MAX_PASSWORD, verify_password
+from gateway.auth.passwords import MAX_PASSWORD
 from gateway.auth.scopes import ROLE_SCOPES, SCOPES
 from gateway.db.models import User
 from gateway.db.timeutil import as_utc
 from gateway.deps import NowDep, SessionDep, StateDep
 from gateway.errors import GatewayError
-from gateway.ledger.events import Actor, record_event
-from gateway.services import accounts, keys, ratelimit
-from gateway.state import GatewayState
+from gateway.services import accounts, keys, web_sessions
+from gateway.web._oidc_config import configured
 from gateway.web.common import page_router, safe_next
 from gateway.web.csrf import CsrfChecked
-from gateway.web.oidc import configured
 from gateway.web.render import render
 from gateway.web.sessions import (
     COOKIE,
@@ -29,9 +25,7 @@ from gateway.web.sessions import (
     clear_session_cookie,
     end_session,
     is_secure,
-    principal_of,
     set_session_cookie,
-    start_session,
 )
 
 router = page_router()
@@ -54,29 +48,6 @@ def login_form(request: Request, viewer: ViewerDep, next: str = "/") -> Response
     return render(request, "login.html", _login_context(request, next))
 
 
-# Password guessing: per account name and per client address, counted in the database so
-# the limit holds across replicas (the same fixed windows as the API's token endpoints).
-SIGN_INS_PER_ACCOUNT = 10
-SIGN_INS_PER_ADDRESS = 60
-
-
-def _limit_sign_ins(request: Request, state: GatewayState, name: str, now: datetime) -> None:
-    window = state.settings.rate_limit_window_seconds
-    address = request.client.host if request.client else "unknown"
-    ratelimit.hit(
-        state.engine,
-        [
-            ratelimit.Limit(
-                ratelimit.bucket_key("web-login", name[:64]), SIGN_INS_PER_ACCOUNT, window
-            ),
-            ratelimit.Limit(
-                ratelimit.bucket_key("web-login-addr", address), SIGN_INS_PER_ADDRESS, window
-            ),
-        ],
-        now=now,
-    )
-
-
 @router.post("/login", dependencies=[CsrfChecked])
 def login(
     request: Request,
@@ -88,10 +59,16 @@ def login(
     next: Annotated[str, Form(max_length=2048)] = "/",
 ) -> Response:
     name = username.strip().lower()
-    _limit_sign_ins(request, state, name, now)
-    user = session.exec(select(User).where(User.username == name)).first()
-    stored = user.password_hash if user is not None and not user.disabled else None
-    if not verify_password(password, stored) or user is None:
+    address = request.client.host if request.client else "unknown"
+    web_sessions.limit_sign_ins(
+        state.engine,
+        name,
+        address,
+        window_seconds=state.settings.rate_limit_window_seconds,
+        now=now,
+    )
+    cookie = web_sessions.sign_in_with_password(session, name, password, now=now)
+    if cookie is None:
         context = {
             "title": "Sign in",
             "next": safe_next(next),
@@ -99,17 +76,6 @@ def login(
             "username": username,
         }
         return render(request, "login.html", context, status=401)
-    cookie = start_session(session, user, method="password", now=now)
-    principal = principal_of(session, user)
-    record_event(
-        session,
-        action="web.signed_in",
-        actor=Actor.of(principal),
-        resource=f"user:{user.username}",
-        now=now,
-        org_id=user.org_id,
-        fields={"method": "password"},
-    )
     response = RedirectResponse(safe_next(next), status_code=303)
     set_session_cookie(response, cookie, secure=is_secure(request, state.settings.public_url))
     return response

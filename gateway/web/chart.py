@@ -1,46 +1,10 @@
-"""Daily counts of downloads and generations from log entries, drawn as an inline SVG."""
+"""Daily counts of downloads and generations (gateway.services.review), drawn as an inline SVG."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-
 from markupsafe import Markup, escape
-from sqlmodel import Session, col, select
 
-from gateway.db.models import LogEntry
-from gateway.db.timeutil import as_utc
-
-DOWNLOAD_ACTIONS = ("download.file", "download.link")
-GENERATION_PREFIX = "generation"
-DAYS = 14
-
-
-@dataclass(frozen=True, slots=True)
-class DailyCounts:
-    days: list[str]
-    downloads: list[int]
-    generations: list[int]
-
-
-def daily_counts(session: Session, org_id: int, *, now: datetime, days: int = DAYS) -> DailyCounts:
-    start = (now - timedelta(days=days - 1)).replace(hour=0, minute=0, second=0, microsecond=0)
-    labels = [(start + timedelta(days=i)).strftime("%m-%d") for i in range(days)]
-    downloads, generations = [0] * days, [0] * days
-    rows = session.exec(
-        select(LogEntry.action, LogEntry.created_at).where(
-            LogEntry.org_id == org_id, col(LogEntry.created_at) >= start
-        )
-    )
-    for action, created in rows:
-        slot = (as_utc(created) - start).days
-        if not 0 <= slot < days:
-            continue
-        if action in DOWNLOAD_ACTIONS:
-            downloads[slot] += 1
-        elif action.startswith(GENERATION_PREFIX):
-            generations[slot] += 1
-    return DailyCounts(labels, downloads, generations)
+from gateway.services.review import DailyCounts
 
 
 def bar_chart(counts: DailyCounts) -> Markup:

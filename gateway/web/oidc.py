@@ -14,92 +14,29 @@ import hmac
 import secrets
 from dataclasses import dataclass
 from typing import Annotated, Any
-from urllib.parse import urlsplit
 
 import httpx
 from fastapi import Query, Request
 from fastapi.responses import RedirectResponse, Response
-from pydantic import BaseModel, ConfigDict, ValidationError, field_validator
-from sqlmodel import select
 
-from gateway.db.models import User
 from gateway.deps import NowDep, Public, SessionDep, StateDep
-from gateway.errors import ConfigurationError, Unauthenticated
-from gateway.ledger.events import Actor, record_event
+from gateway.errors import Unauthenticated
+from gateway.services import web_sessions
+from gateway.web._oidc_config import OidcConfig as OidcConfig
+from gateway.web._oidc_config import configured
+from gateway.web._oidc_config import oidc_config as oidc_config
 from gateway.web.common import page_router, safe_next
-from gateway.web.sessions import is_secure, principal_of, set_session_cookie, start_session
+from gateway.web.sessions import is_secure, set_session_cookie
 
 router = page_router()
 STATE_COOKIE = "tiergate_oidc"
 CALLBACK = "/login/oidc/callback"
 _TIMEOUT = httpx.Timeout(5.0)
-_LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 
 
 class OidcFailed(Unauthenticated):
     code = "oidc_failed"
     title = "Sign-in failed"
-
-
-class OidcConfig(BaseModel):
-    model_config = ConfigDict(frozen=True)
-
-    issuer: str
-    client_id: str
-    client_secret: str
-    scopes: str = "openid profile email"
-    username_claim: str = "preferred_username"
-    label: str = "single sign-on"
-
-    @field_validator("issuer")
-    @classmethod
-    def _https(cls, value: str) -> str:
-        parts = urlsplit(value)
-        local = parts.scheme == "http" and parts.hostname in _LOCAL_HOSTS
-        if not (parts.scheme == "https" or local) or not parts.hostname:
-            raise ValueError("the issuer must be an https:// URL (http only for localhost)")
-        return value.rstrip("/")
-
-    @field_validator("client_id", "client_secret", "username_claim")
-    @classmethod
-    def _present(cls, value: str) -> str:
-        if not value.strip():
-            raise ValueError("must not be empty")
-        return value
-
-    @field_validator("scopes")
-    @classmethod
-    def _openid(cls, value: str) -> str:
-        if "openid" not in value.split():
-            raise ValueError("scopes must include 'openid'")
-        return value
-
-
-_FIELDS = ("issuer", "client_id", "client_secret", "scopes", "username_claim", "label")
-
-
-def oidc_config(settings: object) -> OidcConfig | None:
-    """The provider configured in ``settings``, None when none is, or a ConfigurationError."""
-    values = {
-        name: getattr(settings, f"oidc_{name}", None)
-        for name in _FIELDS
-        if getattr(settings, f"oidc_{name}", None) is not None
-    }
-    if not values.get("issuer"):
-        if values.get("client_id") or values.get("client_secret"):
-            raise ConfigurationError("OpenID Connect: set oidc_issuer too, or none of oidc_*")
-        return None
-    try:
-        return OidcConfig(**values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise ConfigurationError(f"OpenID Connect setting oidc_{where}: {first['msg']}") from exc
-
-
-def configured(request: Request) -> OidcConfig | None:
-    config: OidcConfig | None = getattr(request.app.state, "web_oidc", None)
-    return config
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,19 +148,11 @@ def oidc_callback(
     tokens = client.fetch_token(provider.token_endpoint, code=code)
     claims = verify_id_token(config, provider, str(tokens.get("id_token", "")), nonce)
     username = str(claims.get(config.username_claim, "")).lower()
-    user = session.exec(select(User).where(User.username == username)).first()
-    if user is None or user.disabled:
-        raise OidcFailed("no tiergate account matches your identity; ask an administrator")
-    cookie = start_session(session, user, method="oidc", now=now)
-    record_event(
-        session,
-        action="web.signed_in",
-        actor=Actor.of(principal_of(session, user)),
-        resource=f"user:{user.username}",
-        now=now,
-        org_id=user.org_id,
-        fields={"method": "oidc", "issuer": config.issuer},
+    cookie = web_sessions.sign_in_with_identity(
+        session, username, method="oidc", issuer=config.issuer, now=now
     )
+    if cookie is None:
+        raise OidcFailed("no tiergate account matches your identity; ask an administrator")
     response = RedirectResponse(safe_next(target), status_code=303)
     set_session_cookie(response, cookie, secure=is_secure(request, state.settings.public_url))
     response.delete_cookie(STATE_COOKIE, path=CALLBACK)

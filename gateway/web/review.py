@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated
 
 from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
-from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
 from gateway.db.models import (
-    AccessRequest,
-    PublicKeyRecord,
-    Release,
-    ReleaseStatus,
-    ReleaseTier,
     Role,
 )
-from gateway.db.timeutil import as_utc
 from gateway.deps import NowDep, SessionDep
 from gateway.errors import Forbidden
 from gateway.services import access, access_policy, releases
+from gateway.services import review as review_service
 from gateway.web.access import Names, grant_rows, request_rows
-from gateway.web.chart import bar_chart, daily_counts
+from gateway.web.chart import bar_chart
 from gateway.web.common import page_router
 from gateway.web.csrf import CsrfChecked
 from gateway.web.render import render
@@ -45,33 +38,6 @@ def _publisher(principal: Principal) -> int:
     return principal.org_id
 
 
-def _gated_tiers(session: Session, org_id: int) -> list[tuple[Release, ReleaseTier]]:
-    rows = session.exec(
-        select(Release, ReleaseTier)
-        .join(ReleaseTier, col(ReleaseTier.release_id) == col(Release.id))
-        .where(
-            Release.org_id == org_id,
-            Release.status == ReleaseStatus.published.value,
-            ReleaseTier.gated == True,  # noqa: E712 (SQL expression)
-        )
-        .order_by(col(Release.repo_id), col(Release.id))
-    )
-    return [(r, t) for r, t in rows]
-
-
-def _checks(session: Session, row: AccessRequest, now: datetime) -> list[tuple[str, str]]:
-    """What holds now, beyond the signature verified at submission: the key, the expiry."""
-    key = session.exec(select(PublicKeyRecord).where(PublicKeyRecord.key_id == row.key_id)).first()
-    checks = [("verified", "signature verified at submission")]
-    if key is None or key.revoked_at is not None or key.user_id != row.user_id:
-        checks.append(("revoked", "signing key revoked since"))
-    else:
-        checks.append(("verified", "signing key still registered"))
-    if as_utc(row.attestation_expires_at) <= now:
-        checks.append(("expired", "attestation expired"))
-    return checks
-
-
 @router.get("/review")
 def review(request: Request, viewer: SignedIn, session: SessionDep, now: NowDep) -> Response:
     principal = viewer.principal
@@ -83,13 +49,13 @@ def review(request: Request, viewer: SignedIn, session: SessionDep, now: NowDep)
             "tier": t.tier,
             "policy": access_policy.current_policy(session, r, t.tier, now=now)[1],
         }
-        for r, t in _gated_tiers(session, org_id)
+        for r, t in review_service.gated_tiers(session, org_id)
     ]
     pending = request_rows(
         names, access.list_requests(session, principal, review=True, status="pending")
     )
     for row in pending:
-        row["checks"] = _checks(session, row["row"], now)  # type: ignore[arg-type]
+        row["checks"] = review_service.request_checks(session, row["row"], now)  # type: ignore[arg-type]
     context = {
         "title": "Review",
         "pending": pending,
@@ -103,7 +69,7 @@ def review(request: Request, viewer: SignedIn, session: SessionDep, now: NowDep)
         ),
         "grants": grant_rows(names, access.list_grants(session, principal, review=True), now),
         "policies": policies,
-        "chart": bar_chart(daily_counts(session, org_id, now=now)),
+        "chart": bar_chart(review_service.daily_counts(session, org_id, now=now)),
         "done": _DONE.get(request.query_params.get("done", "")),
     }
     return render(request, "review.html", context)
