@@ -32,6 +32,7 @@ from licensing.statements import (
     sign_release_statement,
     tier_record,
 )
+from release.declared import check_declared_weights
 from release.errors import ReleaseError
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest, build_tier_manifest
@@ -150,6 +151,9 @@ def build_release(
     parse_size(options.max_shard_size)  # a bad size fails before anything is written
     step(f"validating {source}")
     report: ModelFolderReport = validate_model_folder(source)
+    # Every parameter config.json declares must be stored: loaders would fill a missing one
+    # with random values (a 13 KB release declaring gigabytes of them).
+    check_declared_weights(report)
     _prepare_out_dir(out, force)
     open_dir, optimized_dir = out / OPEN_TIER, out / OPTIMIZED_TIER
     step("copying the open tier")

@@ -10,6 +10,12 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- TierMismatchError           tier_mismatch: a tier folder does not match its manifest
     +-- QuantizationError           quantization_failed: the optimized tier cannot be built
     +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
+    +-- DeclaredWeightsError        declared_weights_invalid: config.json and the stored
+    |   |                           tensors disagree (file, tensor)
+    |   +-- ConfigTooLargeError     config_too_large: declares more than the files could hold
+    |   +-- WeightMissingError      weight_missing: a declared tensor is stored nowhere
+    |   +-- WeightShapeError        weight_shape_mismatch: stored with another shape or dtype
+    |   +-- WeightUnexpectedError   weight_unexpected: stored but not part of the architecture
     +-- TierVerificationError       tier_verification_failed: a download fails verification
     |                               (release.verify)
     +-- OutputExistsError           output_exists: refusing to overwrite a build (release.build)
@@ -20,6 +26,8 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
 from __future__ import annotations
 
 __all__ = [
+    "ConfigTooLargeError",
+    "DeclaredWeightsError",
     "ManifestInvalidError",
     "ModelFolderInvalidError",
     "OptimizedTierInvalidError",
@@ -28,6 +36,9 @@ __all__ = [
     "SafetensorsInvalidError",
     "TierMismatchError",
     "UnsafePathError",
+    "WeightMissingError",
+    "WeightShapeError",
+    "WeightUnexpectedError",
 ]
 
 
@@ -127,3 +138,46 @@ class OptimizedTierInvalidError(ReleaseError):
     """An optimized tier folder is inconsistent with its ``quantization_config``."""
 
     code = "optimized_tier_invalid"
+
+
+class DeclaredWeightsError(ReleaseError):
+    """What ``config.json`` declares does not match the tensors the weight files store.
+
+    A model whose files lack a declared parameter is invalid: loaders would fill it with
+    random values, which is also how a kilobyte release made the gateway allocate gigabytes.
+    ``tensor`` names the first offending tensor (``None`` when the config as a whole is at
+    fault), ``reason`` is a short phrase.
+    """
+
+    code = "declared_weights_invalid"
+
+    def __init__(self, reason: str, tensor: str | None = None, file: str = "config.json") -> None:
+        where = f"{file}: tensor {tensor!r}" if tensor is not None else file
+        super().__init__(f"{where}: {reason}")
+        self.file = file
+        self.tensor = tensor
+        self.reason = reason
+
+
+class ConfigTooLargeError(DeclaredWeightsError):
+    """The config declares more layers, experts or parameters than its files could hold."""
+
+    code = "config_too_large"
+
+
+class WeightMissingError(DeclaredWeightsError):
+    """A parameter the architecture declares is stored in no weight file."""
+
+    code = "weight_missing"
+
+
+class WeightShapeError(DeclaredWeightsError):
+    """A stored tensor's shape (or integer dtype) differs from the declared one."""
+
+    code = "weight_shape_mismatch"
+
+
+class WeightUnexpectedError(DeclaredWeightsError):
+    """A stored tensor is no parameter or buffer of the architecture."""
+
+    code = "weight_unexpected"

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from release.errors import OptimizedTierInvalidError
+from release.errors import DeclaredWeightsError, OptimizedTierInvalidError
 
 if TYPE_CHECKING:
     import torch
@@ -76,9 +76,18 @@ def read_quantization_config(tier_dir: str | os.PathLike[str]) -> dict[str, Any]
 def load_model(
     model_dir: str | os.PathLike[str], *, dtype: torch.dtype | None = None
 ) -> PreTrainedModel:
-    """Load an open or optimized tier for inference (``eval`` mode, CPU)."""
+    """Load an open or optimized tier for inference (``eval`` mode, CPU).
+
+    The folder is validated first (safetensors headers, then :mod:`release.declared`: every
+    tensor ``config.json`` declares is stored), so a malformed or incomplete tier raises a
+    :class:`~release.errors.ReleaseError` before any weight memory is allocated.
+    """
+    from release.declared import check_declared_weights
+    from release.safetensors_check import validate_model_folder
+
     if read_quantization_config(model_dir) is not None:
-        return load_optimized_model(model_dir, dtype=dtype)
+        return load_optimized_model(model_dir, dtype=dtype)  # it runs the same checks
+    check_declared_weights(validate_model_folder(model_dir))
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -120,6 +129,7 @@ def load_optimized_model(
 
     from release._qlinear import QuantizedLinear, params_on_meta
     from release._shards import loaded_weight_files
+    from release.declared import check_declared_weights
     from release.safetensors_check import validate_model_folder
 
     root = Path(tier_dir)
@@ -128,6 +138,11 @@ def load_optimized_model(
         raise OptimizedTierInvalidError(f"{root}: no quantization_config in config.json")
     compute = dtype or torch.float32
     report = validate_model_folder(root)
+    # Before building anything: QuantizedLinear allocates its codes at the declared sizes.
+    try:
+        check_declared_weights(report)
+    except DeclaredWeightsError as exc:
+        raise OptimizedTierInvalidError(f"{root}: {exc.message}") from exc
     weight_files, ignored = loaded_weight_files(report)
     if ignored:
         # A tier we wrote never has one; a signed file the loader skips is a file unchecked.

@@ -45,10 +45,13 @@ def _folder_lines(report: ModelFolderReport) -> list[str]:
 @click.argument("model_dir", type=_existing_dir)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def validate(model_dir: Path, as_json: bool) -> None:
-    """Check MODEL_DIR: config.json, every safetensors file, the shard index, the tokenizer."""
+    """Check MODEL_DIR: config.json, every safetensors file, the shard index, the tokenizer,
+    and that the weights store every tensor config.json declares."""
+    from release.declared import check_declared_weights
     from release.safetensors_check import validate_model_folder
 
     report = validate_model_folder(model_dir)
+    check_declared_weights(report)
     if as_json:
         doc = {
             "model_dir": str(report.root),

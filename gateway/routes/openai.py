@@ -51,7 +51,8 @@ from gateway.services.generation import (
 router = APIRouter(
     prefix="/v1",
     tags=["generation"],
-    responses=openai_error_responses(401, 403, 404, 422, 429, 503),
+    # 507: the model is larger than this gateway's whole model-cache budget.
+    responses=openai_error_responses(401, 403, 404, 422, 429, 503, 507),
 )
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
