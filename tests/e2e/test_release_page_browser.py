@@ -65,8 +65,8 @@ LAYOUT = """() => ({
 })"""
 
 
-def _open(browser: Any, base: str, user: str | None, width: int) -> Any:
-    context = browser.new_context(viewport={"width": width, "height": 900 if width > 600 else 740})
+def _open(chromium: Any, base: str, user: str | None, width: int) -> Any:
+    context = chromium.new_context(viewport={"width": width, "height": 900 if width > 600 else 740})
     context.set_default_timeout(10_000)
     page = context.new_page()
     if user is not None:
@@ -103,19 +103,26 @@ def test_release_page_layout_and_access_call_to_action(
             assert layout["outside"] == [], (user, width, layout)
             assert layout["codeScrolls"]
             assert page.evaluate(BROKEN_WORDS) == [], (user, width)
-            assert page.get_by_text("tiergate pull acme/tiny@1.0.0 --out tiny-1.0.0").first.is_visible()
+            assert page.get_by_text(
+                "tiergate pull acme/tiny@1.0.0 --out tiny-1.0.0"
+            ).first.is_visible()
             cta = page.get_by_role("link", name="Request access to the optimized tier")
             if user == "dev":
                 box = cta.bounding_box()
-                assert box is not None and box["y"] + box["height"] <= page.viewport_size["height"]
+                assert box is not None
+                assert box["y"] + box["height"] <= page.viewport_size["height"]
             else:
                 assert cta.count() == 0
                 granted = page.locator(".access.granted")
                 assert "You have access to the optimized tier until" in granted.inner_text()
                 text = granted.inner_text()
-                assert "tiergate pull acme/tiny@1.0.0 --out tiny-1.0.0-optimized --tier optimized" in text
+                assert (
+                    "tiergate pull acme/tiny@1.0.0 --out tiny-1.0.0-optimized --tier optimized"
+                    in text
+                )
                 assert 'revision="1.0.0-optimized"' in text
                 assert "from_pretrained(path)" in text
                 box = granted.bounding_box()
-                assert box is not None and box["y"] < page.viewport_size["height"]
+                assert box is not None
+                assert box["y"] < page.viewport_size["height"]
             page.context.close()
