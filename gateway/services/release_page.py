@@ -18,9 +18,6 @@ from gateway.services import releases
 from gateway.services.access import active_grant
 from gateway.services.hub import approval_mode
 from gateway.services.releases import OPEN_TIER
-from licensing.dsse import Envelope
-from licensing.errors import LicensingError
-from licensing.statements import parse_release_statement
 
 __all__ = ["ReleasePage", "TierView", "card_for_page", "pull_command", "release_page"]
 
@@ -48,7 +45,6 @@ class ReleasePage:
     tiers: list[TierView]
     versions: list[Release]
     card: str
-    fidelity: dict[str, str]
     approval: str
     open_pull: str
     # Gated tiers the viewer cannot download yet: the call to action names them.
@@ -71,14 +67,6 @@ def card_for_page(card: str) -> str:
         if not skipping:
             out.append(line)
     return "\n".join(out)
-
-
-def _fidelity(release: Release) -> dict[str, str]:
-    try:
-        payload = Envelope.from_json(release.statement_envelope.encode("utf-8")).payload
-        return dict(parse_release_statement(payload).fidelity)
-    except LicensingError:
-        return {}
 
 
 def pull_command(release: Release, tier: str) -> str:
@@ -118,7 +106,6 @@ def release_page(
         tiers=tiers,
         versions=sorted(versions, key=lambda r: r.id or 0, reverse=True),
         card=card_for_page(release.model_card),
-        fidelity=_fidelity(release),
         approval=approval,
         open_pull=pull_command(release, OPEN_TIER),
         locked=[t.row.tier for t in gated if t.grant_until is None and published],

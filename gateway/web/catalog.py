@@ -97,7 +97,6 @@ def release_context(
         "tiers": page.tiers,
         "versions": page.versions,
         "card": render_markdown(page.card),
-        "fidelity": page.fidelity,
         "base": str(request.base_url).rstrip("/"),
     }
 
