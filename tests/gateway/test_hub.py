@@ -284,6 +284,20 @@ def test_hub_metadata_from_the_card_and_yanks_as_hub_clients_see_them(
         assert again.json()["code"] == "already_yanked"
         assert again.json()["yank_reason"] == "bad tokenizer"
         assert http.get("/api/releases/acme/tiny/1.0.0").json()["yank_reason"] == "bad tokenizer"
+    # The CLI says so instead of echoing the new reason it never recorded.
+    from click.testing import CliRunner
+
+    from gateway.cli.main import cli
+
+    args = ["--gateway", live_server.url, "--token", publisher.token]
+    done = CliRunner().invoke(
+        cli, ["release", "yank", "acme/tiny@1.0.0", "--reason", "other", *args]
+    )
+    assert done.exit_code != 0
+    said = done.output + str(done.exception)  # main() prints the error; the group raises it
+    assert "was already yanked: bad tokenizer (HTTP 409)" in said
+    assert "yanked acme/tiny@1.0.0: other" not in said
+    with httpx.Client(base_url=live_server.url, timeout=60, headers=publisher.headers) as http:
         page = http.get("/models/acme/tiny")
         assert page.status_code == 200
         assert "bad tokenizer" in page.text
