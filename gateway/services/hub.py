@@ -122,7 +122,8 @@ def _info(session: Session, ref: TierRef, *, repo_level: bool, with_files: bool)
     release = ref.release
     files = downloads.tier_files(session, ref) if with_files else []
     meta = card_metadata(release.model_card)
-    tiers = release_tiers(session, release) if repo_level else [ref.tier]
+    every_tier = release_tiers(session, release)
+    tiers = every_tier if repo_level else [ref.tier]
     card_tags = meta.get("tags")
     tags = [str(t) for t in card_tags] if isinstance(card_tags, list) else []
     tags += ["tiergate", f"tier:{ref.tier.tier}", f"version:{release.version}"]
@@ -153,7 +154,7 @@ def _info(session: Session, ref: TierRef, *, repo_level: bool, with_files: bool)
             "statement_digest": release.statement_digest,
             "manifest_digest": ref.tier.manifest_digest,
             "signer_key_id": release.signer_key_id,
-            "tiers": {t.tier: {"gated": t.gated} for t in release_tiers(session, release)},
+            "tiers": {t.tier: {"gated": t.gated} for t in every_tier},
         },
     )
 
