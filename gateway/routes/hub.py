@@ -71,7 +71,11 @@ def list_models(
     return items
 
 
-@router.get("/api/models/{org}/{name}", summary="Hub: model info of the default revision.")
+@router.get(
+    "/api/models/{org}/{name}",
+    summary="Hub: model info of the default revision (410 when every version is yanked).",
+    responses=problem_responses(410),
+)
 def model_info(org: str, name: str, viewer: OptionalPrincipal, session: SessionDep) -> HubModelInfo:
     return hub.model_info(session, f"{org}/{name}", None, viewer=viewer)
 
@@ -79,6 +83,7 @@ def model_info(org: str, name: str, viewer: OptionalPrincipal, session: SessionD
 @router.get(
     "/api/models/{org}/{name}/revision/{revision}",
     summary="Hub: model info of a revision (`main`, `optimized`, `<version>[-<tier>]`, commit).",
+    responses=problem_responses(410),
 )
 def model_info_revision(
     org: str, name: str, revision: str, viewer: OptionalPrincipal, session: SessionDep
