@@ -20,7 +20,6 @@ from fastapi.responses import Response, StreamingResponse
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.errors import GatewayError, ValidationFailed
-from gateway.generation.models import usable_models
 from gateway.generation.sampler import Choice, SamplingParams
 from gateway.problems import openai_error_responses
 from gateway.schemas.openai import (
@@ -47,6 +46,7 @@ from gateway.services.generation import (
     Prompt,
     StreamEvent,
 )
+from gateway.services.models import usable_models
 
 router = APIRouter(
     prefix="/v1",

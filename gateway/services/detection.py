@@ -29,10 +29,11 @@ from gateway.db.models import LogEntry, Release, ReleaseStatus, WatermarkKeyReco
 from gateway.errors import ValidationFailed
 from gateway.generation.calls import payloads_for_tags, symbols_for_payloads
 from gateway.generation.keys import derive_watermark_key
-from gateway.generation.models import ModelCache, parse_model_name, resolve_model
+from gateway.generation.models import ModelCache, parse_model_name
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
 from gateway.services import catalog, ratelimit, releases
+from gateway.services.models import resolve_model
 from watermark import WatermarkConfig, WatermarkKey, decode_payload, detect_payload
 from watermark.detector import encode_text, scan_flags
 from watermark.errors import InsufficientTextError, WatermarkError
