@@ -16,12 +16,11 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from tests.conftest import Account, LiveServer
-from tests.e2e.test_browser_journey import (  # noqa: F401 (fixtures)
+from tests.e2e.browser import (  # noqa: F401 (fixtures)
     ARTIFACTS,
     PASSWORD,
     Pages,
     axe_source,
-    browser,
     database_url,
     sign_in,
 )
@@ -81,7 +80,7 @@ def _open(chromium: Any, base: str, user: str | None, width: int) -> Any:
 
 @pytest.mark.slow
 def test_release_page_layout_and_access_call_to_action(
-    browser: Any,  # noqa: F811
+    browser: Any,
     live_server: LiveServer,
     engine: Engine,
     make_account: Callable[..., Account],
