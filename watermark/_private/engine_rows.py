@@ -256,7 +256,7 @@ class RowTable:
 
 
 def _is_swap(direction: Any) -> bool:
-    return getattr(direction, "name", direction) == "SWAP"
+    return bool(getattr(direction, "name", direction) == "SWAP")
 
 
 def _fused_ok(logits: Any) -> bool:
