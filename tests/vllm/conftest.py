@@ -31,8 +31,9 @@ ROOT = Path(__file__).resolve().parents[2]
 REQUIRED = os.environ.get("TIERGATE_REQUIRE_VLLM") == "1"
 PLUGIN = "watermark.vllm_plugin:TiergateWatermarkLogitsProcessor"
 VOCAB = 1024
-# Small KV cache (48 blocks of 16 tokens = 768) so that concurrent requests get preempted.
-KV_BLOCKS = 48
+# A KV cache of one longest request (16 blocks of 32 tokens = max-model-len 512, plus the
+# block vLLM keeps back), so that concurrent requests get preempted and recomputed.
+KV_BLOCKS = 17
 
 
 def vllm_python() -> Path:
@@ -175,7 +176,7 @@ def vllm_server(
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--enforce-eager", "--seed", "0",
         "--max-model-len", "512", "--max-num-seqs", "16",
-        "--block-size", "16", "--num-gpu-blocks-override", str(KV_BLOCKS),
+        "--block-size", "32", "--num-gpu-blocks-override", str(KV_BLOCKS),
         "--enable-prefix-caching",
         "--logits-processors", PLUGIN,
     ]  # fmt: skip

@@ -313,3 +313,22 @@ def test_keyset_file_roundtrip_and_errors(tmp_path: Any) -> None:
     other = WatermarkKey(b"k" * 32)
     with pytest.raises(WatermarkKeyError):
         KeySetEntry(other, next(iter(KEYSET)).config)
+
+
+@pytest.mark.parametrize("temperatures", [(1.0, 1.0, 1.0, 1.0), (1.0, 0.5, 0.0, 1.0)])
+def test_a_batch_of_one_key_matches_the_reference(temperatures: tuple[float, ...]) -> None:
+    """All rows of one key and one delta take one kernel call for the batch; mixed deltas
+    fall back to a call per row. Both give each row its own reference bits."""
+    rng = random.Random(9)
+    generator = torch.Generator().manual_seed(9)
+    entry = next(iter(KEYSET))
+    requests = [_request(rng, entry, t) for t in temperatures]
+    for r in requests:
+        r.output.extend(rng.randrange(1, VOCAB) for _ in range(3))
+    table = _table()
+    table.update([], [(i, r.params, r.prompt, r.output) for i, r in enumerate(requests)], [])
+    logits = torch.randn(len(requests), VOCAB, generator=generator)
+    expected = [_reference(r, logits[i]) for i, r in enumerate(requests)]
+    out = table.apply(logits)
+    for i in range(len(requests)):
+        assert torch.equal(out[i], expected[i])

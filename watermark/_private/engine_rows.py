@@ -273,9 +273,29 @@ def _fused_ok(logits: Any) -> bool:
 def _bias_rows_fused(
     kernel: Any, scheme: _Scheme, logits: Any, members: list[tuple[int, _Row, list[int]]]
 ) -> None:
-    """One kernel call per row on a view of that row: the local engine's exact code path."""
+    """The local engine's compiled kernel: one call for a whole batch of one key and one
+    delta (the gateway's usual traffic), else one call per row on a view of that row."""
     scores = logits.detach().numpy()
     with_payload = scheme.config.payload is not None
+    delta = members[0][1].delta32
+    if (
+        len(members) == scores.shape[0]
+        and all(m[0] == i for i, m in enumerate(sorted(members, key=lambda m: m[0])))
+        and all(m[1].delta32 == delta for m in members)
+    ):
+        ordered = sorted(members, key=lambda m: m[0])
+        kernel(
+            scores,
+            scheme.t32_signed,
+            np.array([m[2] for m in ordered], dtype=np.int64),
+            scheme.tables.ctx,
+            np.concatenate([m[1].symbols for m in ordered]),
+            with_payload,
+            scheme.shift,
+            scheme.limit,
+            delta,
+        )
+        return
     for index, row, context in members:
         kernel(
             scores[index : index + 1],
