@@ -6,8 +6,10 @@ Starts one vLLM OpenAI server (CPU, eager) with the plugin on a tiny Llama built
 dir, then at concurrency 1, 8 and 32 alternates rounds of untagged requests (the plugin's rows
 table is empty: the engine runs as without it) and tagged requests (the gateway's scheme: h=1,
 20-bit payload, delta 2), each request ``--tokens`` long with ``ignore_eos``. Prints the median
-tokens/s of each and the ratio. Baseline and watermark run interleaved in the same process so
-machine load affects both alike.
+tokens/s of each and their ratio, and, measured inside the engine (bench/vllm_timed_plugin.py
+wraps the plugin with a stopwatch), the share of each round's wall time spent in the plugin:
+on a loaded shared machine throughput rounds swing by tens of percent, the in-engine share
+does not.
 """
 
 from __future__ import annotations
@@ -30,12 +32,13 @@ sys.path.insert(0, str(ROOT))
 
 
 def _server(
-    python: Path, model: Path, keyset: Path, site: Path, port: int, log: Path
+    python: Path, model: Path, keyset: Path, site: Path, port: int, log: Path, timing: Path
 ) -> subprocess.Popen[bytes]:
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))},
-        "PYTHONPATH": str(site),
+        "PYTHONPATH": f"{site}{os.pathsep}{ROOT / 'bench'}",
         "TIERGATE_WATERMARK_KEYSET": str(keyset),
+        "TIERGATE_BENCH_TIMING": str(timing),
         "VLLM_CPU_KVCACHE_SPACE": "1",
         "VLLM_USE_V2_MODEL_RUNNER": "0",
         "VLLM_NO_USAGE_STATS": "1",
@@ -45,7 +48,7 @@ def _server(
         "--served-model-name", "tiny", "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--enforce-eager", "--max-model-len", "512",
         "--max-num-seqs", "32",
-        "--logits-processors", "watermark.vllm_plugin:TiergateWatermarkLogitsProcessor",
+        "--logits-processors", "vllm_timed_plugin:TimedTiergateWatermarkLogitsProcessor",
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -63,7 +66,18 @@ def _server(
     sys.exit("vLLM did not start")
 
 
-def _round(url: str, concurrency: int, tokens: int, xargs: dict[str, object] | None) -> float:
+def _timing(path: Path) -> float:
+    """Seconds the engine has spent in the plugin so far (update_state + apply)."""
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return 0.0
+    return float(data["update_s"]) + float(data["apply_s"])
+
+
+def _round(
+    url: str, concurrency: int, tokens: int, xargs: dict[str, object] | None
+) -> tuple[float, float]:
     def one(i: int) -> int:
         body: dict[str, object] = {
             "model": "tiny",
@@ -82,7 +96,8 @@ def _round(url: str, concurrency: int, tokens: int, xargs: dict[str, object] | N
     start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         total = sum(pool.map(one, range(concurrency)))
-    return total / (time.perf_counter() - start)
+    wall = time.perf_counter() - start
+    return total / wall, wall
 
 
 def main() -> None:
@@ -121,20 +136,38 @@ def main() -> None:
             check=True,
         )  # fmt: skip
         port = free_port()
-        server = _server(python, model, tmp / "keys.json", site, port, tmp / "vllm.log")
+        timing = tmp / "timing.json"
+        server = _server(python, model, tmp / "keys.json", site, port, tmp / "vllm.log", timing)
         url = f"http://127.0.0.1:{port}"
         try:
             _round(url, 4, 16, None)  # warm-up, and the kernel's first tagged call
             _round(url, 4, 16, {"tiergate_key_id": key.key_id})
             print(f"vocab {args.vocab}, {args.tokens} tokens per request, {args.rounds} rounds")
-            print("concurrency  untagged tok/s  tagged tok/s  ratio")
+            print(
+                "concurrency  untagged tok/s  tagged tok/s  ratio  "
+                "plugin share of tagged / untagged rounds' wall time"
+            )
+            tag = {"tiergate_key_id": key.key_id}
             for level in (int(x) for x in args.levels.split(",")):
-                plain, marked = [], []
+                plain, marked, ratios = [], [], []
+                spent = {"plain": 0.0, "marked": 0.0}
+                walls = {"plain": 0.0, "marked": 0.0}
                 for _ in range(args.rounds):
-                    plain.append(_round(url, level, args.tokens, None))
-                    marked.append(_round(url, level, args.tokens, {"tiergate_key_id": key.key_id}))
+                    for name, xargs, out in (("plain", None, plain), ("marked", tag, marked)):
+                        before = _timing(timing)
+                        rate, wall = _round(url, level, args.tokens, xargs)
+                        spent[name] += _timing(timing) - before
+                        walls[name] += wall
+                        out.append(rate)
+                    ratios.append(marked[-1] / plain[-1])
                 p, m = statistics.median(plain), statistics.median(marked)
-                print(f"{level:>11}  {p:>14.1f}  {m:>12.1f}  {m / p:.3f}")
+                share = spent["marked"] / walls["marked"]
+                idle = spent["plain"] / walls["plain"]
+                pairs = " ".join(f"{r:.2f}" for r in ratios)
+                print(
+                    f"{level:>11}  {p:>14.1f}  {m:>12.1f}  {m / p:.3f}  "
+                    f"{share:.2%} / {idle:.2%}   (round ratios: {pairs})"
+                )
         finally:
             server.terminate()
             server.wait(timeout=60)
