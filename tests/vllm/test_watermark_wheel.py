@@ -103,3 +103,38 @@ def test_published_vectors_pass_inside_the_vllm_env(engine_python: Path, plugin_
     assert result["failures"] == []
     assert result["checked"] == 360
     assert result["watermark_file"].startswith(str(plugin_site))
+
+
+def test_a_key_for_another_vocabulary_stops_the_engine_at_start(
+    engine_python: Path, plugin_site: Path, tmp_path: Path
+) -> None:
+    """Biasing the wrong columns would watermark nothing detectable: refuse to start."""
+    from watermark.config import WatermarkConfig
+    from watermark.keys import WatermarkKey
+    from watermark.keyset import KeySetEntry, WatermarkKeySet, write_keyset
+
+    key = WatermarkKey(bytes(range(32)))
+    entry = KeySetEntry(key, WatermarkConfig.create(key, 999))
+    write_keyset(tmp_path / "keys.json", WatermarkKeySet([entry]))
+    code = (
+        "import torch\n"
+        "from types import SimpleNamespace as NS\n"
+        "from watermark.errors import WatermarkKeyError\n"
+        "from watermark.vllm_plugin import TiergateWatermarkLogitsProcessor as P\n"
+        "config = NS(model_config=NS(get_vocab_size=lambda: 1024))\n"
+        "try:\n"
+        "    P(config, torch.device('cpu'), False)\n"
+        "except WatermarkKeyError as exc:\n"
+        "    print(exc.code, exc.message)\n"
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))},
+        "PYTHONPATH": str(plugin_site),
+        "TIERGATE_WATERMARK_KEYSET": str(tmp_path / "keys.json"),
+    }
+    out = subprocess.run(
+        [str(engine_python), "-c", code], env=env, cwd=tmp_path,
+        check=True, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert out.stdout.startswith("watermark_key_invalid"), out.stdout
+    assert "999 tokens; this model has 1024" in out.stdout
