@@ -275,7 +275,28 @@ def test_concurrent_requests_of_different_lengths_with_preemption(
     assert _preemptions(vllm_server) > before, "the KV cache was meant to force preemption"
 
 
-def _preemptions(server: Server) -> float:
+def test_prefix_cache_hits_change_nothing(
+    client: Any, local: tuple[Any, Any], vllm_server: Server
+) -> None:
+    """A long prompt sent twice: the second time its full KV blocks come from the prefix
+    cache (not recomputed), yet the plugin reads the same context and the output is equal."""
+    entry = vllm_server.keys.strong_left
+    text = " ".join(PROMPTS * 3)
+    prompt = _encode(local, text)
+    assert len(prompt) > 64  # at least two full 32-token blocks to share
+    before = _metric(vllm_server, "vllm:prefix_cache_hits_total")
+    first = _complete(client, prompt, max_tokens=30, xargs=_xargs(entry, 4242))
+    second = _complete(client, prompt, max_tokens=30, xargs=_xargs(entry, 4242))
+    assert _metric(vllm_server, "vllm:prefix_cache_hits_total") > before
+    assert first == second
+    _check_greedy(local, prompt, first[0], entry, 4242)
+
+
+def _metric(server: Server, name: str) -> float:
     text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
-    found = re.findall(r"^vllm:num_preemptions_total\{[^}]*\} ([0-9.e+]+)$", text, re.MULTILINE)
-    return sum(float(v) for v in found)
+    pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$"
+    return sum(float(v) for v in re.findall(pattern, text, re.MULTILINE))
+
+
+def _preemptions(server: Server) -> float:
+    return _metric(server, "vllm:num_preemptions_total")
