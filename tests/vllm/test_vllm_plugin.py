@@ -292,6 +292,28 @@ def test_prefix_cache_hits_change_nothing(
     _check_greedy(local, prompt, first[0], entry, 4242)
 
 
+def test_streamed_tokens_equal_the_whole_completion(
+    client: Any, local: tuple[Any, Any], vllm_server: Server
+) -> None:
+    entry = vllm_server.keys.gateway
+    prompt = _encode(local, PROMPTS[1])
+    xargs = _xargs(entry, 777)
+    [whole] = _complete(client, prompt, max_tokens=40, xargs=xargs)
+    stream = client.completions.create(
+        model="tiny",
+        prompt=prompt,
+        max_tokens=40,
+        temperature=0.0,
+        stream=True,
+        extra_body={"return_token_ids": True, "ignore_eos": True, "vllm_xargs": xargs},
+    )
+    streamed: list[int] = []
+    for chunk in stream:
+        for choice in chunk.choices:
+            streamed.extend((choice.model_extra or {}).get("token_ids") or [])
+    assert streamed == whole
+
+
 def _metric(server: Server, name: str) -> float:
     text = httpx.get(f"{server.base_url}/metrics", timeout=10).text
     pattern = rf"^{re.escape(name)}(?:\{{[^}}]*\}})? ([0-9.e+]+)$"
