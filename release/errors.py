@@ -9,6 +9,9 @@ Exception tree::
     +-- ManifestInvalidError        a tier manifest document is malformed
     +-- TierMismatchError           a tier folder does not match its manifest
     +-- QuantizationError           the optimized tier cannot be built from these weights
+    |   +-- UnknownOptimizationError    an ``--optimize`` value that does not exist
+    |   +-- UnsupportedArchitectureError  an engine's format cannot express this architecture
+    |   +-- UnsupportedTokenizerError   GGUF cannot express this tokenizer (refused before writing)
     +-- OptimizedTierInvalidError   an optimized tier folder cannot be loaded
 """
 
@@ -22,7 +25,10 @@ __all__ = [
     "ReleaseError",
     "SafetensorsInvalidError",
     "TierMismatchError",
+    "UnknownOptimizationError",
     "UnsafePathError",
+    "UnsupportedArchitectureError",
+    "UnsupportedTokenizerError",
 ]
 
 
@@ -116,6 +122,25 @@ class QuantizationError(ReleaseError):
     """The optimized tier cannot be built (unsupported method, architecture or tensor)."""
 
     code = "quantization_failed"
+
+
+class UnknownOptimizationError(QuantizationError):
+    """An optimization name (``--optimize``) that is not one of the formats we build."""
+
+    code = "unknown_optimization"
+
+
+class UnsupportedArchitectureError(QuantizationError):
+    """The artifact's format (or the engine that loads it) cannot express this architecture;
+    the message names the artifact and the engine."""
+
+    code = "unsupported_architecture"
+
+
+class UnsupportedTokenizerError(QuantizationError):
+    """The tokenizer cannot be written as GGUF ``tokenizer.ggml.*`` metadata faithfully."""
+
+    code = "unsupported_tokenizer"
 
 
 class OptimizedTierInvalidError(ReleaseError):

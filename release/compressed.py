@@ -1,0 +1,309 @@
+"""The int8 and int4 optimized tiers in compressed-tensors format (what llm-compressor writes).
+
+vLLM and ``transformers`` load these folders unchanged (``quant_method: compressed-tensors``):
+
+- ``int8``: W8A8, the ``INT8`` preset: symmetric int8 weights with one scale per output channel
+  (``format: int-quantized``: ``M.weight`` int8 + ``M.weight_scale`` ``[out, 1]``) and int8
+  activations quantized per token at run time (``dynamic: true``);
+- ``int4``: W4A16, the ``W4A16`` preset: symmetric int4 weights with one scale per
+  ``group_size`` input columns (``format: pack-quantized``: ``M.weight_packed`` int32, eight
+  codes a word, ``M.weight_scale`` ``[out, in / group]``, ``M.weight_shape``). A layer whose width
+  ``group_size`` does not divide falls back to 8-bit per channel in the same format (a second
+  config group naming those modules; exact names win over the ``Linear`` class target in both
+  compressed-tensors and vLLM), recorded per module in :attr:`QuantizedTier.modules`.
+
+Scales are computed as compressed-tensors' min-max observer does (``calculate_qparams``) and the
+codes by the library's own compressors (``BaseCompressor.compress``), one module at a time, so
+the weights are streamed: one source tensor in memory, one output shard held
+(:class:`~release._shards.ShardWriter`). ``config.json`` gets its ``quantization_config`` from
+``ModelCompressor.update_config``, as llm-compressor's ``save_pretrained`` does. Linear layers
+the architecture does not quantize (``lm_head``, a head tied to the embeddings) are listed in
+``ignore``; embeddings and norms are cast to ``keep_dtype``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from release._paths import list_folder_files
+from release._progress import Progress, ProgressCallback
+from release._shards import (
+    DEFAULT_MAX_SHARD_SIZE,
+    ShardWriter,
+    TensorGroup,
+    loaded_weight_files,
+    parse_size,
+    read_tensors,
+)
+from release.errors import QuantizationError, UnsupportedArchitectureError
+from release.quantize import _NOT_COPIED, _WEIGHT_SUFFIXES, QuantizedTier, _cast, _torch_dtype
+from release.safetensors_check import validate_model_folder
+
+if TYPE_CHECKING:
+    import torch
+
+__all__ = ["CT_GROUP_SIZES", "DEFAULT_CT_GROUP_SIZE", "write_compressed_tier"]
+
+CompressedMethod = Literal["int8", "int4"]
+DEFAULT_CT_GROUP_SIZE = 128
+# The group sizes vLLM's WNA16 kernels (its CPU one included) take.
+CT_GROUP_SIZES = (32, 64, 128)
+_FALLBACK_GROUP = "group_1"
+
+
+@dataclass(frozen=True)
+class _Architecture:
+    linear: frozenset[str]  # every nn.Linear module
+    quantize: frozenset[str]  # the ones to quantize
+    conv1d: tuple[str, ...]  # GPT-2 style Conv1D modules (not expressible)
+    in_features: Mapping[str, int]
+
+
+def _architecture(config_dict: dict[str, Any], skip_modules: Collection[str]) -> _Architecture:
+    from torch import nn
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.pytorch_utils import Conv1D
+
+    from release._qlinear import params_on_meta
+
+    settings = {k: v for k, v in config_dict.items() if k != "quantization_config"}
+    model_type = settings.pop("model_type", None)
+    if not isinstance(model_type, str):
+        raise QuantizationError("config.json has no model_type")
+    try:
+        config = AutoConfig.for_model(model_type, **settings)
+        with params_on_meta():
+            model = AutoModelForCausalLM.from_config(config)  # type: ignore[no-untyped-call]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise QuantizationError(f"cannot build architecture {model_type!r}: {exc}") from None
+    embedding_weight = getattr(model.get_input_embeddings(), "weight", None)
+    linear: set[str] = set()
+    quantize: set[str] = set()
+    conv1d: list[str] = []
+    widths: dict[str, int] = {}
+    for name, module in model.named_modules():
+        if isinstance(module, Conv1D):
+            conv1d.append(name)
+            continue
+        if not isinstance(module, nn.Linear):
+            continue
+        linear.add(name)
+        widths[name] = module.in_features
+        skipped = name.split(".")[-1] in skip_modules or name in skip_modules
+        # A head tied to the embeddings is the embedding matrix: keep it precise.
+        if not skipped and module.weight is not embedding_weight:
+            quantize.add(name)
+    return _Architecture(frozenset(linear), frozenset(quantize), tuple(conv1d), widths)
+
+
+def _schemes(method: CompressedMethod, group_size: int) -> tuple[Any, Any]:
+    """(main scheme, int4 fallback scheme) as compressed-tensors presets."""
+    from compressed_tensors.quantization.quant_scheme import preset_name_to_scheme
+
+    if method == "int8":
+        main = preset_name_to_scheme("W8A8", ["Linear"])
+        main.format = "int-quantized"
+        return main, None
+    main = preset_name_to_scheme("W4A16", ["Linear"])
+    assert main.weights is not None
+    main.weights.group_size = group_size
+    main.format = "pack-quantized"
+    fallback = preset_name_to_scheme("W8A16", [])
+    assert fallback.weights is not None
+    fallback.weights.strategy = "channel"
+    fallback.weights.group_size = None
+    fallback.format = "pack-quantized"
+    return main, fallback
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    target: torch.dtype
+    quantize: frozenset[str]
+    schemes: Mapping[str, Any]  # module -> scheme
+
+
+def _compress(
+    module: str, weight: torch.Tensor, scheme: Any, target: torch.dtype
+) -> tuple[TensorGroup, float]:
+    import torch
+    from compressed_tensors.compressors import BaseCompressor
+    from compressed_tensors.quantization.utils import calculate_qparams
+
+    from release._quant_kernels import relative_error
+
+    args = scheme.weights
+    w = weight.to(torch.float32)
+    if args.strategy == "group":
+        grouped = w.unflatten(-1, (-1, args.group_size))
+        low, high = grouped.amin(-1), grouped.amax(-1)
+        del grouped
+    else:
+        low, high = w.amin(1, keepdim=True), w.amax(1, keepdim=True)
+    scale, zero_point = calculate_qparams(low, high, args)
+    # The scale is stored in the tier's dtype; codes are computed against that stored value.
+    scale = scale.to(target)
+    compressor = BaseCompressor.get_value_from_registry(scheme.format)
+    state = {"weight": w, "weight_scale": scale, "weight_zero_point": zero_point}
+    compressed = compressor.compress(state, scheme)
+    restored = compressor.decompress(dict(compressed), scheme)["weight"]
+    error = relative_error(w, restored.to(torch.float32))
+    group = [(f"{module}.{key}", value.contiguous()) for key, value in compressed.items()]
+    return group, error
+
+
+def _convert(
+    name: str, tensor: torch.Tensor, recipe: _Recipe
+) -> tuple[TensorGroup, str | None, float | None]:
+    from release._quant_kernels import relative_error
+
+    module = name.removesuffix(".weight")
+    if not (name.endswith(".weight") and module in recipe.quantize):
+        cast = _cast(tensor, recipe.target)
+        error = relative_error(tensor, cast) if tensor.is_floating_point() else None
+        return [(name, cast.contiguous())], None, error
+    if tensor.dim() != 2 or not tensor.is_floating_point():
+        raise QuantizationError(f"{name}: not a 2-D floating weight")
+    scheme = recipe.schemes[module]
+    group, error = _compress(module, tensor, scheme, recipe.target)
+    bits = scheme.weights.num_bits
+    return group, "int8" if bits == 8 else "int4", error
+
+
+def _prepare_output(out_dir: Path) -> None:
+    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+        raise QuantizationError(f"{out_dir}: output folder exists and is not empty")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _quantization_config(
+    main: Any, fallback: Any, fallback_modules: list[str], ignore: list[str]
+) -> Any:
+    from compressed_tensors.quantization import QuantizationConfig, QuantizationStatus
+
+    groups = {"group_0": main}
+    if fallback_modules:
+        fallback.targets = fallback_modules
+        groups[_FALLBACK_GROUP] = fallback
+    return QuantizationConfig(
+        config_groups=groups,
+        format=main.format,
+        ignore=ignore,
+        quantization_status=QuantizationStatus.COMPRESSED,
+    )
+
+
+def write_compressed_tier(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    method: CompressedMethod = "int8",
+    group_size: int = DEFAULT_CT_GROUP_SIZE,
+    keep_dtype: str = "bfloat16",
+    skip_modules: Collection[str] = ("lm_head",),
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    show_progress: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> QuantizedTier:
+    """Write the compressed-tensors ``int8`` (W8A8) or ``int4`` (W4A16) tier of ``model_dir``.
+
+    Refuses architectures whose linear layers are GPT-2 ``Conv1D`` modules: compressed-tensors
+    (and so transformers and vLLM) only quantize ``nn.Linear``, and would load such layers
+    from a checkpoint they cannot match. Output: Hugging Face safetensors (sharded past
+    ``max_shard_size``), ``config.json`` with the standard ``quantization_config``, the
+    tokenizer and other side files copied.
+    """
+    from compressed_tensors.compressors import ModelCompressor
+
+    if method not in ("int8", "int4"):
+        raise QuantizationError(f"compressed-tensors method {method!r} is not int8 or int4")
+    if method == "int4" and group_size not in CT_GROUP_SIZES:
+        raise QuantizationError(
+            f"group size {group_size} is not one of {', '.join(map(str, CT_GROUP_SIZES))}"
+        )
+    shard_bytes = parse_size(max_shard_size)
+    src, out = Path(model_dir), Path(out_dir)
+    report = validate_model_folder(src)
+    sources = loaded_weight_files(report)[0]
+    config_dict: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
+    if "quantization_config" in config_dict:
+        raise QuantizationError("the source model is already quantized")
+    arch = _architecture(config_dict, skip_modules)
+    if arch.conv1d:
+        raise UnsupportedArchitectureError(
+            f"optimized artifact {method} (compressed-tensors, for vLLM and transformers): "
+            f"{config_dict.get('model_type')} stores its linear layers as Conv1D "
+            f"({arch.conv1d[0]}, ...), which compressed-tensors cannot quantize; "
+            "build bf16, gguf-q8_0 or gguf-q4_0 for this model instead"
+        )
+    main, fallback = _schemes(method, group_size)
+    fallback_modules = sorted(
+        m for m in arch.quantize if method == "int4" and arch.in_features[m] % group_size != 0
+    )
+    schemes = {m: (fallback if m in fallback_modules else main) for m in arch.quantize}
+    recipe = _Recipe(_torch_dtype(keep_dtype), arch.quantize, schemes)
+    _prepare_output(out)
+    try:
+        errors: dict[str, float] = {}
+        modules: dict[str, str] = {}
+        writer = ShardWriter(out, shard_bytes)
+        with Progress(
+            sum(f.tensor_count for f in sources),
+            desc=f"quantizing ({method}, compressed-tensors)",
+            unit="tensor",
+            show_bar=show_progress,
+            callback=on_progress,
+        ) as progress:
+            for file_report in sources:
+                with read_tensors(src / file_report.file) as reader:
+                    for entry in file_report.tensors:
+                        group, kind, error = _convert(
+                            entry.name, reader.get_tensor(entry.name), recipe
+                        )
+                        if kind is not None:
+                            modules[entry.name.removesuffix(".weight")] = kind
+                        if error is not None:
+                            errors[entry.name] = error
+                        writer.add(group)
+                        del group
+                        progress.advance(1)
+        absent = sorted(arch.quantize - set(modules))
+        if absent:
+            raise QuantizationError(
+                f"checkpoint tensor names do not match the architecture: no {absent[0]}.weight"
+            )
+        layout = writer.finish()
+        for rel, real in list_folder_files(src):
+            if rel in _NOT_COPIED or rel == "config.json" or rel.endswith(_WEIGHT_SUFFIXES):
+                continue
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(real, out / rel)
+        # The source's compute dtype stays (as llm-compressor keeps it): stored tensors are
+        # keep_dtype, and engines compute in the config's dtype unless told otherwise.
+        (out / "config.json").write_text(json.dumps(config_dict, indent=2, sort_keys=True) + "\n")
+        ignore = sorted(arch.linear - arch.quantize)
+        qconfig = _quantization_config(main, fallback, fallback_modules, ignore)
+        ModelCompressor(quantization_config=qconfig).update_config(os.fspath(out))
+        written = json.loads((out / "config.json").read_text("utf-8"))
+        return QuantizedTier(
+            out_dir=out,
+            method=method,
+            group_size=group_size if method == "int4" else None,
+            keep_dtype=keep_dtype,
+            modules=tuple(sorted(modules.items())),
+            tensor_errors=tuple(sorted(errors.items())),
+            open_weights_bytes=report.weights_bytes,
+            optimized_weights_bytes=sum((out / name).stat().st_size for name in layout.files),
+            quantization_config=written["quantization_config"],
+            weight_files=layout.files,
+            index_file=layout.index_file,
+        )
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
