@@ -48,7 +48,12 @@ from release.safetensors_check import validate_model_folder
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["CT_GROUP_SIZES", "DEFAULT_CT_GROUP_SIZE", "write_compressed_tier"]
+__all__ = [
+    "CT_GROUP_SIZES",
+    "DEFAULT_CT_GROUP_SIZE",
+    "check_compressed_exportable",
+    "write_compressed_tier",
+]
 
 CompressedMethod = Literal["int8", "int4"]
 DEFAULT_CT_GROUP_SIZE = 128
@@ -199,6 +204,30 @@ def _quantization_config(
     )
 
 
+def _refuse_conv1d(arch: _Architecture, method: str, model_type: object) -> None:
+    if arch.conv1d:
+        raise UnsupportedArchitectureError(
+            f"optimized artifact {method} (compressed-tensors, for vLLM and transformers): "
+            f"{model_type} stores its linear layers as Conv1D "
+            f"({arch.conv1d[0]}, ...), which compressed-tensors cannot quantize; "
+            "build bf16, gguf-q8_0 or gguf-q4_0 for this model instead"
+        )
+
+
+def check_compressed_exportable(
+    model_dir: str | os.PathLike[str], method: str, group_size: int = DEFAULT_CT_GROUP_SIZE
+) -> None:
+    """Raise what :func:`write_compressed_tier` would for the architecture or group size,
+    without writing anything."""
+    if method == "int4" and group_size not in CT_GROUP_SIZES:
+        raise QuantizationError(
+            f"group size {group_size} is not one of {', '.join(map(str, CT_GROUP_SIZES))}"
+        )
+    config_dict = json.loads((Path(model_dir) / "config.json").read_text("utf-8"))
+    arch = _architecture(config_dict, ("lm_head",))
+    _refuse_conv1d(arch, method, config_dict.get("model_type"))
+
+
 def write_compressed_tier(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -235,13 +264,7 @@ def write_compressed_tier(
     if "quantization_config" in config_dict:
         raise QuantizationError("the source model is already quantized")
     arch = _architecture(config_dict, skip_modules)
-    if arch.conv1d:
-        raise UnsupportedArchitectureError(
-            f"optimized artifact {method} (compressed-tensors, for vLLM and transformers): "
-            f"{config_dict.get('model_type')} stores its linear layers as Conv1D "
-            f"({arch.conv1d[0]}, ...), which compressed-tensors cannot quantize; "
-            "build bf16, gguf-q8_0 or gguf-q4_0 for this model instead"
-        )
+    _refuse_conv1d(arch, method, config_dict.get("model_type"))
     main, fallback = _schemes(method, group_size)
     fallback_modules = sorted(
         m for m in arch.quantize if method == "int4" and arch.in_features[m] % group_size != 0

@@ -13,8 +13,9 @@ name            format                                      engines
 ==============  ==========================================  ===============================
 
 Tier names: the first artifact of a release is ``optimized`` (the name existing clients and
-grants use); each further one is ``optimized-<name>`` (``optimized-gguf-q4_0``). Names are
-what ``revision=`` takes on the Hub API.
+grants use); each further one is ``optimized_<name>`` with hyphens as underscores
+(``optimized_gguf_q4_0``, ``optimized_int4``). No hyphen, because the Hub API's
+``<version>-<tier>`` revision (``1.0.0-optimized_gguf_q4_0``) splits at the last hyphen.
 """
 
 from __future__ import annotations
@@ -101,7 +102,8 @@ def parse_optimizations(values: str | Iterable[str]) -> tuple[Optimization, ...]
 
 
 def tier_names(optimizations: Sequence[Optimization]) -> tuple[str, ...]:
-    """``optimized`` for the first artifact, ``optimized-<name>`` for the others."""
+    """``optimized`` for the first artifact, ``optimized_<name>`` for the others."""
     return tuple(
-        PRIMARY_TIER if i == 0 else f"{PRIMARY_TIER}-{o.name}" for i, o in enumerate(optimizations)
+        PRIMARY_TIER if i == 0 else f"{PRIMARY_TIER}_{o.name.replace('-', '_')}"
+        for i, o in enumerate(optimizations)
     )

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from release._paths import list_folder_files
 from release._progress import Progress, ProgressCallback
 from release._shards import loaded_weight_files, read_tensors
 from release.errors import (
@@ -35,14 +36,14 @@ from release.errors import (
     UnsupportedArchitectureError,
     UnsupportedTokenizerError,
 )
-from release.quantize import QuantizedTier
+from release.quantize import _NOT_COPIED, _WEIGHT_SUFFIXES, QuantizedTier
 from release.safetensors_check import MAX_JSON_FILE_BYTES, validate_model_folder
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-__all__ = ["GGUF_ARCHITECTURES", "gguf_file_name", "write_gguf_tier"]
+__all__ = ["GGUF_ARCHITECTURES", "check_gguf_exportable", "gguf_file_name", "write_gguf_tier"]
 
 GGUF_ARCHITECTURES = ("llama", "gpt2")
 _BLOCK = 32
@@ -287,6 +288,24 @@ def _to_array(
     return array.astype(np.float16 if entry.kind == "f16" else np.float32)
 
 
+def check_gguf_exportable(model_dir: str | os.PathLike[str], quant_type: str = "q8_0") -> None:
+    """Raise the error :func:`write_gguf_tier` would raise for the architecture or the
+    tokenizer, without writing anything (a release build checks every artifact first)."""
+    src = Path(model_dir)
+    cfg = json.loads((src / "config.json").read_text("utf-8"))
+    _check_architecture(cfg, quant_type)
+    _read_tokenizer(src, int(cfg.get("vocab_size") or 0))
+
+
+def _check_architecture(cfg: Mapping[str, Any], quant_type: str) -> None:
+    arch = cfg.get("model_type")
+    if arch not in GGUF_ARCHITECTURES:
+        raise UnsupportedArchitectureError(
+            f"optimized artifact gguf-{quant_type} (llama.cpp, Ollama): architecture {arch!r} "
+            f"is not exported; supported: {', '.join(GGUF_ARCHITECTURES)}"
+        )
+
+
 def write_gguf_tier(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -311,11 +330,7 @@ def write_gguf_tier(
     sources = loaded_weight_files(report)[0]
     cfg: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
     arch = cfg.get("model_type")
-    if arch not in GGUF_ARCHITECTURES:
-        raise UnsupportedArchitectureError(
-            f"optimized artifact gguf-{quant_type} (llama.cpp, Ollama): architecture {arch!r} "
-            f"is not exported; supported: {', '.join(GGUF_ARCHITECTURES)}"
-        )
+    _check_architecture(cfg, quant_type)
     if "quantization_config" in cfg:
         raise QuantizationError("the source model is already quantized")
     vocab_size = int(cfg.get("vocab_size") or 0)
@@ -391,7 +406,14 @@ def write_gguf_tier(
                         del tensor, array, restored, expected
                         progress.advance(1)
         writer.close()
+        # config.json for transformers' GGUF loader (see the docstring); the tokenizer files
+        # for tools that read them next to the weights (the gateway's generation).
         shutil.copyfile(src / "config.json", out / "config.json")
+        for rel, real in list_folder_files(src):
+            if rel in _NOT_COPIED or rel == "config.json" or rel.endswith(_WEIGHT_SUFFIXES):
+                continue
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(real, out / rel)
         return QuantizedTier(
             out_dir=out,
             method=f"gguf-{quant_type}",
