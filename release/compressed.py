@@ -8,9 +8,10 @@ vLLM and ``transformers`` load these folders unchanged (``quant_method: compress
 - ``int4``: W4A16, the ``W4A16`` preset: symmetric int4 weights with one scale per
   ``group_size`` input columns (``format: pack-quantized``: ``M.weight_packed`` int32, eight
   codes a word, ``M.weight_scale`` ``[out, in / group]``, ``M.weight_shape``). A layer whose width
-  ``group_size`` does not divide falls back to 8-bit per channel in the same format (a second
-  config group naming those modules; exact names win over the ``Linear`` class target in both
-  compressed-tensors and vLLM), recorded per module in :attr:`QuantizedTier.modules`.
+  ``group_size`` does not divide falls back to 8-bit per channel in the same format (a config
+  group naming those modules, ahead of the ``Linear`` one; exact names win over the class
+  target in both compressed-tensors and vLLM), recorded per module as ``int8`` in
+  :attr:`QuantizedTier.modules`.
 
 Scales are computed as compressed-tensors' min-max observer does (``calculate_qparams``) and the
 codes by the library's own compressors (``BaseCompressor.compress``), one module at a time, so
@@ -59,7 +60,6 @@ CompressedMethod = Literal["int8", "int4"]
 DEFAULT_CT_GROUP_SIZE = 128
 # The group sizes vLLM's WNA16 kernels (its CPU one included) take.
 CT_GROUP_SIZES = (32, 64, 128)
-_FALLBACK_GROUP = "group_1"
 
 
 @dataclass(frozen=True)
@@ -194,8 +194,11 @@ def _quantization_config(
 
     groups = {"group_0": main}
     if fallback_modules:
+        # The by-name group comes first: compressed-tensors' matcher takes the first group
+        # that matches a module while listing (and warns that the names matched nothing if
+        # the Linear class came first), though it resolves the scheme by specificity.
         fallback.targets = fallback_modules
-        groups[_FALLBACK_GROUP] = fallback
+        groups = {"group_0": fallback, "group_1": main}
     return QuantizationConfig(
         config_groups=groups,
         format=main.format,
