@@ -146,7 +146,7 @@ def _compress(
     args = scheme.weights
     w = weight.to(torch.float32)
     if args.strategy == "group":
-        grouped = w.unflatten(-1, (-1, args.group_size))
+        grouped = w.reshape(w.shape[0], -1, args.group_size)
         low, high = grouped.amin(-1), grouped.amax(-1)
         del grouped
     else:

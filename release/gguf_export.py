@@ -48,8 +48,12 @@ __all__ = ["GGUF_ARCHITECTURES", "check_gguf_exportable", "gguf_file_name", "wri
 GGUF_ARCHITECTURES = ("llama", "gpt2")
 _BLOCK = 32
 _TOKEN_NORMAL, _TOKEN_CONTROL, _TOKEN_USER, _TOKEN_UNUSED = 1, 3, 4, 5
-_GPT2_TRANSPOSED = (".attn.c_attn.weight", ".attn.c_proj.weight", ".mlp.c_fc.weight")
-_GPT2_TRANSPOSED += (".mlp.c_proj.weight",)
+_GPT2_TRANSPOSED = (
+    ".attn.c_attn.weight",
+    ".attn.c_proj.weight",
+    ".mlp.c_fc.weight",
+    ".mlp.c_proj.weight",
+)
 # Buffers GPT-2 checkpoints may carry that are not weights.
 _GPT2_SKIPPED = (".attn.bias", ".attn.masked_bias")
 
@@ -90,7 +94,7 @@ def _prepends_special(post: Any) -> bool:
     if not isinstance(post, dict) or post.get("type") != "TemplateProcessing":
         return False
     single = post.get("single")
-    return bool(single) and isinstance(single[0], dict) and "SpecialToken" in single[0]
+    return isinstance(single, list) and bool(single) and "SpecialToken" in (single[0] or {})
 
 
 def _read_tokenizer(src: Path, vocab_size: int) -> _Tokenizer:
@@ -380,9 +384,10 @@ def write_gguf_tier(
             for file_report in sources:
                 with read_tensors(src / file_report.file) as reader:
                     for tensor_entry in file_report.tensors:
-                        entry = by_name.get(tensor_entry.name)
-                        if entry is None:
+                        found = by_name.get(tensor_entry.name)
+                        if found is None:
                             continue
+                        entry = found
                         tensor = reader.get_tensor(entry.source)
                         array = _to_array(entry, tensor, str(arch), cfg, qtype)
                         if entry.kind == "q":

@@ -162,9 +162,8 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         click.echo(
             f"  {name:<{width}} {len(manifest.files):>3} files  {manifest.total_size:>12,} bytes"
         )
-    artifacts = getattr(built, "artifacts", None) or {"optimized": None}
-    for name, artifact in artifacts.items():
-        fid = artifact.fidelity if artifact is not None else built.fidelity
+    for name, artifact in built.artifacts.items():
+        fid = artifact.fidelity
         click.echo(
             f"  fidelity of {name} ({fid.method}): size {fid.size_ratio:.3f}x, top-1 agreement "
             f"{fid.top1_agreement:.2%}, mean KL {fid.mean_kl:.4g} nats, "

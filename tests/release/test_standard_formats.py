@@ -39,7 +39,8 @@ from tests.release.conftest import one_thread
 
 def _logits(model: Any, ids: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
-        return model(input_ids=ids).logits.to(torch.float64)
+        logits: torch.Tensor = model(input_ids=ids).logits
+    return logits.to(torch.float64)
 
 
 def _held_out_ids(model_dir: Path, count: int = 96) -> torch.Tensor:
@@ -57,7 +58,9 @@ def _agreement(reference: torch.Tensor, candidate: torch.Tensor) -> float:
 def _plain_from_pretrained(folder: Path, **kw: Any) -> Any:
     from transformers import AutoModelForCausalLM
 
-    return AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kw).eval()
+    model = AutoModelForCausalLM.from_pretrained(str(folder), dtype=torch.float32, **kw)
+    model.train(False)
+    return model
 
 
 @pytest.fixture(scope="module")
