@@ -424,3 +424,21 @@ def test_legacy_tiergate_tiers_keep_loading(tiny_llama: Path, tmp_path: Path) ->
     ids = _held_out_ids(tiny_llama, 48)
     reference = _logits(_plain_from_pretrained(tiny_llama), ids)
     assert _agreement(reference, _logits(load_model(legacy.out_dir), ids)) >= 0.95
+
+
+def test_cli_quantize_writes_a_gguf_artifact_and_prints_its_perplexity(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli.release import group
+
+    out = tmp_path / "g"
+    args = ["quantize", str(tiny_llama), "--out", str(out), "--method", "gguf-q8_0"]
+    result = CliRunner().invoke(group, [*args, "--no-progress", "--json"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["method"] == "gguf-q8_0"
+    assert doc["weight_files"] == ["model-q8_0.gguf"]
+    assert doc["top1_agreement"] >= 0.97
+    assert doc["perplexity_ratio"] == pytest.approx(1.0, abs=0.01)
