@@ -269,6 +269,8 @@ def fidelity_main(args: argparse.Namespace) -> None:
     )
     with tempfile.TemporaryDirectory(prefix="tiergate-bench-formats-") as tmp:
         for label, method, group in ARTIFACTS:
+            if args.only and not any(label.startswith(x) for x in args.only):
+                continue
             out = Path(tmp) / label.split()[0].replace(" ", "-") / str(group)
             start = time.perf_counter()
             tier = build_optimized_tier(
@@ -393,6 +395,7 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--vllm", default=None, metavar="PYTHON")
+    parser.add_argument("--only", nargs="*", default=None, metavar="LABEL", help="e.g. int8")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--mem-layers", type=int, default=6)
