@@ -442,3 +442,19 @@ def test_cli_quantize_writes_a_gguf_artifact_and_prints_its_perplexity(
     assert doc["weight_files"] == ["model-q8_0.gguf"]
     assert doc["top1_agreement"] >= 0.97
     assert doc["perplexity_ratio"] == pytest.approx(1.0, abs=0.01)
+
+
+def test_ambiguous_or_unknown_tiers_are_refused_not_guessed(tmp_path: Path) -> None:
+    from release.errors import OptimizedTierInvalidError
+
+    both = tmp_path / "both"
+    both.mkdir()
+    (both / "model-q8_0.gguf").write_bytes(b"GGUF")
+    (both / "model.safetensors").write_bytes(b"")
+    with pytest.raises(OptimizedTierInvalidError, match=r"exactly one \.gguf"):
+        load_model(both)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "awq"}}))
+    with pytest.raises(OptimizedTierInvalidError, match="unknown quant_method 'awq'"):
+        load_model(other)
