@@ -153,6 +153,7 @@ ARTIFACTS: tuple[tuple[str, str, int | None], ...] = (
     ("int4 g128 (ct W4A16)", "int4", 128),
     ("int4 g64", "int4", 64),
     ("int4 g32", "int4", 32),
+    ("int4 g128 mse", "int4-mse", 128),
     ("gguf-q8_0", "gguf-q8_0", None),
     ("gguf-q4_0", "gguf-q4_0", None),
     ("bf16", "bf16", None),
@@ -273,18 +274,30 @@ def fidelity_main(args: argparse.Namespace) -> None:
                 continue
             out = Path(tmp) / label.split()[0].replace(" ", "-") / str(group)
             start = time.perf_counter()
-            tier = build_optimized_tier(
-                model, out, method=method, group_size=group, show_progress=False
-            )
+            if method == "int4-mse":
+                f = _mse_tier(model, out, group or 128)
+            else:
+                f = build_optimized_tier(
+                    model, out, method=method, group_size=group, show_progress=False
+                ).fidelity
             seconds = time.perf_counter() - start
-            f = tier.fidelity
             print(
                 f"{label:22s} {f.size_ratio:6.3f}x {f.top1_agreement:7.2%} {f.mean_kl:9.2e} "
                 f"{f.perplexity_open:9.3f} {f.perplexity_optimized:9.3f} "
                 f"{f.perplexity_ratio:9.4f} {seconds:8.1f}"
             )
-            if args.vllm and method in ("int8", "int4") and group in (None, 128):
+            if args.vllm and method in ("int8", "int4", "int4-mse") and group in (None, 128):
                 _vllm(args.vllm, model, out, label)
+
+
+def _mse_tier(model: Path, out: Path, group: int) -> Any:
+    from release.compressed import write_compressed_tier
+    from release.fidelity import measure_fidelity
+
+    tier = write_compressed_tier(
+        model, out, method="int4", group_size=group, weight_observer="mse", show_progress=False
+    )
+    return measure_fidelity(model, out, method="int4", tensor_errors=tier.tensor_errors)
 
 
 def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str) -> None:

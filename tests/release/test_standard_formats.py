@@ -458,3 +458,24 @@ def test_ambiguous_or_unknown_tiers_are_refused_not_guessed(tmp_path: Path) -> N
     (other / "config.json").write_text(json.dumps({"quantization_config": {"quant_method": "awq"}}))
     with pytest.raises(OptimizedTierInvalidError, match="unknown quant_method 'awq'"):
         load_model(other)
+
+
+def test_mse_observer_lowers_int4_weight_error_and_is_recorded(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    minmax = write_compressed_tier(tiny_llama, tmp_path / "a", method="int4", show_progress=False)
+    mse = write_compressed_tier(
+        tiny_llama, tmp_path / "b", method="int4", weight_observer="mse", show_progress=False
+    )
+    quantized = dict(minmax.modules)
+
+    def mean_error(tier: QuantizedTier) -> float:
+        errors = [e for n, e in tier.tensor_errors if n.removesuffix(".weight") in quantized]
+        return sum(errors) / len(errors)
+
+    assert mean_error(mse) < mean_error(minmax)
+    assert mse.quantization_config["config_groups"]["group_0"]["weights"]["observer"] == "mse"
+    assert "observer" not in minmax.quantization_config["config_groups"]["group_0"]["weights"]
+    ids = _held_out_ids(tiny_llama, 48)
+    reference = _logits(_plain_from_pretrained(tiny_llama), ids)
+    assert _agreement(reference, _logits(load_model(tmp_path / "b"), ids)) >= 0.85
