@@ -326,7 +326,9 @@ def _params(model_dir: Path) -> list[torch.Tensor]:
 
 
 def _version(module: str) -> str:
-    return str(getattr(importlib.import_module(module), "__version__", "?"))
+    from importlib import metadata
+
+    return metadata.version(module.replace("_", "-"))
 
 
 def _status_kib(field: str) -> int:

@@ -62,6 +62,7 @@ DEFAULT_CT_GROUP_SIZE = 128
 CT_GROUP_SIZES = (32, 64, 128)
 WeightObserver = Literal["minmax", "mse"]
 _MAX_SHRINK, _SHRINK_STEPS = 0.3, 16
+_BLOCK_ELEMENTS = 2**20
 
 
 @dataclass(frozen=True)
@@ -159,17 +160,15 @@ def _shrink_to_mse(
     return best
 
 
-def _compress(
-    module: str, weight: torch.Tensor, scheme: Any, target: torch.dtype, observer: str
-) -> tuple[TensorGroup, float]:
-    import torch
+def _compress_rows(
+    w: torch.Tensor, scheme: Any, target: torch.dtype, observer: str
+) -> tuple[dict[str, torch.Tensor], float, float]:
+    """Compress a block of output rows with the library's compressor; also return the
+    block's ``||w||^2`` and ``||w - restored||^2`` (float64 sums)."""
     from compressed_tensors.compressors import BaseCompressor
     from compressed_tensors.quantization.utils import calculate_qparams
 
-    from release._quant_kernels import relative_error
-
     args = scheme.weights
-    w = weight.to(torch.float32)
     group = args.group_size if args.strategy == "group" else w.shape[1]
     rows = w.reshape(w.shape[0], -1, group)
     low, high = rows.amin(-1), rows.amax(-1)
@@ -182,11 +181,45 @@ def _compress(
     scale = scale.to(target)
     compressor = BaseCompressor.get_value_from_registry(scheme.format)
     state = {"weight": w, "weight_scale": scale, "weight_zero_point": zero_point}
-    compressed = compressor.compress(state, scheme)
+    compressed = dict(compressor.compress(state, scheme))
     restored = compressor.decompress(dict(compressed), scheme)["weight"]
-    error = relative_error(w, restored.to(torch.float32))
-    group = [(f"{module}.{key}", value.contiguous()) for key, value in compressed.items()]
-    return group, error
+    diff = float((w.double() - restored.double()).square().sum())
+    return compressed, float(w.double().square().sum()), diff
+
+
+def _compress(
+    module: str, weight: torch.Tensor, scheme: Any, target: torch.dtype, observer: str
+) -> tuple[TensorGroup, float]:
+    """One linear weight -> its compressed tensors and relative error.
+
+    The library's compressors hold several full-size temporaries per call (codes, int64
+    intermediates while packing, the restored weight), so rows are compressed in blocks of
+    about ``_BLOCK_ELEMENTS`` weights and the pieces joined: every output row depends on its
+    own input row only, so the result is the same as one call, at a bounded working set.
+    """
+    import torch
+
+    w = weight.to(torch.float32)
+    out_features, in_features = w.shape
+    step = max(1, _BLOCK_ELEMENTS // max(1, in_features))
+    pieces: dict[str, list[torch.Tensor]] = {}
+    norm = diff = 0.0
+    for first in range(0, out_features, step):
+        block, block_norm, block_diff = _compress_rows(
+            w[first : first + step], scheme, target, observer
+        )
+        norm, diff = norm + block_norm, diff + block_diff
+        for key, value in block.items():
+            pieces.setdefault(key, []).append(value)
+    del w
+    joined: dict[str, torch.Tensor] = {}
+    for key, values in pieces.items():
+        if key == "weight_shape":  # the module's shape, not the block's
+            joined[key] = torch.tensor([out_features, in_features], dtype=values[0].dtype)
+        else:
+            joined[key] = values[0] if len(values) == 1 else torch.cat(values, dim=0)
+    error = (diff / norm) ** 0.5 if norm > 0 else 0.0
+    return [(f"{module}.{key}", value.contiguous()) for key, value in joined.items()], error
 
 
 def _convert(

@@ -479,3 +479,19 @@ def test_mse_observer_lowers_int4_weight_error_and_is_recorded(
     ids = _held_out_ids(tiny_llama, 48)
     reference = _logits(_plain_from_pretrained(tiny_llama), ids)
     assert _agreement(reference, _logits(load_model(tmp_path / "b"), ids)) >= 0.85
+
+
+@pytest.mark.parametrize("method", ["int8", "int4"])
+def test_row_blocks_compress_exactly_like_one_call(
+    method: str, tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The bounded working set (rows compressed in blocks) changes no byte of the tier."""
+    import release.compressed as compressed
+
+    whole = write_compressed_tier(tiny_llama, tmp_path / "a", method=method, show_progress=False)
+    monkeypatch.setattr(compressed, "_BLOCK_ELEMENTS", 1000)  # a few rows per block
+    blocked = write_compressed_tier(tiny_llama, tmp_path / "b", method=method, show_progress=False)
+    assert (tmp_path / "a" / "model.safetensors").read_bytes() == (
+        tmp_path / "b" / "model.safetensors"
+    ).read_bytes()
+    assert dict(whole.tensor_errors) == pytest.approx(dict(blocked.tensor_errors), rel=1e-9)
