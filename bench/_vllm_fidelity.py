@@ -2,7 +2,10 @@
 
 Run under a vLLM environment's interpreter (see bench/release_formats.py --vllm)::
 
-    VLLM_CPU_KVCACHE_SPACE=1 /work/venvs/vllm/bin/python bench/_vllm_fidelity.py OPEN TIER
+    VLLM_CPU_KVCACHE_SPACE=1 /work/venvs/vllm/bin/python bench/_vllm_fidelity.py OPEN TIER [DTYPE]
+
+``DTYPE`` (``float32`` by default) is vLLM's compute dtype for both folders; vLLM 0.32's CPU
+WNA16 kernel (int4) has no float32 path, so int4 is measured in ``bfloat16``.
 
 Both folders are loaded by vLLM as a user would (``LLM(model=folder)``; the tier's
 compressed-tensors config picks vLLM's int8 scaled-mm / WNA16 kernels) and scored on the
@@ -25,11 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 TOP = 20
 
 
-def _score(folder: str, windows: list[list[int]]) -> list[list[dict[int, float]]]:
+def _score(folder: str, windows: list[list[int]], dtype: str) -> list[list[dict[int, float]]]:
     from vllm import LLM, SamplingParams
     from vllm.inputs import TokensPrompt
 
-    llm = LLM(model=folder, enforce_eager=True, max_model_len=128, dtype="float32", seed=0)
+    llm = LLM(model=folder, enforce_eager=True, max_model_len=128, dtype=dtype, seed=0)
     params = SamplingParams(max_tokens=1, prompt_logprobs=TOP, temperature=0.0)
     outputs = llm.generate([TokensPrompt(prompt_token_ids=w) for w in windows], params)
     scored = []
@@ -52,11 +55,12 @@ def main() -> None:
     from release.fidelity import _probe_batch, held_out_texts
 
     open_dir, tier_dir = sys.argv[1], sys.argv[2]
+    dtype = sys.argv[3] if len(sys.argv) > 3 else "float32"
     config = json.loads((Path(open_dir) / "config.json").read_text())
     batch = _probe_batch(Path(open_dir), held_out_texts(), 64, 8, int(config["vocab_size"]))
     windows = [row.tolist() for row in batch]
-    reference = _score(open_dir, windows)
-    candidate = _score(tier_dir, windows)
+    reference = _score(open_dir, windows, dtype)
+    candidate = _score(tier_dir, windows, dtype)
     agree = total = 0
     kl = nll_ref = nll_cand = 0.0
     for ref_rows, cand_rows in zip(reference, candidate, strict=True):
@@ -71,6 +75,7 @@ def main() -> None:
             kl += sum(math.exp(lp) * (lp - cand.get(t, floor)) for t, lp in ref.items() if t >= 0)
     doc: dict[str, Any] = {
         "vllm": vllm.__version__,
+        "dtype": dtype,
         "positions": total,
         "top1_agreement": agree / total,
         "mean_kl": max(0.0, kl / total),

@@ -287,7 +287,7 @@ def fidelity_main(args: argparse.Namespace) -> None:
                 f"{f.perplexity_ratio:9.4f} {seconds:8.1f}"
             )
             if args.vllm and method in ("int8", "int4", "int4-mse") and group in (None, 128):
-                _vllm(args.vllm, model, out, label)
+                _vllm(args.vllm, model, out, label, "float32" if method == "int8" else "bfloat16")
 
 
 def _mse_tier(model: Path, out: Path, group: int) -> Any:
@@ -300,10 +300,10 @@ def _mse_tier(model: Path, out: Path, group: int) -> Any:
     return measure_fidelity(model, out, method="int4", tensor_errors=tier.tensor_errors)
 
 
-def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str) -> None:
+def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str, dtype: str) -> None:
     script = Path(__file__).with_name("_vllm_fidelity.py")
     proc = subprocess.run(
-        [python, str(script), str(open_dir), str(tier_dir)],
+        [python, str(script), str(open_dir), str(tier_dir), dtype],
         capture_output=True,
         text=True,
         check=False,
@@ -314,7 +314,7 @@ def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str) -> None:
         return
     doc = json.loads(proc.stdout.strip().splitlines()[-1])
     print(
-        f"#   vLLM {doc['vllm']} {label}: top-1 {doc['top1_agreement']:.2%}, mean KL "
+        f"#   vLLM {doc['vllm']} ({dtype}) {label}: top-1 {doc['top1_agreement']:.2%}, mean KL "
         f"{doc['mean_kl']:.2e} (top-20), ppl ratio {doc['perplexity_ratio']:.4f}"
     )
 

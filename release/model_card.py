@@ -191,10 +191,11 @@ def _usage_lines(repo_id: str, version: str, tier: TierCard) -> list[str]:
         f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", revision="{revision}"{token})',
         "```",
         "",
-        "vLLM (reads the compressed-tensors config itself):",
+        "vLLM (reads the compressed-tensors config itself; its CPU int4 kernel needs 16-bit "
+        "activations):",
         "",
         "```bash",
-        f"vllm serve ./{slug}",
+        f"vllm serve ./{slug} --dtype bfloat16",
         "```",
         "",
     ]

@@ -409,7 +409,7 @@ def test_release_with_two_artifacts_signs_lists_and_documents_each(
     assert "tiergate pull acme/tiny@1.0.0 --tier optimized --out" in card
     assert "tiergate pull acme/tiny@1.0.0 --tier optimized_gguf_q4_0 --out" in card
     assert "--revision" not in card
-    assert "vllm serve ./tiny-optimized" in card
+    assert "vllm serve ./tiny-optimized --dtype bfloat16" in card
     assert "llama-cli -m ./tiny-optimized_gguf_q4_0/model-q4_0.gguf" in card
     assert "FROM ./tiny-optimized_gguf_q4_0/model-q4_0.gguf" in card
     assert 'revision="1.0.0-optimized"' in card
