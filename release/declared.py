@@ -361,3 +361,92 @@ def _tiergate_layout(model: nn.Module, quantization: Mapping[str, Any]) -> None:
 
 
 register_quantized_layout("tiergate", _tiergate_layout)
+
+
+def _ct_target_matches(target: str, name: str, module: nn.Module) -> bool:
+    if target.startswith("re:"):
+        try:
+            return re.fullmatch(target[3:], name) is not None
+        except re.error:
+            raise DeclaredWeightsError(f"malformed target pattern {target!r}") from None
+    return target in (name, type(module).__name__)
+
+
+def _ct_scheme(
+    groups: Mapping[str, Any], ignore: list[str], name: str, module: nn.Module
+) -> Mapping[str, Any] | None:
+    """The config group that quantizes ``module``: a name or pattern beats a class name."""
+    if any(_ct_target_matches(t, name, module) for t in ignore):
+        return None
+    by_class = None
+    for group in groups.values():
+        targets = group.get("targets") if isinstance(group, Mapping) else None
+        if not isinstance(targets, list) or not all(isinstance(t, str) for t in targets):
+            raise DeclaredWeightsError("a config group's targets are malformed")
+        for target in targets:
+            if target == type(module).__name__:
+                by_class = by_class or group
+            elif _ct_target_matches(target, name, module):
+                return group  # type: ignore[no-any-return]
+    return by_class
+
+
+def _compressed_tensors_layout(model: nn.Module, quantization: Mapping[str, Any]) -> None:
+    """compressed-tensors (what llm-compressor writes, vLLM and transformers load): each
+    quantized linear layer is stored as the format says, symmetric weights only.
+
+    ``int-quantized``: ``weight`` int8 ``[out, in]`` and ``weight_scale`` ``[out, 1]``;
+    ``pack-quantized``: ``weight_packed`` int32 ``[out, in * bits / 32]``, ``weight_scale``
+    ``[out, in / group]`` (or ``[out, 1]`` per channel) and ``weight_shape`` int64 ``[2]``.
+    """
+    import torch
+    from torch import nn
+
+    groups = quantization.get("config_groups")
+    ignore = quantization.get("ignore") or []
+    if not isinstance(groups, Mapping) or not groups or not isinstance(ignore, list):
+        raise DeclaredWeightsError("quantization_config.config_groups is malformed")
+    default_format = quantization.get("format")
+    for name, module in list(model.named_modules()):
+        if not isinstance(module, nn.Linear):
+            continue
+        group = _ct_scheme(groups, [str(t) for t in ignore], name, module)
+        if group is None:
+            continue
+        weights = group.get("weights")
+        fmt = group.get("format") or default_format
+        if not isinstance(weights, Mapping):
+            raise DeclaredWeightsError("a config group has no weights scheme", name)
+        bits, strategy = weights.get("num_bits"), weights.get("strategy")
+        if weights.get("symmetric") is not True or weights.get("type") != "int":
+            raise DeclaredWeightsError("only symmetric integer weights can be checked", name)
+        out_features, in_features = int(module.out_features), int(module.in_features)
+        if strategy == "group":
+            size = weights.get("group_size")
+            if not isinstance(size, int) or size <= 0 or in_features % size:
+                raise DeclaredWeightsError(
+                    f"group_size {size!r} does not divide {in_features}", name
+                )
+            scale_shape: tuple[int, ...] = (out_features, in_features // size)
+        elif strategy == "channel":
+            scale_shape = (out_features, 1)
+        else:
+            raise DeclaredWeightsError(f"weight strategy {strategy!r} cannot be checked", name)
+        stored = nn.Module()
+        if fmt == "int-quantized" and bits == 8:
+            stored.register_buffer(
+                "weight", torch.empty(out_features, in_features, dtype=torch.int8)
+            )
+        elif fmt == "pack-quantized" and bits in (4, 8) and (in_features * bits) % 32 == 0:
+            packed = torch.empty(out_features, in_features * bits // 32, dtype=torch.int32)
+            stored.register_buffer("weight_packed", packed)
+            stored.register_buffer("weight_shape", torch.empty(2, dtype=torch.int64))
+        else:
+            raise DeclaredWeightsError(f"format {fmt!r} with {bits!r} bits cannot be checked", name)
+        stored.weight_scale = nn.Parameter(torch.empty(scale_shape), requires_grad=False)
+        if module.bias is not None:
+            stored.bias = nn.Parameter(torch.empty(out_features), requires_grad=False)
+        model.set_submodule(name, stored)
+
+
+register_quantized_layout("compressed-tensors", _compressed_tensors_layout)

@@ -9,6 +9,9 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- ManifestInvalidError        manifest_invalid: a tier manifest document is malformed
     +-- TierMismatchError           tier_mismatch: a tier folder does not match its manifest
     +-- QuantizationError           quantization_failed: the optimized tier cannot be built
+    |   +-- UnknownOptimizationError      unknown_optimization: no such ``--optimize``
+    |   +-- UnsupportedArchitectureError  unsupported_architecture: the format cannot express it
+    |   +-- UnsupportedTokenizerError     unsupported_tokenizer: GGUF cannot express it
     +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
     +-- DeclaredWeightsError        declared_weights_invalid: config.json and the stored
     |   |                           tensors disagree (file, tensor)
@@ -19,6 +22,7 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- TierVerificationError       tier_verification_failed: a download fails verification
     |                               (release.verify)
     +-- OutputExistsError           output_exists: refusing to overwrite a build (release.build)
+    +-- BuildOptionsInvalidError    build_options_invalid: a repo id or version unusable
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
                                     the gateway's own code when it sent one (release.upload)
 """
@@ -26,6 +30,7 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
 from __future__ import annotations
 
 __all__ = [
+    "BuildOptionsInvalidError",
     "ConfigTooLargeError",
     "DeclaredWeightsError",
     "ManifestInvalidError",
@@ -35,10 +40,13 @@ __all__ = [
     "ReleaseError",
     "SafetensorsInvalidError",
     "TierMismatchError",
+    "UnknownOptimizationError",
     "UnsafePathError",
     "WeightMissingError",
     "WeightShapeError",
     "WeightUnexpectedError",
+    "UnsupportedArchitectureError",
+    "UnsupportedTokenizerError",
 ]
 
 
@@ -134,6 +142,25 @@ class QuantizationError(ReleaseError):
     code = "quantization_failed"
 
 
+class UnknownOptimizationError(QuantizationError):
+    """An optimization name (``--optimize``) that is not one of the formats we build."""
+
+    code = "unknown_optimization"
+
+
+class UnsupportedArchitectureError(QuantizationError):
+    """The artifact's format (or the engine that loads it) cannot express this architecture;
+    the message names the artifact and the engine."""
+
+    code = "unsupported_architecture"
+
+
+class UnsupportedTokenizerError(QuantizationError):
+    """The tokenizer cannot be written as GGUF ``tokenizer.ggml.*`` metadata faithfully."""
+
+    code = "unsupported_tokenizer"
+
+
 class OptimizedTierInvalidError(ReleaseError):
     """An optimized tier folder is inconsistent with its ``quantization_config``."""
 
@@ -181,3 +208,10 @@ class WeightUnexpectedError(DeclaredWeightsError):
     """A stored tensor is no parameter or buffer of the architecture."""
 
     code = "weight_unexpected"
+
+
+class BuildOptionsInvalidError(ReleaseError):
+    """A build option the release could never be published with (repo id, version),
+    refused before any work is done."""
+
+    code = "build_options_invalid"

@@ -166,9 +166,11 @@ def find_problems(
             checked += 1
             display = path.relative_to(root)
             # Scripts in tests/ and bench/ import their siblings by name.
-            local = scripts | {p.stem for p in path.parent.glob("*.py")} | {
-                p.name for p in path.parent.iterdir() if (p / "__init__.py").is_file()
-            }
+            local = (
+                scripts
+                | {p.stem for p in path.parent.glob("*.py")}
+                | {p.name for p in path.parent.iterdir() if (p / "__init__.py").is_file()}
+            )
             try:
                 tree = ast.parse(path.read_bytes(), filename=str(path))
             except (SyntaxError, ValueError) as exc:

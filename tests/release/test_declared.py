@@ -243,3 +243,35 @@ def test_declaring_is_cheap_for_the_huge_config() -> None:
     declared = declared_model(HUGE_LLAMA, stored_tensor_count=100)
     assert declared.load_bytes() > 1_300_000_000
     assert declared.stored_numel == 336_611_328
+
+
+@pytest.mark.parametrize(("method", "group_size"), [("int8", None), ("int4", 32)])
+def test_compressed_tensors_tiers_store_every_declared_tensor(
+    tiny_llama: Path, tmp_path: Path, method: str, group_size: int | None
+) -> None:
+    """The standard optimized formats are checked like the open tier, not waved through."""
+    from release.compressed import write_compressed_tier
+
+    out = tmp_path / method
+    kwargs = {} if group_size is None else {"group_size": group_size}
+    write_compressed_tier(tiny_llama, out, method=method, **kwargs)  # type: ignore[arg-type]
+    declared = check(out)
+    stored = {n for t in declared.tensors for n in t.names}
+    packed = "weight_packed" if method == "int4" else "weight"
+    assert any(n.endswith(f"q_proj.{packed}") for n in stored)
+    assert any(n.endswith("q_proj.weight_scale") for n in stored)
+
+
+def test_compressed_tensors_tier_declaring_more_layers_than_stored_is_refused(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    """The 13 KB attack in the new format: the config declares layers no file holds."""
+    from release.compressed import write_compressed_tier
+
+    out = tmp_path / "int8"
+    write_compressed_tier(tiny_llama, out, method="int8")
+    current = json.loads((out / "config.json").read_text())
+    current["num_hidden_layers"] = current["num_hidden_layers"] + 2
+    (out / "config.json").write_text(json.dumps(current))
+    with pytest.raises(WeightMissingError):
+        check(out)
