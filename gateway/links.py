@@ -38,6 +38,7 @@ __all__ = [
     "LinkWrongNetwork",
     "ReleaseYanked",
     "client_network",
+    "header_text",
     "new_link_id",
     "sign_link",
     "verify_link",
@@ -78,9 +79,34 @@ class LinkRevoked(GatewayError):
 
 
 class ReleaseYanked(GatewayError):
+    """410 with the headers Hugging Face clients map to an error they re-raise as is.
+
+    ``huggingface_hub`` turns any other error on model info or a file's HEAD into
+    "check your Internet connection"; ``RevisionNotFound`` is re-raised by ``snapshot_download``
+    and ``hf_hub_download`` alike, and ``X-Error-Message`` (the yank reason) is shown with it.
+    """
+
     code = "release_yanked"
     status = 410
     title = "Release yanked"
+
+    def __init__(self, message: str, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.headers.setdefault("X-Error-Code", "RevisionNotFound")
+        self.headers.setdefault("X-Error-Message", header_text(message))
+
+
+_HEADER_MAX = 300
+
+
+def header_text(text: str) -> str:
+    """``text`` as one line of printable ASCII: safe in an HTTP header, whoever wrote it."""
+    import unicodedata
+
+    folded = unicodedata.normalize("NFKD", text)
+    plain = "".join(c if " " <= c <= "~" else (" " if c.isspace() else "") for c in folded)
+    plain = " ".join(plain.split())
+    return plain if len(plain) <= _HEADER_MAX else plain[: _HEADER_MAX - 3] + "..."
 
 
 class LinkWrongFile(Forbidden):

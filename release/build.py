@@ -1,13 +1,20 @@
-"""`build_release`: a model folder in, a signed two-tier release folder out, offline.
+"""`build_release`: a model folder in, a signed multi-tier release folder out, offline.
 
-The pipeline is the architecture: validate -> copy the open tier -> build the optimized tier
-and measure it -> write the model card into each tier -> hash every file -> sign each tier's
-`model.sig` -> sign the release statement binding both tiers. Output layout::
+The pipeline is the architecture: validate -> check every artifact can be built -> copy the
+open tier -> build each optimized artifact and measure it -> write the model card into each
+tier -> hash every file -> sign each tier's `model.sig` -> sign the release statement binding
+every tier. Output layout::
 
-    OUT/open/...           the weights as given, README.md (model card), model.sig
-    OUT/optimized/...      the quantized weights, README.md, model.sig
-    OUT/release.dsse.json  the signed release statement (DSSE envelope)
-    OUT/terms.md           the usage terms, when given
+    OUT/open/...                 the weights as given, README.md (model card), model.sig
+    OUT/optimized/...            the first optimized artifact (e.g. compressed-tensors int8)
+    OUT/optimized_<name>/...     each further one (e.g. optimized_gguf_q4_0), same files
+    OUT/release.dsse.json        the signed release statement (DSSE envelope)
+    OUT/terms.md                 the usage terms, when given
+
+Every optimized tier is gated; one grant covers the tiers a publisher's policy names (the
+gateway's rule). The statement's ``optimization`` and ``fidelity`` maps keep the first
+artifact's values under plain keys (what existing readers expect) and every further
+artifact's under ``<tier>.<key>``.
 """
 
 from __future__ import annotations
@@ -32,10 +39,12 @@ from licensing.statements import (
     sign_release_statement,
     tier_record,
 )
-from release.errors import ReleaseError
-from release.fidelity import FidelityReport
+from release.declared import check_declared_weights
+from release.errors import BuildOptionsInvalidError, ReleaseError
+from release.fidelity import FidelityReport, OptimizedTier
+from release.formats import Optimization, parse_optimizations, tier_names
 from release.manifest import TierManifest, build_tier_manifest
-from release.quantize import DEFAULT_MAX_SHARD_SIZE, QuantMethod, parse_size
+from release.quantize import DEFAULT_MAX_SHARD_SIZE, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
 
 __all__ = [
@@ -70,7 +79,10 @@ class BuildOptions:
     version: str
     license: str = "other"
     terms: str | None = None
-    optimize: QuantMethod = "int8"
+    # One name or several (see release.formats): int8, int4, bf16, gguf-q8_0, gguf-q4_0.
+    optimize: str | tuple[str, ...] = "int8"
+    # int4 group size (32, 64 or 128); None: the format's default (128).
+    group_size: int | None = None
     approval: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     base_model: str | None = None
     intended_use: str | None = None
@@ -85,8 +97,10 @@ class BuiltRelease:
     statement: ReleaseStatement
     release_digest: str
     tiers: Mapping[str, TierManifest]
-    fidelity: FidelityReport
+    fidelity: FidelityReport  # the first optimized artifact's
     warnings: tuple[str, ...]
+    # Every optimized tier by name, in build order, with its measured fidelity.
+    artifacts: Mapping[str, OptimizedTier] = field(default_factory=dict)
 
 
 Progress = Callable[[str], None]
@@ -119,10 +133,27 @@ def _fidelity_strings(report: FidelityReport) -> dict[str, str]:
         "size_ratio": format_decimal(report.size_ratio),
         "top1_agreement": format_decimal(report.top1_agreement),
         "mean_kl": format_decimal(report.mean_kl),
+        "perplexity_ratio": format_decimal(report.perplexity_ratio),
         "max_tensor_error": format_decimal(report.max_tensor_error),
         "mean_tensor_error": format_decimal(report.mean_tensor_error),
         "probe_positions": str(report.probe_positions),
     }
+
+
+def _prefixed(tier: str, values: Mapping[str, str | int], primary: bool) -> dict[str, str | int]:
+    return dict(values) if primary else {f"{tier}.{k}": v for k, v in values.items()}
+
+
+def _check_buildable(source: Path, optimization: Optimization, group_size: int | None) -> None:
+    """Refuse an artifact the writers would refuse, before anything is written."""
+    if optimization.engine == "gguf":
+        from release.gguf_export import check_gguf_exportable
+
+        check_gguf_exportable(source, optimization.gguf_type or "q8_0")
+    elif optimization.engine == "compressed-tensors":
+        from release.compressed import DEFAULT_CT_GROUP_SIZE, check_compressed_exportable
+
+        check_compressed_exportable(source, optimization.name, group_size or DEFAULT_CT_GROUP_SIZE)
 
 
 def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> TierRecord:
@@ -140,7 +171,57 @@ def build_release(
     show_progress: bool | None = None,
     on_step: Progress | None = None,
 ) -> BuiltRelease:
-    """Build, measure and sign a two-tier release of ``model_dir`` into ``out_dir``."""
+    """Build, measure and sign a release of ``model_dir`` into ``out_dir``: the open tier
+    and one gated tier per optimized artifact in ``options.optimize``.
+
+    Options are checked before any work (a bad repo id used to fail after the whole build),
+    and the release is built in a hidden sibling folder renamed to ``out_dir`` only when
+    complete: a failed or interrupted build leaves no half-built folder, and ``force``
+    replaces an existing one only once the new one is whole.
+    """
+    from licensing.layout import is_repo_id
+
+    if not is_repo_id(options.repo_id):
+        raise BuildOptionsInvalidError(f"repo id must look like ORG/NAME, got {options.repo_id!r}")
+    if not options.version or any(c.isspace() or c in "/@:" for c in options.version):
+        raise BuildOptionsInvalidError(f"version {options.version!r} is not usable in a revision")
+    final = Path(out_dir)
+    if final.exists() and (not final.is_dir() or any(final.iterdir())) and not force:
+        raise OutputExistsError(f"{final} is not empty; choose another --out or pass --force")
+    work = final.with_name(f".{final.name}.building-{os.getpid()}")
+    shutil.rmtree(work, ignore_errors=True)
+    try:
+        built = _build_release_into(
+            model_dir,
+            work,
+            key=key,
+            options=options,
+            now=now,
+            show_progress=show_progress,
+            on_step=on_step,
+        )
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(work, final)
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    from dataclasses import replace
+
+    return replace(built, out_dir=final)
+
+
+def _build_release_into(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    key: PrivateKey,
+    options: BuildOptions,
+    now: datetime,
+    show_progress: bool | None = None,
+    on_step: Progress | None = None,
+) -> BuiltRelease:
+    force = False  # ``out_dir`` is the fresh work folder of build_release
     from release.fidelity import build_optimized_tier
     from release.model_card import TierCard, render_model_card
 
@@ -148,21 +229,32 @@ def build_release(
     source = Path(model_dir)
     out = Path(out_dir)
     parse_size(options.max_shard_size)  # a bad size fails before anything is written
+    optimizations = parse_optimizations(options.optimize)
+    names = tier_names(optimizations)
     step(f"validating {source}")
     report: ModelFolderReport = validate_model_folder(source)
+    # Every parameter config.json declares must be stored: loaders would fill a missing one
+    # with random values (a 13 KB release declaring gigabytes of them).
+    check_declared_weights(report)
+    for optimization in optimizations:
+        _check_buildable(source, optimization, options.group_size)
     _prepare_out_dir(out, force)
-    open_dir, optimized_dir = out / OPEN_TIER, out / OPTIMIZED_TIER
+    open_dir = out / OPEN_TIER
     step("copying the open tier")
     _copy_open_tier(source, open_dir)
-    step(f"building the optimized tier ({options.optimize}) and measuring its fidelity")
-    optimized = build_optimized_tier(
-        open_dir,
-        optimized_dir,
-        method=options.optimize,
-        max_shard_size=options.max_shard_size,
-        show_progress=show_progress,  # type: ignore[arg-type]
-    )
-    fidelity = optimized.fidelity
+    artifacts: dict[str, OptimizedTier] = {}
+    for name, optimization in zip(names, optimizations, strict=True):
+        step(f"building {name} ({optimization.name}) and measuring its fidelity")
+        artifacts[name] = build_optimized_tier(
+            open_dir,
+            out / name,
+            method=optimization.name,
+            group_size=options.group_size,
+            max_shard_size=options.max_shard_size,
+            show_progress=show_progress,
+        )
+    fidelity = artifacts[names[0]].fidelity
+    directories = {OPEN_TIER: open_dir, **{name: out / name for name in names}}
 
     step("hashing the tiers")
     # The card lists the digests of every other file, so hash first, then write the card.
@@ -170,66 +262,79 @@ def build_release(
         name: build_tier_manifest(
             directory, ignore=(SIGNATURE_FILE, MODEL_CARD_FILE), show_progress=show_progress
         )
-        for name, directory in ((OPEN_TIER, open_dir), (OPTIMIZED_TIER, optimized_dir))
+        for name, directory in directories.items()
     }
     terms_digest = (
         hashlib.sha256(options.terms.encode("utf-8")).hexdigest() if options.terms else None
     )
+    cards = [
+        TierCard(
+            OPEN_TIER,
+            weights[OPEN_TIER],
+            gated=False,
+            description="The weights as published, for everyone.",
+        )
+    ]
+    for name, optimization in zip(names, optimizations, strict=True):
+        built = artifacts[name]
+        cards.append(
+            TierCard(
+                name,
+                weights[name],
+                gated=True,
+                description=f"{optimization.description}; needs a grant.",
+                revision=name,
+                fidelity=built.fidelity,
+                artifact=optimization.name,
+                weight_files=built.quantized.weight_files,
+            )
+        )
     card = render_model_card(
         repo_id=options.repo_id,
         version=options.version,
         license=options.license,
-        tiers=(
-            TierCard(
-                OPEN_TIER,
-                weights[OPEN_TIER],
-                gated=False,
-                description="The weights as published, for everyone.",
-            ),
-            TierCard(
-                OPTIMIZED_TIER,
-                weights[OPTIMIZED_TIER],
-                gated=True,
-                description=f"Weight-only {options.optimize} quantization; needs a grant.",
-                revision=OPTIMIZED_TIER,
-                fidelity=fidelity,
-            ),
-        ),
+        tiers=tuple(cards),
         base_model=options.base_model,
         terms_sha256=terms_digest,
         intended_use=options.intended_use or "",
         limitations=options.limitations or "",
-        gated_prompt="The optimized tier is released under signed usage attestations.",
+        gated_prompt="The optimized tiers are released under signed usage attestations.",
         gated_fields={f.label: f.type for f in options.approval.fields},
     )
-    for directory in (open_dir, optimized_dir):
+    for directory in directories.values():
         (directory / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
     manifests = {
-        OPEN_TIER: build_tier_manifest(open_dir, show_progress=show_progress),
-        OPTIMIZED_TIER: build_tier_manifest(optimized_dir, show_progress=show_progress),
+        name: build_tier_manifest(directory, show_progress=show_progress)
+        for name, directory in directories.items()
     }
 
     step("signing")
     for name, manifest in manifests.items():
         bundle = sign_model_bundle(name, [(f.path, f.sha256, f.size) for f in manifest.files], key)
         (out / name / SIGNATURE_FILE).write_bytes(bundle)
+    optimization_map: dict[str, str | int] = {}
+    fidelity_map: dict[str, str | int] = {}
+    for i, (name, optimization) in enumerate(zip(names, optimizations, strict=True)):
+        quantized = artifacts[name].quantized
+        recipe = _recipe(quantized.method, quantized.group_size, quantized.keep_dtype)
+        recipe["format"] = _FORMAT_NAMES[optimization.engine]
+        optimization_map |= _prefixed(name, recipe, i == 0)
+        fidelity_map |= _prefixed(name, _fidelity_strings(artifacts[name].fidelity), i == 0)
+    if len(names) > 1:
+        optimization_map["tiers"] = ",".join(names)
     statement = ReleaseStatement(
         repo_id=options.repo_id,
         version=options.version,
         tiers=(
             _licensing_tier(OPEN_TIER, manifests[OPEN_TIER], gated=False),
-            _licensing_tier(OPTIMIZED_TIER, manifests[OPTIMIZED_TIER], gated=True),
+            *(_licensing_tier(name, manifests[name], gated=True) for name in names),
         ),
         license=options.license,
         terms_digest=terms_digest,
         approval=options.approval,
         created_at=now,
-        optimization=_recipe(
-            optimized.quantized.method,
-            optimized.quantized.group_size,
-            optimized.quantized.keep_dtype,
-        ),
-        fidelity=_fidelity_strings(fidelity),
+        optimization=optimization_map,
+        fidelity={k: str(v) for k, v in fidelity_map.items()},
     )
     envelope = sign_release_statement(statement, key)
     (out / RELEASE_STATEMENT_FILE).write_bytes(envelope.to_json())
@@ -242,7 +347,15 @@ def build_release(
         tiers=manifests,
         fidelity=fidelity,
         warnings=report.warnings,
+        artifacts=artifacts,
     )
+
+
+_FORMAT_NAMES = {
+    "compressed-tensors": "compressed-tensors",
+    "bf16": "safetensors",
+    "gguf": "gguf",
+}
 
 
 def _recipe(method: str, group_size: int | None, keep_dtype: str) -> dict[str, str | int]:

@@ -9,10 +9,20 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- ManifestInvalidError        manifest_invalid: a tier manifest document is malformed
     +-- TierMismatchError           tier_mismatch: a tier folder does not match its manifest
     +-- QuantizationError           quantization_failed: the optimized tier cannot be built
+    |   +-- UnknownOptimizationError      unknown_optimization: no such ``--optimize``
+    |   +-- UnsupportedArchitectureError  unsupported_architecture: the format cannot express it
+    |   +-- UnsupportedTokenizerError     unsupported_tokenizer: GGUF cannot express it
     +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
+    +-- DeclaredWeightsError        declared_weights_invalid: config.json and the stored
+    |   |                           tensors disagree (file, tensor)
+    |   +-- ConfigTooLargeError     config_too_large: declares more than the files could hold
+    |   +-- WeightMissingError      weight_missing: a declared tensor is stored nowhere
+    |   +-- WeightShapeError        weight_shape_mismatch: stored with another shape or dtype
+    |   +-- WeightUnexpectedError   weight_unexpected: stored but not part of the architecture
     +-- TierVerificationError       tier_verification_failed: a download fails verification
     |                               (release.verify)
     +-- OutputExistsError           output_exists: refusing to overwrite a build (release.build)
+    +-- BuildOptionsInvalidError    build_options_invalid: a repo id or version unusable
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
                                     the gateway's own code when it sent one (release.upload)
 """
@@ -20,6 +30,9 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
 from __future__ import annotations
 
 __all__ = [
+    "BuildOptionsInvalidError",
+    "ConfigTooLargeError",
+    "DeclaredWeightsError",
     "ManifestInvalidError",
     "ModelFolderInvalidError",
     "OptimizedTierInvalidError",
@@ -27,7 +40,13 @@ __all__ = [
     "ReleaseError",
     "SafetensorsInvalidError",
     "TierMismatchError",
+    "UnknownOptimizationError",
     "UnsafePathError",
+    "WeightMissingError",
+    "WeightShapeError",
+    "WeightUnexpectedError",
+    "UnsupportedArchitectureError",
+    "UnsupportedTokenizerError",
 ]
 
 
@@ -123,7 +142,76 @@ class QuantizationError(ReleaseError):
     code = "quantization_failed"
 
 
+class UnknownOptimizationError(QuantizationError):
+    """An optimization name (``--optimize``) that is not one of the formats we build."""
+
+    code = "unknown_optimization"
+
+
+class UnsupportedArchitectureError(QuantizationError):
+    """The artifact's format (or the engine that loads it) cannot express this architecture;
+    the message names the artifact and the engine."""
+
+    code = "unsupported_architecture"
+
+
+class UnsupportedTokenizerError(QuantizationError):
+    """The tokenizer cannot be written as GGUF ``tokenizer.ggml.*`` metadata faithfully."""
+
+    code = "unsupported_tokenizer"
+
+
 class OptimizedTierInvalidError(ReleaseError):
     """An optimized tier folder is inconsistent with its ``quantization_config``."""
 
     code = "optimized_tier_invalid"
+
+
+class DeclaredWeightsError(ReleaseError):
+    """What ``config.json`` declares does not match the tensors the weight files store.
+
+    A model whose files lack a declared parameter is invalid: loaders would fill it with
+    random values, which is also how a kilobyte release made the gateway allocate gigabytes.
+    ``tensor`` names the first offending tensor (``None`` when the config as a whole is at
+    fault), ``reason`` is a short phrase.
+    """
+
+    code = "declared_weights_invalid"
+
+    def __init__(self, reason: str, tensor: str | None = None, file: str = "config.json") -> None:
+        where = f"{file}: tensor {tensor!r}" if tensor is not None else file
+        super().__init__(f"{where}: {reason}")
+        self.file = file
+        self.tensor = tensor
+        self.reason = reason
+
+
+class ConfigTooLargeError(DeclaredWeightsError):
+    """The config declares more layers, experts or parameters than its files could hold."""
+
+    code = "config_too_large"
+
+
+class WeightMissingError(DeclaredWeightsError):
+    """A parameter the architecture declares is stored in no weight file."""
+
+    code = "weight_missing"
+
+
+class WeightShapeError(DeclaredWeightsError):
+    """A stored tensor's shape (or integer dtype) differs from the declared one."""
+
+    code = "weight_shape_mismatch"
+
+
+class WeightUnexpectedError(DeclaredWeightsError):
+    """A stored tensor is no parameter or buffer of the architecture."""
+
+    code = "weight_unexpected"
+
+
+class BuildOptionsInvalidError(ReleaseError):
+    """A build option the release could never be published with (repo id, version),
+    refused before any work is done."""
+
+    code = "build_options_invalid"

@@ -1,4 +1,13 @@
-"""Fidelity of an optimized tier against its open tier, measured on a probe batch."""
+"""Fidelity of an optimized artifact against its open tier, measured through transformers.
+
+Both tiers are loaded the way a user loads them (:func:`release.loader.load_model`:
+``from_pretrained`` for compressed-tensors and plain folders, transformers' GGUF loader for
+GGUF) and run on the same batch of held-out text: prose that ships with Python itself (the Zen
+of Python and the docstrings of a few standard-library modules), never the tiny models'
+training text nor a calibration text. Reported: top-1 agreement, mean KL(open || optimized),
+and the perplexity of each tier on that text, whose ratio (optimized / open) is the figure the
+targets are stated in.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +15,13 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
+from release.errors import UnknownOptimizationError
 from release.quantize import (
+    DEFAULT_GROUP_SIZE,
     DEFAULT_MAX_SHARD_SIZE,
     QuantizedTier,
-    QuantMethod,
     quantize_model_folder,
 )
 
@@ -20,8 +30,13 @@ if TYPE_CHECKING:
 
     from release._progress import ProgressCallback
 
+TierWriter = Literal["standard", "tiergate"]
+
 __all__ = [
     "DEFAULT_PROBE_TEXTS",
+    "write_optimized_artifact",
+    "HELD_OUT_SOURCE",
+    "held_out_texts",
     "FidelityReport",
     "OptimizedTier",
     "build_optimized_tier",
@@ -41,6 +56,38 @@ DEFAULT_PROBE_TEXTS: tuple[str, ...] = (
 )
 
 
+HELD_OUT_SOURCE = "python-stdlib: Zen of Python + argparse, json, fractions, textwrap docs"
+_HELD_OUT_MODULES = ("argparse", "json", "fractions", "textwrap")
+
+
+def held_out_texts() -> tuple[str, ...]:
+    """Held-out English prose from the Python standard library (present wherever we run)."""
+    import ast
+    import codecs
+    import importlib
+    import importlib.util
+    import inspect
+
+    texts: list[str] = []
+    spec = importlib.util.find_spec("this")
+    if spec is not None and spec.origin:
+        # Importing `this` prints the Zen; its source holds it rot13-encoded in `s`.
+        tree = ast.parse(Path(spec.origin).read_text("utf-8"))
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Assign)
+                and isinstance(node.value, ast.Constant)
+                and isinstance(node.value.value, str)
+                and len(node.value.value) > 200
+            ):
+                texts.append(codecs.decode(node.value.value, "rot13"))
+    for name in _HELD_OUT_MODULES:
+        doc = inspect.getdoc(importlib.import_module(name))
+        if doc:
+            texts.append(doc)
+    return tuple(texts) or DEFAULT_PROBE_TEXTS
+
+
 @dataclass(frozen=True)
 class FidelityReport:
     """How close the optimized tier is to the open tier.
@@ -48,6 +95,8 @@ class FidelityReport:
     ``top1_agreement``: share of probe positions where both tiers predict the same next token.
     ``mean_kl``: mean KL(open || optimized) of the next-token distributions, in nats.
     ``tensor_errors``: relative Frobenius error of every floating tensor, sorted by name.
+    ``perplexity_open`` / ``perplexity_optimized``: on the probe text (held-out prose by
+    default), through ``engine``; ``perplexity_ratio`` is optimized / open.
     """
 
     method: str
@@ -60,6 +109,14 @@ class FidelityReport:
     max_tensor_error: float
     mean_tensor_error: float
     tensor_errors: tuple[tuple[str, float], ...]
+    perplexity_open: float = 0.0
+    perplexity_optimized: float = 0.0
+    engine: str = "transformers"
+    text: str = ""
+
+    @property
+    def perplexity_ratio(self) -> float:
+        return self.perplexity_optimized / self.perplexity_open if self.perplexity_open else 0.0
 
     def to_dict(self, *, include_tensor_errors: bool = False) -> dict[str, Any]:
         """Plain values rounded to 6 significant digits, for the signed statement and card."""
@@ -77,6 +134,11 @@ class FidelityReport:
             "mean_kl": r(self.mean_kl),
             "max_tensor_error": r(self.max_tensor_error),
             "mean_tensor_error": r(self.mean_tensor_error),
+            "perplexity_open": r(self.perplexity_open),
+            "perplexity_optimized": r(self.perplexity_optimized),
+            "perplexity_ratio": r(self.perplexity_ratio),
+            "engine": self.engine,
+            "text": self.text,
         }
         if include_tensor_errors:
             out["tensor_errors"] = {name: r(err) for name, err in self.tensor_errors}
@@ -132,17 +194,31 @@ def _compare(reference: torch.Tensor, candidate: torch.Tensor) -> tuple[float, f
     return float(agree), float(kl)
 
 
+def _perplexity(logits: torch.Tensor, batch: torch.Tensor) -> float:
+    """exp(mean next-token NLL) over every window position that has a next token."""
+    import math
+
+    import torch
+
+    logp = torch.log_softmax(logits[:, :-1].to(torch.float64), dim=-1)
+    nll = -logp.gather(-1, batch[:, 1:].unsqueeze(-1)).mean()
+    return math.exp(float(nll))
+
+
 def measure_fidelity(
     open_dir: str | os.PathLike[str],
     optimized_dir: str | os.PathLike[str],
     *,
     method: str,
     tensor_errors: Sequence[tuple[str, float]] | Mapping[str, float] = (),
-    probe_texts: Sequence[str] = DEFAULT_PROBE_TEXTS,
+    probe_texts: Sequence[str] | None = None,
     seq_len: int = 64,
     num_sequences: int = 8,
 ) -> FidelityReport:
-    """Run both tiers on the same probe batch and compare their next-token distributions."""
+    """Run both tiers on the same probe batch and compare their next-token distributions.
+
+    ``probe_texts``: :func:`held_out_texts` by default.
+    """
     import torch
 
     from release.loader import load_model
@@ -151,7 +227,8 @@ def measure_fidelity(
     open_path, opt_path = Path(open_dir), Path(optimized_dir)
     open_model = load_model(open_path)
     vocab = int(open_model.config.vocab_size)
-    batch = _probe_batch(open_path, probe_texts, seq_len, num_sequences, vocab)
+    texts = held_out_texts() if probe_texts is None else probe_texts
+    batch = _probe_batch(open_path, texts, seq_len, num_sequences, vocab)
     with torch.inference_mode():
         reference = open_model(input_ids=batch).logits
     del open_model
@@ -159,10 +236,11 @@ def measure_fidelity(
     with torch.inference_mode():
         candidate = optimized(input_ids=batch).logits
     agreement, kl = _compare(reference, candidate)
+    ppl_open, ppl_opt = _perplexity(reference, batch), _perplexity(candidate, batch)
     errors = tuple(sorted(dict(tensor_errors).items()))
     values = [e for _, e in errors]
     open_bytes = validate_model_folder(open_path).weights_bytes
-    opt_bytes = validate_model_folder(opt_path).weights_bytes
+    opt_bytes = _weights_bytes(opt_path)
     return FidelityReport(
         method=method,
         open_weights_bytes=open_bytes,
@@ -174,6 +252,83 @@ def measure_fidelity(
         max_tensor_error=max(values, default=0.0),
         mean_tensor_error=sum(values) / len(values) if values else 0.0,
         tensor_errors=errors,
+        perplexity_open=ppl_open,
+        perplexity_optimized=ppl_opt,
+        engine="transformers",
+        text=HELD_OUT_SOURCE if probe_texts is None else "caller's probe texts",
+    )
+
+
+def _weights_bytes(tier_dir: Path) -> int:
+    from release.loader import tier_format
+    from release.safetensors_check import validate_model_folder
+
+    if tier_format(tier_dir) == "gguf":
+        return sum(p.stat().st_size for p in tier_dir.glob("*.gguf"))
+    return validate_model_folder(tier_dir).weights_bytes
+
+
+def write_optimized_artifact(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    method: str = "int8",
+    group_size: int | None = None,
+    max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
+    tier_format: TierWriter = "standard",
+    show_progress: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> QuantizedTier:
+    """Write one optimized artifact (``method``: a name of :data:`release.formats.OPTIMIZATIONS`).
+
+    ``tier_format="tiergate"`` writes the private format of releases built before the
+    standard formats (``int8``, ``int4``, ``bf16`` only), kept for tests and comparisons.
+    """
+    from release.formats import parse_optimizations
+
+    if tier_format == "tiergate":
+        if method not in ("int8", "int4", "bf16"):
+            raise UnknownOptimizationError(f"the tiergate format has no {method!r}")
+        return quantize_model_folder(
+            model_dir,
+            out_dir,
+            method=method,  # type: ignore[arg-type]
+            group_size=group_size or DEFAULT_GROUP_SIZE,
+            max_shard_size=max_shard_size,
+            show_progress=show_progress,
+            on_progress=on_progress,
+        )
+    (optimization,) = parse_optimizations(method)
+    if optimization.engine == "gguf":
+        from release.gguf_export import write_gguf_tier
+
+        assert optimization.gguf_type is not None
+        return write_gguf_tier(
+            model_dir,
+            out_dir,
+            quant_type=optimization.gguf_type,
+            show_progress=show_progress,
+            on_progress=on_progress,
+        )
+    if optimization.engine == "compressed-tensors":
+        from release.compressed import DEFAULT_CT_GROUP_SIZE, write_compressed_tier
+
+        return write_compressed_tier(
+            model_dir,
+            out_dir,
+            method="int8" if optimization.name == "int8" else "int4",
+            group_size=group_size or DEFAULT_CT_GROUP_SIZE,
+            max_shard_size=max_shard_size,
+            show_progress=show_progress,
+            on_progress=on_progress,
+        )
+    return quantize_model_folder(
+        model_dir,
+        out_dir,
+        method="bf16",
+        max_shard_size=max_shard_size,
+        show_progress=show_progress,
+        on_progress=on_progress,
     )
 
 
@@ -181,30 +336,30 @@ def build_optimized_tier(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
     *,
-    method: QuantMethod = "int8",
-    group_size: int = 64,
+    method: str = "int8",
+    group_size: int | None = None,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
-    probe_texts: Sequence[str] = DEFAULT_PROBE_TEXTS,
+    probe_texts: Sequence[str] | None = None,
+    tier_format: TierWriter = "standard",
     show_progress: bool | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> OptimizedTier:
-    """Quantize ``model_dir`` into ``out_dir`` and measure the result against it.
-
-    ``max_shard_size``: see :func:`~release.quantize.quantize_model_folder`.
-    """
-    quantized = quantize_model_folder(
+    """Write one optimized artifact of ``model_dir`` into ``out_dir`` and measure it against
+    ``model_dir`` through transformers (see :func:`write_optimized_artifact`)."""
+    quantized = write_optimized_artifact(
         model_dir,
         out_dir,
         method=method,
         group_size=group_size,
         max_shard_size=max_shard_size,
+        tier_format=tier_format,
         show_progress=show_progress,
         on_progress=on_progress,
     )
     fidelity = measure_fidelity(
         model_dir,
         out_dir,
-        method=method,
+        method=quantized.method,
         tensor_errors=quantized.tensor_errors,
         probe_texts=probe_texts,
     )

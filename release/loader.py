@@ -6,16 +6,24 @@ the meta device, swaps every module named in ``quantization_config.modules`` for
 shards named by ``model.safetensors.index.json``); memory stays at the packed size.
 Folders without a ``quantization_config`` (the bf16 tier, an open tier) load through plain
 ``from_pretrained``.
+
+That private format (``quant_method: tiergate``) is what releases built before the standard
+formats carry; they keep loading here. New tiers are compressed-tensors folders (loaded by
+``from_pretrained``, which decompresses them through the compressed-tensors library) or a
+single GGUF file (loaded by transformers' GGUF loader): :func:`load_model` picks the loader
+from what the folder holds, and :func:`tier_format` says which it is.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
-from release.errors import OptimizedTierInvalidError
+from release.errors import DeclaredWeightsError, OptimizedTierInvalidError
 
 if TYPE_CHECKING:
     import torch
@@ -23,7 +31,17 @@ if TYPE_CHECKING:
 
     from release._qlinear import QuantizedLinear
 
-__all__ = ["QuantizedLinear", "load_model", "load_optimized_model", "read_quantization_config"]
+__all__ = [
+    "QuantizedLinear",
+    "TierFormat",
+    "load_model",
+    "load_optimized_model",
+    "read_quantization_config",
+    "tier_format",
+]
+
+TierFormat = Literal["plain", "tiergate", "compressed-tensors", "gguf"]
+_COMPRESSED_TENSORS = "compressed-tensors"
 
 
 def __getattr__(name: str) -> Any:
@@ -35,8 +53,53 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(name)
 
 
+def _gguf_files(tier_dir: Path) -> list[Path]:
+    return sorted(p for p in tier_dir.glob("*.gguf") if p.is_file())
+
+
+def _raw_quantization_config(tier_dir: Path) -> Any:
+    from release.safetensors_check import MAX_JSON_FILE_BYTES
+
+    path = tier_dir / "config.json"
+    try:
+        if path.stat().st_size > MAX_JSON_FILE_BYTES:
+            raise OptimizedTierInvalidError(f"{path}: config.json is too large")
+        config = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise OptimizedTierInvalidError(f"{path}: cannot read config.json: {exc}") from None
+    if not isinstance(config, dict):
+        raise OptimizedTierInvalidError(f"{path}: not a JSON object")
+    return config.get("quantization_config")
+
+
+def tier_format(tier_dir: str | os.PathLike[str]) -> TierFormat:
+    """What a tier folder holds: one GGUF file, a compressed-tensors or tiergate checkpoint,
+    or plain weights. A folder that mixes GGUF and safetensors, holds several GGUF files or
+    names an unknown ``quant_method`` is refused: loading it some way would be a guess."""
+    root = Path(tier_dir)
+    ggufs = _gguf_files(root)
+    if ggufs:
+        if len(ggufs) > 1 or any(root.glob("*.safetensors")):
+            raise OptimizedTierInvalidError(
+                f"{root}: a GGUF tier holds exactly one .gguf file and no safetensors"
+            )
+        return "gguf"
+    qc = _raw_quantization_config(root)
+    if qc is None:
+        return "plain"
+    method = qc.get("quant_method") if isinstance(qc, dict) else None
+    if method == _COMPRESSED_TENSORS:
+        return "compressed-tensors"
+    from release.quantize import QUANT_METHOD_NAME
+
+    if method == QUANT_METHOD_NAME:
+        return "tiergate"
+    raise OptimizedTierInvalidError(f"{root}: unknown quant_method {method!r}")
+
+
 def read_quantization_config(tier_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
-    """The checked ``quantization_config`` of a tier folder, or ``None`` for an unquantized one."""
+    """The checked tiergate ``quantization_config`` of a tier folder, or ``None`` for an
+    unquantized one (any other ``quant_method`` is refused: see :func:`tier_format`)."""
     from release.quantize import FORMAT_VERSION, QUANT_METHOD_NAME
     from release.safetensors_check import MAX_JSON_FILE_BYTES
 
@@ -76,15 +139,35 @@ def read_quantization_config(tier_dir: str | os.PathLike[str]) -> dict[str, Any]
 def load_model(
     model_dir: str | os.PathLike[str], *, dtype: torch.dtype | None = None
 ) -> PreTrainedModel:
-    """Load an open or optimized tier for inference (``eval`` mode, CPU)."""
-    if read_quantization_config(model_dir) is not None:
-        return load_optimized_model(model_dir, dtype=dtype)
-    import torch
-    from transformers import AutoModelForCausalLM
+    """Load an open or optimized tier for inference (``eval`` mode, CPU), in any format.
 
-    model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
-        os.fspath(model_dir), dtype=dtype or torch.float32, local_files_only=True
-    )
+    A safetensors folder is validated first (headers, then :mod:`release.declared`: every
+    tensor ``config.json`` declares is stored), so a malformed or incomplete tier raises a
+    :class:`~release.errors.ReleaseError` before any weight memory is allocated.
+    """
+    from release.declared import check_declared_weights
+    from release.safetensors_check import validate_model_folder
+
+    kind = tier_format(model_dir)
+    if kind == "tiergate":
+        return load_optimized_model(model_dir, dtype=dtype)  # it runs the same checks
+    if kind != "gguf":
+        check_declared_weights(validate_model_folder(model_dir))
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    extra: dict[str, Any] = {}
+    if kind == "gguf":
+        root = Path(model_dir)
+        extra["gguf_file"] = _gguf_files(root)[0].name
+        if (root / "config.json").is_file():
+            # transformers rebuilds GPT-2's config from GGUF with a fixed 1024-position table;
+            # the tier's config.json carries the real one.
+            extra["config"] = AutoConfig.from_pretrained(os.fspath(root), local_files_only=True)
+    with _quiet_loading():
+        model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
+            os.fspath(model_dir), dtype=dtype or torch.float32, local_files_only=True, **extra
+        )
     model.train(False)
     return model
 
@@ -120,6 +203,7 @@ def load_optimized_model(
 
     from release._qlinear import QuantizedLinear, params_on_meta
     from release._shards import loaded_weight_files
+    from release.declared import check_declared_weights
     from release.safetensors_check import validate_model_folder
 
     root = Path(tier_dir)
@@ -128,6 +212,11 @@ def load_optimized_model(
         raise OptimizedTierInvalidError(f"{root}: no quantization_config in config.json")
     compute = dtype or torch.float32
     report = validate_model_folder(root)
+    # Before building anything: QuantizedLinear allocates its codes at the declared sizes.
+    try:
+        check_declared_weights(report)
+    except DeclaredWeightsError as exc:
+        raise OptimizedTierInvalidError(f"{root}: {exc.message}") from exc
     weight_files, ignored = loaded_weight_files(report)
     if ignored:
         # A tier we wrote never has one; a signed file the loader skips is a file unchecked.
@@ -191,3 +280,18 @@ def load_optimized_model(
     model.train(False)
     loaded: PreTrainedModel = model
     return loaded
+
+
+@contextlib.contextmanager
+def _quiet_loading() -> Iterator[None]:
+    """No "Loading weights" bar from transformers: our callers (release build, the gateway)
+    report progress their own way, and the bar leaked into `tiergate release build`."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()  # type: ignore[no-untyped-call]

@@ -29,7 +29,9 @@ DEFAULT_WATERMARK_STATEMENT = (
 @dataclass(frozen=True)
 class TierCard:
     """One tier as the card shows it. ``revision`` is the Hub-style revision serving it;
-    ``fidelity`` is the tier's measurement against the open tier (optimized tiers)."""
+    ``fidelity`` is the tier's measurement against the open tier (optimized tiers);
+    ``artifact`` its optimization name (``int8``, ``gguf-q4_0``...: picks the usage
+    snippets), ``weight_files`` the weight files it holds (the GGUF file name)."""
 
     name: str
     manifest: TierManifest
@@ -37,6 +39,8 @@ class TierCard:
     description: str = ""
     revision: str | None = None
     fidelity: FidelityReport | None = None
+    artifact: str | None = None
+    weight_files: tuple[str, ...] = ()
 
 
 def _cell(text: str) -> str:
@@ -91,11 +95,20 @@ def _front_matter(
 
 
 def _fidelity_lines(tier: TierCard, fidelity: FidelityReport) -> list[str]:
+    ppl = (
+        [
+            f"| Held-out perplexity, optimized / open | {fidelity.perplexity_ratio:.4f} "
+            f"({fidelity.perplexity_optimized:.4g} / {fidelity.perplexity_open:.4g}) |"
+        ]
+        if fidelity.perplexity_open
+        else []
+    )
+    text = f" of {_cell(fidelity.text)}" if fidelity.text else ""
     return [
         f"### {tier.name}",
         "",
-        f"Method `{_cell(fidelity.method)}`, measured against the open tier at build time on "
-        f"a probe batch of {fidelity.probe_positions} token positions.",
+        f"Method `{_cell(fidelity.method)}`, measured against the open tier at build time "
+        f"through {_cell(fidelity.engine)} on {fidelity.probe_positions} token positions{text}.",
         "",
         "| Metric | Value |",
         "| --- | --- |",
@@ -103,10 +116,98 @@ def _fidelity_lines(tier: TierCard, fidelity: FidelityReport) -> list[str]:
         f"({_size(fidelity.optimized_weights_bytes)} / {_size(fidelity.open_weights_bytes)}) |",
         f"| Top-1 next-token agreement | {fidelity.top1_agreement:.2%} |",
         f"| Mean KL(open ‖ optimized) | {fidelity.mean_kl:.3g} nats |",
+        *ppl,
         f"| Max per-tensor relative error | {fidelity.max_tensor_error:.3g} |",
         f"| Mean per-tensor relative error | {fidelity.mean_tensor_error:.3g} |",
         "",
     ]
+
+
+def _slug(repo_id: str, tier: str) -> str:
+    name = repo_id.rsplit("/", 1)[-1]
+    safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "model"
+    return f"{safe}-{tier}"
+
+
+def _usage_lines(repo_id: str, version: str, tier: TierCard) -> list[str]:
+    """Snippets a user runs for this tier; each names the revision ``<version>-<tier>``."""
+    slug = _slug(repo_id, tier.name)
+    ref = f"{repo_id}@{version}"
+    revision = f"{version}-{tier.name}" if tier.gated else version
+    tier_flag = f" --tier {tier.name}" if tier.gated else ""
+    token = ', token="tg_..."' if tier.gated else ""
+    lines = [
+        f"### {tier.name}",
+        "",
+        "Download and verify (signatures and every digest); gated tiers need a grant and "
+        "`TIERGATE_TOKEN`:",
+        "",
+        "```bash",
+        f"tiergate pull {ref}{tier_flag} --out ./{slug} --gateway $TIERGATE_GATEWAY",
+        "```",
+        "",
+    ]
+    artifact = tier.artifact or ""
+    gguf = next((f for f in tier.weight_files if f.endswith(".gguf")), None)
+    if gguf is not None:
+        model_name = slug.lower()
+        lines += [
+            "llama.cpp (the file carries the tokenizer and chat template):",
+            "",
+            "```bash",
+            f'llama-cli -m ./{slug}/{gguf} -p "Hello"',
+            f"llama-server -m ./{slug}/{gguf} --port 8080",
+            "```",
+            "",
+            "Ollama (`Modelfile` next to the download):",
+            "",
+            "```",
+            f"FROM ./{slug}/{gguf}",
+            "```",
+            "",
+            "```bash",
+            f"ollama create {model_name} -f Modelfile && ollama run {model_name}",
+            "```",
+            "",
+            "transformers (GGUF loader, needs `gguf`; dequantizes to float32):",
+            "",
+            "```python",
+            "from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer",
+            f'path = "./{slug}"',
+            f'model = AutoModelForCausalLM.from_pretrained(path, gguf_file="{gguf}",',
+            "                                             config=AutoConfig.from_pretrained(path))",
+            f'tokenizer = AutoTokenizer.from_pretrained(path, gguf_file="{gguf}")',
+            "```",
+            "",
+        ]
+        return lines
+    needs = " (needs `compressed-tensors`)" if artifact in ("int8", "int4") else ""
+    lines += [
+        f"transformers{needs}, from the download or straight from the gateway:",
+        "",
+        "```python",
+        "# HF_ENDPOINT=$TIERGATE_GATEWAY in the environment before Python starts",
+        "from transformers import AutoModelForCausalLM",
+        f'model = AutoModelForCausalLM.from_pretrained("./{slug}")',
+        f'model = AutoModelForCausalLM.from_pretrained("{repo_id}", revision="{revision}"{token})',
+        "```",
+        "",
+        "vLLM (reads the compressed-tensors config itself; its CPU int4 kernel needs 16-bit "
+        "activations):",
+        "",
+        "```bash",
+        f"vllm serve ./{slug} --dtype bfloat16",
+        "```",
+        "",
+    ]
+    return lines
+
+
+def _usage_section(repo_id: str, version: str, tiers: Sequence[TierCard]) -> list[str]:
+    lines = ["## How to use", ""]
+    for tier in tiers:
+        lines += _usage_lines(repo_id, version, tier)
+    return lines
 
 
 def render_model_card(
@@ -181,6 +282,8 @@ def render_model_card(
         "or `tiergate pull`, which verifies the signatures and every digest.",
         "",
     ]
+
+    lines += _usage_section(repo_id, version, tiers)
 
     measured = [tier for tier in tiers if tier.fidelity is not None]
     if measured:

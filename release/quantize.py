@@ -81,7 +81,7 @@ class QuantizedTier:
     """
 
     out_dir: Path
-    method: QuantMethod
+    method: str  # a QuantMethod here; an optimization name (release.formats) elsewhere
     group_size: int | None
     keep_dtype: str
     modules: tuple[tuple[str, str], ...]

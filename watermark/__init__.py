@@ -9,6 +9,7 @@ from watermark.config import PayloadSettings, WatermarkConfig, tokenizer_digest
 from watermark.detector import DetectionResult, WindowScan, detect, detect_text, scan
 from watermark.errors import WatermarkError
 from watermark.keys import WatermarkKey, load_key_file
+from watermark.keyset import KeySetEntry, WatermarkKeySet, load_keyset, write_keyset
 from watermark.payload import PayloadDecoding, decode_payload, detect_payload
 from watermark.prf import SCHEME
 from watermark.processor import (
@@ -21,12 +22,14 @@ from watermark.processor import (
 __all__ = [
     "SCHEME",
     "DetectionResult",
+    "KeySetEntry",
     "GreenListProcessor",
     "PayloadDecoding",
     "PayloadSettings",
     "WatermarkConfig",
     "WatermarkError",
     "WatermarkKey",
+    "WatermarkKeySet",
     "WindowScan",
     "apply_watermark",
     "build_logits_processors",
@@ -36,6 +39,8 @@ __all__ = [
     "detect_payload",
     "detect_text",
     "load_key_file",
+    "load_keyset",
     "scan",
     "tokenizer_digest",
+    "write_keyset",
 ]

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gateway.cli.release_publish import MAX_SHARD_SIZE_OPTION
+from gateway.cli.release_publish import MAX_SHARD_SIZE_OPTION, QUANT_CHOICE
 
 if TYPE_CHECKING:
     from release.fidelity import FidelityReport
@@ -45,10 +45,13 @@ def _folder_lines(report: ModelFolderReport) -> list[str]:
 @click.argument("model_dir", type=_existing_dir)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def validate(model_dir: Path, as_json: bool) -> None:
-    """Check MODEL_DIR: config.json, every safetensors file, the shard index, the tokenizer."""
+    """Check MODEL_DIR: config.json, every safetensors file, the shard index, the tokenizer,
+    and that the weights store every tensor config.json declares."""
+    from release.declared import check_declared_weights
     from release.safetensors_check import validate_model_folder
 
     report = validate_model_folder(model_dir)
+    check_declared_weights(report)
     if as_json:
         doc = {
             "model_dir": str(report.root),
@@ -77,6 +80,8 @@ def _fidelity_lines(fidelity: FidelityReport) -> list[str]:
         f"mean KL:           {fidelity.mean_kl:.3g} nats",
         f"tensor rel. error: max {fidelity.max_tensor_error:.3g}, "
         f"mean {fidelity.mean_tensor_error:.3g}",
+        f"perplexity:        {fidelity.perplexity_optimized:.4g} / {fidelity.perplexity_open:.4g}"
+        f" = {fidelity.perplexity_ratio:.4f}x (held-out text, {fidelity.engine})",
     ]
 
 
@@ -91,12 +96,18 @@ def _fidelity_lines(fidelity: FidelityReport) -> list[str]:
 )
 @click.option(
     "--method",
-    type=click.Choice(["int8", "int4", "bf16"]),
+    type=QUANT_CHOICE,
     default="int8",
     show_default=True,
-    help="Weight-only int8 per channel, int4 group-wise, or a plain bf16 cast.",
+    help="int8 (compressed-tensors W8A8), int4 (compressed-tensors W4A16), bf16, "
+    "gguf-q8_0 or gguf-q4_0 (GGUF for llama.cpp).",
 )
-@click.option("--group-size", type=click.IntRange(min=2), default=64, show_default=True)
+@click.option(
+    "--group-size",
+    type=click.Choice(["32", "64", "128"]),
+    default=None,
+    help="int4 group size [default: 128].",
+)
 @MAX_SHARD_SIZE_OPTION
 @click.option("--no-progress", is_flag=True, help="Never show progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fidelity report as JSON.")
@@ -104,7 +115,7 @@ def quantize(
     model_dir: Path,
     out_dir: Path,
     method: str,
-    group_size: int,
+    group_size: str | None,
     max_shard_size: int,
     no_progress: bool,
     as_json: bool,
@@ -119,8 +130,8 @@ def quantize(
     tier = build_optimized_tier(
         model_dir,
         out_dir,
-        method=method,  # type: ignore[arg-type]  # click.Choice guarantees the literal
-        group_size=group_size,
+        method=method,
+        group_size=int(group_size) if group_size else None,
         max_shard_size=max_shard_size,
         show_progress=False if no_progress else None,
     )

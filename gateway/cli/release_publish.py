@@ -10,7 +10,10 @@ import click
 
 from gateway.cli._client import api_client, call, gateway_options, iter_pages
 
-QUANT_CHOICE = click.Choice(["int8", "int4", "bf16"])
+# The names of release.formats.OPTIMIZATIONS (kept literal: importing release here would slow
+# `--help`); a test checks the two lists agree.
+OPTIMIZE_NAMES = ("int8", "int4", "bf16", "gguf-q8_0", "gguf-q4_0")
+QUANT_CHOICE = click.Choice(OPTIMIZE_NAMES)
 
 
 class ByteSize(click.ParamType[int]):
@@ -83,9 +86,18 @@ def build_options(func: Any) -> Any:
         click.option(
             "--optimize",
             type=QUANT_CHOICE,
-            default="int8",
+            multiple=True,
+            default=("int8",),
             show_default=True,
-            help="How to build the optimized tier.",
+            help="An optimized artifact to build (repeatable): int8 / int4 (compressed-tensors, "
+            "vLLM and transformers), bf16, gguf-q8_0 / gguf-q4_0 (llama.cpp, Ollama). The first "
+            "is tier 'optimized', the others 'optimized_<name>'.",
+        ),
+        click.option(
+            "--group-size",
+            type=click.Choice(["32", "64", "128"]),
+            default=None,
+            help="int4 group size (default 128).",
         ),
         click.option(
             "--approval",
@@ -127,7 +139,8 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         version=kw["version"],
         license=kw["license_id"],
         terms=kw["terms_path"].read_text("utf-8") if kw["terms_path"] else None,
-        optimize=kw["optimize"],
+        optimize=tuple(kw["optimize"]),
+        group_size=int(kw["group_size"]) if kw.get("group_size") else None,
         approval=_approval(kw["approval"], kw["grant_days"], kw["fields"]),
         base_model=kw["base_model"],
         max_shard_size=kw["max_shard_size"],
@@ -143,14 +156,19 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
     )
     for warning in built.warnings:
         click.echo(f"warning: {warning}", err=True)
-    fid = built.fidelity
     click.echo(f"built {built.statement.release_name} in {built.out_dir}")
+    width = max(10, *(len(name) for name in built.tiers))
     for name, manifest in built.tiers.items():
-        click.echo(f"  {name:<10} {len(manifest.files):>3} files  {manifest.total_size:>12,} bytes")
-    click.echo(
-        f"  fidelity ({fid.method}): size {fid.size_ratio:.3f}x, top-1 agreement "
-        f"{fid.top1_agreement:.2%}, mean KL {fid.mean_kl:.4g} nats"
-    )
+        click.echo(
+            f"  {name:<{width}} {len(manifest.files):>3} files  {manifest.total_size:>12,} bytes"
+        )
+    for name, artifact in built.artifacts.items():
+        fid = artifact.fidelity
+        click.echo(
+            f"  fidelity of {name} ({fid.method}): size {fid.size_ratio:.3f}x, top-1 agreement "
+            f"{fid.top1_agreement:.2%}, mean KL {fid.mean_kl:.4g} nats, "
+            f"perplexity ratio {fid.perplexity_ratio:.4f}"
+        )
     click.echo(f"  release digest sha256:{built.release_digest}")
     return built
 

@@ -5,6 +5,15 @@ A tier's files are materialized from blobs into ``<data_dir>/model-cache/<manife
 tier's stored bundle, and the folder checked with ``release.verify.verify_tier`` against the
 signer's registered public key before anything is loaded: the gateway only runs weights the
 publisher signed. Loaded models stay in memory under a byte budget, least recently used out.
+
+Signed is not the same as sound: before loading, the folder's safetensors headers are parsed
+defensively and ``release.declared`` checks that every tensor ``config.json`` declares is
+stored (a loader would otherwise allocate the missing ones, filled with random values). The
+memory the model will take is computed from those declared sizes and reserved in the budget
+before a byte is allocated: a model larger than the whole budget is refused with 507
+(``model_too_large``: retrying cannot help, the operator must raise
+``TIERGATE_GENERATION_MODEL_CACHE_BYTES``); one that fits only once other loads in flight end
+gets 503 (``model_cache_busy``, Retry-After). Invalid files are 422 (``model_invalid``).
 """
 
 from __future__ import annotations
@@ -20,9 +29,8 @@ from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from gateway.errors import (
-    Conflict,
+    GatewayError,
     GrantRequired,
-    NotFound,
     ServiceUnavailable,
     ValidationFailed,
 )
@@ -31,23 +39,18 @@ from licensing.keys import PublicKey
 from licensing.layout import REPO_ID_PATTERN, SIGNATURE_FILE, TierFile
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
-    from sqlmodel import Session
-
-    from gateway.auth.principal import Principal
-    from gateway.db.models import Release
+    pass
 
 __all__ = [
     "GrantRequired",
     "LoadedModel",
     "ModelCache",
+    "ModelCacheBusy",
+    "ModelInvalid",
+    "ModelTooLarge",
     "ModelRef",
     "TierFile",
-    "UsableModel",
     "parse_model_name",
-    "resolve_model",
-    "usable_models",
 ]
 
 DEFAULT_TIER = "open"
@@ -98,6 +101,29 @@ class ModelNotVerified(ValidationFailed):
     title = "Model failed verification"
 
 
+class ModelInvalid(ValidationFailed):
+    """Signed files that are no loadable model: malformed safetensors, or weights missing,
+    misshapen or extra compared with what config.json declares."""
+
+    code = "model_invalid"
+    title = "Model files are invalid"
+
+
+class ModelTooLarge(GatewayError):
+    """The model's declared size exceeds the whole model-cache budget of this gateway."""
+
+    code = "model_too_large"
+    status = 507
+    title = "Model too large for this gateway"
+
+
+class ModelCacheBusy(ServiceUnavailable):
+    """The model fits the budget, but not next to the loads in flight; retry shortly."""
+
+    code = "model_cache_busy"
+    title = "Model cache busy"
+
+
 def _safe_relative(path: str) -> PurePosixPath:
     rel = PurePosixPath(path)
     if rel.is_absolute() or ".." in rel.parts or not rel.parts or "\\" in path:
@@ -131,6 +157,8 @@ class ModelCache:
         self._tokenizers: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
+        # Bytes promised to loads in flight, counted against the budget with loaded models.
+        self._reserved = 0
         self.loads = 0
 
     # ------------------------------------------------------------------ files
@@ -201,8 +229,10 @@ class ModelCache:
                 if found is not None:
                     self._models.move_to_end(key)
                     return found
-            loaded = self._load(ref)
+            loaded, reserved = self._load(ref)
             with self._lock:
+                # The reservation becomes the model's own size in the same step.
+                self._reserved -= reserved
                 self._models[key] = loaded
                 self._evict()
                 self._loading.pop(key, None)
@@ -223,8 +253,67 @@ class ModelCache:
             _, dropped = self._models.popitem(last=False)
             total -= dropped.size_bytes
 
-    def _load(self, ref: ModelRef) -> LoadedModel:
+    @staticmethod
+    def declared_bytes(ref: ModelRef, directory: Path) -> int:
+        """Memory ``directory``'s model will take once loaded, from its declared sizes.
+
+        Raises :class:`ModelInvalid` unless its weights are well-formed safetensors that
+        store exactly the tensors config.json declares. Reads headers only.
+        """
+        from release.declared import check_declared_weights
+        from release.errors import ReleaseError
+        from release.safetensors_check import validate_model_folder
+
+        try:
+            declared = check_declared_weights(validate_model_folder(directory))
+        except ReleaseError as exc:
+            raise ModelInvalid(
+                f"{ref.name} cannot be loaded: {exc.message}", extra={"reason": exc.code}
+            ) from None
+        return declared.load_bytes()
+
+    def _reserve(self, ref: ModelRef, need: int) -> None:
+        """Make room for ``need`` bytes (evicting least recently used models) or refuse."""
+        if need > self.budget_bytes:
+            raise ModelTooLarge(
+                f"{ref.name} needs {need:,} bytes of memory; this gateway's model cache "
+                f"holds {self.budget_bytes:,}"
+            )
+        with self._lock:
+            held = sum(m.size_bytes for m in self._models.values())
+            while self._models and held + self._reserved + need > self.budget_bytes:
+                _, dropped = self._models.popitem(last=False)
+                held -= dropped.size_bytes
+            if held + self._reserved + need > self.budget_bytes:
+                raise ModelCacheBusy(f"other models are loading; {ref.name} must wait")
+            self._reserved += need
+
+    def _load(self, ref: ModelRef) -> tuple[LoadedModel, int]:
+        """The loaded model and the bytes reserved for it (the caller hands them back)."""
         directory = self.materialize(ref)
+        need = self.declared_bytes(ref, directory)
+        self._reserve(ref, need)
+        try:
+            model, tokenizer = self._read(ref, directory)
+        except BaseException:
+            with self._lock:
+                self._reserved -= need
+            raise
+        self.loads += 1
+        loaded = LoadedModel(
+            ref=ref,
+            model=model,
+            tokenizer=tokenizer,
+            size_bytes=_model_bytes(model),
+            vocab_size=int(model.config.vocab_size),
+        )
+        return loaded, need
+
+    def _read(self, ref: ModelRef, directory: Path) -> tuple[Any, Any]:
+        from safetensors import SafetensorError
+
+        from release.errors import ReleaseError
+
         try:
             if self._loader is not None:
                 model = self._loader(directory)
@@ -232,17 +321,12 @@ class ModelCache:
                 from release.loader import load_model
 
                 model = load_model(directory)
-            tokenizer = self._load_tokenizer(directory)
+            return model, self._load_tokenizer(directory)
+        except (ReleaseError, SafetensorError) as exc:
+            # The checks before read headers only; this is the library finding more.
+            raise ModelInvalid(f"{ref.name} cannot be loaded: {exc}") from None
         except (OSError, ValueError) as exc:
             raise ModelLoadFailed(f"cannot load {ref.name}: {exc}") from exc
-        self.loads += 1
-        return LoadedModel(
-            ref=ref,
-            model=model,
-            tokenizer=tokenizer,
-            size_bytes=_model_bytes(model),
-            vocab_size=int(model.config.vocab_size),
-        )
 
     @staticmethod
     def _load_tokenizer(directory: Path) -> Any:
@@ -283,83 +367,3 @@ def parse_model_name(name: str) -> tuple[str, str | None, str]:
     if match is None:
         raise ValidationFailed(f"model must look like ORG/NAME[@VERSION][:tier], got {name!r:.200}")
     return match["repo"], match["version"], match["tier"] or DEFAULT_TIER
-
-
-def resolve_model(
-    session: Session, principal: Principal | None, name: str, now: datetime, *, for_use: bool
-) -> tuple[Release, ModelRef]:
-    """The published release tier ``name`` points at; a gated one is usable per ``gated_use``."""
-    from sqlmodel import select
-
-    from gateway.db.models import PublicKeyRecord, ReleaseStatus
-    from gateway.services import releases
-    from gateway.services.downloads import gated_use
-
-    repo_id, version, tier = parse_model_name(name)
-    release = releases.find_release(session, repo_id, version, viewer=principal)
-    if for_use and release.status != ReleaseStatus.published.value:
-        raise Conflict(f"{repo_id}@{release.version} is {release.status}; it cannot be used")
-    tiers = {t.tier: t for t in releases.release_tiers(session, release)}
-    row = tiers.get(tier)
-    if row is None:
-        raise NotFound(f"{repo_id}@{release.version} has no tier {tier!r} ({', '.join(tiers)})")
-    if for_use and row.gated and not gated_use(session, principal, release, tier, now).allowed:
-        raise GrantRequired(
-            f"{repo_id}@{release.version}:{tier} is gated: request access first "
-            f"(tiergate access request {repo_id})"
-        )
-    key = session.exec(
-        select(PublicKeyRecord).where(PublicKeyRecord.key_id == release.signer_key_id)
-    ).first()
-    if key is None:
-        raise Conflict(f"the key that signed {repo_id}@{release.version} is not registered")
-    files = tuple(
-        TierFile(f.path, f.sha256, f.size) for f in releases.release_files(session, release, tier)
-    )
-    assert release.id is not None
-    ref = ModelRef(
-        release_id=release.id,
-        repo_id=repo_id,
-        version=release.version,
-        tier=tier,
-        manifest_digest=row.manifest_digest,
-        statement_digest=release.statement_digest,
-        bundle=row.bundle,
-        files=files,
-        public_key_pem=key.pem,
-        gated=row.gated,
-    )
-    return release, ref
-
-
-@dataclass(frozen=True, slots=True)
-class UsableModel:
-    id: str
-    created: int
-    owned_by: str
-    gated: bool
-
-
-def usable_models(session: Session, principal: Principal, now: datetime) -> list[UsableModel]:
-    """Published release tiers ``principal`` may generate with (gated: ``gated_use``)."""
-    from gateway.db.models import ReleaseStatus
-    from gateway.services import releases
-    from gateway.services.downloads import gated_use
-
-    out = []
-    for release in releases.list_releases(session, principal):
-        if release.status != ReleaseStatus.published.value:
-            continue
-        created = int((release.published_at or release.created_at).timestamp())
-        for tier in releases.release_tiers(session, release):
-            if tier.gated and not gated_use(session, principal, release, tier.tier, now).allowed:
-                continue
-            out.append(
-                UsableModel(
-                    id=f"{release.repo_id}@{release.version}:{tier.tier}",
-                    created=created,
-                    owned_by=release.repo_id.split("/", 1)[0],
-                    gated=tier.gated,
-                )
-            )
-    return out

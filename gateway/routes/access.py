@@ -7,10 +7,10 @@ from datetime import datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, status
-from sqlmodel import Session, select
+from sqlmodel import Session
 
 from gateway.auth.principal import Principal
-from gateway.db.models import AccessRequest, Grant, PolicyVersion, Release, User
+from gateway.db.models import AccessRequest, Grant, PolicyVersion, Release
 from gateway.db.timeutil import as_utc
 from gateway.deps import NowDep, OptionalPrincipal, RowId, SessionDep, StateDep, require_scope
 from gateway.errors import InsufficientScope, NotFound
@@ -26,6 +26,7 @@ from gateway.schemas.access import (
     TermsPublic,
 )
 from gateway.services import access, access_policy, releases
+from gateway.services.access_views import AccessNames
 
 router = APIRouter(
     prefix="/api/access", tags=["access"], responses=problem_responses(401, 403, 404, 503)
@@ -40,40 +41,9 @@ def _utc(value: datetime | None) -> datetime | None:
     return as_utc(value) if value is not None else None
 
 
-class _Names:
-    """Per-response lookups of releases and usernames (lists are small and paged by owner)."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self.releases: dict[int, Release] = {}
-        self.users: dict[int, str] = {}
-        self.versions: dict[int, int] = {}
-
-    def release(self, release_id: int) -> Release:
-        if release_id not in self.releases:
-            row = self.session.get(Release, release_id)
-            assert row is not None
-            self.releases[release_id] = row
-        return self.releases[release_id]
-
-    def user(self, user_id: int | None) -> str | None:
-        if user_id is None:
-            return None
-        if user_id not in self.users:
-            row = self.session.get(User, user_id)
-            self.users[user_id] = row.username if row else f"user-{user_id}"
-        return self.users[user_id]
-
-    def policy_version(self, version_id: int) -> int:
-        if version_id not in self.versions:
-            row = self.session.get(PolicyVersion, version_id)
-            self.versions[version_id] = row.version if row else 0
-        return self.versions[version_id]
-
-
-def request_public(names: _Names, row: AccessRequest) -> AccessRequestPublic:
+def request_public(names: AccessNames, row: AccessRequest) -> AccessRequestPublic:
     release = names.release(row.release_id)
-    grant = names.session.exec(select(Grant.id).where(Grant.request_id == row.id)).first()
+    grant = names.grant_of(row.id)
     assert row.id is not None
     return AccessRequestPublic(
         id=row.id,
@@ -94,7 +64,7 @@ def request_public(names: _Names, row: AccessRequest) -> AccessRequestPublic:
     )
 
 
-def grant_public(names: _Names, row: Grant, now: datetime) -> GrantPublic:
+def grant_public(names: AccessNames, row: Grant, now: datetime) -> GrantPublic:
     release = names.release(row.release_id)
     assert row.id is not None
     return GrantPublic(
@@ -167,7 +137,7 @@ def submit(
         client_address=request.client.host if request.client else "unknown",
         now=now,
     )
-    return request_public(_Names(session), submitted.request)
+    return request_public(AccessNames(session), submitted.request)
 
 
 @router.get("/requests", summary="The caller's requests, or (review=true) their org's queue.")
@@ -180,14 +150,14 @@ def list_requests(
     if review and not principal.has_scope("review"):
         raise InsufficientScope("reviewing needs the 'review' scope")
     rows = access.list_requests(session, principal, review=review, status=status_filter)
-    names = _Names(session)
+    names = AccessNames(session)
     return [request_public(names, row) for row in rows]
 
 
 @router.get("/requests/{request_id}", summary="One request, with the attestation verbatim.")
 def get_request(request_id: RowId, principal: Reader, session: SessionDep) -> AccessRequestDetail:
     row = access.get_request(session, principal, request_id)
-    public = request_public(_Names(session), row)
+    public = request_public(AccessNames(session), row)
     return AccessRequestDetail(**public.model_dump(), attestation=row.attestation)
 
 
@@ -200,7 +170,7 @@ def approve(
     request_id: RowId, principal: Reviewer, session: SessionDep, now: NowDep
 ) -> GrantPublic:
     grant = access.approve_request(session, principal, request_id, now=now)
-    return grant_public(_Names(session), grant, now)
+    return grant_public(AccessNames(session), grant, now)
 
 
 @router.post(
@@ -212,7 +182,7 @@ def deny(
     request_id: RowId, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
 ) -> AccessRequestPublic:
     row = access.deny_request(session, principal, request_id, reason=body.reason, now=now)
-    return request_public(_Names(session), row)
+    return request_public(AccessNames(session), row)
 
 
 @router.get("/grants", summary="The caller's grants, or (review=true) their org's.")
@@ -221,14 +191,14 @@ def list_grants(
 ) -> list[GrantPublic]:
     if review and not principal.has_scope("review"):
         raise InsufficientScope("reviewing needs the 'review' scope")
-    names = _Names(session)
+    names = AccessNames(session)
     rows = access.list_grants(session, principal, review=review)
     return [grant_public(names, row, now) for row in rows]
 
 
 @router.get("/grants/{grant_id}", summary="One grant.")
 def get_grant(grant_id: RowId, principal: Reader, session: SessionDep, now: NowDep) -> GrantPublic:
-    return grant_public(_Names(session), access.get_grant(session, principal, grant_id), now)
+    return grant_public(AccessNames(session), access.get_grant(session, principal, grant_id), now)
 
 
 @router.post(
@@ -240,7 +210,7 @@ def revoke(
     grant_id: RowId, body: ReasonBody, principal: Reviewer, session: SessionDep, now: NowDep
 ) -> GrantPublic:
     grant = access.revoke_grant(session, principal, grant_id, reason=body.reason, now=now)
-    return grant_public(_Names(session), grant, now)
+    return grant_public(AccessNames(session), grant, now)
 
 
 def _own_release(
@@ -253,7 +223,7 @@ def _own_release(
 
 
 def _policy_public(session: Session, release: Release, row: PolicyVersion) -> PolicyPublic:
-    names = _Names(session)
+    names = AccessNames(session)
     return PolicyPublic(
         repo_id=release.repo_id,
         version=release.version,

@@ -17,12 +17,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.responses import JSONResponse, RedirectResponse, Response
 
 from gateway.auth.principal import Principal
-from gateway.db.models import ReleaseStatus
-from gateway.db.timeutil import as_utc
 from gateway.deps import NowDep, OptionalPrincipal, Public, SessionDep, StateDep
-from gateway.errors import NotFound
 from gateway.ledger.events import Actor, record_event
-from gateway.links import ReleaseYanked
 from gateway.problems import problem_responses
 from gateway.routes._files import (
     base_url_of,
@@ -32,8 +28,8 @@ from gateway.routes._files import (
     in_session,
 )
 from gateway.routes._paging import next_link, set_next_link
-from gateway.schemas.downloads import HubModelInfo, HubSibling, HubTreeEntry
-from gateway.services import catalog, downloads, links
+from gateway.schemas.downloads import HubModelInfo, HubTreeEntry
+from gateway.services import catalog, downloads, hub, links
 from gateway.services.downloads import EntryNotFound, ServedFile, TierRef
 from gateway.streaming import ByteRange, select_range
 
@@ -46,41 +42,6 @@ _LFS_POINTER_SIZE = 134
 
 def is_weight_file(file: ServedFile) -> bool:
     return file.path.endswith(WEIGHT_SUFFIXES) or file.size >= 10 << 20
-
-
-def _hub_time(value: datetime) -> str:
-    moment = as_utc(value)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
-
-
-def _model_info(session: Session, ref: TierRef, *, with_files: bool = True) -> HubModelInfo:
-    files = downloads.tier_files(session, ref) if with_files else []
-    gated: str | bool = False
-    if ref.tier.gated:
-        gated = "auto" if '"auto"' in ref.release.policy_json else "manual"
-    return HubModelInfo(
-        id=ref.release.repo_id,
-        modelId=ref.release.repo_id,
-        author=ref.release.repo_id.split("/")[0],
-        sha=ref.commit,
-        lastModified=_hub_time(ref.release.published_at or ref.release.created_at),
-        createdAt=_hub_time(ref.release.created_at),
-        private=False,
-        gated=gated,
-        disabled=False,
-        tags=["tiergate", f"tier:{ref.tier.tier}", f"version:{ref.release.version}"],
-        library_name="transformers",
-        siblings=[HubSibling(rfilename=f.path, size=f.size, blobId=f.sha256[:40]) for f in files],
-        tiergate={
-            "version": ref.release.version,
-            "tier": ref.tier.tier,
-            "revision": ref.revision,
-            "status": ref.release.status,
-            "statement_digest": ref.release.statement_digest,
-            "manifest_digest": ref.tier.manifest_digest,
-            "signer_key_id": ref.release.signer_key_id,
-        },
-    )
 
 
 @router.get(
@@ -103,40 +64,31 @@ def list_models(
     ``limit`` is capped at one page (`huggingface_hub` follows the `Link: rel="next"` header
     and stops by itself after its own limit); ``full`` adds each model's files.
     """
-    page = catalog.page_repositories(
-        session,
-        limit=min(limit or catalog.DEFAULT_PAGE, catalog.MAX_PAGE),
-        cursor=cursor,
-        author=author,
-        search=search,
+    items, next_cursor = hub.list_models(
+        session, viewer, limit=limit, cursor=cursor, author=author, search=search, full=full
     )
-    items = []
-    for repo_id in page.items:
-        try:
-            ref = downloads.resolve_revision(session, repo_id, None, viewer=viewer)
-        except NotFound:
-            continue  # published versions without an open tier: nothing to list
-        items.append(_model_info(session, ref, with_files=full))
-    set_next_link(request, response, page.next_cursor)
+    set_next_link(request, response, next_cursor)
     return items
 
 
-@router.get("/api/models/{org}/{name}", summary="Hub: model info of the default revision.")
+@router.get(
+    "/api/models/{org}/{name}",
+    summary="Hub: model info of the default revision (410 when every version is yanked).",
+    responses=problem_responses(410),
+)
 def model_info(org: str, name: str, viewer: OptionalPrincipal, session: SessionDep) -> HubModelInfo:
-    return _model_info(
-        session, downloads.resolve_revision(session, f"{org}/{name}", None, viewer=viewer)
-    )
+    return hub.model_info(session, f"{org}/{name}", None, viewer=viewer)
 
 
 @router.get(
     "/api/models/{org}/{name}/revision/{revision}",
     summary="Hub: model info of a revision (`main`, `optimized`, `<version>[-<tier>]`, commit).",
+    responses=problem_responses(410),
 )
 def model_info_revision(
     org: str, name: str, revision: str, viewer: OptionalPrincipal, session: SessionDep
 ) -> HubModelInfo:
-    ref = downloads.resolve_revision(session, f"{org}/{name}", revision, viewer=viewer)
-    return _model_info(session, ref)
+    return hub.model_info(session, f"{org}/{name}", revision, viewer=viewer)
 
 
 def _tree_entries(files: list[ServedFile], prefix: str, recursive: bool) -> list[HubTreeEntry]:
@@ -261,8 +213,7 @@ async def resolve(
 
     def decide(session: Session) -> Response | tuple[TierRef, ServedFile, ByteRange]:
         ref = downloads.resolve_revision(session, f"{org}/{name}", revision, viewer=viewer)
-        if ref.release.status == ReleaseStatus.yanked.value:
-            raise ReleaseYanked(f"{ref.release.repo_id}@{ref.release.version} was yanked")
+        hub.check_not_yanked(ref.release)
         downloads.read_access(session, viewer, ref, now=now)
         file = downloads.find_file(session, ref, path)
         if ref.tier.gated and is_weight_file(file):

@@ -20,7 +20,6 @@ from fastapi.responses import Response, StreamingResponse
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.errors import GatewayError, ValidationFailed
-from gateway.generation.models import usable_models
 from gateway.generation.sampler import Choice, SamplingParams
 from gateway.problems import openai_error_responses
 from gateway.schemas.openai import (
@@ -47,11 +46,13 @@ from gateway.services.generation import (
     Prompt,
     StreamEvent,
 )
+from gateway.services.models import usable_models
 
 router = APIRouter(
     prefix="/v1",
     tags=["generation"],
-    responses=openai_error_responses(401, 403, 404, 422, 429, 503),
+    # 507: the model is larger than this gateway's whole model-cache budget.
+    responses=openai_error_responses(401, 403, 404, 422, 429, 503, 507),
 )
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

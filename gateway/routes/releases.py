@@ -183,8 +183,8 @@ def publish_release(
 
 @router.post(
     "/api/releases/{org}/{name}/{version}/yank",
-    summary="Hide a release from new downloads, saying why.",
-    responses=problem_responses(413, 415, 422),
+    summary="Hide a release from new downloads, saying why (once: 409 when already yanked).",
+    responses=problem_responses(409, 413, 415, 422),
 )
 def yank_release(
     org: str,

@@ -66,6 +66,7 @@ class HubModelInfo(BaseModel):
     disabled: bool
     tags: list[str]
     library_name: str | None
+    pipeline_tag: str | None = None
     siblings: list[HubSibling]
     cardData: dict[str, Any] | None = None
     tiergate: dict[str, Any]

@@ -19,13 +19,15 @@ from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
 from gateway.db.models import Release, ReleaseStatus
-from gateway.errors import ValidationFailed
+from gateway.errors import NotFound, ValidationFailed
+from gateway.services import releases
 
 __all__ = [
     "DEFAULT_PAGE",
     "MAX_PAGE",
     "InvalidCursor",
     "Page",
+    "current_release",
     "decode_cursor",
     "encode_cursor",
     "page_releases",
@@ -148,3 +150,22 @@ def page_repositories(
     more = len(repo_ids) > limit
     repo_ids = repo_ids[:limit]
     return Page(repo_ids, encode_cursor([repo_ids[-1]]) if more else None)
+
+
+def current_release(session: Session, repo_id: str, viewer: Principal | None) -> Release:
+    """The version a bare ``ORG/NAME`` names: the newest published one, or, when every
+    version is yanked, the newest yanked one, so that its page and the detection of its text
+    say why instead of answering 404 (yanked text stays evidence)."""
+    try:
+        return releases.find_release(session, repo_id, None, viewer=viewer)
+    except NotFound:
+        pass
+    yanked = session.exec(
+        select(Release)
+        .where(Release.repo_id == repo_id, Release.status == ReleaseStatus.yanked.value)
+        .order_by(col(Release.yanked_at).desc(), col(Release.id).desc())
+        .limit(1)
+    ).first()
+    if yanked is None:
+        raise NotFound(f"no published version of {repo_id!r}")
+    return yanked

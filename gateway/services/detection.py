@@ -25,14 +25,15 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from gateway.auth.principal import Principal
-from gateway.db.models import LogEntry, Release, WatermarkKeyRecord
+from gateway.db.models import LogEntry, Release, ReleaseStatus, WatermarkKeyRecord
 from gateway.errors import ValidationFailed
 from gateway.generation.calls import payloads_for_tags, symbols_for_payloads
 from gateway.generation.keys import derive_watermark_key
-from gateway.generation.models import ModelCache, parse_model_name, resolve_model
+from gateway.generation.models import ModelCache, parse_model_name
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
-from gateway.services import ratelimit
+from gateway.services import catalog, ratelimit, releases
+from gateway.services.models import resolve_model
 from watermark import WatermarkConfig, WatermarkKey, decode_payload, detect_payload
 from watermark.detector import encode_text, scan_flags
 from watermark.errors import InsufficientTextError, WatermarkError
@@ -283,10 +284,12 @@ def detect(
         )
     if (text is None) == (token_ids is None):
         raise ValidationFailed("send exactly one of text or token_ids")
-    if model is not None:  # a model the caller cannot see answers 404 like a missing one
-        resolve_model(session, principal, model, now, for_use=False)
-    candidates = _candidates(session, principal, runtime, model)
     notes: list[str] = []
+    if model is not None:  # a model the caller cannot see answers 404 like a missing one
+        named = _check_model(session, principal, model, now)
+        if named.status == ReleaseStatus.yanked.value:
+            notes.append(_yank_note(named))
+    candidates = _candidates(session, principal, runtime, model)
     results: list[_KeyResult] = []
     encoded: dict[str | None, tuple[list[int], Any]] = {}
     for candidate in candidates:
@@ -325,6 +328,10 @@ def detect(
     z = (green - gamma * scored) / math.sqrt(scored * gamma * (1 - gamma)) if scored else 0.0
     verdict, confidence, why = confidence_of(watermarked, p_value, scored, alpha)
     notes.extend(why)
+    if best is not None and watermarked:
+        source = best.candidate.release
+        if source.status == ReleaseStatus.yanked.value and _yank_note(source) not in notes:
+            notes.append(_yank_note(source))
     if not candidates:
         notes.append("no watermark key of this gateway applies (no generation with it yet)")
     attributed: list[CallAttribution] = []
@@ -373,6 +380,29 @@ def detect(
         },
     )
     return response
+
+
+def _check_model(
+    session: Session, principal: Principal | None, model: str, now: datetime
+) -> Release:
+    """The release ``model`` names, or 404. A bare ``ORG/NAME`` whose versions are all yanked
+    still names its newest one: yanked models' text stays detectable and attributable."""
+    repo_id, version, tier = parse_model_name(model)
+    if version is not None:
+        release = releases.find_release(session, repo_id, version, viewer=principal)
+    else:
+        release = catalog.current_release(session, repo_id, principal)
+    pinned = f"{repo_id}@{release.version}" + (f":{tier}" if ":" in model else "")
+    resolve_model(session, principal, pinned, now, for_use=False)  # the tier exists
+    return release
+
+
+def _yank_note(release: Release) -> str:
+    reason = release.yank_reason or "no reason given"
+    return (
+        f"{release.repo_id}@{release.version} was yanked ({reason}); its text is still "
+        "detected and attributed, as evidence"
+    )
 
 
 def _name(candidate: _Candidate) -> str:

@@ -22,7 +22,6 @@ from sqlalchemy.engine import Engine
 from gateway.auth.principal import Principal
 from gateway.db.engine import session_scope
 from gateway.errors import ServiceUnavailable
-from gateway.generation.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
 from gateway.generation.batcher import MicroBatcher
 from gateway.generation.calls import (
     CallChoice,
@@ -33,7 +32,7 @@ from gateway.generation.calls import (
 )
 from gateway.generation.deltas import StreamTexts
 from gateway.generation.keys import derive_watermark_key, watermark_config_for
-from gateway.generation.models import LoadedModel, ModelCache, parse_model_name, resolve_model
+from gateway.generation.models import LoadedModel, ModelCache, parse_model_name
 from gateway.generation.prompts import (
     EncodedPrompts,
     NoChatTemplate,
@@ -43,6 +42,8 @@ from gateway.generation.prompts import (
 )
 from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
 from gateway.ledger.events import Actor, digest_of, record_event
+from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
+from gateway.services.models import resolve_model
 from gateway.state import GatewayState
 
 __all__ = [

@@ -384,6 +384,11 @@ def publish_release(
     return release
 
 
+class AlreadyYanked(Conflict):
+    code = "already_yanked"
+    title = "Release already yanked"
+
+
 def yank_release(
     session: Session,
     principal: Principal,
@@ -393,25 +398,40 @@ def yank_release(
     reason: str,
     now: datetime,
 ) -> Release:
+    """Yank a release, once: a second yank answers 409 with the reason that stands.
+
+    The first reason is what every client has shown since (pages, Hub errors, `release
+    show`, the log entry), so it is not silently replaced; the transition is one conditional
+    UPDATE, so of two concurrent yanks exactly one is recorded and logged.
+    """
+    from sqlalchemy import update
+
     org_name, _ = split_repo_id(repo_id)
     require_publisher_of(principal, org_name)
     if not reason.strip():
         raise ValidationFailed("say why the release is yanked: --reason")
     release = find_release(session, repo_id, version, viewer=principal)
-    if release.status != ReleaseStatus.yanked.value:
-        release.status = ReleaseStatus.yanked.value
-        release.yank_reason = reason.strip()
-        release.yanked_at = now
-        session.add(release)
-        record_event(
-            session,
-            action="release.yanked",
-            actor=Actor.of(principal),
-            resource=f"release:{repo_id}@{version}",
-            now=now,
-            org_id=release.org_id,
-            fields={"reason": release.yank_reason},
+    changed = session.execute(
+        update(Release)
+        .where(col(Release.id) == release.id, col(Release.status) != ReleaseStatus.yanked.value)
+        .values(status=ReleaseStatus.yanked.value, yank_reason=reason.strip(), yanked_at=now)
+    )
+    session.refresh(release)
+    if changed.rowcount != 1:  # type: ignore[attr-defined]
+        when = release.yanked_at.isoformat() if release.yanked_at else None
+        raise AlreadyYanked(
+            f"{repo_id}@{version} was already yanked: {release.yank_reason or 'no reason given'}",
+            extra={"yank_reason": release.yank_reason, "yanked_at": when},
         )
+    record_event(
+        session,
+        action="release.yanked",
+        actor=Actor.of(principal),
+        resource=f"release:{repo_id}@{version}",
+        now=now,
+        org_id=release.org_id,
+        fields={"reason": release.yank_reason},
+    )
     return release
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shlex
 from typing import Annotated
 
@@ -10,10 +9,11 @@ from fastapi import Form, Request
 from fastapi.responses import RedirectResponse, Response
 from sqlmodel import Session
 
-from gateway.db.models import AccessRequest, Grant, Release, User
+from gateway.db.models import Release
 from gateway.deps import NowDep, SessionDep, StateDep
 from gateway.errors import GatewayError
 from gateway.services import access, access_policy, releases
+from gateway.web._access_rows import Names, grant_rows, request_rows
 from gateway.web.common import page_router
 from gateway.web.csrf import CsrfChecked
 from gateway.web.render import render
@@ -26,55 +26,6 @@ _DONE = {
     "pending": "Request submitted: the publisher will review it.",
     "denied": "The tier's policy refused this request; the reason is below.",
 }
-
-
-class Names:
-    """Small per-page caches of releases and usernames for listing rows."""
-
-    def __init__(self, session: Session) -> None:
-        self.session = session
-        self._releases: dict[int, Release] = {}
-        self._users: dict[int, str] = {}
-
-    def release(self, release_id: int) -> Release:
-        if release_id not in self._releases:
-            row = self.session.get(Release, release_id)
-            assert row is not None
-            self._releases[release_id] = row
-        return self._releases[release_id]
-
-    def user(self, user_id: int | None) -> str:
-        if user_id is None:
-            return "policy"
-        if user_id not in self._users:
-            row = self.session.get(User, user_id)
-            self._users[user_id] = row.username if row else f"user-{user_id}"
-        return self._users[user_id]
-
-
-def request_rows(names: Names, rows: list[AccessRequest]) -> list[dict[str, object]]:
-    return [
-        {
-            "row": r,
-            "release": names.release(r.release_id),
-            "requester": names.user(r.user_id),
-            "decided_by": names.user(r.decided_by) if r.decided_at else None,
-            "fields": json.loads(r.fields_json),
-        }
-        for r in rows
-    ]
-
-
-def grant_rows(names: Names, rows: list[Grant], now: object) -> list[dict[str, object]]:
-    return [
-        {
-            "row": g,
-            "release": names.release(g.release_id),
-            "grantee": names.user(g.user_id),
-            "state": access.grant_state(g, now),  # type: ignore[arg-type]
-        }
-        for g in rows
-    ]
 
 
 @router.get("/access")

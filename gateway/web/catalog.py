@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Annotated
 
 from fastapi import Query, Request
@@ -11,16 +11,14 @@ from fastapi.responses import Response
 from sqlmodel import Session
 
 from gateway.auth.principal import Principal
-from gateway.db.models import Org, Release, ReleaseStatus
-from gateway.deps import SessionDep
-from gateway.services import releases
+from gateway.db.models import Release, ReleaseStatus
+from gateway.deps import NowDep, SessionDep
+from gateway.services import release_page, releases
+from gateway.services.catalog import current_release
 from gateway.web.common import page_router
 from gateway.web.markdown import render_markdown
 from gateway.web.render import render
 from gateway.web.sessions import ViewerDep
-from licensing.dsse import Envelope
-from licensing.errors import LicensingError
-from licensing.statements import parse_release_statement
 
 router = page_router()
 
@@ -87,56 +85,46 @@ def catalog(
     return render(request, "catalog.html", context)
 
 
-def _fidelity(release: Release) -> dict[str, str]:
-    try:
-        payload = Envelope.from_json(release.statement_envelope.encode("utf-8")).payload
-        return dict(parse_release_statement(payload).fidelity)
-    except LicensingError:
-        return {}
-
-
 def release_context(
-    request: Request, session: Session, release: Release, viewer: Principal | None
+    request: Request, session: Session, release: Release, viewer: Principal | None, now: datetime
 ) -> dict[str, object]:
-    files = releases.release_files(session, release)
-    tiers = [
-        {
-            "row": t,
-            "files": [f for f in files if f.tier == t.tier],
-            "total": sum(f.size for f in files if f.tier == t.tier),
-        }
-        for t in releases.release_tiers(session, release)
-    ]
-    versions = [r for r in releases.list_releases(session, viewer) if r.repo_id == release.repo_id]
-    base = str(request.base_url).rstrip("/")
-    gated = [t["row"].tier for t in tiers if t["row"].gated]  # type: ignore[attr-defined]
+    page = release_page.release_page(session, release, viewer, now=now)
     return {
         "title": f"{release.repo_id} {release.version}",
+        "page": page,
         "release": release,
-        "org": session.get(Org, release.org_id),
-        "tiers": tiers,
-        "gated": gated,
-        "versions": sorted(versions, key=lambda r: r.id or 0, reverse=True),
-        "card": render_markdown(release.model_card),
-        "fidelity": _fidelity(release),
-        "approval": json.loads(release.policy_json),
-        "base": base,
+        "org": page.org,
+        "tiers": page.tiers,
+        "versions": page.versions,
+        "card": render_markdown(page.card),
+        "base": str(request.base_url).rstrip("/"),
     }
 
 
 @router.get("/models/{org}/{name}")
 def release_latest(
-    request: Request, org: str, name: str, viewer: ViewerDep, session: SessionDep
+    request: Request, org: str, name: str, viewer: ViewerDep, session: SessionDep, now: NowDep
 ) -> Response:
     principal = viewer.principal if viewer else None
-    release = releases.find_release(session, f"{org}/{name}", None, viewer=principal)
-    return render(request, "release.html", release_context(request, session, release, principal))
+    # The newest published version; when all are yanked, the newest yanked one with its reason.
+    release = current_release(session, f"{org}/{name}", principal)
+    return render(
+        request, "release.html", release_context(request, session, release, principal, now)
+    )
 
 
 @router.get("/models/{org}/{name}/v/{version}")
 def release_version(
-    request: Request, org: str, name: str, version: str, viewer: ViewerDep, session: SessionDep
+    request: Request,
+    org: str,
+    name: str,
+    version: str,
+    viewer: ViewerDep,
+    session: SessionDep,
+    now: NowDep,
 ) -> Response:
     principal = viewer.principal if viewer else None
     release = releases.find_release(session, f"{org}/{name}", version, viewer=principal)
-    return render(request, "release.html", release_context(request, session, release, principal))
+    return render(
+        request, "release.html", release_context(request, session, release, principal, now)
+    )

@@ -1,32 +1,97 @@
-"""A small, safe Markdown subset for model cards: every character of the card is escaped.
+"""Model cards as safe HTML, in linear time: markdown-it-py with raw HTML off, and our link rules.
 
-Model cards come from publishers, so no raw HTML ever passes through: the text is escaped
-first and only the markup we generate is trusted. Supported: YAML front matter (shown as a
-metadata block), ATX headings, paragraphs, bullet and numbered lists, fenced code, block
-quotes, pipe tables, horizontal rules, inline code, bold, italics and http(s) links.
+Model cards come from publishers, so no raw HTML ever passes through: markdown-it's ``html``
+option is off (tags in the card are shown as text), links and autolinks must be http(s),
+site-relative or fragments (anything else stays text), and images are not rendered (a card
+must not make viewers' browsers fetch third-party URLs). Supported: YAML front matter (shown
+as a metadata block), CommonMark, pipe tables and strikethrough.
+
+Why a maintained parser rather than our own regexes: the hand-written renderer this module
+replaced had a link pattern that backtracked quadratically (``"[a](b" * N``: 48 s for 200k
+characters, and since ``re`` holds the GIL, the whole process stalled meanwhile). markdown-it
+follows the CommonMark reference algorithms, which are linear on the spec's pathological
+inputs (``bench/markdown_render.py`` measures ours; figures in ``docs/benchmarks.md``), and
+being pure Python it lets other threads run while it works.
+
+What one page render may cost is bounded three ways: the card is cut at
+:data:`MAX_CARD_CHARS`; a parse yielding more than :data:`MAX_RENDER_TOKENS` tokens is shown
+as escaped plain text instead; and rendered cards are cached by content digest, one render
+per card at a time, so reloading a page (or many viewers at once) renders it once.
+Callers are synchronous page handlers, which FastAPI runs in its threadpool, never on the
+event loop.
 """
 
 from __future__ import annotations
 
-import re
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
 from html import escape
+from typing import Any
 
+from markdown_it import MarkdownIt
+from markdown_it.token import Token
 from markupsafe import Markup
 
+__all__ = [
+    "MAX_CARD_CHARS",
+    "MAX_RENDER_TOKENS",
+    "card_tokens",
+    "render_markdown",
+    "split_front_matter",
+]
+
 MAX_CARD_CHARS = 1 << 20
-_HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")
-_BULLET = re.compile(r"^\s*[-*+]\s+(.*)$")
-_NUMBERED = re.compile(r"^\s*\d{1,9}[.)]\s+(.*)$")
-_RULE = re.compile(r"^\s*([-*_])(\s*\1){2,}\s*$")
-_TABLE_SEP = re.compile(r"^\s*\|?\s*:?-{3,}:?\s*(\|\s*:?-{3,}:?\s*)*\|?\s*$")
-_CODE_SPAN = re.compile(r"`([^`]+)`")
-_LINK = re.compile(r"\[([^\]]+)\]\(([^)\s]+)\)")
-_BOLD = re.compile(r"\*\*(.+?)\*\*")
-_ITALIC = re.compile(r"(?<![\w*])[*_](?![\s*_])(.+?)(?<![\s*_])[*_](?![\w*])")
-_SAFE_URL = re.compile(r"^(https?://|/|#)[^\s\"'<>`]*$", re.IGNORECASE)
+# A 1 MiB card of dense markup parses to ~600k tokens (one per two characters, measured on
+# the adversarial inputs of tests/web/test_markdown.py); prose is far below. Past this the
+# card is shown as plain text: still readable, and its HTML stays about the size of the card.
+MAX_RENDER_TOKENS = 1_000_000
+_CACHE_ENTRIES = 16
+_SAFE_SCHEMES = ("http://", "https://")
+
+
+class _CardMarkdown(MarkdownIt):
+    """CommonMark + tables + strikethrough; no raw HTML, no images, only safe link targets."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "commonmark",
+            # maxNesting bounds the recursion of nested blocks (quotes in lists in quotes...).
+            {"html": False, "linkify": False, "typographer": False, "maxNesting": 20},
+        )
+        self.enable(["table", "strikethrough"])
+        self.disable("image")
+        self.add_render_rule("table_open", _table_open)
+        self.add_render_rule("table_close", _table_close)
+        self.add_render_rule("fence", _code)
+        self.add_render_rule("code_block", _code)
+
+    def validateLink(self, url: str) -> bool:
+        """Only http(s), site-relative and fragment links; javascript:, data: etc. stay text."""
+        lowered = url.lower()
+        return lowered.startswith((*_SAFE_SCHEMES, "/", "#")) and not any(
+            c in url for c in " \t\n\"'<>`"
+        )
+
+
+def _table_open(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return '<div class="table-wrap" tabindex="0"><table>\n'
+
+
+def _table_close(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return "</table></div>\n"
+
+
+def _code(self: Any, tokens: Sequence[Token], idx: int, options: Any, env: Any) -> str:
+    return f"<pre tabindex='0'><code>{escape(tokens[idx].content)}</code></pre>\n"
+
+
+_PARSER = _CardMarkdown()
 
 
 def split_front_matter(text: str) -> tuple[str | None, str]:
+    """(YAML front matter or None, the rest) of a card; one pass over its lines."""
     lines = text.split("\n")
     if lines and lines[0].strip() == "---":
         for i in range(1, len(lines)):
@@ -35,54 +100,37 @@ def split_front_matter(text: str) -> tuple[str | None, str]:
     return None, text
 
 
-def _inline(text: str) -> str:
-    """Escape, then apply inline markup; code spans are protected from further rules."""
-    spans: list[str] = []
-
-    def keep(html: str) -> str:
-        spans.append(html)
-        return f"\x00{len(spans) - 1}\x00"
-
-    text = text.replace("\x00", "")
-    text = _CODE_SPAN.sub(lambda m: keep(f"<code>{escape(m.group(1))}</code>"), text)
-
-    def link(m: re.Match[str]) -> str:
-        label, url = m.group(1), m.group(2)
-        if not _SAFE_URL.match(url):
-            return keep(escape(m.group(0)))
-        rel = ' rel="nofollow noopener"' if url.lower().startswith("http") else ""
-        return keep(f'<a href="{escape(url)}"{rel}>{escape(label)}</a>')
-
-    text = _LINK.sub(link, text)
-    text = escape(text, quote=False)
-    text = text.replace("\\|", "|")
-    text = _BOLD.sub(r"<strong>\1</strong>", text)
-    text = _ITALIC.sub(r"<em>\1</em>", text)
-    return re.sub(r"\x00(\d+)\x00", lambda m: spans[int(m.group(1))], text)
+def card_tokens(body: str) -> list[Token]:
+    """markdown-it's block tokens for ``body`` (the tests count them to check linearity)."""
+    return _PARSER.parse(body)
 
 
-def _cells(line: str) -> list[str]:
-    row = line.strip()
-    row = row.removeprefix("|")
-    if row.endswith("|") and not row.endswith("\\|"):
-        row = row[:-1]
-    return [c.strip() for c in re.split(r"(?<!\\)\|", row)]
+def _adjust(tokens: list[Token], heading_offset: int) -> None:
+    """Shift headings, mark table headers and outbound links: one pass over the tokens."""
+    for token in tokens:
+        if token.type in ("heading_open", "heading_close"):
+            token.tag = f"h{min(6, int(token.tag[1:]) + heading_offset)}"
+        elif token.type == "th_open":
+            token.attrSet("scope", "col")
+        elif token.type == "inline" and token.children:
+            for child in token.children:
+                if child.type == "link_open":
+                    href = str(child.attrGet("href") or "")
+                    if href.lower().startswith(_SAFE_SCHEMES):
+                        child.attrSet("rel", "nofollow noopener")
 
 
-def _table(lines: list[str]) -> str:
-    head = "".join(f'<th scope="col">{_inline(c)}</th>' for c in _cells(lines[0]))
-    body = "".join(
-        "<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in _cells(line)) + "</tr>"
-        for line in lines[2:]
-    )
-    return (
-        f'<div class="table-wrap" tabindex="0"><table><thead><tr>{head}</tr></thead>'
-        f"<tbody>{body}</tbody></table></div>"
-    )
+def _render_body(body: str, heading_offset: int) -> str:
+    tokens = _PARSER.parse(body)
+    count = len(tokens) + sum(len(t.children or ()) for t in tokens)
+    if count > MAX_RENDER_TOKENS:
+        return f"<pre tabindex='0' class='card-text'>{escape(body)}</pre>"
+    _adjust(tokens, heading_offset)
+    html: str = _PARSER.renderer.render(tokens, _PARSER.options, {})
+    return html
 
 
-def render_markdown(text: str, *, heading_offset: int = 1) -> Markup:
-    """HTML for ``text``; headings are shifted down so a card never outranks the page's h1."""
+def _render(text: str, heading_offset: int) -> str:
     front, body = split_front_matter(text[:MAX_CARD_CHARS].replace("\r\n", "\n"))
     out: list[str] = []
     if front is not None:
@@ -90,73 +138,50 @@ def render_markdown(text: str, *, heading_offset: int = 1) -> Markup:
             '<details class="front-matter"><summary>Card metadata</summary>'
             f"<pre tabindex='0'><code>{escape(front)}</code></pre></details>"
         )
-    lines = body.split("\n")
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        if not line.strip():
-            i += 1
-            continue
-        if line.lstrip().startswith("```"):
-            j = i + 1
-            while j < len(lines) and not lines[j].lstrip().startswith("```"):
-                j += 1
-            out.append(
-                f"<pre tabindex='0'><code>{escape(chr(10).join(lines[i + 1 : j]))}</code></pre>"
-            )
-            i = j + 1
-            continue
-        if m := _HEADING.match(line):
-            level = min(6, len(m.group(1)) + heading_offset)
-            out.append(f"<h{level}>{_inline(m.group(2))}</h{level}>")
-            i += 1
-            continue
-        if _RULE.match(line):
-            out.append("<hr>")
-            i += 1
-            continue
-        if "|" in line and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1]):
-            j = i + 2
-            while j < len(lines) and "|" in lines[j] and lines[j].strip():
-                j += 1
-            out.append(_table(lines[i:j]))
-            i = j
-            continue
-        for pattern, tag in ((_BULLET, "ul"), (_NUMBERED, "ol")):
-            if pattern.match(line):
-                items: list[str] = []
-                while i < len(lines) and (m2 := pattern.match(lines[i])):
-                    items.append(f"<li>{_inline(m2.group(1))}</li>")
-                    i += 1
-                out.append(f"<{tag}>{''.join(items)}</{tag}>")
-                break
-        else:
-            if line.lstrip().startswith(">"):
-                quote: list[str] = []
-                while i < len(lines) and lines[i].lstrip().startswith(">"):
-                    quote.append(lines[i].lstrip()[1:].strip())
-                    i += 1
-                out.append(f"<blockquote><p>{_inline(' '.join(quote))}</p></blockquote>")
-                continue
-            para: list[str] = []
-            while i < len(lines) and lines[i].strip() and not _starts_block(lines, i):
-                para.append(lines[i].strip())
-                i += 1
-            if not para:  # a line that starts a block we could not parse: show it as text
-                para.append(lines[i].strip())
-                i += 1
-            out.append(f"<p>{_inline(' '.join(para))}</p>")
-    # Safe by construction: every piece of card text above went through escape().
-    return Markup("\n".join(out))  # noqa: S704
+    out.append(_render_body(body, heading_offset))
+    return "\n".join(out)
 
 
-def _starts_block(lines: list[str], i: int) -> bool:
-    line = lines[i]
-    return bool(
-        _HEADING.match(line)
-        or line.lstrip().startswith(("```", ">"))
-        or _BULLET.match(line)
-        or _NUMBERED.match(line)
-        or _RULE.match(line)
-        or ("|" in line and i + 1 < len(lines) and _TABLE_SEP.match(lines[i + 1]))
-    )
+class _RenderCache:
+    """Rendered cards by digest; concurrent requests for one card wait for a single render."""
+
+    def __init__(self, entries: int) -> None:
+        self.entries = entries
+        self.renders = 0
+        self._done: OrderedDict[str, str] = OrderedDict()
+        self._lock = threading.Lock()
+        self._rendering: dict[str, threading.Lock] = {}
+
+    def get(self, text: str, heading_offset: int) -> str:
+        key = hashlib.sha256(f"{heading_offset}\x00{text}".encode()).hexdigest()
+        with self._lock:
+            if key in self._done:
+                self._done.move_to_end(key)
+                return self._done[key]
+            one = self._rendering.setdefault(key, threading.Lock())
+        with one:
+            with self._lock:
+                if key in self._done:
+                    return self._done[key]
+            html = _render(text, heading_offset)
+            with self._lock:
+                self.renders += 1
+                self._done[key] = html
+                while len(self._done) > self.entries:
+                    self._done.popitem(last=False)
+                self._rendering.pop(key, None)
+            return html
+
+
+_CACHE = _RenderCache(_CACHE_ENTRIES)
+
+
+def render_markdown(text: str, *, heading_offset: int = 1) -> Markup:
+    """HTML for ``text``; headings are shifted down so a card never outranks the page's h1.
+
+    Blocking (up to a few seconds for a 1 MiB card of dense markup): call it from a thread,
+    as FastAPI does for synchronous handlers, not from a coroutine.
+    """
+    # Safe by construction: markdown-it escapes all card text (html=False) and our rules
+    # escape what they emit.
+    return Markup(_CACHE.get(text, heading_offset))  # noqa: S704

@@ -15,7 +15,7 @@ from gateway.deps import NowDep, RowId, SessionDep
 from gateway.errors import Forbidden
 from gateway.services import access, access_policy, releases
 from gateway.services import review as review_service
-from gateway.web.access import Names, grant_rows, request_rows
+from gateway.web._access_rows import Names, grant_rows, request_rows
 from gateway.web.chart import bar_chart
 from gateway.web.common import page_router
 from gateway.web.csrf import CsrfChecked

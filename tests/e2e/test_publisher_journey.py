@@ -166,3 +166,35 @@ def test_publish_refuses_unregistered_key_and_leaves_nothing(
     )
     assert denied.returncode == 1
     assert "forbidden" in denied.stderr
+
+
+def test_build_refuses_bad_options_first_and_leaves_no_half_built_folder(
+    tmp_path: Path, tiny_model_dir: Path
+) -> None:
+    """Issue #15: a bad --repo failed only after the whole build; a failed build left a
+    half-built folder; transformers' "Loading weights" bar leaked into the output."""
+    key = tmp_path / "publisher.pem"
+    ok(tiergate("keys", "generate", "--out", str(key)))
+    out = tmp_path / "release"
+
+    def build(*extra: str) -> subprocess.CompletedProcess[str]:
+        return tiergate(
+            "release", "build", str(tiny_model_dir), "--out", str(out), "--version", "1.0.0",
+            "--key", str(key), *extra,
+        )  # fmt: skip
+
+    bad = build("--repo", "not a repo")
+    assert bad.returncode == 1
+    assert "build_options_invalid" in bad.stderr
+    assert "validating" not in bad.stdout + bad.stderr  # refused before any work
+    assert not out.exists()
+
+    unknown = build("--repo", "acme/tiny", "--optimize", "gguf-q4_k_m")
+    assert unknown.returncode == 1
+    assert not out.exists()
+
+    built = build("--repo", "acme/tiny")
+    assert built.returncode == 0, built.stderr
+    assert "Loading weights" not in built.stdout + built.stderr
+    assert (out / "release.dsse.json").is_file()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".release")] == []

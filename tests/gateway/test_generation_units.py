@@ -213,7 +213,7 @@ def test_completion_prompts_refuse_mixed_forms(prompt: Any) -> None:
 
 
 def test_model_ref_cache_is_a_bounded_lru() -> None:
-    from gateway.generation.admission import CachedModel, ModelRefCache
+    from gateway.services.admission import CachedModel, ModelRefCache
 
     cache = ModelRefCache(capacity=2)
 
@@ -237,7 +237,7 @@ def test_token_quota_prunes_once_per_window_and_refuses_over_the_limit() -> None
     from sqlalchemy import create_engine, event
     from sqlalchemy import text as sql
 
-    from gateway.generation.admission import TokenQuota
+    from gateway.services.admission import TokenQuota
     from gateway.services.ratelimit import RateLimited
 
     engine = create_engine("sqlite://")

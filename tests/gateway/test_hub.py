@@ -196,3 +196,119 @@ def test_hub_clients_download_open_and_gated_tiers(
             capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert checked.returncode == 0, (tier, checked.stdout + checked.stderr)
+
+
+METADATA_SCRIPT = r"""
+import json, sys
+from huggingface_hub import HfApi
+api = HfApi(endpoint=sys.argv[1], token=False)
+def view(m):
+    card = m.card_data.to_dict() if m.card_data is not None else {}
+    return {"gated": m.gated, "pipeline_tag": m.pipeline_tag, "library_name": m.library_name,
+            "tags": m.tags, "license": card.get("license"), "card_tags": card.get("tags")}
+print(json.dumps({
+    "listed": [view(m) for m in api.list_models(author="acme")],
+    "listed_card": [view(m) for m in api.list_models(author="acme", cardData=True)],
+    "repo": view(api.model_info("acme/tiny")),
+    "open": view(api.model_info("acme/tiny", revision="1.0.0")),
+    "optimized": view(api.model_info("acme/tiny", revision="1.0.0-optimized")),
+}))
+"""
+
+YANKED_SCRIPT = r"""
+import json, sys
+from pathlib import Path
+from huggingface_hub import hf_hub_download, snapshot_download
+endpoint, out, token = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+calls = {
+    "optimized": lambda: snapshot_download("acme/tiny", revision="1.0.0-optimized",
+                                           endpoint=endpoint, token=token, cache_dir=out / "y1"),
+    "main": lambda: snapshot_download("acme/tiny", endpoint=endpoint, cache_dir=out / "y2"),
+    "file": lambda: hf_hub_download("acme/tiny", "config.json", revision="1.0.0",
+                                    endpoint=endpoint, cache_dir=out / "y3"),
+}
+result = {}
+for name, call in calls.items():
+    try:
+        call()
+        result[name] = ["downloaded", ""]
+    except Exception as exc:
+        result[name] = [type(exc).__name__, str(exc)]
+print(json.dumps(result))
+"""
+
+
+@pytest.mark.parametrize("hub", ["2.x", "0.3x"])
+@pytest.mark.slow
+def test_hub_metadata_from_the_card_and_yanks_as_hub_clients_see_them(
+    hub: str,
+    request: pytest.FixtureRequest,
+    tmp_path: Path,
+    built_release: BuiltRelease,  # noqa: F811
+    live_server: LiveServer,
+    make_account: Callable[..., Account],
+    engine: Engine,
+) -> None:
+    import httpx
+
+    if hub == "0.3x" and not str(engine.url).startswith("sqlite"):
+        pytest.skip("the 0.3x client runs on SQLite only (same server code; CI time)")
+    extra = request.getfixturevalue("old_hub") if hub == "0.3x" else None
+    env = clean_env(tmp_path, extra)
+    publisher = make_account("pat", "publisher", org="acme")
+    with httpx.Client(base_url=live_server.url, timeout=60) as http:
+        publish(built_release, http, publisher)
+    dev = make_account("dev")
+    grant_access(engine, "dev")
+
+    seen = run_client(METADATA_SCRIPT, [live_server.url], env)
+    for view in (*seen["listed"], *seen["listed_card"], seen["repo"]):  # type: ignore[misc]
+        # The repository has a gated tier whose requests a person reviews (the default).
+        assert view["gated"] == "manual", seen
+        assert view["pipeline_tag"] == "text-generation"
+        assert view["library_name"] == "transformers"
+        assert "tiergate" in view["tags"]
+        assert "license:apache-2.0" in view["tags"]
+    for view in (*seen["listed_card"], seen["repo"], seen["open"]):  # type: ignore[misc]
+        assert view["license"] == "apache-2.0"
+        assert "tiergate" in view["card_tags"]
+    assert seen["open"]["gated"] is False  # type: ignore[index]
+    assert seen["optimized"]["gated"] == "manual"  # type: ignore[index]
+
+    with httpx.Client(base_url=live_server.url, timeout=60, headers=publisher.headers) as http:
+        first = http.post("/api/releases/acme/tiny/1.0.0/yank", json={"reason": "bad tokenizer"})
+        assert first.status_code == 200, first.text
+        # A second yank is refused with the reason that stands; nothing is overwritten.
+        again = http.post("/api/releases/acme/tiny/1.0.0/yank", json={"reason": "other"})
+        assert again.status_code == 409, again.text
+        assert again.json()["code"] == "already_yanked"
+        assert again.json()["yank_reason"] == "bad tokenizer"
+        assert http.get("/api/releases/acme/tiny/1.0.0").json()["yank_reason"] == "bad tokenizer"
+    # The CLI says so instead of echoing the new reason it never recorded.
+    from click.testing import CliRunner
+
+    from gateway.cli.main import cli
+
+    args = ["--gateway", live_server.url, "--token", publisher.token]
+    done = CliRunner().invoke(
+        cli, ["release", "yank", "acme/tiny@1.0.0", "--reason", "other", *args]
+    )
+    assert done.exit_code != 0
+    said = done.output + str(done.exception)  # main() prints the error; the group raises it
+    assert "was already yanked: bad tokenizer (HTTP 409)" in said
+    assert "yanked acme/tiny@1.0.0: other" not in said
+    with httpx.Client(base_url=live_server.url, timeout=60, headers=publisher.headers) as http:
+        page = http.get("/models/acme/tiny")
+        assert page.status_code == 200
+        assert "bad tokenizer" in page.text
+        assert "Request access" not in page.text
+        info = http.get("/api/models/acme/tiny/revision/1.0.0-optimized")
+        assert info.status_code == 410
+        assert info.headers["x-error-code"] == "RevisionNotFound"
+        assert info.headers["x-error-message"] == "acme/tiny@1.0.0 was yanked: bad tokenizer"
+
+    yanked = run_client(YANKED_SCRIPT, [live_server.url, str(tmp_path), dev.token], env)
+    for name, (kind, message) in yanked.items():  # type: ignore[attr-defined]
+        assert kind == "RevisionNotFoundError", (name, kind, message)
+        assert "acme/tiny@1.0.0 was yanked: bad tokenizer" in message, (name, message)
+        assert "Internet connection" not in message

@@ -124,3 +124,40 @@ def test_missing_part_is_an_error_not_a_pass(
     (tmp_path / "release").mkdir()
     assert main([str(tmp_path)]) == 2
     assert "licensing" in capsys.readouterr().err
+
+
+def _gateway_tree(root: Path, files: dict[str, str]) -> Path:
+    for package in ("gateway", "gateway/routes", "gateway/web", "gateway/cli",
+                    "gateway/services", "gateway/generation"):  # fmt: skip
+        (root / package).mkdir(parents=True, exist_ok=True)
+        (root / package / "__init__.py").touch()
+    return make_tree(root, files)
+
+
+def test_gateway_contracts_are_enforced(tmp_path: Path) -> None:
+    """Issue #15: rules drifted into drivers; the check keeps them in services."""
+    from gateway.tools.check_layers import find_gateway_violations
+
+    _gateway_tree(
+        tmp_path,
+        {
+            "gateway/routes/a.py": "from gateway.routes.b import helper\n",  # route -> route
+            "gateway/routes/b.py": "from gateway.routes._shared import x\n",  # plumbing: fine
+            "gateway/routes/c.py": "from sqlmodel import Session, select\n",  # SQL in a driver
+            "gateway/cli/tool.py": "from gateway.web import pages\n",  # CLI -> web
+            "gateway/web/page.py": "import gateway.cli.tool\n",  # web -> CLI
+            "gateway/services/s.py": "from gateway.routes import a\n",  # reaching back up
+            "gateway/generation/g.py": "def f():\n    from gateway.services import s\n",
+            "gateway/services/ok.py": "from sqlmodel import select\nfrom gateway.db import m\n",
+            "gateway/web/render.py": "from gateway.web.sessions import x\n",  # plumbing: fine
+        },
+    )
+    found = {(str(v.path), v.imported) for v in find_gateway_violations(tmp_path)[0]}
+    assert found == {
+        ("gateway/routes/a.py", "gateway.routes.b"),
+        ("gateway/routes/c.py", "select"),
+        ("gateway/cli/tool.py", "gateway.web"),
+        ("gateway/web/page.py", "gateway.cli.tool"),
+        ("gateway/services/s.py", "gateway.routes"),
+        ("gateway/generation/g.py", "gateway.services"),
+    }

@@ -35,14 +35,18 @@ MIN_INT8_TOP1 = 0.97
 def llama_int8(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> OptimizedTier:
     out = tmp_path_factory.mktemp("llama_int8") / "tier"
     with one_thread():
-        return build_optimized_tier(tiny_llama, out, method="int8", show_progress=False)
+        return build_optimized_tier(
+            tiny_llama, out, method="int8", tier_format="tiergate", show_progress=False
+        )
 
 
 @pytest.fixture(scope="session")
 def gpt2_int8(tiny_gpt2_sharded: Path, tmp_path_factory: pytest.TempPathFactory) -> OptimizedTier:
     out = tmp_path_factory.mktemp("gpt2_int8") / "tier"
     with one_thread():
-        return build_optimized_tier(tiny_gpt2_sharded, out, method="int8", show_progress=False)
+        return build_optimized_tier(
+            tiny_gpt2_sharded, out, method="int8", tier_format="tiergate", show_progress=False
+        )
 
 
 def test_int8_codes_and_error() -> None:

@@ -203,7 +203,13 @@ def test_single_file_open_tier_to_sharded_int4_with_fidelity(
     tiny_llama: Path, tmp_path: Path
 ) -> None:
     tier = build_optimized_tier(
-        tiny_llama, tmp_path / "tier", method="int4", max_shard_size="100KB", show_progress=False
+        tiny_llama,
+        tmp_path / "tier",
+        method="int4",
+        group_size=64,
+        max_shard_size="100KB",
+        tier_format="tiergate",
+        show_progress=False,
     )
     assert len(tier.quantized.weight_files) > 1
     assert set(dict(tier.quantized.modules).values()) == {"int4"}

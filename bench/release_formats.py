@@ -1,0 +1,429 @@
+"""Benchmark: fidelity, size and build cost of each optimized artifact format.
+
+Usage::
+
+    python bench/release_formats.py                    # fidelity + size on a trained Llama
+    python bench/release_formats.py --steps 1200 --width 256 --layers 4
+    python bench/release_formats.py --memory           # peak RSS and GB/min, random ~200 MB Llama
+    python bench/release_formats.py --vllm .venv-vllm/bin/python   # + vLLM's figures
+
+Fidelity mode trains a small Llama (cached under ~/.cache/tiergate/release-formats-lm) on the
+docstrings of ~70 Python standard-library modules, then builds every artifact (compressed-
+tensors int8 / int4 at group 128, 64, 32; GGUF q8_0 / q4_0; bf16) and measures each through
+transformers against the open tier on the held-out text of :func:`release.fidelity.
+held_out_texts` (the Zen of Python and the argparse, json, fractions and textwrap docs, none
+of them trained on): top-1 agreement, mean KL, perplexity ratio, size ratio vs float32.
+
+Memory mode writes each artifact of a random Llama in a fresh process and prints the peak RSS
+above the process's RSS before the call, and the build throughput (GB of open weights per
+minute), one thread. Linux only (reads /proc/self/status).
+
+``--vllm PYTHON`` runs ``bench/_vllm_fidelity.py`` under that interpreter (a vLLM CPU
+environment) on the compressed-tensors artifacts and the open tier: the same metrics,
+computed from vLLM's prompt log-probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import importlib
+import inspect
+import json
+import math
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+CACHE = Path.home() / ".cache" / "tiergate" / "release-formats-lm"
+_GB = 10**9
+_MIB = 2**20
+# Trained on these modules' docs; the held-out text comes from others (see the docstring).
+TRAIN_MODULES = [
+    "abc",
+    "aifc",
+    "ast",
+    "asyncio",
+    "base64",
+    "bisect",
+    "bz2",
+    "calendar",
+    "cmd",
+    "code",
+    "codecs",
+    "collections",
+    "colorsys",
+    "concurrent.futures",
+    "configparser",
+    "contextlib",
+    "copy",
+    "csv",
+    "dataclasses",
+    "datetime",
+    "decimal",
+    "difflib",
+    "dis",
+    "email",
+    "enum",
+    "filecmp",
+    "fileinput",
+    "fnmatch",
+    "ftplib",
+    "functools",
+    "getopt",
+    "gettext",
+    "glob",
+    "graphlib",
+    "gzip",
+    "hashlib",
+    "heapq",
+    "hmac",
+    "html",
+    "http.client",
+    "imaplib",
+    "inspect",
+    "io",
+    "ipaddress",
+    "itertools",
+    "keyword",
+    "linecache",
+    "locale",
+    "logging",
+    "lzma",
+    "mailbox",
+    "mimetypes",
+    "numbers",
+    "operator",
+    "optparse",
+    "os",
+    "pathlib",
+    "pickle",
+    "pkgutil",
+    "platform",
+    "poplib",
+    "pprint",
+    "queue",
+    "quopri",
+    "random",
+    "re",
+    "reprlib",
+    "sched",
+    "secrets",
+    "selectors",
+    "shelve",
+    "shlex",
+    "shutil",
+    "signal",
+    "smtplib",
+    "socket",
+    "sqlite3",
+    "statistics",
+    "string",
+    "struct",
+    "subprocess",
+    "tarfile",
+    "tempfile",
+    "threading",
+    "timeit",
+    "tokenize",
+    "trace",
+    "traceback",
+    "types",
+    "typing",
+    "unittest",
+    "urllib.parse",
+    "uuid",
+    "warnings",
+    "wave",
+    "weakref",
+    "zipfile",
+    "zlib",
+]
+ARTIFACTS: tuple[tuple[str, str, int | None], ...] = (
+    ("int8 (ct W8A8)", "int8", None),
+    ("int4 g128 (ct W4A16)", "int4", 128),
+    ("int4 g64", "int4", 64),
+    ("int4 g32", "int4", 32),
+    ("int4 g128 mse", "int4-mse", 128),
+    ("gguf-q8_0", "gguf-q8_0", None),
+    ("gguf-q4_0", "gguf-q4_0", None),
+    ("bf16", "bf16", None),
+)
+
+
+def training_texts() -> list[str]:
+    import warnings
+
+    texts: list[str] = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name in TRAIN_MODULES:
+            try:
+                module = importlib.import_module(name)
+            except ImportError:
+                continue
+            for _, obj in sorted(vars(module).items()):
+                doc = inspect.getdoc(obj) if callable(obj) or inspect.ismodule(obj) else None
+                if doc and len(doc) > 80 and getattr(obj, "__module__", name) == name:
+                    texts.append(doc)
+            if module.__doc__:
+                texts.append(inspect.cleandoc(module.__doc__))
+    return texts
+
+
+def train_model(args: argparse.Namespace) -> Path:
+    """A Llama trained on the training texts; cached by recipe and corpus digest."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    texts = training_texts()
+    digest = hashlib.sha256("\n".join(texts).encode()).hexdigest()[:12]
+    name = f"llama-l{args.layers}-d{args.width}-v{args.vocab}-n{args.steps}-{digest}"
+    folder = CACHE / name
+    if (folder / "model.safetensors").is_file():
+        return folder
+    tmp = CACHE / f".{name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    bpe = Tokenizer(models.BPE())
+    bpe.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    bpe.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=args.vocab,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    bpe.train_from_iterator(texts, trainer=trainer)
+    tokenizer = PreTrainedTokenizerFast(
+        tokenizer_object=bpe, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
+    tokenizer.save_pretrained(tmp)
+    eos = tokenizer.eos_token_id
+    stream: list[int] = []
+    for text in texts:
+        stream += tokenizer(text)["input_ids"] + [eos]
+    data = torch.tensor(stream)
+    config = LlamaConfig(
+        vocab_size=args.vocab,
+        hidden_size=args.width,
+        intermediate_size=args.width * 3,
+        num_hidden_layers=args.layers,
+        num_attention_heads=args.width // 64,
+        num_key_value_heads=args.width // 64,
+        max_position_embeddings=256,
+        tie_word_embeddings=True,
+        bos_token_id=eos,
+        eos_token_id=eos,
+    )
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.01)
+    generator = torch.Generator().manual_seed(0)
+    seq, batch = 128, 8
+    start = time.perf_counter()
+    for step in range(args.steps):
+        lr = (
+            3e-3
+            * min(1.0, (step + 1) / 50)
+            * (0.1 + 0.9 * (1 + math.cos(math.pi * step / args.steps)) / 2)
+        )
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        starts = torch.randint(0, len(data) - seq - 1, (batch,), generator=generator)
+        inputs = torch.stack([data[s : s + seq] for s in starts.tolist()])
+        loss = model(input_ids=inputs, labels=inputs).loss
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if step % 100 == 0:
+            print(f"# step {step} loss {loss.item():.3f} ({time.perf_counter() - start:.0f} s)")
+    model.save_pretrained(tmp)
+    tmp.rename(folder)
+    return folder
+
+
+def fidelity_main(args: argparse.Namespace) -> None:
+    from release.fidelity import HELD_OUT_SOURCE, build_optimized_tier
+
+    torch.set_num_threads(args.threads)
+    model = train_model(args)
+    params = sum(p.numel() for p in _params(model))
+    print(
+        f"# trained llama {args.layers} x {args.width}, vocab {args.vocab}, {args.steps} steps "
+        f"({params / 1e6:.1f} M parameters), held-out text: {HELD_OUT_SOURCE}; "
+        f"torch {torch.__version__}, transformers {_version('transformers')}, "
+        f"compressed-tensors {_version('compressed_tensors')}, gguf {_version('gguf')}"
+    )
+    print(
+        f"{'artifact':22s} {'size':>7s} {'top-1':>7s} {'mean KL':>9s} {'ppl open':>9s} "
+        f"{'ppl opt':>9s} {'ppl ratio':>9s} {'build s':>8s}"
+    )
+    with tempfile.TemporaryDirectory(prefix="tiergate-bench-formats-") as tmp:
+        for label, method, group in ARTIFACTS:
+            if args.only and not any(label.startswith(x) for x in args.only):
+                continue
+            out = Path(tmp) / label.split()[0].replace(" ", "-") / str(group)
+            start = time.perf_counter()
+            if method == "int4-mse":
+                f = _mse_tier(model, out, group or 128)
+            else:
+                f = build_optimized_tier(
+                    model, out, method=method, group_size=group, show_progress=False
+                ).fidelity
+            seconds = time.perf_counter() - start
+            print(
+                f"{label:22s} {f.size_ratio:6.3f}x {f.top1_agreement:7.2%} {f.mean_kl:9.2e} "
+                f"{f.perplexity_open:9.3f} {f.perplexity_optimized:9.3f} "
+                f"{f.perplexity_ratio:9.4f} {seconds:8.1f}"
+            )
+            if args.vllm and method in ("int8", "int4", "int4-mse") and group in (None, 128):
+                _vllm(args.vllm, model, out, label, "float32" if method == "int8" else "bfloat16")
+
+
+def _mse_tier(model: Path, out: Path, group: int) -> Any:
+    from release.compressed import write_compressed_tier
+    from release.fidelity import measure_fidelity
+
+    tier = write_compressed_tier(
+        model, out, method="int4", group_size=group, weight_observer="mse", show_progress=False
+    )
+    return measure_fidelity(model, out, method="int4", tensor_errors=tier.tensor_errors)
+
+
+def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str, dtype: str) -> None:
+    script = Path(__file__).with_name("_vllm_fidelity.py")
+    proc = subprocess.run(
+        [python, str(script), str(open_dir), str(tier_dir), dtype],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={"VLLM_CPU_KVCACHE_SPACE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
+    )
+    if proc.returncode != 0:
+        print(f"#   vLLM {label}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+        return
+    doc = json.loads(proc.stdout.strip().splitlines()[-1])
+    print(
+        f"#   vLLM {doc['vllm']} ({dtype}) {label}: top-1 {doc['top1_agreement']:.2%}, mean KL "
+        f"{doc['mean_kl']:.2e} (top-20), ppl ratio {doc['perplexity_ratio']:.4f}"
+    )
+
+
+def _params(model_dir: Path) -> list[torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return list(load_file(str(model_dir / "model.safetensors")).values())
+
+
+def _version(module: str) -> str:
+    from importlib import metadata
+
+    return metadata.version(module.replace("_", "-"))
+
+
+def _status_kib(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
+def _measure(src: str, out: str, method: str, max_shard_size: str) -> None:
+    """Child process: write one artifact, print peak RSS above the RSS before the call."""
+    import compressed_tensors.compressors  # noqa: F401  (imports are not the writer's memory)
+    import gguf  # noqa: F401
+    import safetensors.torch  # noqa: F401
+    from transformers import AutoModelForCausalLM  # noqa: F401
+
+    from release.fidelity import write_optimized_artifact
+
+    torch.set_num_threads(1)
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    start = time.perf_counter()
+    tier = write_optimized_artifact(
+        src, out, method=method, max_shard_size=max_shard_size, show_progress=False
+    )
+    seconds = time.perf_counter() - start
+    doc = {
+        "peak_above": (_status_kib("VmHWM") - before) * 1024,
+        "seconds": seconds,
+        "open_bytes": tier.open_weights_bytes,
+        "optimized_bytes": tier.optimized_weights_bytes,
+        "files": len(tier.weight_files),
+    }
+    print(json.dumps(doc))
+
+
+def memory_main(args: argparse.Namespace) -> None:
+    from release.testing import build_tiny_model
+
+    with tempfile.TemporaryDirectory(prefix="tiergate-bench-formats-mem-") as tmp:
+        root = Path(tmp)
+        src = build_tiny_model(root / "open", hidden_size=args.hidden, num_layers=args.mem_layers)
+        open_bytes = (src / "model.safetensors").stat().st_size
+        print(
+            f"# random llama {args.mem_layers} x {args.hidden}, open tier "
+            f"{open_bytes / _MIB:.0f} MiB float32, shards of {args.max_shard_size}, 1 thread"
+        )
+        print(f"{'artifact':12s} {'files':>5s} {'peak MiB':>9s} {'vs open':>8s} {'GB/min':>7s}")
+        for method in ("int8", "int4", "gguf-q8_0", "gguf-q4_0"):
+            proc = subprocess.run(
+                [
+                    sys.executable,
+                    __file__,
+                    "--_measure",
+                    str(src),
+                    str(root / method),
+                    method,
+                    args.max_shard_size,
+                ],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            r: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+            rate = r["open_bytes"] / _GB / (r["seconds"] / 60)
+            print(
+                f"{method:12s} {r['files']:5d} {r['peak_above'] / _MIB:9.1f} "
+                f"{r['peak_above'] / open_bytes:7.3f}x {rate:7.2f}"
+            )
+            shutil.rmtree(root / method, ignore_errors=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=800)
+    parser.add_argument("--width", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--vocab", type=int, default=2048)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--vllm", default=None, metavar="PYTHON")
+    parser.add_argument("--only", nargs="*", default=None, metavar="LABEL", help="e.g. int8")
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--hidden", type=int, default=768)
+    parser.add_argument("--mem-layers", type=int, default=6)
+    parser.add_argument("--max-shard-size", default="64MB")
+    parser.add_argument("--_measure", nargs=4, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args._measure:
+        _measure(*args._measure)
+    elif args.memory:
+        memory_main(args)
+    else:
+        fidelity_main(args)
+
+
+if __name__ == "__main__":
+    main()

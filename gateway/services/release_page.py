@@ -1,0 +1,113 @@
+"""What a release's web page shows: tiers, files, how to download, and the viewer's access.
+
+The page is a driver; every rule it displays (which command pulls a tier, whether the viewer
+holds a live grant, which card sections it shows) is decided here, once.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlmodel import Session
+
+from gateway.auth.principal import Principal
+from gateway.db.models import Org, Release, ReleaseFile, ReleaseStatus, ReleaseTier
+from gateway.services import releases
+from gateway.services.access import active_grant
+from gateway.services.hub import approval_mode
+from gateway.services.releases import OPEN_TIER
+
+__all__ = ["ReleasePage", "TierView", "card_for_page", "pull_command", "release_page"]
+
+# The page lists every file with its sha256 in its own table; the card's copy is dropped so
+# each digest appears once (the signed README.md itself is unchanged).
+_PAGE_OWNED_SECTIONS = ("file digests",)
+_H2 = re.compile(r"^##\s+(.*?)\s*#*\s*$")
+
+
+@dataclass(frozen=True)
+class TierView:
+    row: ReleaseTier
+    files: list[ReleaseFile]
+    total: int
+    revision: str
+    pull: str
+    # The viewer's live grant on a gated tier: when it ends (None: no grant or open tier).
+    grant_until: datetime | None
+
+
+@dataclass(frozen=True)
+class ReleasePage:
+    release: Release
+    org: Org | None
+    tiers: list[TierView]
+    versions: list[Release]
+    card: str
+    approval: str
+    open_pull: str
+    # Gated tiers the viewer cannot download yet: the call to action names them.
+    locked: list[str]
+    # Gated tiers the viewer holds a live grant for.
+    unlocked: list[TierView]
+
+
+def card_for_page(card: str) -> str:
+    """The card's Markdown minus the sections the page shows itself (the file digests)."""
+    out: list[str] = []
+    skipping = False
+    fenced = False
+    for line in card.split("\n"):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        heading = None if fenced else _H2.match(line)
+        if heading is not None:
+            skipping = heading.group(1).strip().lower() in _PAGE_OWNED_SECTIONS
+        if not skipping:
+            out.append(line)
+    return "\n".join(out)
+
+
+def pull_command(release: Release, tier: str) -> str:
+    name = release.repo_id.split("/", 1)[-1]
+    suffix = "" if tier == OPEN_TIER else f"-{tier}"
+    command = f"tiergate pull {release.repo_id}@{release.version} --out {name}-{release.version}"
+    return command + suffix + ("" if tier == OPEN_TIER else f" --tier {tier}")
+
+
+def release_page(
+    session: Session, release: Release, viewer: Principal | None, *, now: datetime
+) -> ReleasePage:
+    files = releases.release_files(session, release)
+    published = release.status == ReleaseStatus.published.value
+    tiers = []
+    for row in releases.release_tiers(session, release):
+        grant = None
+        if row.gated and viewer is not None and published:
+            grant = active_grant(session, viewer, release, row.tier, now)
+        mine = [f for f in files if f.tier == row.tier]
+        tiers.append(
+            TierView(
+                row=row,
+                files=mine,
+                total=sum(f.size for f in mine),
+                revision=f"{release.version}-{row.tier}",
+                pull=pull_command(release, row.tier),
+                grant_until=grant.expires_at if grant is not None else None,
+            )
+        )
+    gated = [t for t in tiers if t.row.gated]
+    versions = [r for r in releases.list_releases(session, viewer) if r.repo_id == release.repo_id]
+    approval = approval_mode(session, release, gated[0].row.tier) if gated else ""
+    return ReleasePage(
+        release=release,
+        org=session.get(Org, release.org_id),
+        tiers=tiers,
+        versions=sorted(versions, key=lambda r: r.id or 0, reverse=True),
+        card=card_for_page(release.model_card),
+        approval=approval,
+        open_pull=pull_command(release, OPEN_TIER),
+        locked=[t.row.tier for t in gated if t.grant_until is None and published],
+        unlocked=[t for t in gated if t.grant_until is not None],
+    )

@@ -1,0 +1,109 @@
+"""The optimized artifacts a release can ship, by ``--optimize`` name, and their tier names.
+
+Every artifact is written in a format an engine loads unchanged:
+
+==============  ==========================================  ===============================
+name            format                                      engines
+==============  ==========================================  ===============================
+``int8``        compressed-tensors W8A8 (``int-quantized``)  vLLM, transformers
+``int4``        compressed-tensors W4A16 (``pack-quantized``) vLLM, transformers
+``bf16``        plain bfloat16 safetensors                  vLLM, transformers, anything
+``gguf-q8_0``   GGUF, Q8_0 linear weights                   llama.cpp, Ollama, transformers
+``gguf-q4_0``   GGUF, Q4_0 linear weights                   llama.cpp, Ollama, transformers
+==============  ==========================================  ===============================
+
+Tier names: the first artifact of a release is ``optimized`` (the name existing clients and
+grants use); each further one is ``optimized_<name>`` with hyphens as underscores
+(``optimized_gguf_q4_0``, ``optimized_int4``). No hyphen, because the Hub API's
+``<version>-<tier>`` revision (``1.0.0-optimized_gguf_q4_0``) splits at the last hyphen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+from release.errors import UnknownOptimizationError
+
+__all__ = [
+    "GGUF_QUANT_TYPES",
+    "OPTIMIZATIONS",
+    "PRIMARY_TIER",
+    "Optimization",
+    "parse_optimizations",
+    "tier_names",
+]
+
+Engine = Literal["compressed-tensors", "bf16", "gguf"]
+PRIMARY_TIER = "optimized"
+# What the gguf package (0.19) can quantize itself; k-quants (Q4_K_M...) it only dequantizes.
+GGUF_QUANT_TYPES = ("q8_0", "q4_0")
+
+
+@dataclass(frozen=True)
+class Optimization:
+    """One optimized artifact kind: its ``--optimize`` name, writer and what it is, in words."""
+
+    name: str
+    engine: Engine
+    description: str
+
+    @property
+    def gguf_type(self) -> str | None:
+        return self.name.removeprefix("gguf-") if self.engine == "gguf" else None
+
+
+OPTIMIZATIONS: dict[str, Optimization] = {
+    "int8": Optimization(
+        "int8",
+        "compressed-tensors",
+        "compressed-tensors W8A8: int8 weights per output channel, int8 activations per token "
+        "(dynamic)",
+    ),
+    "int4": Optimization(
+        "int4",
+        "compressed-tensors",
+        "compressed-tensors W4A16: int4 weights in groups along the input, 16-bit activations",
+    ),
+    "bf16": Optimization("bf16", "bf16", "every floating tensor in bfloat16"),
+    "gguf-q8_0": Optimization(
+        "gguf-q8_0", "gguf", "GGUF with Q8_0 linear weights (blocks of 32, one fp16 scale)"
+    ),
+    "gguf-q4_0": Optimization(
+        "gguf-q4_0", "gguf", "GGUF with Q4_0 linear weights (blocks of 32, one fp16 scale)"
+    ),
+}
+
+
+def parse_optimizations(values: str | Iterable[str]) -> tuple[Optimization, ...]:
+    """The artifacts asked for, in order, each once; unknown names raise
+    :class:`~release.errors.UnknownOptimizationError` naming the known ones."""
+    names = [values] if isinstance(values, str) else list(values)
+    if not names:
+        raise UnknownOptimizationError("no optimization asked for")
+    out: list[Optimization] = []
+    for name in names:
+        found = OPTIMIZATIONS.get(name) if isinstance(name, str) else None
+        if found is None:
+            hint = ""
+            if isinstance(name, str) and name.startswith("gguf-"):
+                hint = (
+                    f"; the gguf writer quantizes {', '.join(GGUF_QUANT_TYPES)} "
+                    "(k-quants such as q4_k_m need llama.cpp's llama-quantize)"
+                )
+            raise UnknownOptimizationError(
+                f"unknown optimization {name!r} (known: {', '.join(OPTIMIZATIONS)}){hint}"
+            )
+        if found in out:
+            raise UnknownOptimizationError(f"optimization {name!r} asked for twice")
+        out.append(found)
+    return tuple(out)
+
+
+def tier_names(optimizations: Sequence[Optimization]) -> tuple[str, ...]:
+    """``optimized`` for the first artifact, ``optimized_<name>`` for the others."""
+    return tuple(
+        PRIMARY_TIER if i == 0 else f"{PRIMARY_TIER}_{o.name.replace('-', '_')}"
+        for i, o in enumerate(optimizations)
+    )

@@ -1,0 +1,437 @@
+"""The GGUF optimized tier for llama.cpp and Ollama: one self-contained ``model-<type>.gguf``.
+
+Written with the ``gguf`` package's writer and quantizer (Q8_0 or Q4_0: the types that package
+quantizes itself). The file carries the architecture's hyper-parameters under llama.cpp's keys,
+the tokenizer (``tokenizer.ggml.*``: model, pre-tokenizer, tokens, types, merges, special ids)
+and the chat template, so ``llama-cli -m model-q8_0.gguf`` needs no other file. Supported: the
+Llama and GPT-2 architectures, byte-level BPE tokenizers (GPT-2 style); anything else is
+refused with a typed error before a byte is written.
+
+Layout conventions follow llama.cpp's converter (the GGUF spec): tensor names from
+``gguf.TensorNameMap``; Llama's q/k projections are stored with their rotary halves
+interleaved (llama.cpp's rope is the "normal" one, transformers' the "neox" one); GPT-2's
+Conv1D weights are stored transposed to ``[out, in]``. Norms and biases stay float32, the
+embeddings (and an untied output head) float16, the other 2-D weights are quantized when
+their rows are whole blocks of 32, float16 otherwise (recorded per tensor).
+
+Streaming: the tensor table is computed from the safetensors headers, written first, then
+each tensor is read, converted and written in turn, so memory holds one tensor.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from release._paths import list_folder_files
+from release._progress import Progress, ProgressCallback
+from release._shards import loaded_weight_files, read_tensors
+from release.errors import (
+    QuantizationError,
+    UnsupportedArchitectureError,
+    UnsupportedTokenizerError,
+)
+from release.quantize import _NOT_COPIED, _WEIGHT_SUFFIXES, QuantizedTier
+from release.safetensors_check import MAX_JSON_FILE_BYTES, validate_model_folder
+
+if TYPE_CHECKING:
+    import numpy as np
+    import torch
+
+__all__ = ["GGUF_ARCHITECTURES", "check_gguf_exportable", "gguf_file_name", "write_gguf_tier"]
+
+GGUF_ARCHITECTURES = ("llama", "gpt2")
+_BLOCK = 32
+_TOKEN_NORMAL, _TOKEN_CONTROL, _TOKEN_USER, _TOKEN_UNUSED = 1, 3, 4, 5
+_GPT2_TRANSPOSED = (
+    ".attn.c_attn.weight",
+    ".attn.c_proj.weight",
+    ".mlp.c_fc.weight",
+    ".mlp.c_proj.weight",
+)
+# Buffers GPT-2 checkpoints may carry that are not weights.
+_GPT2_SKIPPED = (".attn.bias", ".attn.masked_bias")
+
+
+def gguf_file_name(quant_type: str) -> str:
+    return f"model-{quant_type}.gguf"
+
+
+@dataclass(frozen=True)
+class _Tokenizer:
+    tokens: list[str]
+    types: list[int]
+    merges: list[str]
+    special: Mapping[str, int]  # bos/eos/unk/pad -> id
+    add_bos: bool
+    chat_template: str | None
+
+
+def _read_json(path: Path) -> Any:
+    if path.stat().st_size > MAX_JSON_FILE_BYTES:
+        raise UnsupportedTokenizerError(f"{path.name}: too large")
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError) as exc:
+        raise UnsupportedTokenizerError(f"{path.name}: not readable JSON: {exc}") from None
+
+
+def _is_byte_level(component: Any) -> bool:
+    if not isinstance(component, dict):
+        return False
+    if component.get("type") == "ByteLevel":
+        return component.get("use_regex", True) is True and not component.get("add_prefix_space")
+    return False
+
+
+def _prepends_special(post: Any) -> bool:
+    """Whether the post-processor puts a special token (BOS) before a single sequence."""
+    if not isinstance(post, dict) or post.get("type") != "TemplateProcessing":
+        return False
+    single = post.get("single")
+    return isinstance(single, list) and bool(single) and "SpecialToken" in (single[0] or {})
+
+
+def _read_tokenizer(src: Path, vocab_size: int) -> _Tokenizer:
+    """The tokenizer as GGUF metadata, or :class:`UnsupportedTokenizerError` when GGUF's
+    ``gpt2`` tokenizer (byte-level BPE with GPT-2's split) would tokenize differently."""
+    path = src / "tokenizer.json"
+    if not path.is_file():
+        raise UnsupportedTokenizerError(
+            "GGUF export needs a tokenizer.json (fast tokenizer) to embed the tokenizer"
+        )
+    doc = _read_json(path)
+    model = doc.get("model") if isinstance(doc, dict) else None
+    if not isinstance(model, dict) or model.get("type") != "BPE":
+        kind = model.get("type") if isinstance(model, dict) else None
+        raise UnsupportedTokenizerError(
+            f"GGUF export supports byte-level BPE tokenizers; this one is {kind!r}"
+        )
+    decoder = doc.get("decoder")
+    decodes_bytes = isinstance(decoder, dict) and decoder.get("type") == "ByteLevel"
+    if not _is_byte_level(doc.get("pre_tokenizer")) or not decodes_bytes:
+        raise UnsupportedTokenizerError(
+            "GGUF export supports GPT-2 byte-level pre-tokenization (ByteLevel with its regex, "
+            "no prefix space); llama.cpp would split this tokenizer's text differently"
+        )
+    if doc.get("normalizer") is not None:
+        raise UnsupportedTokenizerError(
+            "GGUF's byte-level BPE has no normalizer; this tokenizer normalizes its input"
+        )
+    if model.get("byte_fallback") or model.get("continuing_subword_prefix"):
+        raise UnsupportedTokenizerError("GGUF's byte-level BPE has no byte fallback or prefixes")
+    vocab = model.get("vocab")
+    merges = model.get("merges")
+    if not isinstance(vocab, dict) or not isinstance(merges, list):
+        raise UnsupportedTokenizerError("tokenizer.json has no BPE vocab or merges")
+    added = [a for a in doc.get("added_tokens") or [] if isinstance(a, dict)]
+    size = max([vocab_size, *(int(i) + 1 for i in vocab.values())])
+    size = max([size, *(int(a.get("id", 0)) + 1 for a in added)])
+    if size > vocab_size:
+        raise UnsupportedTokenizerError(
+            f"the tokenizer has ids up to {size - 1}, past the model's {vocab_size} embeddings"
+        )
+    # llama.cpp needs one token per embedding row: rows no token uses are named placeholders.
+    tokens = [f"[PAD{i}]" for i in range(vocab_size)]
+    types = [_TOKEN_UNUSED] * vocab_size
+    for token, index in vocab.items():
+        tokens[int(index)], types[int(index)] = token, _TOKEN_NORMAL
+    for entry in added:
+        index = int(entry["id"])
+        tokens[index] = str(entry["content"])
+        types[index] = _TOKEN_CONTROL if entry.get("special") else _TOKEN_USER
+    merge_lines = [m if isinstance(m, str) else " ".join(m) for m in merges]
+    config: dict[str, Any] = {}
+    if (src / "tokenizer_config.json").is_file():
+        loaded = _read_json(src / "tokenizer_config.json")
+        config = loaded if isinstance(loaded, dict) else {}
+    template = config.get("chat_template")
+    if template is None and (src / "chat_template.jinja").is_file():
+        template = (src / "chat_template.jinja").read_text("utf-8")
+    ids = {token: i for i, token in enumerate(tokens)}
+    special: dict[str, int] = {}
+    for key in ("bos", "eos", "unk", "pad"):
+        value = config.get(f"{key}_token")
+        if isinstance(value, dict):
+            value = value.get("content")
+        if isinstance(value, str) and value in ids:
+            special[key] = ids[value]
+    add_bos = bool(config.get("add_bos_token", False)) or _prepends_special(
+        doc.get("post_processor")
+    )
+    template = template if isinstance(template, str) else None
+    return _Tokenizer(tokens, types, merge_lines, special, add_bos, template)
+
+
+def _permute_rope(weight: torch.Tensor, heads: int) -> torch.Tensor:
+    # transformers pairs dimension i with i + d/2 (neox); llama.cpp pairs 2i with 2i+1.
+    rows = weight.shape[0]
+    return (
+        weight.reshape(heads, 2, rows // heads // 2, *weight.shape[1:])
+        .swapaxes(1, 2)
+        .reshape(weight.shape)
+    )
+
+
+def _hyper_parameters(writer: Any, arch: str, cfg: Mapping[str, Any]) -> None:
+    def need(key: str) -> Any:
+        value = cfg.get(key)
+        if value is None:
+            raise QuantizationError(f"config.json lacks {key!r}, needed for GGUF")
+        return value
+
+    if arch == "llama":
+        heads = int(need("num_attention_heads"))
+        hidden = int(need("hidden_size"))
+        rope = cfg.get("rope_parameters") or {}
+        if cfg.get("rope_scaling") or rope.get("rope_type", "default") != "default":
+            raise UnsupportedArchitectureError(
+                "optimized artifact gguf (llama.cpp): rope scaling is not exported"
+            )
+        writer.add_context_length(int(need("max_position_embeddings")))
+        writer.add_embedding_length(hidden)
+        writer.add_block_count(int(need("num_hidden_layers")))
+        writer.add_feed_forward_length(int(need("intermediate_size")))
+        writer.add_head_count(heads)
+        writer.add_head_count_kv(int(cfg.get("num_key_value_heads") or heads))
+        writer.add_layer_norm_rms_eps(float(need("rms_norm_eps")))
+        writer.add_rope_freq_base(float(rope.get("rope_theta") or cfg.get("rope_theta") or 1e4))
+        writer.add_rope_dimension_count(int(cfg.get("head_dim") or hidden // heads))
+        writer.add_vocab_size(int(need("vocab_size")))
+    else:
+        hidden = int(need("n_embd"))
+        writer.add_context_length(int(need("n_positions")))
+        writer.add_embedding_length(hidden)
+        writer.add_block_count(int(need("n_layer")))
+        writer.add_feed_forward_length(int(cfg.get("n_inner") or 4 * hidden))
+        writer.add_head_count(int(need("n_head")))
+        writer.add_layer_norm_eps(float(need("layer_norm_epsilon")))
+
+
+def _tokenizer_metadata(writer: Any, tok: _Tokenizer) -> None:
+    writer.add_tokenizer_model("gpt2")
+    writer.add_tokenizer_pre("gpt-2")
+    writer.add_token_list(tok.tokens)
+    writer.add_token_types(tok.types)
+    writer.add_token_merges(tok.merges)
+    setters: dict[str, Callable[[int], None]] = {
+        "bos": writer.add_bos_token_id,
+        "eos": writer.add_eos_token_id,
+        "unk": writer.add_unk_token_id,
+        "pad": writer.add_pad_token_id,
+    }
+    for key, value in tok.special.items():
+        setters[key](value)
+    writer.add_add_bos_token(tok.add_bos)
+    if tok.chat_template:
+        writer.add_chat_template(tok.chat_template)
+
+
+@dataclass(frozen=True)
+class _Plan:
+    source: str  # tensor name in the checkpoint
+    target: str  # GGUF tensor name
+    shape: tuple[int, ...]  # after transposition
+    kind: str  # "q" (quantized), "f16", "f32"
+
+
+def _plan(arch: str, names: Mapping[str, tuple[int, ...]], blocks: int, tied: bool) -> list[_Plan]:
+    import gguf
+
+    model_arch = gguf.MODEL_ARCH.LLAMA if arch == "llama" else gguf.MODEL_ARCH.GPT2
+    table = gguf.get_tensor_name_map(model_arch, blocks)
+    plan: list[_Plan] = []
+    for name, shape in names.items():
+        if arch == "gpt2" and name.endswith(_GPT2_SKIPPED):
+            continue
+        if tied and name == "lm_head.weight":
+            continue  # llama.cpp uses token_embd when there is no output tensor
+        target = table.get_name(name, try_suffixes=(".weight", ".bias"))
+        if target is None:
+            raise UnsupportedArchitectureError(
+                f"optimized artifact gguf (llama.cpp): no GGUF tensor for {name}"
+            )
+        if arch == "gpt2" and name.endswith(_GPT2_TRANSPOSED):
+            shape = (shape[1], shape[0])
+        if len(shape) < 2:
+            kind = "f32"
+        elif target.startswith(("token_embd", "position_embd", "output.")):
+            kind = "f16"
+        elif shape[-1] % _BLOCK == 0:
+            kind = "q"
+        else:
+            kind = "f16"
+        plan.append(_Plan(name, target, shape, kind))
+    return plan
+
+
+def _to_array(
+    entry: _Plan, tensor: torch.Tensor, arch: str, cfg: Mapping[str, Any], qtype: Any
+) -> np.ndarray[Any, Any]:
+    import gguf
+    import numpy as np
+    import torch
+
+    data = tensor.to(torch.float32)
+    if arch == "gpt2" and entry.source.endswith(_GPT2_TRANSPOSED):
+        data = data.t()
+    if arch == "llama" and entry.source.endswith("self_attn.q_proj.weight"):
+        data = _permute_rope(data, int(cfg["num_attention_heads"]))
+    elif arch == "llama" and entry.source.endswith("self_attn.k_proj.weight"):
+        heads = int(cfg.get("num_key_value_heads") or cfg["num_attention_heads"])
+        data = _permute_rope(data, heads)
+    array = data.contiguous().numpy()
+    if entry.kind == "q":
+        quantized: np.ndarray[Any, Any] = gguf.quants.quantize(array, qtype)
+        return quantized
+    return array.astype(np.float16 if entry.kind == "f16" else np.float32)
+
+
+def check_gguf_exportable(model_dir: str | os.PathLike[str], quant_type: str = "q8_0") -> None:
+    """Raise the error :func:`write_gguf_tier` would raise for the architecture or the
+    tokenizer, without writing anything (a release build checks every artifact first)."""
+    src = Path(model_dir)
+    cfg = json.loads((src / "config.json").read_text("utf-8"))
+    _check_architecture(cfg, quant_type)
+    _read_tokenizer(src, int(cfg.get("vocab_size") or 0))
+
+
+def _check_architecture(cfg: Mapping[str, Any], quant_type: str) -> None:
+    arch = cfg.get("model_type")
+    if arch not in GGUF_ARCHITECTURES:
+        raise UnsupportedArchitectureError(
+            f"optimized artifact gguf-{quant_type} (llama.cpp, Ollama): architecture {arch!r} "
+            f"is not exported; supported: {', '.join(GGUF_ARCHITECTURES)}"
+        )
+
+
+def write_gguf_tier(
+    model_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str],
+    *,
+    quant_type: str = "q8_0",
+    show_progress: bool | None = None,
+    on_progress: ProgressCallback | None = None,
+) -> QuantizedTier:
+    """Write ``out_dir/model-<quant_type>.gguf`` (plus the open tier's ``config.json``, which
+    transformers' GGUF loader needs for GPT-2 models whose context is not 1024)."""
+    import gguf
+    import numpy as np
+
+    from release._quant_kernels import relative_error
+
+    qtypes = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
+    file_types = {"q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}
+    if quant_type not in qtypes:
+        raise QuantizationError(f"GGUF type {quant_type!r} is not one of {', '.join(qtypes)}")
+    src, out = Path(model_dir), Path(out_dir)
+    report = validate_model_folder(src)
+    sources = loaded_weight_files(report)[0]
+    cfg: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
+    arch = cfg.get("model_type")
+    _check_architecture(cfg, quant_type)
+    if "quantization_config" in cfg:
+        raise QuantizationError("the source model is already quantized")
+    vocab_size = int(cfg.get("vocab_size") or 0)
+    tokenizer = _read_tokenizer(src, vocab_size)  # refused before anything is written
+    blocks = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 0)
+    shapes = {e.name: tuple(e.shape) for f in sources for e in f.tensors}
+    tied = bool(cfg.get("tie_word_embeddings", True))
+    plan = _plan(str(arch), shapes, blocks, tied)
+    qtype = qtypes[quant_type]
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise QuantizationError(f"{out}: output folder exists and is not empty")
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / gguf_file_name(quant_type)
+    try:
+        writer = gguf.GGUFWriter(os.fspath(path), str(arch))
+        writer.add_name(str(cfg.get("_name_or_path") or src.name)[:200])
+        writer.add_file_type(file_types[quant_type])
+        _hyper_parameters(writer, str(arch), cfg)
+        _tokenizer_metadata(writer, tokenizer)
+        for entry in plan:
+            if entry.kind == "q":
+                nbytes = entry.shape[0] * (entry.shape[1] // _BLOCK)
+                nbytes *= gguf.GGML_QUANT_SIZES[qtype][1]
+                byte_shape = gguf.quants.quant_shape_to_byte_shape(entry.shape, qtype)
+                writer.add_tensor_info(
+                    entry.target, byte_shape, np.dtype(np.uint8), nbytes, raw_dtype=qtype
+                )
+            else:
+                dtype = np.dtype(np.float16 if entry.kind == "f16" else np.float32)
+                count = 1
+                for dim in entry.shape:
+                    count *= dim
+                writer.add_tensor_info(entry.target, entry.shape, dtype, count * dtype.itemsize)
+        writer.write_header_to_file()
+        writer.write_kv_data_to_file()
+        writer.write_ti_data_to_file()
+        by_name = {e.source: e for e in plan}
+        modules: dict[str, str] = {}
+        errors: dict[str, float] = {}
+        with Progress(
+            len(plan),
+            desc=f"writing GGUF ({quant_type})",
+            unit="tensor",
+            show_bar=show_progress,
+            callback=on_progress,
+        ) as progress:
+            for file_report in sources:
+                with read_tensors(src / file_report.file) as reader:
+                    for tensor_entry in file_report.tensors:
+                        found = by_name.get(tensor_entry.name)
+                        if found is None:
+                            continue
+                        entry = found
+                        tensor = reader.get_tensor(entry.source)
+                        array = _to_array(entry, tensor, str(arch), cfg, qtype)
+                        if entry.kind == "q":
+                            modules[entry.source.removesuffix(".weight")] = quant_type
+                            restored = gguf.quants.dequantize(array, qtype)
+                        else:
+                            restored = array.astype(np.float32)
+                        import torch
+
+                        expected = _to_array(
+                            _Plan(entry.source, entry.target, entry.shape, "f32"),
+                            tensor,
+                            str(arch),
+                            cfg,
+                            qtype,
+                        )
+                        errors[entry.source] = relative_error(
+                            torch.from_numpy(expected), torch.from_numpy(restored)
+                        )
+                        writer.write_tensor_data(array)
+                        del tensor, array, restored, expected
+                        progress.advance(1)
+        writer.close()
+        # config.json for transformers' GGUF loader (see the docstring); the tokenizer files
+        # for tools that read them next to the weights (the gateway's generation).
+        shutil.copyfile(src / "config.json", out / "config.json")
+        for rel, real in list_folder_files(src):
+            if rel in _NOT_COPIED or rel == "config.json" or rel.endswith(_WEIGHT_SUFFIXES):
+                continue
+            (out / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(real, out / rel)
+        return QuantizedTier(
+            out_dir=out,
+            method=f"gguf-{quant_type}",
+            group_size=_BLOCK,
+            keep_dtype="float16",
+            modules=tuple(sorted(modules.items())),
+            tensor_errors=tuple(sorted(errors.items())),
+            open_weights_bytes=report.weights_bytes,
+            optimized_weights_bytes=path.stat().st_size,
+            quantization_config={"format": "gguf", "type": quant_type},
+            weight_files=(path.name,),
+            index_file=None,
+        )
+    except BaseException:
+        shutil.rmtree(out, ignore_errors=True)
+        raise
