@@ -13,9 +13,12 @@ Reproduce by hand (same checks, any role's token):
 from __future__ import annotations
 
 import collections
+import contextlib
+import secrets
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -154,8 +157,9 @@ class Gateway:
     tokens: dict[str, str | None]
 
 
-@pytest.fixture(scope="module")
-def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+@contextlib.contextmanager
+def serve_gateway(root: Path, database_url: str | None) -> Iterator[Gateway]:
+    """A live gateway with the tiny release published and one token per role."""
     from gateway.app import create_app
     from gateway.config import Settings
     from gateway.db.engine import make_engine, session_scope
@@ -164,12 +168,12 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     from gateway.services import accounts
     from release.testing import build_tiny_model
 
-    root = tmp_path_factory.mktemp("schemathesis")
     # Limits high enough that a fuzzing run is not throttled into testing 429s only; the
     # limits themselves have their own tests.
     high = 1_000_000
     settings = Settings(
         data_dir=root / "data",
+        database_url=database_url,
         log_level="warning",
         rate_limit_tokens_per_account=high,
         rate_limit_tokens_per_address=high,
@@ -206,6 +210,39 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     finally:
         server.stop()
         engine.dispose()
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    root = tmp_path_factory.mktemp("schemathesis")
+    with serve_gateway(root, None) as served:
+        yield served
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def pg_gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """The same on a database of its own on PostgreSQL, where the id overflow answered 503."""
+    import sqlalchemy as sa
+
+    from tests.conftest import PG_ADMIN_URL, PG_AVAILABLE, PG_REQUIRED
+
+    if not PG_AVAILABLE:
+        if PG_REQUIRED:
+            pytest.fail("PostgreSQL at 127.0.0.1:5432 is required but unreachable")
+        pytest.skip("PostgreSQL at 127.0.0.1:5432 is not reachable")
+    name = f"tiergate_schemathesis_{secrets.token_hex(4)}"
+    admin = sa.create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    root = tmp_path_factory.mktemp("schemathesis-pg")
+    try:
+        with serve_gateway(root, PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}") as served:
+            yield served
+    finally:
+        with admin.connect() as connection:
+            connection.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
         shutil.rmtree(root, ignore_errors=True)
 
 
@@ -216,6 +253,16 @@ def test_schemathesis_finds_no_server_error_and_no_schema_mismatch(
     outcome = run_schemathesis(gateway.url, gateway.tokens[role])
     print(f"{role}: {outcome.cases} cases, statuses {sorted(outcome.statuses.items())}")
     assert outcome.cases > 500, outcome  # the run reached the API, not only the schema
+    assert outcome.errors == []
+    assert outcome.server_errors == 0, outcome.statuses
+    assert outcome.failures == [], "\n\n".join(outcome.failures)
+
+
+@pytest.mark.postgres
+def test_schemathesis_on_postgres_finds_no_server_error(pg_gateway: Gateway) -> None:
+    """Regression: ids past 2**31 overflowed PostgreSQL's int4 columns (503 "database
+    unavailable") while SQLite answered 404; the developer run found them."""
+    outcome = run_schemathesis(pg_gateway.url, pg_gateway.tokens["developer"])
     assert outcome.errors == []
     assert outcome.server_errors == 0, outcome.statuses
     assert outcome.failures == [], "\n\n".join(outcome.failures)
