@@ -36,6 +36,7 @@ from gateway.services.access_policy import (
     TierPolicy,
     current_policy,
 )
+from release.formats import PRIMARY_TIER
 
 MAX_REASON = 2000
 
@@ -350,19 +351,28 @@ def grant_state(grant: Grant, now: datetime) -> str:
     return "active" if as_utc(grant.expires_at) > now else "expired"
 
 
+def grant_tier_of(tier: str) -> str:
+    """The tier whose grant opens ``tier``: a release's further optimized artifacts
+    (``optimized_<name>``, e.g. ``optimized_gguf_q4_0``) are the same weights in other
+    formats, so the grant on its first gated artifact, ``optimized``, opens them all.
+    Other tiers are their own."""
+    return PRIMARY_TIER if tier.startswith(PRIMARY_TIER + "_") else tier
+
+
 def active_grant(
     session: Session, principal: Principal, release: Release, tier: str, now: datetime
 ) -> Grant | None:
     """The caller's grant on ``release``'s ``tier`` valid at ``now``, or None.
 
     Expiry is checked here, at use, so expired grants stop working without any job;
-    revocation is a column read on every call, so it takes effect at once.
+    revocation is a column read on every call, so it takes effect at once. One grant covers
+    every optimized artifact of a release (:func:`grant_tier_of`).
     """
     rows = session.exec(
         select(Grant).where(
             Grant.user_id == principal.user_id,
             Grant.release_id == release.id,
-            Grant.tier == tier,
+            col(Grant.tier).in_({tier, grant_tier_of(tier)}),
             col(Grant.revoked_at).is_(None),
         )
     )

@@ -23,7 +23,10 @@ __all__ = ["ReleasePage", "TierView", "card_for_page", "pull_command", "release_
 
 # The page lists every file with its sha256 in its own table; the card's copy is dropped so
 # each digest appears once (the signed README.md itself is unchanged).
-_PAGE_OWNED_SECTIONS = ("file digests",)
+# Sections of the card the page shows its own way: the file tables (each digest once) and
+# the usage commands (the access box at the top, per viewer). The card keeps both for the
+# places that show it whole: the tier's README.md and the Hub API.
+_PAGE_OWNED_SECTIONS = ("file digests", "how to use")
 _H2 = re.compile(r"^##\s+(.*?)\s*#*\s*$")
 
 
@@ -54,7 +57,7 @@ class ReleasePage:
 
 
 def card_for_page(card: str) -> str:
-    """The card's Markdown minus the sections the page shows itself (the file digests)."""
+    """The card's Markdown minus the sections the page shows itself (file digests, usage)."""
     out: list[str] = []
     skipping = False
     fenced = False

@@ -18,13 +18,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from licensing.errors import CosignatureInvalidError, NoteKeyInvalidError
 from licensing.tlog.checkpoint import Checkpoint, open_checkpoint
 from licensing.tlog.note import (
     NoteSignature,
+    Signer,
     Verifier,
     key_id,
     parse_key_string,
@@ -104,55 +104,21 @@ class CosignatureVerifier:
         return f"CosignatureVerifier({self.vkey!r})"
 
 
-class CosignatureSigner:
-    """A witness's cosignature/v1 signing key. Its key string is a secret: never log it."""
+class CosignatureSigner(Signer):
+    """A witness's cosignature/v1 signing key (type 0x04); the key handling is the note
+    signer's. Its key string is a secret: never log it."""
 
-    __slots__ = ("_key", "_seed", "key_id", "name", "public_key")
+    __slots__ = ()
+    ALGORITHM = ALG_COSIGNATURE_V1
+    _WHAT = "witness key"
 
-    def __init__(self, name: str, seed: bytes) -> None:
-        if not valid_key_name(name):
-            raise NoteKeyInvalidError(f"invalid key name {name!r}")
-        try:
-            self._key = Ed25519PrivateKey.from_private_bytes(seed)
-        except ValueError:
-            raise NoteKeyInvalidError("not a 32-byte Ed25519 seed") from None
-        self._seed = bytes(seed)
-        self.name = name
-        self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.key_id = key_id(name, ALG_COSIGNATURE_V1, self.public_key)
-
-    @classmethod
-    def generate(cls, name: str) -> CosignatureSigner:
-        return cls(name, Ed25519PrivateKey.generate().private_bytes_raw())
-
-    @classmethod
-    def from_private_key(cls, skey: str) -> CosignatureSigner:
-        """Parse ``PRIVATE+KEY+name+hexid+base64(0x04 || seed)``."""
-        if not skey.startswith(_PRIVATE_PREFIX):
-            raise NoteKeyInvalidError("witness key must start with PRIVATE+KEY+")
-        name, claimed, seed = parse_key_string(
-            skey[len(_PRIVATE_PREFIX) :], "witness signing key", ALG_COSIGNATURE_V1
-        )
-        signer = cls(name, seed)
-        if signer.key_id != claimed:
-            raise NoteKeyInvalidError("witness key id does not match its name and key")
-        return signer
-
-    @property
-    def private_key(self) -> str:
-        b64 = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self._seed).decode()
-        return f"{_PRIVATE_PREFIX}{self.name}+{self.key_id:08x}+{b64}"
-
-    def verifier(self) -> CosignatureVerifier:
+    def verifier(self) -> CosignatureVerifier:  # type: ignore[override]
         return CosignatureVerifier(self.name, self.public_key)
 
     def cosign(self, body: str, timestamp: int) -> NoteSignature:
         """The cosignature of checkpoint ``body`` at ``timestamp``, as a note signature."""
-        signature = self._key.sign(cosignature_message(body, timestamp))
+        signature = self.sign(cosignature_message(body, timestamp))
         return NoteSignature(self.name, self.key_id, timestamp.to_bytes(8, "big") + signature)
-
-    def __repr__(self) -> str:
-        return f"CosignatureSigner(name={self.name!r}, key_id={self.key_id:08x})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Self
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
@@ -144,9 +145,15 @@ class Verifier:
 
 
 class Signer:
-    """An Ed25519 note signer. Its key string is a secret: never log it."""
+    """An Ed25519 note signer. Its key string is a secret: never log it.
+
+    ``ALGORITHM`` is the signature type byte of its key id and key strings: 0x01 for notes;
+    a subclass with another type (witness cosignatures, 0x04) shares all the key handling.
+    """
 
     __slots__ = ("_key", "_seed", "key_id", "name", "public_key")
+    ALGORITHM = ALG_ED25519
+    _WHAT = "signer key"
 
     def __init__(self, name: str, seed: bytes) -> None:
         if not _valid_name(name):
@@ -158,27 +165,28 @@ class Signer:
         self._seed = bytes(seed)
         self.name = name
         self.public_key = self._key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        self.key_id = key_id(name, ALG_ED25519, self.public_key)
+        self.key_id = key_id(name, self.ALGORITHM, self.public_key)
 
     @classmethod
-    def generate(cls, name: str) -> Signer:
-        seed = Ed25519PrivateKey.generate().private_bytes_raw()
-        return cls(name, seed)
+    def generate(cls, name: str) -> Self:
+        return cls(name, Ed25519PrivateKey.generate().private_bytes_raw())
 
     @classmethod
-    def from_private_key(cls, skey: str) -> Signer:
-        """Parse ``PRIVATE+KEY+name+hexid+base64(0x01 || seed)``."""
+    def from_private_key(cls, skey: str) -> Self:
+        """Parse ``PRIVATE+KEY+name+hexid+base64(ALGORITHM || seed)``."""
         if not skey.startswith(_PRIVATE_PREFIX):
-            raise NoteKeyInvalidError("signer key must start with PRIVATE+KEY+")
-        name, claimed_id, seed = _parse_key_parts(skey[len(_PRIVATE_PREFIX) :], "signer key")
+            raise NoteKeyInvalidError(f"{cls._WHAT} must start with PRIVATE+KEY+")
+        name, claimed_id, seed = _parse_key_parts(
+            skey[len(_PRIVATE_PREFIX) :], cls._WHAT, cls.ALGORITHM
+        )
         signer = cls(name, seed)
         if signer.key_id != claimed_id:
-            raise NoteKeyInvalidError("signer key id does not match its name and key")
+            raise NoteKeyInvalidError(f"{cls._WHAT} id does not match its name and key")
         return signer
 
     @property
     def private_key(self) -> str:
-        b64 = base64.b64encode(bytes([ALG_ED25519]) + self._seed).decode()
+        b64 = base64.b64encode(bytes([self.ALGORITHM]) + self._seed).decode()
         return f"{_PRIVATE_PREFIX}{self.name}+{self.key_id:08x}+{b64}"
 
     def verifier(self) -> Verifier:
@@ -189,7 +197,7 @@ class Signer:
 
     def __repr__(self) -> str:
         # The seed stays out of reprs so a stray log line cannot leak it.
-        return f"Signer(name={self.name!r}, key_id={self.key_id:08x})"
+        return f"{type(self).__name__}(name={self.name!r}, key_id={self.key_id:08x})"
 
 
 @dataclass(frozen=True, slots=True)

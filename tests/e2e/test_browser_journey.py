@@ -60,7 +60,7 @@ def test_browser_journey(
     pages.check(dev, "02-catalog")
     dev.get_by_role("link", name="acme/chatty").click()
     dev.wait_for_url(f"{base}/models/acme/chatty")
-    assert dev.get_by_text("tiergate pull acme/chatty").is_visible()
+    assert dev.get_by_text("tiergate pull acme/chatty").first.is_visible()
     pages.check(dev, "03-release")
 
     # Keys and tokens: the key pair is made by the CLI; only the public half is pasted.

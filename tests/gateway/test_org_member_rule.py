@@ -17,6 +17,8 @@ from tests.conftest import Account
 from tests.gateway.download_fixtures import BuiltRelease, grant_access, publish
 from tests.gateway.generation_fixtures import (  # noqa: F401
     MODEL,
+    REPO_ID,
+    VERSION,
     generation_release,
 )
 
@@ -76,3 +78,37 @@ def test_outsider_needs_a_grant_for_both_and_the_cached_model_keeps_the_rule(
     assert complete(client, outsider, GATED).status_code == 200
     # And a model cached by a grantee's call is usable by a member without a grant.
     assert complete(client, member, GATED).status_code == 200
+
+
+def test_one_grant_opens_every_optimized_artifact_of_the_release(
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    engine: Engine,
+) -> None:
+    """Issue #16: a release's further artifacts (`optimized_<name>`) are the same weights in
+    other formats; the grant on `optimized` opens them, and nothing else does."""
+    from sqlmodel import Session, select
+
+    from gateway.db.models import Release
+    from gateway.db.timeutil import utcnow
+    from gateway.services.accounts import authenticate
+    from gateway.services.downloads import gated_use
+    from gateway.services.grants import grant_tier_of
+
+    assert grant_tier_of("optimized_gguf_q4_0") == "optimized"
+    assert grant_tier_of("optimized") == "optimized"
+    assert grant_tier_of("open") == "open"
+    dev = make_account("dev")
+    stranger = make_account("stranger")
+    grant_access(engine, "dev", REPO_ID, VERSION)
+    with Session(engine) as session:
+        release = session.exec(select(Release).where(Release.repo_id == REPO_ID)).one()
+        now = utcnow()
+        holder = authenticate(session, dev.token, now=now)
+        other = authenticate(session, stranger.token, now=now)
+        for tier in ("optimized", "optimized_gguf_q4_0", "optimized_int4"):
+            assert gated_use(session, holder, release, tier, now).allowed, tier
+            assert not gated_use(session, other, release, tier, now).allowed, tier
+        # Not a prefix match on anything: a tier merely starting with "optimized" is its own.
+        assert not gated_use(session, holder, release, "optimizedx", now).allowed
