@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, ConfigDict
-from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match, Route
@@ -281,6 +281,17 @@ async def _database_error(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+async def _data_error(request: Request, exc: Exception) -> JSONResponse:
+    # The database refused a value (out of range for its column, say): the request is wrong,
+    # not the database; a 503 would invite clients to retry it forever. Edge validation
+    # (deps.RowId and the schemas) should stop such values first; this is the net under it.
+    cause = getattr(exc, "orig", None)
+    log.warning("database refused a value: %s", str(cause or "")[:200])
+    return await _gateway_error(
+        request, ValidationFailed("A value in the request is out of range for this gateway.")
+    )
+
+
 async def _integrity_error(request: Request, exc: Exception) -> JSONResponse:
     # A constraint refused a write that raced another request (two replicas inserting one
     # unique value): the database is fine, the request lost. Services turn the races they
@@ -311,6 +322,7 @@ def install_problem_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OperationalError, _database_error)
     app.add_exception_handler(PoolTimeoutError, _database_error)
     app.add_exception_handler(DBAPIError, _database_error)
+    app.add_exception_handler(DataError, _data_error)
     app.add_exception_handler(IntegrityError, _integrity_error)
     for root in error_roots():
         if root is not GatewayError:

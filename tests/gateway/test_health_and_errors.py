@@ -152,3 +152,19 @@ def test_api_docs_load_their_assets_from_the_gateway_not_a_cdn(client: TestClien
                 asset = client.get(url)
                 assert asset.status_code == 200, url
                 assert len(asset.content) > 1000
+
+
+def test_a_value_the_database_refuses_is_422_not_503(app: FastAPI) -> None:
+    """Regression: an id past PostgreSQL's int4 gave 503 "database unavailable" (retry!)."""
+    from sqlalchemy.exc import DataError
+
+    router = APIRouter()
+
+    @router.get("/out-of-range", dependencies=[Public])
+    def out_of_range() -> None:
+        raise DataError("SELECT ...", {}, Exception("integer out of range"))
+
+    app.include_router(router)
+    with TestClient(app, raise_server_exceptions=False) as client:
+        body = assert_problem(client.get("/out-of-range"), 422, "validation_error")
+    assert "integer out of range" not in body["detail"]
