@@ -13,23 +13,19 @@ ignore signature lines of any other name and key id.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from licensing.errors import CosignatureInvalidError, NoteKeyInvalidError
+from licensing.errors import CosignatureInvalidError
 from licensing.tlog.checkpoint import Checkpoint, open_checkpoint
 from licensing.tlog.note import (
     NoteSignature,
+    PublicKeyBase,
     Signer,
     Verifier,
-    key_id,
-    parse_key_string,
     parse_note,
-    valid_key_name,
 )
 
 __all__ = [
@@ -54,34 +50,12 @@ def cosignature_message(body: str, timestamp: int) -> bytes:
     return f"cosignature/v1\ntime {timestamp}\n{body}".encode()
 
 
-class CosignatureVerifier:
-    """A witness's cosignature/v1 public key, from its vkey."""
+class CosignatureVerifier(PublicKeyBase):
+    """A witness's cosignature/v1 public key (signature type 0x04), from its vkey."""
 
-    __slots__ = ("_key", "key_id", "name", "public_key")
-
-    def __init__(self, name: str, public_key: bytes) -> None:
-        if not valid_key_name(name):
-            raise NoteKeyInvalidError(f"invalid key name {name!r}")
-        try:
-            self._key = Ed25519PublicKey.from_public_bytes(public_key)
-        except ValueError:
-            raise NoteKeyInvalidError("not a 32-byte Ed25519 public key") from None
-        self.name = name
-        self.public_key = bytes(public_key)
-        self.key_id = key_id(name, ALG_COSIGNATURE_V1, self.public_key)
-
-    @classmethod
-    def from_vkey(cls, vkey: str) -> CosignatureVerifier:
-        name, claimed, public_key = parse_key_string(vkey, "witness key", ALG_COSIGNATURE_V1)
-        verifier = cls(name, public_key)
-        if verifier.key_id != claimed:
-            raise NoteKeyInvalidError("witness key id does not match its name and key")
-        return verifier
-
-    @property
-    def vkey(self) -> str:
-        b64 = base64.b64encode(bytes([ALG_COSIGNATURE_V1]) + self.public_key).decode()
-        return f"{self.name}+{self.key_id:08x}+{b64}"
+    __slots__ = ()
+    ALGORITHM = ALG_COSIGNATURE_V1
+    _WHAT = "witness key"
 
     def matches(self, signature: NoteSignature) -> bool:
         return signature.name == self.name and signature.key_id == self.key_id
@@ -99,9 +73,6 @@ class CosignatureVerifier:
         except InvalidSignature:
             raise CosignatureInvalidError(f"cosignature by {self.name} does not verify") from None
         return timestamp
-
-    def __repr__(self) -> str:
-        return f"CosignatureVerifier({self.vkey!r})"
 
 
 class CosignatureSigner(Signer):

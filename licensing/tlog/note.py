@@ -33,6 +33,7 @@ __all__ = [
     "format_note",
     "key_id",
     "open_note",
+    "PublicKeyBase",
     "parse_key_string",
     "parse_note",
     "sign_note",
@@ -103,10 +104,15 @@ def _parse_key_parts(text: str, what: str, alg: int = ALG_ED25519) -> tuple[str,
     return name, int(hex_id, 16), raw[1:]
 
 
-class Verifier:
-    """An Ed25519 note verifier, built from its published ``name+hexid+base64`` vkey."""
+class PublicKeyBase:
+    """An Ed25519 public key of a signed-note ecosystem, built from its published
+    ``name+hexid+base64(ALGORITHM || key)`` vkey. ``ALGORITHM`` is the signature type byte
+    (0x01 note signatures; witness cosignatures use 0x04); subclasses add what they verify.
+    """
 
     __slots__ = ("_key", "key_id", "name", "public_key")
+    ALGORITHM = ALG_ED25519
+    _WHAT = "verifier key"
 
     def __init__(self, name: str, public_key: bytes) -> None:
         if not _valid_name(name):
@@ -117,21 +123,30 @@ class Verifier:
             raise NoteKeyInvalidError("not a 32-byte Ed25519 public key") from None
         self.name = name
         self.public_key = bytes(public_key)
-        self.key_id = key_id(name, ALG_ED25519, self.public_key)
+        self.key_id = key_id(name, self.ALGORITHM, self.public_key)
 
     @classmethod
-    def from_vkey(cls, vkey: str) -> Verifier:
-        name, claimed_id, public_key = _parse_key_parts(vkey, "verifier key")
+    def from_vkey(cls, vkey: str) -> Self:
+        name, claimed_id, public_key = _parse_key_parts(vkey, cls._WHAT, cls.ALGORITHM)
         verifier = cls(name, public_key)
         if verifier.key_id != claimed_id:
-            raise NoteKeyInvalidError("verifier key id does not match its name and key")
+            raise NoteKeyInvalidError(f"{cls._WHAT} id does not match its name and key")
         return verifier
 
     @property
     def vkey(self) -> str:
-        """The published form ``name+hexid+base64(0x01 || public key)``."""
-        b64 = base64.b64encode(bytes([ALG_ED25519]) + self.public_key).decode()
+        """The published form ``name+hexid+base64(ALGORITHM || public key)``."""
+        b64 = base64.b64encode(bytes([self.ALGORITHM]) + self.public_key).decode()
         return f"{self.name}+{self.key_id:08x}+{b64}"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.vkey!r})"
+
+
+class Verifier(PublicKeyBase):
+    """An Ed25519 note verifier (signature type 0x01)."""
+
+    __slots__ = ()
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         try:
@@ -139,9 +154,6 @@ class Verifier:
         except InvalidSignature:
             return False
         return True
-
-    def __repr__(self) -> str:
-        return f"Verifier({self.vkey!r})"
 
 
 class Signer:
