@@ -29,6 +29,7 @@ from gateway.problems import install_problem_handlers
 from gateway.routes import access as access_routes
 from gateway.routes import accounts, admin, clients, health, keys, oauth, releases
 from gateway.routes import detect as detect_routes
+from gateway.routes import engine_keys as engine_key_routes
 from gateway.routes import hub as hub_routes
 from gateway.routes import hub_refs as hub_ref_routes
 from gateway.routes import links as link_routes
@@ -150,6 +151,7 @@ def create_app(
     app.include_router(openai_routes.router)
     app.include_router(detect_routes.router)
     app.include_router(watermark_key_routes.router)
+    app.include_router(engine_key_routes.router)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.
     install_web(app)
     app.include_router(hub_ref_routes.router)
