@@ -40,12 +40,13 @@ pytestmark = pytest.mark.e2e
 def fake_engine_python(folder: Path, *, vllm: bool = True, plugin: bool = True) -> Path:
     """A `python` that answers the probe as told and, asked to serve, exits with status 3."""
     folder.mkdir(parents=True, exist_ok=True)
-    probe = json.dumps({"vllm": "0.32.0" if vllm else None, "plugin": plugin,
-                        "plugin_error": None if plugin else "ModuleNotFoundError: watermark"})  # fmt: skip
+    error = None if plugin else "ModuleNotFoundError"
+    version = "0.32.0" if vllm else None
+    probe = json.dumps({"vllm": version, "plugin": plugin, "plugin_error": error})
     script = folder / "python"
     script.write_text(
         "#!/bin/sh\n"
-        f"if [ \"$1\" = \"-c\" ]; then echo '{probe}'; exit 0; fi\n"
+        f'if [ "$1" = "-c" ]; then echo \'{probe}\'; exit 0; fi\n'
         f'echo "$@" > "{folder}/served-args"\n'
         "exit 3\n"
     )
@@ -223,7 +224,7 @@ def test_gguf_tiers_go_to_llama_cpp_and_quantized_tiers_run_in_bfloat16(tmp_path
     gguf = tmp_path / "gguf"
     gguf.mkdir()
     (gguf / "model-q4_0.gguf").write_bytes(b"GGUF")
-    with pytest.raises(EngineTierUnsupported, match="llama.cpp"):
+    with pytest.raises(EngineTierUnsupported, match=r"llama\.cpp"):
         check_loadable(gguf, "acme/tiny@1.0.0:optimized_gguf_q4_0")
     empty = tmp_path / "empty"
     empty.mkdir()
