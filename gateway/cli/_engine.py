@@ -52,6 +52,7 @@ __all__ = [
     "parse_engine_model",
     "prepare_engine",
     "run_engine",
+    "write_engine_keyset",
 ]
 
 PLUGIN = "watermark.vllm_plugin:TiergateWatermarkLogitsProcessor"
@@ -290,6 +291,15 @@ def _write_keyset(path: Path, key_hex: str, config_json: str) -> str:
     return entry.key.key_id
 
 
+def write_engine_keyset(http: httpx.Client, ref: str, path: Path) -> tuple[str, int]:
+    """Fetch the exact tier's key from the gateway (logged there) into the key set ``path``;
+    returns (key id, log index of the export)."""
+    repo_id, version, tier = parse_engine_model(ref)
+    answer = call(http, "POST", "/api/engines/keys", what="getting the tier's watermark key",
+                  json={"model": f"{repo_id}@{version}:{tier}"})  # fmt: skip
+    return _write_keyset(path, str(answer["key"]), str(answer["config"])), int(answer["log_index"])
+
+
 def _verified_tier(
     http: httpx.Client,
     repo_id: str,
@@ -345,12 +355,10 @@ def prepare_engine(
     )  # fmt: skip
     check_loadable(model_dir, model)
     # Only now, with a verified tier an engine can load, does the key leave the gateway.
-    answer = call(http, "POST", "/api/engines/keys", what="getting the tier's watermark key",
-                  json={"model": model})  # fmt: skip
     keyset = (
         keyset_file or cache_dir / "keys" / f"{repo_id.replace('/', '--')}@{version}-{tier}.json"
     )
-    key_id = _write_keyset(keyset, str(answer["key"]), str(answer["config"]))
+    key_id, log_index = write_engine_keyset(http, model, keyset)
     served = settings.served_model_name or model
     argv = [
         shutil.which(settings.engine_python) or settings.engine_python, "-m", VLLM_SERVER,
@@ -378,7 +386,7 @@ def prepare_engine(
         model_dir=model_dir,
         keyset_file=keyset,
         key_id=key_id,
-        key_log_index=int(answer["log_index"]),
+        key_log_index=log_index,
         vllm_version=vllm_version,
         argv=tuple(argv),
         env=env,

@@ -173,3 +173,33 @@ def serve(
     code = run_engine(plan, host=host, on_ready=report)
     if code not in (0, -15, 143):
         raise click.exceptions.Exit(code)
+
+
+@group.command("keyset")
+@click.argument("model", metavar="ORG/NAME@VERSION[:TIER]")
+@click.option(
+    "--out",
+    "out_file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The key set file to write (mode 0600): the engine's secret.",
+)
+@click.option("--force", is_flag=True, help="Replace an existing key set file.")
+@gateway_options
+def keyset(model: str, out_file: Path, force: bool, gateway: str, token: str | None) -> None:
+    """Write MODEL's watermark key set for an engine started elsewhere (a Secret, a mount).
+
+    \b
+    For Kubernetes or compose, where the engine pod pulls and verifies the tier itself:
+      tiergate engine keyset acme/tiny@1.0.0:optimized --out engine-keys.json
+      kubectl -n tiergate create secret generic tiergate-engine-keys \\
+          --from-file=keys.json=engine-keys.json && rm engine-keys.json
+    Admins and the releasing org's publishers only; the export is logged.
+    """
+    from gateway.cli._engine import EngineSetupError, write_engine_keyset
+
+    if out_file.exists() and not force:
+        raise EngineSetupError(f"{out_file} exists; pass --force to replace it")
+    with api_client(gateway, token) as http:
+        key_id, index = write_engine_keyset(http, model, out_file)
+    click.echo(f"{model}: key {key_id} -> {out_file} (0600; export logged at index {index})")

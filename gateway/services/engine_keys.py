@@ -12,6 +12,7 @@ the registration back with the rest of the request's transaction.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +20,7 @@ from sqlmodel import Session
 
 from gateway.auth.principal import Principal
 from gateway.db.models import WatermarkKeyRecord
-from gateway.errors import BadRequest
+from gateway.errors import BadRequest, Conflict
 from gateway.generation.calls import ensure_key_record
 from gateway.generation.keys import derive_watermark_key, watermark_config_for
 from gateway.generation.models import ModelCache, parse_model_name
@@ -29,12 +30,14 @@ from gateway.services.watermark_keys import ExportedKey, export_watermark_keys
 __all__ = ["provision_engine_key"]
 
 
-def _vocab_size(folder: Path) -> int:
-    """The logits width the model produces: its config's ``vocab_size`` (as the local engine
-    reads it from the loaded model), without loading the weights."""
-    from transformers import AutoConfig
-
-    return int(AutoConfig.from_pretrained(str(folder), local_files_only=True).vocab_size)
+def _vocab_size(folder: Path, model: str) -> int:
+    """The logits width: ``config.json``'s ``vocab_size`` (what the loaded model reports),
+    read without loading the weights."""
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+        return int(config["vocab_size"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise Conflict(f"{model} has no readable vocab_size in config.json") from exc
 
 
 def provision_engine_key(
@@ -62,7 +65,7 @@ def provision_engine_key(
         folder = cache.materialize(ref)
         config = watermark_config_for(
             key,
-            _vocab_size(folder),
+            _vocab_size(folder, model),
             cache.tokenizer(ref),
             delta=delta,
             payload_bits=payload_bits,

@@ -244,3 +244,37 @@ def test_gguf_tiers_go_to_llama_cpp_and_quantized_tiers_run_in_bfloat16(tmp_path
     assert parse_engine_model("acme/tiny@1.0.0:optimized_int4") == (
         "acme/tiny", "1.0.0", "optimized_int4",
     )  # fmt: skip
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_keyset_for_an_engine_started_elsewhere(
+    generation_release: BuiltRelease,  # noqa: F811
+    live_server: LiveServer,
+    make_account: Callable[..., Account],
+    tmp_path: Path,
+) -> None:
+    publisher = make_account("pat", "publisher", org="acme")
+    with httpx.Client(base_url=live_server.url, timeout=120) as http:
+        publish(generation_release, http, publisher)
+    out = tmp_path / "engine-keys.json"
+
+    def keyset(*extra: str) -> Any:
+        return CliRunner().invoke(
+            cli,
+            ["engine", "keyset", f"{MODEL}:optimized", "--out", str(out), *extra],
+            env={"TIERGATE_GATEWAY": live_server.url, "TIERGATE_TOKEN": publisher.token},
+        )
+
+    made = keyset()
+    assert made.exit_code == 0, _said(made)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o600
+    (entry,) = list(load_keyset(out))
+    assert entry.key.key_id in made.output
+    assert entry.key.to_hex() not in made.output
+    # The optimized tier has its own key (keys are per release tier).
+    assert entry.config.vocab_size > 0
+    again = keyset()
+    assert again.exit_code != 0
+    assert "--force" in _said(again)
+    assert keyset("--force").exit_code == 0
+    assert [e.key.key_id for e in load_keyset(out)] == [entry.key.key_id]
