@@ -86,24 +86,28 @@ class EngineSetupError(GatewayError):
     """`tiergate engine serve` cannot start an engine; the message says what to change."""
 
     code = "engine_setup_failed"
+    title = "Engine setup failed"
 
 
 class EnginePythonMissing(EngineSetupError):
     """The engine's Python is absent, or lacks vLLM or the tiergate-watermark plugin."""
 
     code = "engine_python_missing"
+    title = "Engine Python missing"
 
 
 class EngineTierUnsupported(EngineSetupError):
     """The tier is in a format vLLM does not load (GGUF: llama.cpp serves it)."""
 
     code = "engine_tier_unsupported"
+    title = "Tier not loadable by vLLM"
 
 
 class EngineStartFailed(EngineSetupError):
     """vLLM exited, or did not answer /health in time."""
 
     code = "engine_start_failed"
+    title = "Engine did not start"
 
 
 def parse_engine_model(ref: str) -> tuple[str, str, str]:
