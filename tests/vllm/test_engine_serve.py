@@ -61,11 +61,11 @@ def _alive(pid: int) -> bool:
 
 @pytest.fixture
 def cli_process(
+    engine_python: Path,  # first: skips (or fails under CI) before anything is built
+    plugin_site: Path,
     engine_release: BuiltRelease,
     live_server: LiveServer,
     make_account: Callable[..., Account],
-    engine_python: Path,
-    plugin_site: Path,
     tmp_path: Path,
 ) -> Iterator[tuple[subprocess.Popen[str], Account, Path]]:
     publisher = make_account("pat", "publisher", org="acme")
