@@ -1,4 +1,5 @@
-"""`/c2pa/v1/...`: the C2PA soft-binding resolution API; `/.well-known/...`: the C2PA root.
+"""`/c2pa/v1/...`: the C2PA soft-binding resolution API; `/.well-known/...`: the C2PA root;
+a release tier's Content Credential.
 
 Public and rate-limited per client address. The paths and shapes are C2PA's Soft Binding
 Resolution API; each match adds a ``tiergate`` object with the log index and inclusion proof.
@@ -13,11 +14,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from gateway.deps import NowDep, Public, SessionDep
+from gateway.deps import NowDep, OptionalPrincipal, Public, SessionDep
 from gateway.errors import UnsupportedMediaType, ValidationFailed
 from gateway.problems import problem_responses
 from gateway.services import detection, soft_binding
 from gateway.services.provenance import MANIFEST_FORMAT, ProvenanceService
+from gateway.services.release_credentials import release_credential
 
 router = APIRouter(prefix="/c2pa/v1", tags=["content credentials"], dependencies=[Public])
 well_known = APIRouter(tags=["content credentials"], dependencies=[Public])
@@ -151,3 +153,27 @@ def get_manifest(
     # The store holds one manifest, so the whole store and its active manifest coincide.
     del return_active
     return Response(soft_binding.manifest_store(session, manifest_id), media_type=MANIFEST_FORMAT)
+
+
+@well_known.get(
+    "/api/releases/{org}/{name}/{version}/tiers/{tier}/content-credential",
+    summary="A tier's C2PA Content Credential (application/c2pa sidecar) bound to its model.sig.",
+    dependencies=[Charged],
+    response_class=Response,
+    responses={200: {"content": {MANIFEST_FORMAT: {}}}, **problem_responses(401, 404, 429, 503)},
+)
+def get_release_credential(
+    org: str,
+    name: str,
+    version: str,
+    tier: str,
+    viewer: OptionalPrincipal,
+    session: SessionDep,
+    provenance: Annotated[ProvenanceService, Depends(get_provenance)],
+) -> Response:
+    made = release_credential(session, provenance, viewer, f"{org}/{name}", version, tier)
+    return Response(
+        made.store,
+        media_type=MANIFEST_FORMAT,
+        headers={"Content-Disposition": f'attachment; filename="{tier}.model.sig.c2pa"'},
+    )

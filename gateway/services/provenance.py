@@ -58,6 +58,7 @@ __all__ = [
     "embed_in_text",
     "extract_from_text",
     "find_credential",
+    "verify_credential",
     "verify_text_credential",
 ]
 
@@ -241,6 +242,10 @@ class ProvenanceService:
 
     def sign_text(self, manifest: dict[str, Any], text: str) -> bytes:
         """Sign ``manifest`` with a hard binding over ``text`` (UTF-8); the store's bytes."""
+        return self.sign_bytes(manifest, text.encode("utf-8"), "text/plain")
+
+    def sign_bytes(self, manifest: dict[str, Any], asset: bytes, media_type: str) -> bytes:
+        """Sign ``manifest`` as a sidecar whose ``c2pa.hash.data`` covers ``asset``."""
         # Drop None values (a missing log time): c2pa-rs refuses nulls where a string goes.
         for assertion in manifest["assertions"]:
             if assertion["label"] == "c2pa.actions.v2":
@@ -251,9 +256,7 @@ class ProvenanceService:
         builder.set_no_embed()
         signer = c2pa.Signer.from_info(self._signer_info)
         try:
-            store: bytes = builder.sign(
-                signer, "text/plain", io.BytesIO(text.encode("utf-8")), io.BytesIO()
-            )
+            store: bytes = builder.sign(signer, media_type, io.BytesIO(asset), io.BytesIO())
         except c2pa.C2paError as exc:
             raise CredentialSigningFailed(f"signing a Content Credential failed: {exc}") from exc
         finally:
@@ -419,12 +422,19 @@ class VerifiedCredential:
 
 def verify_text_credential(store: bytes, text: str, *, trust_anchor: bytes) -> VerifiedCredential:
     """Verify a sidecar store against ``text`` with c2pa-rs: signature, chain, hard binding."""
+    return verify_credential(store, text.encode("utf-8"), "text/plain", trust_anchor=trust_anchor)
+
+
+def verify_credential(
+    store: bytes, asset: bytes, media_type: str, *, trust_anchor: bytes
+) -> VerifiedCredential:
+    """Verify a sidecar store against the asset it binds (``media_type``) with c2pa-rs."""
     settings = c2pa.Settings.from_dict(
         {"trust": {"trust_anchors": trust_anchor.decode("ascii")}, "verify": {"verify_trust": True}}
     )
     context = c2pa.Context(settings)
     try:
-        reader = c2pa.Reader("text/plain", io.BytesIO(text.encode("utf-8")), store, context)
+        reader = c2pa.Reader(media_type, io.BytesIO(asset), store, context)
         report = json.loads(reader.json())
     except c2pa.C2paError as exc:
         raise ManifestInvalid(f"the manifest store does not verify: {exc}") from exc
@@ -437,7 +447,7 @@ def verify_text_credential(store: bytes, text: str, *, trust_anchor: bytes) -> V
     failures = report.get("validation_results", {}).get("activeManifest", {}).get("failure", [])
     codes = {f.get("code") for f in failures}
     if "assertion.dataHash.mismatch" in codes:
-        raise HardBindingMismatch("the text is not the text this Content Credential signs")
+        raise HardBindingMismatch("the content is not what this Content Credential signs")
     if codes & {"signingCredential.untrusted", "signingCredential.invalid"}:
         raise ManifestUntrusted("the manifest's signer does not chain to the trust anchor given")
     if failures or report.get("validation_state") != "Trusted":

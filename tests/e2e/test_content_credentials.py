@@ -10,6 +10,7 @@ signed checkpoint; the text wrapper round-trips and is applied only when asked f
 from __future__ import annotations
 
 import base64
+import hashlib
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -25,9 +26,11 @@ from gateway.services.provenance import (
     ManifestUntrusted,
     VerifiedCredential,
     extract_from_text,
+    verify_credential,
     verify_text_credential,
 )
 from gateway.services.provenance_certs import ensure_local_ca
+from gateway.services.release_credentials import RELEASE_ASSET_FORMAT
 from licensing.tlog.checkpoint import parse_checkpoint
 from licensing.tlog.merkle import verify_inclusion
 from licensing.tlog.note import Verifier, open_note
@@ -143,6 +146,34 @@ def test_completions_carry_content_credentials_that_resolve_by_binding_and_by_co
     _check_proof(live_server, found["tiergate"]["inclusion_proof"], ext["log_index"])
     recovered = httpx.get(f"{api}/manifests/{found['manifestId']}", timeout=30).content
     assert verify_text_credential(recovered, text, trust_anchor=root.content).state == "Trusted"
+
+    # The release's tier has a Content Credential too: a sidecar bound to its model.sig.
+    built = generation_release
+    sidecar = httpx.get(
+        f"{live_server.url}/api/releases/{built.repo_id}/{built.version}/tiers/open"
+        "/content-credential",
+        timeout=30,
+    )
+    assert sidecar.status_code == 200, sidecar.text
+    model_sig = built.tier_files("open")["model.sig"]
+    release = verify_credential(
+        sidecar.content, model_sig, RELEASE_ASSET_FORMAT, trust_anchor=root.content
+    )
+    claims = release.assertion("org.tiergate.release")
+    assert claims["release_statement_digest"] == generation["release_statement_digest"]
+    assert claims["model"] == f"{MODEL}:open"
+    weights = {p: hashlib.sha256(b).hexdigest() for p, b in built.tier_files("open").items()}
+    assert {f["path"]: f["sha256"] for f in claims["files"]}.items() <= weights.items()
+    with pytest.raises(HardBindingMismatch):
+        verify_credential(
+            sidecar.content, model_sig + b" ", RELEASE_ASSET_FORMAT, trust_anchor=root.content
+        )
+    missing = httpx.get(
+        f"{live_server.url}/api/releases/{built.repo_id}/{built.version}/tiers/nope"
+        "/content-credential",
+        timeout=30,
+    )
+    assert (missing.status_code, missing.json()["code"]) == (404, "release_tier_not_found")
 
 
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
