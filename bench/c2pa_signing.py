@@ -27,14 +27,29 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from gateway.config import Settings  # noqa: E402
-from gateway.db.engine import make_engine, session_scope  # noqa: E402
-from gateway.db.migrate import upgrade  # noqa: E402
-from gateway.db.models import LogEntry  # noqa: E402
-from gateway.db.timeutil import utcnow  # noqa: E402
-from gateway.services.provenance import ProvenanceService, manifest_id_for  # noqa: E402
+from gateway.config import Settings
+from gateway.db.engine import make_engine, session_scope
+from gateway.db.migrate import upgrade
+from gateway.db.models import LogEntry
+from gateway.db.timeutil import utcnow
+from gateway.services.provenance import ProvenanceService, manifest_id_for
 
-WORDS = "the gateway signs each choice of every completion and logs the call it made".split()
+WORDS = [
+    "the",
+    "gateway",
+    "signs",
+    "each",
+    "choice",
+    "of",
+    "every",
+    "completion",
+    "and",
+    "logs",
+    "the",
+    "call",
+    "it",
+    "made",
+]
 
 
 def _text(rng: random.Random, words: int) -> str:

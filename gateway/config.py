@@ -169,7 +169,7 @@ class Settings(BaseSettings):
     c2pa_cert_chain: Path | None = Field(
         default=None,
         description="PEM certificate chain that signs Content Credentials (signing certificate "
-        "first); None: a local CA generated under <keys_dir>/c2pa/.",
+        "first); None: a local CA generated in keys_dir (c2pa-*.pem).",
     )
     c2pa_private_key: Path | None = Field(
         default=None, description="PEM private key of the chain's signing certificate."

@@ -30,11 +30,11 @@ __all__ = [
     "load_signing_credentials",
 ]
 
-CA_DIR = "c2pa"
-ROOT_FILE = "root-ca.pem"
-ROOT_KEY_FILE = "root-ca-key.pem"
-CHAIN_FILE = "signer-chain.pem"
-KEY_FILE = "signer-key.pem"
+# Flat files in the keys dir, next to the gateway's other keys (all mode 0600).
+ROOT_FILE = "c2pa-root-ca.pem"
+ROOT_KEY_FILE = "c2pa-root-ca-key.pem"
+CHAIN_FILE = "c2pa-signer-chain.pem"
+KEY_FILE = "c2pa-signer-key.pem"
 _LEAF_DAYS = 365
 _ROOT_DAYS = 3650
 _RENEW_BEFORE = dt.timedelta(days=30)
@@ -133,12 +133,12 @@ def _issue_leaf(
 
 
 def ensure_local_ca(keys_dir: Path, now: dt.datetime) -> tuple[Path, Path, Path]:
-    """The embedded default: a local root CA and a signing certificate under ``keys_dir/c2pa``.
+    """The embedded default: a local root CA and a signing certificate in ``keys_dir``.
 
     Made on first start, reused after; the signing certificate is re-issued from the root
     when it is within 30 days of expiry. Returns (chain, key, root) paths.
     """
-    directory = keys_dir / CA_DIR
+    directory = keys_dir
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     root_path, root_key_path = directory / ROOT_FILE, directory / ROOT_KEY_FILE
     chain_path, key_path = directory / CHAIN_FILE, directory / KEY_FILE
@@ -160,7 +160,7 @@ def ensure_local_ca(keys_dir: Path, now: dt.datetime) -> tuple[Path, Path, Path]
             .sign(root_key, hashes.SHA256())
         )
         _write_private(root_key_path, _pem_key(root_key))
-        root_path.write_bytes(root.public_bytes(serialization.Encoding.PEM))
+        _write_private(root_path, root.public_bytes(serialization.Encoding.PEM))
         chain_path.unlink(missing_ok=True)
     root = x509.load_pem_x509_certificate(root_path.read_bytes())
     loaded_root_key = serialization.load_pem_private_key(root_key_path.read_bytes(), None)
@@ -173,7 +173,7 @@ def ensure_local_ca(keys_dir: Path, now: dt.datetime) -> tuple[Path, Path, Path]
     if not fresh:
         leaf, leaf_key = _issue_leaf(root, loaded_root_key, now)
         _write_private(key_path, _pem_key(leaf_key))
-        chain_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+        _write_private(chain_path, leaf.public_bytes(serialization.Encoding.PEM))
     return chain_path, key_path, root_path
 
 
