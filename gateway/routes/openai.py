@@ -4,7 +4,9 @@ Every output is watermarked at sampling time and logged; the response's ``tierga
 names the call, its log index and the watermark key id. ``prompt`` may be a list (of texts or
 of token-id lists): prompt p's choices are numbered ``p * n + i``, as OpenAI does.
 ``stream: true`` answers with server-sent events in OpenAI's chunk format (each chunk names
-its choice's ``index``), the last chunk carrying ``tiergate``.
+its choice's ``index``), the last chunk carrying ``tiergate``. ``tiergate.content_credentials``
+holds each choice's signed C2PA manifest (:mod:`gateway.services.provenance`); with
+``c2pa_embed`` it is also appended to the text (docs/provenance.md).
 """
 
 from __future__ import annotations
