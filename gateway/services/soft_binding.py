@@ -24,6 +24,7 @@ from gateway.services.provenance import (
     SOFT_BINDING_ALG,
     credential_for_choice,
     credentials_with_binding,
+    extract_from_text,
     find_credential,
 )
 
@@ -154,14 +155,17 @@ def matches_by_content(
 ) -> dict[str, Any]:
     """Run the watermark detector over ``text``; the manifest of each call it attributes.
 
-    Only a watermark verdict at the detector's strict level (p <= 1e-6, corrected) resolves;
-    a C2PA text wrapper in ``text`` is ignored (the watermark is the binding looked up).
+    Only a watermark verdict at the detector's strict level (p <= 1e-6, corrected) resolves.
+    A C2PA text wrapper in ``text`` is removed first (its thousands of invisible characters
+    would dilute the score; the watermark is the binding looked up); one that does not
+    decode is refused (422 ``c2pa_wrapper_invalid``).
     """
     _check_alg(alg)
     if len(text) > MAX_CONTENT_CHARS:
         raise ResolutionTextTooLarge(
             f"at most {MAX_CONTENT_CHARS} characters of text are resolved per request"
         )
+    _, text = extract_from_text(text)
     verdict = detection.detect(
         session, None, runtime, text=text, token_ids=None, model=None, alpha=1e-6, now=now
     )

@@ -25,6 +25,7 @@ from gateway.services.provenance import (
     HardBindingMismatch,
     ManifestUntrusted,
     VerifiedCredential,
+    embed_in_text,
     extract_from_text,
     verify_credential,
     verify_text_credential,
@@ -146,6 +147,14 @@ def test_completions_carry_content_credentials_that_resolve_by_binding_and_by_co
     _check_proof(live_server, found["tiergate"]["inclusion_proof"], ext["log_index"])
     recovered = httpx.get(f"{api}/manifests/{found['manifestId']}", timeout=30).content
     assert verify_text_credential(recovered, text, trust_anchor=root.content).state == "Trusted"
+    # Pasted with its wrapper still in it: the wrapper is set aside, the watermark resolves.
+    wrapped = httpx.post(
+        f"{api}/matches/byContent",
+        content=embed_in_text(text, recovered).encode(),
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+        timeout=120,
+    )
+    assert [m["manifestId"] for m in wrapped.json()["matches"]] == [credential["manifest_id"]]
 
     # The release's tier has a Content Credential too: a sidecar bound to its model.sig.
     built = generation_release

@@ -303,6 +303,12 @@ def test_resolution_refusals_are_typed(client: Any) -> None:
         headers={"Content-Type": "text/plain"},
     )
     assert (long_text.status_code, long_text.json()["code"]) == (413, "resolution_text_too_large")
+    garbage = client.post(
+        f"{api}/matches/byContent",
+        content=("some pasted text" + "\ufeff" + "\ufe01" * 20).encode(),
+        headers={"Content-Type": "text/plain; charset=utf-8"},
+    )
+    assert (garbage.status_code, garbage.json()["code"]) == (422, "c2pa_wrapper_invalid")
     human = client.post(
         f"{api}/matches/byContent",
         content="Minutes of the garden club: attendance was good despite the rain. " * 4,
