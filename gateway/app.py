@@ -16,6 +16,7 @@ from gateway.api_docs import install_api_docs
 from gateway.config import Settings
 from gateway.db.engine import make_engine
 from gateway.db.migrate import upgrade
+from gateway.db.timeutil import utcnow
 from gateway.keyring import Keyring, ensure_writable_dir, load_keyring
 from gateway.ledger.runtime import LedgerRuntime
 from gateway.metrics import GatewayMetrics, MetricsMiddleware
@@ -36,10 +37,12 @@ from gateway.routes import links as link_routes
 from gateway.routes import log as log_routes
 from gateway.routes import metrics as metrics_routes
 from gateway.routes import openai as openai_routes
+from gateway.routes import provenance as provenance_routes
 from gateway.routes import watermark_keys as watermark_key_routes
 from gateway.services.detection import DetectionRuntime
 from gateway.services.detection import register_runtime as register_detection_runtime
 from gateway.services.generation import GenerationService
+from gateway.services.provenance import ProvenanceService
 from gateway.state import GatewayState, SchemaStatus
 from gateway.storage.factory import make_blob_store
 from gateway.web.routes import install_web
@@ -107,6 +110,11 @@ def create_app(
         window_seconds=settings.rate_limit_window_seconds,
     )
     register_detection_runtime(state.engine, detector)
+    # Content Credentials: the signing chain is checked now, so a gateway never starts
+    # signing with a certificate a C2PA reader would refuse (expired, wrong chain, no EKU).
+    provenance = ProvenanceService.for_gateway(
+        settings, state.engine, settings.resolved_keys_dir, now=utcnow()
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -134,6 +142,7 @@ def create_app(
     app.state.ledger = ledger
     app.state.generation = generation
     app.state.detection = detector
+    app.state.provenance = provenance
     app.state.metrics = metrics = GatewayMetrics.create(state.engine)
     install_problem_handlers(app)
     install_api_docs(app)
@@ -152,6 +161,8 @@ def create_app(
     app.include_router(detect_routes.router)
     app.include_router(watermark_key_routes.router)
     app.include_router(engine_key_routes.router)
+    app.include_router(provenance_routes.router)
+    app.include_router(provenance_routes.well_known)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.
     install_web(app)
     app.include_router(hub_ref_routes.router)

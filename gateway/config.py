@@ -165,6 +165,23 @@ class Settings(BaseSettings):
     watermark_delta: float = Field(default=2.0, gt=0, le=20)
     watermark_payload_bits: int = Field(default=20, ge=8, le=32)
     rate_limit_detections_per_account: int = Field(default=120, ge=1)
+    # C2PA Content Credentials (docs/provenance.md): the gateway signs a manifest per choice.
+    c2pa_cert_chain: Path | None = Field(
+        default=None,
+        description="PEM certificate chain that signs Content Credentials (signing certificate "
+        "first); None: a local CA generated in keys_dir (c2pa-*.pem).",
+    )
+    c2pa_private_key: Path | None = Field(
+        default=None, description="PEM private key of the chain's signing certificate."
+    )
+    c2pa_trust_anchor: Path | None = Field(
+        default=None,
+        description="PEM root the chain must reach; published at "
+        "/.well-known/tiergate/c2pa-root.pem. Required with c2pa_cert_chain.",
+    )
+    rate_limit_soft_binding_per_address: int = Field(
+        default=60, ge=1, description="Soft-binding resolution requests per client address."
+    )
 
     @field_validator("log_level")
     @classmethod
@@ -173,6 +190,13 @@ class Settings(BaseSettings):
         if level not in {"critical", "error", "warning", "info", "debug"}:
             raise ValueError(f"unknown log level {value!r}")
         return level
+
+    @model_validator(mode="after")
+    def _c2pa_chain_is_complete(self) -> Settings:
+        given = [self.c2pa_cert_chain, self.c2pa_private_key, self.c2pa_trust_anchor]
+        if any(v is not None for v in given) and any(v is None for v in given):
+            raise ValueError("c2pa_cert_chain, c2pa_private_key and c2pa_trust_anchor go together")
+        return self
 
     @model_validator(mode="after")
     def _s3_needs_a_bucket(self) -> Settings:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     Column,
     ForeignKey,
     Index,
+    LargeBinary,
     String,
     Text,
     UniqueConstraint,
@@ -419,4 +420,25 @@ class GenerationCall(SQLModel, table=True):
     user_id: int = Field(foreign_key="users.id", index=True)
     release_id: int = Field(foreign_key="releases.id", index=True)
     tier: str = Field(sa_column=Column(String(32), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ContentCredential(SQLModel, table=True):
+    """The signed C2PA manifest store of one generated choice (its hard binding needs the
+    text, which the gateway does not keep, so the signed bytes are kept instead)."""
+
+    __tablename__ = "content_credentials"
+    __table_args__ = (
+        UniqueConstraint("call_id", "choice_index", name="uq_content_credential_choice"),
+        Index("ix_content_credentials_key_payload", "key_id", "payload"),
+    )
+
+    manifest_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    call_id: str = Field(sa_column=Column(String(40), nullable=False))
+    choice_index: int = Field(nullable=False)
+    key_id: str = Field(sa_column=Column(String(16), nullable=False))
+    payload: int = Field(sa_column=Column(BigInteger, nullable=False))
+    log_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    text_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    store: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -4,11 +4,14 @@ Every output is watermarked at sampling time and logged; the response's ``tierga
 names the call, its log index and the watermark key id. ``prompt`` may be a list (of texts or
 of token-id lists): prompt p's choices are numbered ``p * n + i``, as OpenAI does.
 ``stream: true`` answers with server-sent events in OpenAI's chunk format (each chunk names
-its choice's ``index``), the last chunk carrying ``tiergate``.
+its choice's ``index``), the last chunk carrying ``tiergate``. ``tiergate.content_credentials``
+holds each choice's signed C2PA manifest (:mod:`gateway.services.provenance`); with
+``c2pa_embed`` it is also appended to the text (docs/provenance.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -47,6 +50,7 @@ from gateway.services.generation import (
     StreamEvent,
 )
 from gateway.services.models import usable_models
+from gateway.services.provenance import ChoiceCredential, ProvenanceService, embed_in_text
 
 router = APIRouter(
     prefix="/v1",
@@ -65,6 +69,21 @@ async def get_generation(request: Request) -> GenerationService:
 
 
 GenerationDep = Annotated[GenerationService, Depends(get_generation)]
+
+
+async def get_provenance(request: Request) -> ProvenanceService:
+    provenance: ProvenanceService = request.app.state.provenance
+    return provenance
+
+
+ProvenanceDep = Annotated[ProvenanceService, Depends(get_provenance)]
+
+
+async def _credentials(
+    provenance: ProvenanceService, result: GenerationResult, texts: list[str]
+) -> list[ChoiceCredential]:
+    """Sign each choice's Content Credential over its text as returned (a worker thread)."""
+    return await asyncio.to_thread(provenance.issue_for_result, result, texts)
 
 
 def _bounded(service: GenerationService, body: Any, max_tokens: int | None, default: int) -> int:
@@ -88,7 +107,9 @@ def _json(model: CompletionResponse | ChatCompletionResponse) -> Response:
     return Response(content=model.model_dump_json(), media_type="application/json")
 
 
-def _tiergate(result: GenerationResult) -> TiergateInfo:
+def _tiergate(
+    result: GenerationResult, credentials: list[ChoiceCredential], base_url: str
+) -> TiergateInfo:
     return TiergateInfo(
         call_id=result.call_id,
         log_index=result.log_index,
@@ -96,6 +117,7 @@ def _tiergate(result: GenerationResult) -> TiergateInfo:
         payload=result.payloads[0],
         payloads=result.payloads,
         model=result.model,
+        content_credentials=[c.to_response(base_url) for c in credentials],
     )
 
 
@@ -152,6 +174,8 @@ def _stream_response(
     events: AsyncIterator[StreamEvent],
     *,
     chat: bool,
+    provenance: ProvenanceService,
+    embed: bool,
 ) -> StreamingResponse:
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
@@ -178,15 +202,23 @@ def _stream_response(
                 if isinstance(event, tuple):
                     yield _sse(chunk(event[0], event[1], None))
                     continue
+                # The Content Credentials bind the text as streamed (without any wrapper);
+                # asked for, each choice's wrapper follows as one more piece of its text.
+                credentials = await _credentials(provenance, event, [c.text for c in event.choices])
+                if embed:
+                    for credential in credentials:
+                        wrapper = embed_in_text("", credential.store)
+                        yield _sse(chunk(credential.choice_index, wrapper, None))
                 # One closing chunk per choice (its finish reason); the last one also
                 # carries the usage and the call.
                 last = len(event.choices) - 1
                 for index, choice in enumerate(event.choices):
                     extra: dict[str, Any] = {}
                     if index == last:
+                        info = _tiergate(event, credentials, provenance.base_url)
                         extra = {
                             "usage": _usage(event).model_dump(),
-                            "tiergate": _tiergate(event).model_dump(),
+                            "tiergate": info.model_dump(),
                         }
                     yield _sse(chunk(index, None if chat else "", choice.finish_reason, **extra))
         except GatewayError as exc:  # after the headers: report in-band, as OpenAI does
@@ -219,7 +251,11 @@ def _echoed(prompt: Prompt, tokenizer: Any) -> str:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def create_completion(
-    body: CompletionRequest, principal: Generator, service: GenerationDep, now: NowDep
+    body: CompletionRequest,
+    principal: Generator,
+    service: GenerationDep,
+    provenance: ProvenanceDep,
+    now: NowDep,
 ) -> Any:
     max_tokens = _bounded(service, body, body.max_tokens, 16)
     prompts = _prompts(service, body)
@@ -239,10 +275,16 @@ async def create_completion(
     )
     if body.stream:
         call_id, model, events = await service.stream(principal, request, now)
-        return _stream_response(call_id, model, events, chat=False)
+        return _stream_response(
+            call_id, model, events, chat=False, provenance=provenance, embed=body.c2pa_embed
+        )
     result = await service.complete(principal, request, now)
     tokenizer = result.tokenizer
     echoed = [_echoed(p, tokenizer) if body.echo else "" for p in prompts]
+    texts = [echoed[i // body.n] + c.text for i, c in enumerate(result.choices)]
+    credentials = await _credentials(provenance, result, texts)
+    if body.c2pa_embed:
+        texts = [embed_in_text(t, c.store) for t, c in zip(texts, credentials, strict=True)]
     return _json(
         CompletionResponse(
             id=result.call_id,
@@ -251,14 +293,14 @@ async def create_completion(
             choices=[
                 CompletionChoice(
                     index=i,
-                    text=echoed[i // body.n] + c.text,
+                    text=texts[i],
                     finish_reason=c.finish_reason,
                     logprobs=_completion_logprobs(c, tokenizer),
                 )
                 for i, c in enumerate(result.choices)
             ],
             usage=_usage(result),
-            tiergate=_tiergate(result),
+            tiergate=_tiergate(result, credentials, provenance.base_url),
         )
     )
 
@@ -270,7 +312,11 @@ async def create_completion(
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def create_chat_completion(
-    body: ChatCompletionRequest, principal: Generator, service: GenerationDep, now: NowDep
+    body: ChatCompletionRequest,
+    principal: Generator,
+    service: GenerationDep,
+    provenance: ProvenanceDep,
+    now: NowDep,
 ) -> Any:
     max_tokens = _bounded(service, body, body.max_completion_tokens or body.max_tokens, 128)
     request = GenerationInput(
@@ -289,9 +335,15 @@ async def create_chat_completion(
     )
     if body.stream:
         call_id, model, events = await service.stream(principal, request, now)
-        return _stream_response(call_id, model, events, chat=True)
+        return _stream_response(
+            call_id, model, events, chat=True, provenance=provenance, embed=body.c2pa_embed
+        )
     result = await service.complete(principal, request, now)
     tokenizer = result.tokenizer
+    texts = [c.text for c in result.choices]
+    credentials = await _credentials(provenance, result, texts)
+    if body.c2pa_embed:
+        texts = [embed_in_text(t, c.store) for t, c in zip(texts, credentials, strict=True)]
     return _json(
         ChatCompletionResponse(
             id=result.call_id,
@@ -300,14 +352,14 @@ async def create_chat_completion(
             choices=[
                 ChatChoice(
                     index=i,
-                    message=ChatMessageOut(content=c.text),
+                    message=ChatMessageOut(content=texts[i]),
                     finish_reason=c.finish_reason,
                     logprobs=_chat_logprobs(c, tokenizer),
                 )
                 for i, c in enumerate(result.choices)
             ],
             usage=_usage(result),
-            tiergate=_tiergate(result),
+            tiergate=_tiergate(result, credentials, provenance.base_url),
         )
     )
 

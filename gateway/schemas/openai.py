@@ -25,6 +25,12 @@ class _Request(BaseModel):
     stop: str | list[str] | None = Field(default=None)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     stream: bool = False
+    c2pa_embed: bool = Field(
+        default=False,
+        description="tiergate extension: also embed each choice's C2PA Content Credential in "
+        "its text (C2PA text wrapper: invisible Unicode variation selectors). Off by default: "
+        "it changes the text. The credential is always in `tiergate.content_credentials`.",
+    )
 
     def stop_sequences(self) -> tuple[str, ...]:
         if self.stop is None:
@@ -94,6 +100,11 @@ class TiergateInfo(BaseModel):
     payload: int = Field(description="Call tag (watermark payload) of choice 0.")
     payloads: list[int] = Field(description="Call tag of each choice, by index.")
     model: str = Field(description="The resolved model: ORG/NAME@VERSION:tier.")
+    content_credentials: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="One C2PA Content Credential per choice, by index: the signed manifest "
+        "store (base64, application/c2pa), its id, the text's sha256 and the soft binding.",
+    )
 
 
 class Usage(BaseModel):

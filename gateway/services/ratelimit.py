@@ -118,3 +118,9 @@ def token_limits(
     if account:
         limits.append(Limit(bucket_key("token-account", account), per_account, window_seconds))
     return limits
+
+
+def soft_binding_limits(address: str, *, per_address: int, window_seconds: int) -> list[Limit]:
+    """The public soft-binding resolution API (``/c2pa/v1/...``), per client address: no
+    account is needed to look up a Content Credential, so the address is what is limited."""
+    return [Limit(bucket_key("softbinding-addr", address), per_address, window_seconds)]

@@ -1,0 +1,455 @@
+"""C2PA Content Credentials for generated text: sign one manifest per choice, keep it, find it.
+
+Each choice gets a C2PA manifest store signed by the gateway (c2pa-python, i.e. c2pa-rs):
+a ``c2pa.created`` action (digital source type ``trainedAlgorithmicMedia``, the model as the
+software agent), a ``c2pa.hash.data`` hard binding over the returned text's UTF-8 bytes, a
+``c2pa.soft-binding`` assertion naming the watermark scheme and the call tag, and an
+``org.tiergate.generation`` assertion with the model, its release-statement digest, the call,
+its log index and where its receipt is. The store is a sidecar (``application/c2pa``):
+returned in the response, kept in ``content_credentials`` (the gateway does not keep the text,
+and a signature cannot be re-made to the same bytes), and found again by the soft-binding
+resolution API (:mod:`gateway.services.soft_binding`). Embedding it in the text with the C2PA
+variation-selector wrapper happens only when the caller asks.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import c2pa
+import c2pa_text
+from sqlalchemy.engine import Engine
+from sqlmodel import Session, select
+
+from gateway import __version__
+from gateway.config import Settings
+from gateway.db.engine import session_scope
+from gateway.db.models import ContentCredential, LogEntry
+from gateway.errors import GatewayError, NotFound, ValidationFailed
+from gateway.services.generation import GenerationResult
+from gateway.services.provenance_certs import (
+    SigningCredentials,
+    ensure_local_ca,
+    load_signing_credentials,
+)
+
+__all__ = [
+    "DIGITAL_SOURCE_TYPE",
+    "MANIFEST_FORMAT",
+    "SOFT_BINDING_ALG",
+    "C2paWrapperInvalid",
+    "ChoiceCredential",
+    "ContentCredentialNotFound",
+    "CredentialSigningFailed",
+    "HardBindingMismatch",
+    "ManifestInvalid",
+    "ManifestUntrusted",
+    "ProvenanceService",
+    "VerifiedCredential",
+    "binding_value",
+    "embed_in_text",
+    "extract_from_text",
+    "find_credential",
+    "verify_credential",
+    "verify_text_credential",
+]
+
+DIGITAL_SOURCE_TYPE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
+MANIFEST_FORMAT = "application/c2pa"
+# The soft binding: tiergate's in-token watermark; its value names the watermark key and the
+# call tag (payload) the text carries, "<key id>:<payload>" in UTF-8, base64 in the assertion.
+SOFT_BINDING_ALG = "org.tiergate.token-watermark.1"
+GENERATION_ASSERTION = "org.tiergate.generation"
+_MANIFEST_NS = "tiergate-content-credential"
+_ZWNBSP = "\ufeff"
+
+
+class C2paWrapperInvalid(ValidationFailed):
+    """Text carries a C2PA text wrapper that does not decode (garbage or truncated)."""
+
+    code = "c2pa_wrapper_invalid"
+    title = "Invalid C2PA text wrapper"
+
+
+class ManifestInvalid(ValidationFailed):
+    """A manifest store that does not parse or whose signature does not verify."""
+
+    code = "c2pa_manifest_invalid"
+    title = "Invalid C2PA manifest"
+
+
+class ManifestUntrusted(ValidationFailed):
+    """A manifest signed by a certificate that does not chain to the trust anchor given."""
+
+    code = "c2pa_manifest_untrusted"
+    title = "C2PA manifest signer not trusted"
+
+
+class HardBindingMismatch(ValidationFailed):
+    """The text is not the text the manifest was signed over (edited, or another text)."""
+
+    code = "c2pa_hard_binding_mismatch"
+    title = "Text does not match its Content Credential"
+
+
+class CredentialSigningFailed(GatewayError):
+    """c2pa-rs refused to sign a manifest the gateway built (a bug, or a broken chain)."""
+
+    code = "c2pa_signing_failed"
+    title = "Content Credential signing failed"
+
+
+class ContentCredentialNotFound(NotFound):
+    code = "c2pa_manifest_not_found"
+    title = "No such Content Credential"
+
+
+def binding_value(key_id: str, payload: int) -> str:
+    """The soft-binding value (base64) of a call tag under a watermark key."""
+    return base64.b64encode(f"{key_id}:{payload}".encode()).decode("ascii")
+
+
+def manifest_id_for(call_id: str, choice_index: int) -> str:
+    """Deterministic per choice, so a retried store is the same row, never a second one.
+
+    c2pa-rs accepts only version-4 UUIDs in a manifest label: the hash of the choice is
+    shaped as one (uuid5 is refused as "invalid Claim GUID")."""
+    seed = hashlib.sha256(f"{_MANIFEST_NS}/{call_id}/{choice_index}".encode()).digest()
+    return f"urn:c2pa:{uuid.UUID(bytes=seed[:16], version=4)}"
+
+
+@dataclass(frozen=True)
+class ChoiceCredential:
+    """The Content Credential of one choice, as returned with the completion."""
+
+    manifest_id: str
+    choice_index: int
+    store: bytes  # the signed C2PA manifest store (JUMBF), application/c2pa
+    text_sha256: str
+    binding_value: str
+
+    def to_response(self, base_url: str) -> dict[str, Any]:
+        return {
+            "manifest_id": self.manifest_id,
+            "choice_index": self.choice_index,
+            "format": MANIFEST_FORMAT,
+            "manifest": base64.b64encode(self.store).decode("ascii"),
+            "text_sha256": self.text_sha256,
+            "soft_binding": {"alg": SOFT_BINDING_ALG, "value": self.binding_value},
+            "manifest_url": f"{base_url}/c2pa/v1/manifests/{self.manifest_id}",
+        }
+
+
+class ProvenanceService:
+    """Signs Content Credentials with the gateway's C2PA certificate chain."""
+
+    def __init__(self, engine: Engine, credentials: SigningCredentials, base_url: str) -> None:
+        self.engine = engine
+        self.credentials = credentials
+        self.base_url = base_url.rstrip("/")
+        self._signer_info = c2pa.C2paSignerInfo(
+            c2pa.C2paSigningAlg.ES256, credentials.chain_pem, credentials.key_pem, None
+        )
+
+    @classmethod
+    def for_gateway(
+        cls, settings: Settings, engine: Engine, keys_dir: Path, *, now: datetime
+    ) -> ProvenanceService:
+        """The configured chain, or the local CA (made on first start); checked either way."""
+        if settings.c2pa_cert_chain is not None:
+            assert settings.c2pa_private_key is not None
+            assert settings.c2pa_trust_anchor is not None
+            chain, key, root = (
+                settings.c2pa_cert_chain,
+                settings.c2pa_private_key,
+                settings.c2pa_trust_anchor,
+            )
+        else:
+            chain, key, root = ensure_local_ca(keys_dir, now)
+        credentials = load_signing_credentials(chain, key, root, now=now)
+        return cls(engine, credentials, settings.base_url)
+
+    @property
+    def root_pem(self) -> bytes:
+        return self.credentials.root_pem
+
+    def _manifest(
+        self,
+        *,
+        manifest_id: str,
+        call_id: str,
+        choice_index: int,
+        log_index: int,
+        model: str,
+        release_digest: str | None,
+        key_id: str,
+        payload: int,
+        text_sha256: str,
+        logged_at: str | None,
+    ) -> dict[str, Any]:
+        repo, _, rest = model.partition("@")
+        return {
+            "label": manifest_id,
+            "claim_generator_info": [{"name": "tiergate", "version": __version__}],
+            "title": f"{call_id} choice {choice_index}",
+            "format": "text/plain",
+            "assertions": [
+                {
+                    "label": "c2pa.actions.v2",
+                    "data": {
+                        "actions": [
+                            {
+                                "action": "c2pa.created",
+                                "digitalSourceType": DIGITAL_SOURCE_TYPE,
+                                "softwareAgent": {"name": repo, "version": rest},
+                                "when": logged_at,
+                            }
+                        ]
+                    },
+                },
+                {
+                    "label": "c2pa.soft-binding",
+                    "data": {
+                        "alg": SOFT_BINDING_ALG,
+                        "blocks": [{"scope": {}, "value": binding_value(key_id, payload)}],
+                    },
+                },
+                {
+                    "label": GENERATION_ASSERTION,
+                    "data": {
+                        "model": model,
+                        "release_statement_digest": release_digest,
+                        "call_id": call_id,
+                        "choice_index": choice_index,
+                        "log_index": log_index,
+                        "receipt_url": f"{self.base_url}/log/receipt/{log_index}",
+                        "checkpoint_url": f"{self.base_url}/log/checkpoint",
+                        "watermark_key_id": key_id,
+                        "call_tag": payload,
+                        "text_sha256": text_sha256,
+                    },
+                },
+            ],
+        }
+
+    def sign_text(self, manifest: dict[str, Any], text: str) -> bytes:
+        """Sign ``manifest`` with a hard binding over ``text`` (UTF-8); the store's bytes."""
+        return self.sign_bytes(manifest, text.encode("utf-8"), "text/plain")
+
+    def sign_bytes(self, manifest: dict[str, Any], asset: bytes, media_type: str) -> bytes:
+        """Sign ``manifest`` as a sidecar whose ``c2pa.hash.data`` covers ``asset``."""
+        # Drop None values (a missing log time): c2pa-rs refuses nulls where a string goes.
+        for assertion in manifest["assertions"]:
+            if assertion["label"] == "c2pa.actions.v2":
+                for action in assertion["data"]["actions"]:
+                    for field in [k for k, v in action.items() if v is None]:
+                        del action[field]
+        builder = c2pa.Builder(manifest)
+        builder.set_no_embed()
+        signer = c2pa.Signer.from_info(self._signer_info)
+        try:
+            store: bytes = builder.sign(signer, media_type, io.BytesIO(asset), io.BytesIO())
+        except c2pa.C2paError as exc:
+            raise CredentialSigningFailed(f"signing a Content Credential failed: {exc}") from exc
+        finally:
+            signer.close()
+            builder.close()
+        return store
+
+    def issue_for_result(
+        self, result: GenerationResult, texts: list[str]
+    ) -> list[ChoiceCredential]:
+        """:meth:`issue_for_call` for a logged generation result (blocking)."""
+        if result.log_index is None:
+            return []
+        return self.issue_for_call(
+            call_id=result.call_id,
+            log_index=result.log_index,
+            model=result.model,
+            key_id=result.watermark_key_id,
+            payloads=result.payloads,
+            texts=texts,
+        )
+
+    def issue_for_call(
+        self,
+        *,
+        call_id: str,
+        log_index: int,
+        model: str,
+        key_id: str,
+        payloads: list[int],
+        texts: list[str],
+    ) -> list[ChoiceCredential]:
+        """Sign and keep one credential per choice (``texts`` as returned, by choice index).
+
+        Blocking (signing and one transaction): call it from a worker thread.
+        """
+        with session_scope(self.engine) as session:
+            entry = session.get(LogEntry, log_index)
+            logged = json.loads(entry.entry) if entry is not None else {}
+        release_digest = logged.get("fields", {}).get("model", {}).get("release_digest")
+        out = []
+        for index, (text, payload) in enumerate(zip(texts, payloads, strict=True)):
+            digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+            manifest_id = manifest_id_for(call_id, index)
+            manifest = self._manifest(
+                manifest_id=manifest_id,
+                call_id=call_id,
+                choice_index=index,
+                log_index=log_index,
+                model=model,
+                release_digest=release_digest,
+                key_id=key_id,
+                payload=payload,
+                text_sha256=digest,
+                logged_at=logged.get("time"),
+            )
+            store = self.sign_text(manifest, text)
+            out.append(
+                ChoiceCredential(manifest_id, index, store, digest, binding_value(key_id, payload))
+            )
+        with session_scope(self.engine) as session:
+            for credential, payload in zip(out, payloads, strict=True):
+                session.merge(
+                    ContentCredential(
+                        manifest_id=credential.manifest_id,
+                        call_id=call_id,
+                        choice_index=credential.choice_index,
+                        key_id=key_id,
+                        payload=payload,
+                        log_index=log_index,
+                        text_sha256=credential.text_sha256,
+                        store=credential.store,
+                    )
+                )
+        return out
+
+
+def find_credential(session: Session, manifest_id: str) -> ContentCredential:
+    row = session.get(ContentCredential, manifest_id[:64])
+    if row is None:
+        raise ContentCredentialNotFound(f"no Content Credential {manifest_id[:80]!r}")
+    return row
+
+
+def credentials_with_binding(
+    session: Session, key_id: str, payload: int, *, limit: int
+) -> list[ContentCredential]:
+    query = (
+        select(ContentCredential)
+        .where(ContentCredential.key_id == key_id, ContentCredential.payload == payload)
+        .order_by(ContentCredential.log_index.desc())  # type: ignore[attr-defined]
+        .limit(limit)
+    )
+    return list(session.exec(query))
+
+
+def credential_for_choice(
+    session: Session, call_id: str, choice_index: int
+) -> ContentCredential | None:
+    query = select(ContentCredential).where(
+        ContentCredential.call_id == call_id, ContentCredential.choice_index == choice_index
+    )
+    return session.exec(query).first()
+
+
+# ---------------------------------------------------------------- the text wrapper (A.8)
+
+
+def embed_in_text(text: str, store: bytes) -> str:
+    """``text`` with the C2PA text wrapper appended (C2PA 2.x, unstructured text).
+
+    c2pa-text's ``embed_manifest`` would NFC-normalize the text first; ours is bound byte
+    for byte, so only its wire encoding (``encode_wrapper``) is used.
+    """
+    wrapper: str = c2pa_text.encode_wrapper(store)
+    return text + wrapper
+
+
+def extract_from_text(text: str) -> tuple[bytes | None, str]:
+    """(manifest store, the text without its wrapper); (None, text) when there is none.
+
+    A wrapper prefix followed by variation selectors that do not decode is refused, typed.
+    """
+    try:
+        info = c2pa_text.find_wrapper_info(text)
+    except ValueError as exc:  # two wrappers
+        raise C2paWrapperInvalid(str(exc)) from exc
+    if info is None:
+        at = text.find(_ZWNBSP)
+        if at >= 0 and at + 1 < len(text) and _is_selector(text[at + 1]):
+            raise C2paWrapperInvalid(
+                "the text carries a C2PA text wrapper that does not decode "
+                "(bad magic, version or length, or truncated)"
+            )
+        return None, text
+    store, start_byte, length_byte = info
+    raw = text.encode("utf-8")
+    clean = raw[:start_byte] + raw[start_byte + length_byte :]
+    return bytes(store), clean.decode("utf-8")
+
+
+def _is_selector(char: str) -> bool:
+    point = ord(char)
+    return 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF
+
+
+# ---------------------------------------------------------------- verification
+
+
+@dataclass(frozen=True)
+class VerifiedCredential:
+    manifest_id: str
+    state: str  # c2pa-rs validation state: "Trusted" when it chains to the anchor given
+    manifest: dict[str, Any]
+
+    def assertion(self, label: str) -> dict[str, Any]:
+        for item in self.manifest.get("assertions", []):
+            if item.get("label") == label:
+                data: dict[str, Any] = item.get("data", {})
+                return data
+        raise ManifestInvalid(f"the manifest has no {label} assertion")
+
+
+def verify_text_credential(store: bytes, text: str, *, trust_anchor: bytes) -> VerifiedCredential:
+    """Verify a sidecar store against ``text`` with c2pa-rs: signature, chain, hard binding."""
+    return verify_credential(store, text.encode("utf-8"), "text/plain", trust_anchor=trust_anchor)
+
+
+def verify_credential(
+    store: bytes, asset: bytes, media_type: str, *, trust_anchor: bytes
+) -> VerifiedCredential:
+    """Verify a sidecar store against the asset it binds (``media_type``) with c2pa-rs."""
+    settings = c2pa.Settings.from_dict(
+        {"trust": {"trust_anchors": trust_anchor.decode("ascii")}, "verify": {"verify_trust": True}}
+    )
+    context = c2pa.Context(settings)
+    try:
+        reader = c2pa.Reader(media_type, io.BytesIO(asset), store, context)
+        report = json.loads(reader.json())
+    except c2pa.C2paError as exc:
+        raise ManifestInvalid(f"the manifest store does not verify: {exc}") from exc
+    finally:
+        context.close()
+    active = report.get("active_manifest")
+    manifest = report.get("manifests", {}).get(active)
+    if not active or manifest is None:
+        raise ManifestInvalid("the manifest store has no active manifest")
+    failures = report.get("validation_results", {}).get("activeManifest", {}).get("failure", [])
+    codes = {f.get("code") for f in failures}
+    if "assertion.dataHash.mismatch" in codes:
+        raise HardBindingMismatch("the content is not what this Content Credential signs")
+    if codes & {"signingCredential.untrusted", "signingCredential.invalid"}:
+        raise ManifestUntrusted("the manifest's signer does not chain to the trust anchor given")
+    if failures or report.get("validation_state") != "Trusted":
+        raise ManifestInvalid(f"the manifest does not validate: {sorted(map(str, codes))}")
+    return VerifiedCredential(active, str(report["validation_state"]), manifest)
