@@ -144,7 +144,8 @@ def test_text_is_read_with_the_named_models_tokenizer(
     spans = result["spans"]
     assert "".join(text[s["start"] : s["end"]] for s in spans) == text
     # A passage of other text: still detected, with fewer tokens carrying the signal.
-    mixed = post(client, dev, text="The release gateway is open." + text, model="acme/chatty", **body)
+    prefixed = "The release gateway is open." + text
+    mixed = post(client, dev, text=prefixed, model="acme/chatty", **body)
     assert mixed.json()["watermarked"]
     # Text without a model has no tokenizer to read it with.
     nomodel = post(client, dev, text=text, **body)
