@@ -301,7 +301,7 @@ def test_bad_configs_are_typed_errors(kwargs: dict[str, Any], error: type[Except
         GumbelConfig(**kwargs)
 
 
-@pytest.mark.parametrize("ids", [[-1, 2], [1 << 32], [[1, 2]], ["a"], [1.5]])
+@pytest.mark.parametrize("ids", [[-1, 2], [1 << 31], [MASK], [[1, 2]], ["a"], [1.5]])
 def test_bad_token_ids_are_typed_errors(ids: Any) -> None:
     with pytest.raises(InvalidTokensError):
         detect(ids, GumbelConfig(), GumbelKey(1))

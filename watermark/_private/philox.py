@@ -44,33 +44,33 @@ def _philox10(c0: U32, c1: U32, c2: U32, c3: U32, k0: U32, k1: int) -> tuple[U32
     """Ten Philox4x32 rounds over uint32 arrays of one length ``n`` (``k1`` is one word).
 
     Each ``mulhilo32`` is one exact uint64 product written into a buffer whose uint32 halves
-    (little-endian: low, high) are read back as strided views, so a round costs two multiplies
-    and four xors.
+    (little-endian: low, high) are read back as strided views. Two buffer pairs alternate, so
+    the views a round hands on stay valid while the next round writes: a round costs two
+    multiplies and four in-place xors, and allocates nothing.
     """
     n = c0.shape[0]
-    p0 = np.empty(n, dtype=np.uint64)
-    p1 = np.empty(n, dtype=np.uint64)
-    halves0 = p0.view(np.uint32)
-    halves1 = p1.view(np.uint32)
-    if _BIG_ENDIAN:
-        hi0, lo0, hi1, lo1 = halves0[0::2], halves0[1::2], halves1[0::2], halves1[1::2]
-    else:
-        lo0, hi0, lo1, hi1 = halves0[0::2], halves0[1::2], halves1[0::2], halves1[1::2]
-    key0 = np.array(k0, dtype=np.uint32)  # a copy: the schedule below updates it in place
+    products = [np.empty(n, dtype=np.uint64) for _ in range(4)]
+    halves = [p.view(np.uint32) for p in products]
+    low_at, high_at = (1, 0) if _BIG_ENDIAN else (0, 1)
+    lows = [h[low_at::2] for h in halves]
+    highs = [h[high_at::2] for h in halves]
+    a = np.array(c0, dtype=np.uint32)  # copies: the caller's arrays are left alone
+    b = np.array(c2, dtype=np.uint32)
+    key0 = np.array(k0, dtype=np.uint32)
     key1 = np.array(k1 & 0xFFFFFFFF, dtype=np.uint32)
     for r in range(_ROUNDS):
-        np.multiply(c0, M0, out=p0, dtype=np.uint64, casting="unsafe")
-        np.multiply(c2, M1, out=p1, dtype=np.uint64, casting="unsafe")
-        c0 = hi1 ^ c1
-        c0 ^= key0
-        c2 = hi0 ^ c3
-        c2 ^= key1
-        c1 = lo1.copy()
-        c3 = lo0.copy()
+        i = 2 * (r & 1)
+        np.multiply(a, M0, out=products[i], dtype=np.uint64, casting="unsafe")
+        np.multiply(b, M1, out=products[i + 1], dtype=np.uint64, casting="unsafe")
+        np.bitwise_xor(highs[i + 1], c1, out=a)
+        a ^= key0
+        np.bitwise_xor(highs[i], c3, out=b)
+        b ^= key1
+        c1, c3 = lows[i + 1], lows[i]
         if r != _ROUNDS - 1:
             key0 += np.uint32(W0)  # uint32 arithmetic wraps, as Philox's key schedule does
             key1 += np.uint32(W1)
-    return c0, c1, c2, c3
+    return a, np.ascontiguousarray(c1), b, np.ascontiguousarray(c3)
 
 
 def context_states(contexts: npt.NDArray[np.int64], key: int) -> tuple[U32, U32, U32, U32]:
