@@ -40,7 +40,9 @@ _ROUNDS = 10
 _BIG_ENDIAN = sys.byteorder == "big"
 
 
-def _philox10(c0: U32, c1: U32, c2: U32, c3: U32, k0: U32, k1: int) -> tuple[U32, U32, U32, U32]:
+def _philox10(
+    c0: U32, c1: U32, c2: U32, c3: U32, k0: U32 | np.uint32, k1: int
+) -> tuple[U32, U32, U32, U32]:
     """Ten Philox4x32 rounds over uint32 arrays of one length ``n`` (``k1`` is one word).
 
     Each ``mulhilo32`` is one exact uint64 product written into a buffer whose uint32 halves
