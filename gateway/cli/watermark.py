@@ -142,6 +142,58 @@ def export_key(
         )
 
 
+@group.command("register-vllm-key")
+@click.argument("model", metavar="ORG/NAME[@VERSION][:TIER]")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the `key` of the model's vLLM --watermark-config (decimal or 0x hex).",
+)
+@click.option("--context-width", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--deduplicate/--no-deduplicate", default=True, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+@gateway_options
+def register_vllm_key(
+    model: str,
+    key_file: Path,
+    context_width: int,
+    deduplicate: bool,
+    as_json: bool,
+    gateway: str,
+    token: str | None,
+) -> None:
+    """Register the key of vLLM's own watermark for MODEL, so the gateway's detector (API,
+    web page) checks text against it without the checker holding the key.
+
+    Admins and publishers of the releasing org only; the registration is a log entry (without
+    the key); the gateway stores the key sealed and never returns it.
+    """
+    from watermark.vllm_gumbel import load_gumbel_key_file
+
+    key = load_gumbel_key_file(key_file)  # fails here, before anything is sent
+    with api_client(gateway, token) as http:
+        answer = call(
+            http,
+            "POST",
+            "/api/watermark/keys/vllm",
+            what="registering the vLLM watermark key",
+            json={
+                "model": model,
+                "key": str(key.value),
+                "context_width": context_width,
+                "deduplicate_contexts": deduplicate,
+            },
+        )
+    if as_json:
+        click.echo(json.dumps(answer, sort_keys=True))
+        return
+    click.echo(
+        f"{answer['model']}: vLLM watermark key registered (id {answer['id']}, "
+        f"context_width={answer['context_width']}, logged at index {answer['log_index']})"
+    )
+
+
 def _write_private(path: Path, text: str, *, force: bool) -> None:
     """Create ``path`` with mode 0600 from the start, so the secret is never world-readable."""
     import os

@@ -202,7 +202,10 @@ class DetectRequest(BaseModel):
         "`vllm-gumbel`: vLLM's own Gumbel-max watermark, with `vllm_gumbel` giving its key.",
     )
     vllm_gumbel: VllmGumbelParams | None = Field(
-        default=None, description="Required with scheme `vllm-gumbel`, refused otherwise."
+        default=None,
+        description="With scheme `vllm-gumbel`: the key to test. Without it, the keys "
+        "publishers registered (`POST /api/watermark/keys/vllm`) are tried. Refused with "
+        "`tg-kgw-v1`.",
     )
 
     text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT_CHARS)

@@ -1,10 +1,11 @@
 """Detection of vLLM's built-in Gumbel-max watermark (scheme ``vllm-gumbel``) for the gateway.
 
-The caller brings the key vLLM was started with (``--watermark-config``): the gateway holds
-no vLLM keys, so this is the offline check run by the gateway, logged like every detection.
-The key is used for this one call: it is never stored, never part of a log entry or a log
-line, and never echoed in a response or an error. The scheme has no payload, so there is no
-call to attribute: the verdict ties the text to the key only.
+Two ways to name the key vLLM was started with (``--watermark-config``): the caller brings it
+for one check (``vllm_gumbel`` in the request), or a publisher registered it for a model tier
+(``gateway.services.vllm_watermark_keys``) and the gateway tries the registered keys of the
+model named, or of every model, Bonferroni-corrected for the keys tried. A key is never part
+of a log entry, a log line, a response or an error. The scheme has no payload, so there is no
+call to attribute: a positive verdict ties the text to a key (a deployment) only.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ from gateway.generation.models import parse_model_name
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import DetectResponse, TokenSpan, VllmGumbelParams
 from gateway.services.models import resolve_model
+from gateway.services.vllm_watermark_keys import parse_vllm_key, registered_vllm_keys
 from watermark.detector import tokenize
-from watermark.errors import WatermarkKeyError
 from watermark.vllm_gumbel import GUMBEL_SCHEME, GumbelConfig, GumbelDetection, GumbelKey
 from watermark.vllm_gumbel import detect as detect_gumbel
 
@@ -34,13 +35,6 @@ NO_PAYLOAD_NOTE = (
     "vLLM's Gumbel watermark carries no payload: a positive verdict ties the text to the key "
     "(the deployment that used it), not to one call"
 )
-
-
-def _key_of(params: VllmGumbelParams) -> GumbelKey:
-    try:
-        return GumbelKey.from_text(params.key.get_secret_value())
-    except WatermarkKeyError as exc:  # its message never quotes the key
-        raise ValidationFailed(exc.message) from None
 
 
 def _spans(
@@ -72,59 +66,77 @@ def detect_vllm_gumbel(
     alpha: float,
     now: datetime,
 ) -> DetectResponse:
-    """One exact test with the caller's key; the caller's rate limit is already charged."""
+    """Exact tests with the caller's key or the registered ones (rate limit already charged)."""
     from gateway.services.detection import _check_model, _yank_note, confidence_of
 
-    if params is None:
-        raise ValidationFailed("scheme vllm-gumbel needs `vllm_gumbel` with the key vLLM used")
-    key = _key_of(params)
-    config = GumbelConfig(
-        context_width=params.context_width,
-        deduplicate_contexts=params.deduplicate_contexts,
-        algorithm=params.algorithm,
-    )
     notes: list[str] = []
     named = None
     if model is not None:  # a model the caller cannot see answers 404 like a missing one
         named = _check_model(session, principal, model, now)
         if named.status == ReleaseStatus.yanked.value:
             notes.append(_yank_note(named))
-    offsets: tuple[tuple[int, int], ...] | None = None
-    if text is not None:
-        if named is None or model is None:
+    # (name for the verdict, tokenizer model name, key, parameters) of each key to try
+    candidates: list[tuple[str | None, str | None, GumbelKey, GumbelConfig]] = []
+    if params is not None:
+        key, config = parse_vllm_key(
+            params.key.get_secret_value(), params.context_width, params.deduplicate_contexts
+        )
+        pinned = None
+        if named is not None and model is not None:
+            pinned = f"{named.repo_id}@{named.version}:{parse_model_name(model)[2]}"
+        candidates.append((model, pinned, key, config))
+        if text is not None and pinned is None:
             raise ValidationFailed(
                 "text needs `model` (its tokenizer reads the text); or send token_ids"
             )
-        tier = parse_model_name(model)[2]
-        _, ref = resolve_model(
-            session, None, f"{named.repo_id}@{named.version}:{tier}", now, for_use=False
-        )
-        ids, offsets = tokenize(text, runtime.cache.tokenizer(ref))
     else:
-        assert token_ids is not None
-        ids = token_ids
-    found = detect_gumbel(ids, config, key, alpha=alpha)
-    verdict, confidence, why = confidence_of(
-        found.watermarked, found.p_value, found.tokens_scored, alpha
-    )
+        for found_key in registered_vllm_keys(session, runtime.master_key, model):
+            candidates.append((found_key.model, found_key.model, found_key.key, found_key.config))
+        if not candidates:
+            notes.append("no vLLM watermark key is registered for this model; send `vllm_gumbel`")
+    encoded: dict[str, tuple[list[int], tuple[tuple[int, int], ...] | None]] = {}
+    results: list[tuple[str | None, GumbelDetection, tuple[tuple[int, int], ...] | None]] = []
+    for name, reader, key, config in candidates:
+        offsets: tuple[tuple[int, int], ...] | None = None
+        if text is not None:
+            assert reader is not None
+            if reader not in encoded:
+                _, ref = resolve_model(session, None, reader, now, for_use=False)
+                encoded[reader] = tokenize(text, runtime.cache.tokenizer(ref))
+            ids, offsets = encoded[reader]
+        else:
+            assert token_ids is not None
+            ids = token_ids
+        results.append((name, detect_gumbel(ids, config, key, alpha=alpha), offsets))
+    tests = max(1, len(results))
+    if results:
+        best_name, found, offsets = min(results, key=lambda r: r[1].log10_p_value)
+        raw_log_p = found.log10_p_value * math.log(10.0)
+    else:
+        best_name, offsets, raw_log_p = None, None, 0.0
+        found = detect_gumbel([], GumbelConfig(), GumbelKey(0), alpha=alpha)
+    # Bonferroni over the keys tried: the reported p stays valid however many are registered.
+    log_p = min(0.0, raw_log_p + math.log(tests))
+    p_value = math.exp(log_p)
+    watermarked = bool(results) and p_value <= alpha
+    verdict, confidence, why = confidence_of(watermarked, p_value, found.tokens_scored, alpha)
     notes.extend(why)
     notes.append(NO_PAYLOAD_NOTE)
-    log_p = found.log10_p_value * math.log(10.0)
     response = DetectResponse(
         verdict=verdict,
         confidence=confidence,
-        watermarked=found.watermarked,
+        watermarked=watermarked,
         z_score=found.z_score,
-        p_value=found.p_value,
-        log10_p_value=found.log10_p_value,
-        raw_p_value=math.exp(log_p),
+        p_value=p_value,
+        log10_p_value=log_p / math.log(10.0),
+        raw_p_value=math.exp(raw_log_p),
         tokens_total=found.tokens_total,
         tokens_scored=found.tokens_scored,
         green_fraction=found.green_fraction,
-        model=model if found.watermarked else None,
+        model=best_name if watermarked else None,
         watermark_key_id=None,
-        keys_tried=1,
-        tests_corrected_for=1,
+        keys_tried=len(results),
+        tests_corrected_for=tests,
         payload=None,
         window=None,
         spans=_spans(found, offsets, text),
@@ -146,10 +158,11 @@ def detect_vllm_gumbel(
             "model": model,
             "scheme": GUMBEL_SCHEME,
             # The public parameters only: the key never enters the log.
-            "parameters": config.to_dict(),
+            "parameters": [c[3].to_dict() for c in candidates],
             "verdict": verdict,
-            "log10_p_value": f"{found.log10_p_value:.3f}",
-            "keys_tried": 1,
+            "log10_p_value": f"{log_p / math.log(10.0):.3f}",
+            "keys_tried": len(results),
+            "caller_key": params is not None,
             "attributed_log_index": None,
         },
     )

@@ -105,7 +105,7 @@ def detect(
     status = 200
     try:
         params = None
-        if scheme == "vllm-gumbel":
+        if scheme == "vllm-gumbel" and vllm_key:  # no key: the registered keys are tried
             params = VllmGumbelParams(key=SecretStr(vllm_key), context_width=context_width)
         result: DetectResponse = detection.detect_text(
             session,

@@ -112,7 +112,8 @@ def test_vllm_watermarked_ids_are_detected_and_the_key_is_never_shown(
     assert len(rows) == 3
     fields = json.loads(rows[0].entry)["fields"]
     assert fields["scheme"] == "vllm-gumbel"
-    assert fields["parameters"]["context_width"] == 4
+    assert fields["parameters"] == [{**fields["parameters"][0], "context_width": 4}]
+    assert fields["caller_key"] is True
     assert fields["verdict"] == "watermarked"
     for row in rows:
         assert SECRET not in row.entry
@@ -157,7 +158,6 @@ def test_text_is_read_with_the_named_models_tokenizer(
 @pytest.mark.parametrize(
     "body",
     [
-        {"scheme": "vllm-gumbel"},  # no key
         {"vllm_gumbel": {"key": SECRET}},  # parameters for the other scheme
         gumbel(SECRET + "x"),  # not a number: said without repeating it
         gumbel("18446744073709551616"),  # 2**64

@@ -61,6 +61,9 @@ def test_vllm_gumbel_text_is_detected_on_the_page(
     assert bad.status_code == 422
     assert 'role="alert"' in bad.text
     assert KEY not in bad.text
+    unregistered = client.post("/detect", data=form(""))  # no key, none registered
+    assert unregistered.status_code == 200
+    assert "no vLLM watermark key is registered" in unregistered.text
     nomodel = client.post("/detect", data=form(KEY, model=""))
     assert nomodel.status_code == 422
     assert "needs `model`" in nomodel.text
