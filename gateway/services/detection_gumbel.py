@@ -25,6 +25,7 @@ from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import DetectResponse, TokenSpan, VllmGumbelParams
 from gateway.services.models import resolve_model
 from gateway.services.vllm_watermark_keys import parse_vllm_key, registered_vllm_keys
+from gateway.services.watermark_keys import may_manage_keys
 from watermark.detector import tokenize
 from watermark.vllm_gumbel import GUMBEL_SCHEME, GumbelConfig, GumbelDetection, GumbelKey
 from watermark.vllm_gumbel import detect as detect_gumbel
@@ -91,6 +92,11 @@ def detect_vllm_gumbel(
             )
     else:
         for found_key in registered_vllm_keys(session, runtime.master_key, model):
+            # A pending release is invisible to everyone but its org: its key is not tried
+            # for others, so a verdict never names it.
+            pending = found_key.release.status == ReleaseStatus.pending.value
+            if pending and not (principal and may_manage_keys(principal, found_key.release)):
+                continue
             candidates.append((found_key.model, found_key.model, found_key.key, found_key.config))
         if not candidates:
             notes.append("no vLLM watermark key is registered for this model; send `vllm_gumbel`")

@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session, select
 
 from gateway.cli.main import cli
-from gateway.db.models import LogEntry, VllmWatermarkKeyRecord
+from gateway.db.models import LogEntry, Release, ReleaseStatus, VllmWatermarkKeyRecord
 from tests.conftest import Account, LiveServer
 from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
@@ -102,6 +102,21 @@ def test_registered_vllm_key_detects_without_the_checker_holding_it(
         by_text = detect(text=text)
         assert by_text["watermarked"]
         assert by_text["model"] == f"{MODEL}:open"
+
+        # A release nobody else may see (pending) is never tried, nor named, for others.
+        with Session(engine) as session:
+            release = session.exec(select(Release)).one()
+            release.status = ReleaseStatus.pending.value
+            session.add(release)
+            session.commit()
+        hidden = detect(token_ids=MARKED["token_ids"])
+        assert (hidden["watermarked"], hidden["keys_tried"], hidden["model"]) == (False, 0, None)
+        own = http.post(
+            "/v1/watermark/detect",
+            json={"scheme": "vllm-gumbel", "token_ids": MARKED["token_ids"]},
+            headers=publisher.headers,
+        ).json()
+        assert own["watermarked"]
 
     with Session(engine) as session:
         rows = session.exec(
