@@ -33,6 +33,7 @@ __all__ = [
     "encode_text",
     "scan",
     "scan_flags",
+    "tokenize",
 ]
 
 DEFAULT_ALPHA = 1e-6
@@ -171,6 +172,14 @@ def encode_text(
         raise VocabMismatchError(
             f"tokenizer has {size} token ids but the config's vocab size is {config.vocab_size}"
         )
+    return tokenize(text, tokenizer)
+
+
+def tokenize(text: str, tokenizer: Any) -> tuple[list[int], tuple[tuple[int, int], ...] | None]:
+    """Token ids of ``text`` (no special tokens) and each token's character span when the
+    tokenizer can tell (every scheme's detector reads text this way)."""
+    if not isinstance(text, str) or not text:
+        raise InsufficientTextError("no text to score")
     offsets: tuple[tuple[int, int], ...] | None = None
     try:
         encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)

@@ -82,6 +82,9 @@ def group() -> None:
       tiergate watermark export-key acme/tiny@1.0.0:open --out wm/
       tiergate watermark detect --text "..." --tokenizer ./tiny \\
           --config wm/<key_id>.config.json --key-file wm/<key_id>.key
+    vLLM's own watermark (`--watermark-config '{"key": N, ...}'`), N written to a file:
+      tiergate watermark detect --scheme vllm-gumbel --key-file vllm.key \\
+          --context-width 4 --text "..." --tokenizer ./tiny
     """
 
 
@@ -139,6 +142,58 @@ def export_key(
         )
 
 
+@group.command("register-vllm-key")
+@click.argument("model", metavar="ORG/NAME[@VERSION][:TIER]")
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="File holding the `key` of the model's vLLM --watermark-config (decimal or 0x hex).",
+)
+@click.option("--context-width", default=4, show_default=True, type=click.IntRange(1, 64))
+@click.option("--deduplicate/--no-deduplicate", default=True, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the registration as JSON.")
+@gateway_options
+def register_vllm_key(
+    model: str,
+    key_file: Path,
+    context_width: int,
+    deduplicate: bool,
+    as_json: bool,
+    gateway: str,
+    token: str | None,
+) -> None:
+    """Register the key of vLLM's own watermark for MODEL, so the gateway's detector (API,
+    web page) checks text against it without the checker holding the key.
+
+    Admins and publishers of the releasing org only; the registration is a log entry (without
+    the key); the gateway stores the key sealed and never returns it.
+    """
+    from watermark.vllm_gumbel import load_gumbel_key_file
+
+    key = load_gumbel_key_file(key_file)  # fails here, before anything is sent
+    with api_client(gateway, token) as http:
+        answer = call(
+            http,
+            "POST",
+            "/api/watermark/keys/vllm",
+            what="registering the vLLM watermark key",
+            json={
+                "model": model,
+                "key": str(key.value),
+                "context_width": context_width,
+                "deduplicate_contexts": deduplicate,
+            },
+        )
+    if as_json:
+        click.echo(json.dumps(answer, sort_keys=True))
+        return
+    click.echo(
+        f"{answer['model']}: vLLM watermark key registered (id {answer['id']}, "
+        f"context_width={answer['context_width']}, logged at index {answer['log_index']})"
+    )
+
+
 def _write_private(path: Path, text: str, *, force: bool) -> None:
     """Create ``path`` with mode 0600 from the start, so the secret is never world-readable."""
     import os
@@ -164,14 +219,38 @@ def _write_private(path: Path, text: str, *, force: bool) -> None:
     help="Local tokenizer directory (for --file and --text).",
 )
 @click.option(
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="Watermark config JSON recorded with the generation.",
+    "--scheme",
+    type=click.Choice(["tg-kgw-v1", "vllm-gumbel"]),
+    default="tg-kgw-v1",
+    show_default=True,
+    help="tg-kgw-v1 (tiergate's, with --config and --key-file) or vLLM's built-in "
+    "Gumbel-max watermark (with --key-file holding the integer key vLLM was started with).",
 )
 @click.option(
-    "--key-file", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Hex key."
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="tg-kgw-v1: watermark config JSON recorded with the generation.",
+)
+@click.option(
+    "--key-file",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="tg-kgw-v1: hex key; vllm-gumbel: the decimal (or 0x hex) `key` of vLLM's "
+    "--watermark-config (a file, so the key is never on a command line).",
+)
+@click.option(
+    "--context-width",
+    default=4,
+    show_default=True,
+    type=click.IntRange(1, 64),
+    help="vllm-gumbel: vLLM's context_width.",
+)
+@click.option(
+    "--deduplicate/--no-deduplicate",
+    default=True,
+    show_default=True,
+    help="vllm-gumbel: score each context once (vLLM's detector default).",
 )
 @click.option("--prompt-length", default=0, show_default=True, type=click.IntRange(min=0))
 @click.option(
@@ -186,8 +265,11 @@ def detect(
     text: str | None,
     token_ids: str | None,
     tokenizer_dir: Path | None,
-    config_path: Path,
+    scheme: str,
+    config_path: Path | None,
     key_file: Path,
+    context_width: int,
+    deduplicate: bool,
     prompt_length: int,
     alpha: float,
     as_json: bool,
@@ -200,6 +282,23 @@ def detect(
     ]
     if len(given) != 1:
         raise click.UsageError("give exactly one of --file, --text or --token-ids")
+    if scheme == "vllm-gumbel":
+        if config_path is not None or prompt_length:
+            raise click.UsageError(
+                "--config and --prompt-length are tg-kgw-v1 options (vLLM's contexts never "
+                "include the prompt: pass the generated text only)"
+            )
+        _detect_gumbel(
+            _read_input(file_path, text, token_ids, tokenizer_dir),
+            key_file,
+            context_width,
+            deduplicate,
+            alpha,
+            as_json,
+        )
+        return
+    if config_path is None:
+        raise click.UsageError("--scheme tg-kgw-v1 needs --config")
     from watermark.config import WatermarkConfig
     from watermark.detector import detect as detect_ids
     from watermark.detector import detect_text
@@ -226,3 +325,51 @@ def detect(
         click.echo(json.dumps(result.to_dict(include_flags=False), sort_keys=True))
     else:
         click.echo(_render(result))
+
+
+def _read_input(
+    file_path: Path | None, text: str | None, token_ids: str | None, tokenizer_dir: Path | None
+) -> list[int]:
+    """Token ids from --token-ids, or --text/--file read with --tokenizer."""
+    if token_ids is not None:
+        return _parse_token_ids(token_ids)
+    if tokenizer_dir is None:
+        raise click.UsageError("--file and --text need --tokenizer")
+    if file_path is not None:
+        try:
+            text = _read_bounded(file_path, _MAX_INPUT_BYTES, "input").decode("utf-8")
+        except UnicodeDecodeError:
+            raise click.UsageError(f"{file_path} is not UTF-8 text") from None
+    assert text is not None
+    from watermark.detector import tokenize
+
+    return tokenize(text, _load_tokenizer(tokenizer_dir))[0]
+
+
+def _detect_gumbel(
+    ids: list[int], key_file: Path, context_width: int, deduplicate: bool, alpha: float,
+    as_json: bool,
+) -> None:  # fmt: skip
+    from watermark.vllm_gumbel import GumbelConfig, detect, load_gumbel_key_file
+
+    config = GumbelConfig(context_width=context_width, deduplicate_contexts=deduplicate)
+    result = detect(ids, config, load_gumbel_key_file(key_file), alpha=alpha)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(include_flags=False), sort_keys=True))
+        return
+    verdict = "watermarked" if result.watermarked else "not watermarked"
+    click.echo(
+        "\n".join(
+            [
+                f"verdict:        {verdict} (threshold p <= {result.alpha:g})",
+                f"score:          {result.score:.3f} (Gamma({result.tokens_scored}, 1) by chance)",
+                f"z-score:        {result.z_score:.3f}",
+                f"p-value:        {result.p_value:.3e} (log10 {result.log10_p_value:.2f})",
+                f"tokens scored:  {result.tokens_scored} of {result.tokens_total}",
+                f"r >= 1/2:       {result.green_count} ({result.green_fraction:.3f})",
+                f"scheme:         vllm-gumbel (philox), context_width={context_width} "
+                f"deduplicate_contexts={deduplicate}",
+                "payload:        none (vLLM's watermark carries no payload)",
+            ]
+        )
+    )

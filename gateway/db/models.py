@@ -402,6 +402,24 @@ class WatermarkKeyRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class VllmWatermarkKeyRecord(SQLModel, table=True):
+    """A vLLM watermark key (``--watermark-config``) a publisher registered for a model tier.
+
+    ``sealed`` is the key under AES-GCM with a key derived from the watermark master key
+    (``gateway.services.vllm_watermark_keys``); only detection opens it.
+    """
+
+    __tablename__ = "vllm_watermark_keys"
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    sealed: str = Field(sa_column=Column(Text, nullable=False))
+    context_width: int
+    deduplicate_contexts: bool
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class GenerationCall(SQLModel, table=True):
     """One generated choice: the call tag (payload) it carries and the log entry of its call."""
 

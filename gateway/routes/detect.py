@@ -23,7 +23,7 @@ def get_detection_runtime(request: Request) -> detection.DetectionRuntime:
 
 @router.post(
     "/detect",
-    summary="Detect the gateway's watermark in text or token ids and attribute the call.",
+    summary="Detect the gateway's watermark (or vLLM's, with its key) and attribute the call.",
     response_model=DetectResponse,
     responses=openai_error_responses(401, 403, 404, 422, 429, 503),
 )
@@ -43,4 +43,6 @@ def detect_watermark(
         model=body.model,
         alpha=body.alpha,
         now=now,
+        scheme=body.scheme,
+        vllm_gumbel=body.vllm_gumbel,
     )

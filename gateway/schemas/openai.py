@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictInt
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, StrictInt
 
 MAX_TEXT_CHARS = 200_000
 
@@ -186,8 +186,38 @@ class ModelList(BaseModel):
     data: list[ModelCard]
 
 
+class VllmGumbelParams(BaseModel):
+    """vLLM's built-in watermark (``--watermark-config``): its key and public parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: SecretStr = Field(
+        min_length=1,
+        max_length=24,
+        description="The integer vLLM was started with (`--watermark-config` `key`), decimal "
+        "or 0x hex. Used for this one check: never stored, logged or echoed.",
+    )
+    context_width: int = Field(default=4, ge=1, le=64, description="vLLM's `context_width`.")
+    deduplicate_contexts: bool = Field(
+        default=True, description="Score each context once (vLLM's detector default)."
+    )
+    algorithm: Literal["gumbel"] = "gumbel"
+
+
 class DetectRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
+
+    scheme: Literal["tg-kgw-v1", "vllm-gumbel"] = Field(
+        default="tg-kgw-v1",
+        description="`tg-kgw-v1`: this gateway's watermark (keys it holds, call attribution). "
+        "`vllm-gumbel`: vLLM's own Gumbel-max watermark, with `vllm_gumbel` giving its key.",
+    )
+    vllm_gumbel: VllmGumbelParams | None = Field(
+        default=None,
+        description="With scheme `vllm-gumbel`: the key to test. Without it, the keys "
+        "publishers registered (`POST /api/watermark/keys/vllm`) are tried. Refused with "
+        "`tg-kgw-v1`.",
+    )
 
     text: str | None = Field(default=None, min_length=1, max_length=MAX_TEXT_CHARS)
     token_ids: list[int] | None = Field(default=None, min_length=1, max_length=65536)
@@ -242,3 +272,9 @@ class DetectResponse(BaseModel):
     attribution: CallAttribution | None
     ambiguous: list[CallAttribution] = Field(default_factory=list)
     notes: list[str] = Field(default_factory=list)
+    scheme: str = Field(default="tg-kgw-v1", description="The scheme tested.")
+    score: float | None = Field(
+        default=None,
+        description="vllm-gumbel: the statistic sum of -ln(1 - r) over scored tokens "
+        "(Gamma(n, 1) without the watermark); `green_fraction` is then the share with r >= 1/2.",
+    )

@@ -31,7 +31,7 @@ from gateway.generation.calls import payloads_for_tags, symbols_for_payloads
 from gateway.generation.keys import derive_watermark_key
 from gateway.generation.models import ModelCache, parse_model_name
 from gateway.ledger.events import Actor, digest_of, record_event
-from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
+from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan, VllmGumbelParams
 from gateway.services import catalog, ratelimit, releases
 from gateway.services.models import resolve_model
 from watermark import WatermarkConfig, WatermarkKey, decode_payload, detect_payload
@@ -271,6 +271,8 @@ def detect(
     model: str | None,
     alpha: float,
     now: datetime,
+    scheme: str = "tg-kgw-v1",
+    vllm_gumbel: VllmGumbelParams | None = None,
 ) -> DetectResponse:
     if principal is not None:
         ratelimit.hit_in(
@@ -284,6 +286,15 @@ def detect(
         )
     if (text is None) == (token_ids is None):
         raise ValidationFailed("send exactly one of text or token_ids")
+    if scheme == "vllm-gumbel":  # vLLM's own watermark, with the caller's key
+        from gateway.services.detection_gumbel import detect_vllm_gumbel
+
+        return detect_vllm_gumbel(
+            session, principal, runtime, text=text, token_ids=token_ids, model=model,
+            params=vllm_gumbel, alpha=alpha, now=now,
+        )  # fmt: skip
+    if scheme != "tg-kgw-v1" or vllm_gumbel is not None:
+        raise ValidationFailed("`vllm_gumbel` goes with scheme vllm-gumbel only")
     notes: list[str] = []
     if model is not None:  # a model the caller cannot see answers 404 like a missing one
         named = _check_model(session, principal, model, now)
@@ -418,6 +429,8 @@ def detect_text(
     model: str | None,
     now: datetime,
     alpha: float = 1e-6,
+    scheme: str = "tg-kgw-v1",
+    vllm_gumbel: VllmGumbelParams | None = None,
 ) -> DetectResponse:
     """The web page's entry point: the runtime registered for this session's engine."""
     bind = session.get_bind()
@@ -426,5 +439,6 @@ def detect_text(
     if runtime is None:
         raise ValidationFailed("detection is not set up on this gateway")
     return detect(
-        session, principal, runtime, text=text, token_ids=None, model=model, alpha=alpha, now=now
-    )
+        session, principal, runtime, text=text, token_ids=None, model=model, alpha=alpha,
+        now=now, scheme=scheme, vllm_gumbel=vllm_gumbel,
+    )  # fmt: skip

@@ -22,7 +22,7 @@ from gateway.generation.keys import derive_watermark_key
 from gateway.generation.models import parse_model_name
 from gateway.ledger.events import Actor, record_event
 
-__all__ = ["ExportedKey", "export_watermark_keys"]
+__all__ = ["ExportedKey", "export_watermark_keys", "may_manage_keys"]
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,8 @@ class ExportedKey:
     log_index: int
 
 
-def _may_export(principal: Principal, release: Release) -> bool:
+def may_manage_keys(principal: Principal, release: Release) -> bool:
+    """Admins, and publishers of the releasing org: export its keys, register vLLM keys."""
     if principal.is_admin:
         return True
     return principal.role is Role.publisher and principal.org_id == release.org_id
@@ -58,7 +59,7 @@ def export_watermark_keys(
     if ":" in model:
         query = query.where(WatermarkKeyRecord.tier == tier)
     rows = list(session.exec(query.order_by(col(Release.id), col(WatermarkKeyRecord.tier))))
-    allowed = [(record, release) for record, release in rows if _may_export(principal, release)]
+    allowed = [(record, release) for record, release in rows if may_manage_keys(principal, release)]
     if not allowed:
         if rows and principal.role is Role.publisher:
             raise Forbidden("only the releasing org's publishers and admins export its keys")

@@ -7,17 +7,18 @@ this page turns its token spans into highlighted segments of the pasted text.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import Form, Request
 from fastapi.responses import Response
+from pydantic import SecretStr, ValidationError
 from sqlmodel import Session
 
 from gateway.auth.principal import Principal
 from gateway.db.models import ReleaseStatus
 from gateway.deps import NowDep, SessionDep, StateDep
 from gateway.errors import GatewayError
-from gateway.schemas.openai import DetectResponse, TokenSpan
+from gateway.schemas.openai import DetectResponse, TokenSpan, VllmGumbelParams
 from gateway.services import detection, releases
 from gateway.web.common import page_router
 from gateway.web.csrf import CsrfChecked
@@ -62,13 +63,21 @@ def _models(session: Session, viewer: Principal | None) -> list[str]:
 
 
 def _context(
-    session: Session, viewer: Principal | None, text: str, model: str
+    session: Session,
+    viewer: Principal | None,
+    text: str,
+    model: str,
+    scheme: str = "tg-kgw-v1",
+    context_width: int = 4,
 ) -> dict[str, object]:
+    # A vLLM key typed into the form is never put back into the page.
     return {
         "title": "Watermark detector",
         "models": _models(session, viewer),
         "text": text,
         "model": model,
+        "scheme": scheme,
+        "context_width": context_width,
     }
 
 
@@ -87,17 +96,32 @@ def detect(
     now: NowDep,
     text: Annotated[str, Form(max_length=MAX_TEXT)],
     model: Annotated[str, Form(max_length=200)] = "",
+    scheme: Annotated[Literal["tg-kgw-v1", "vllm-gumbel"], Form()] = "tg-kgw-v1",
+    vllm_key: Annotated[str, Form(max_length=24)] = "",
+    context_width: Annotated[int, Form(ge=1, le=64)] = 4,
 ) -> Response:
     principal = viewer.principal
-    context = _context(session, principal, text, model)
+    context = _context(session, principal, text, model, scheme, context_width)
     status = 200
     try:
+        params = None
+        if scheme == "vllm-gumbel" and vllm_key:  # no key: the registered keys are tried
+            params = VllmGumbelParams(key=SecretStr(vllm_key), context_width=context_width)
         result: DetectResponse = detection.detect_text(
-            session, principal, text=text, model=model or None, now=now
+            session,
+            principal,
+            text=text,
+            model=model or None,
+            now=now,
+            scheme=scheme,
+            vllm_gumbel=params,
         )
         context["result"] = result
         context["segments"] = segments(text, result.spans)
     except (GatewayError, WatermarkError) as exc:
         context["error"] = exc.message
         status = int(getattr(exc, "status", 422))
+    except ValidationError:  # only the key field can fail here; its value is not repeated
+        context["error"] = "the vLLM key must be 1 to 24 characters"
+        status = 422
     return render(request, "detect.html", context, status=status)

@@ -70,7 +70,9 @@ def test_detect_needs_sign_in_and_renders_the_result(
 ) -> None:
     seen: dict[str, Any] = {}
 
-    def fake(session: Any, principal: Any, *, text: str, model: str | None, now: Any) -> Any:
+    def fake(
+        session: Any, principal: Any, *, text: str, model: str | None, now: Any, **more: Any
+    ) -> Any:
         seen.update(text=text, model=model, user=principal.username)
         return _result()
 

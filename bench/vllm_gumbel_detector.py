@@ -1,0 +1,105 @@
+"""Benchmark tiergate's detector for vLLM's Gumbel watermark against vLLM's own, same run.
+
+Run with the vLLM environment's python, this checkout on the path (vLLM provides the baseline;
+our detector needs numpy only)::
+
+    PYTHONPATH=. .venv-vllm/bin/python bench/vllm_gumbel_detector.py [--texts 40] [--rounds 5]
+
+The texts are made by vLLM's own ``GumbelWatermarker`` (random logits over 2048 tokens,
+context width 4, key fixed), so both detectors see real vLLM-Gumbel text; longer inputs are
+concatenations of them. For each length: vLLM's ``GumbelWatermarkDetector.detect`` and our
+``detect`` on each text one call at a time, and ours batched (``detect_many``, one call for all
+texts). Prints tokens/s (median over rounds) and the ratios, and checks both detectors agree
+on every text. Thread pools are pinned to one thread before numpy and torch are imported.
+"""
+
+from __future__ import annotations
+
+import os
+
+for _var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    os.environ[_var] = "1"
+
+import argparse  # noqa: E402
+import math  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from typing import Any  # noqa: E402
+
+KEY = 0x5EED_CAFE_F00D_1234
+WIDTH = 4
+VOCAB = 2048
+
+
+def make_texts(count: int, length: int) -> list[list[int]]:
+    import torch
+    from vllm.v1.watermarking import GumbelWatermarker
+
+    gen = torch.Generator().manual_seed(0)
+    marker = GumbelWatermarker(KEY, WIDTH)
+    texts = []
+    for _ in range(count):
+        out: list[int] = []
+        for _ in range(length):
+            logits = torch.randn(1, VOCAB, generator=gen) * 3.0
+            context = torch.tensor([([-1] * WIDTH + out)[-WIDTH:]])
+            out.append(int(marker.sample(logits, context).token_ids[0]))
+        texts.append(out)
+    return texts
+
+
+def timed(fn: Callable[[], Any], rounds: int) -> float:
+    fn()  # warm-up (imports, first allocations)
+    times = []
+    for _ in range(rounds):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--texts", type=int, default=40)
+    parser.add_argument("--length", type=int, default=250)
+    parser.add_argument("--rounds", type=int, default=5)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    import vllm
+    from vllm.v1.watermarking import GumbelWatermarkDetector
+
+    from watermark.vllm_gumbel import GumbelConfig, GumbelKey, detect, detect_many
+
+    base = make_texts(args.texts, args.length)
+    theirs = GumbelWatermarkDetector(KEY, WIDTH)
+    config, key = GumbelConfig(context_width=WIDTH), GumbelKey(KEY)
+    print(f"vllm {vllm.__version__}, torch {torch.__version__}, one thread")
+    for per_text in (1, 4, args.texts):
+        texts = [
+            [tok for text in base[i : i + per_text] for tok in text]
+            for i in range(0, len(base), per_text)
+        ]
+        tokens = sum(len(t) for t in texts)
+        for t in texts:  # same statistics, or the timing means nothing
+            a, b = theirs.detect(t), detect(t, config, key)
+            assert a.num_scored_tokens == b.tokens_scored
+            assert math.isclose(a.score, b.score, rel_tol=1e-12)
+            assert b.watermarked
+        t_vllm = timed(lambda texts=texts: [theirs.detect(t) for t in texts], args.rounds)
+        t_ours = timed(lambda texts=texts: [detect(t, config, key) for t in texts], args.rounds)
+        t_many = timed(lambda texts=texts: detect_many(texts, config, key), args.rounds)
+        length = len(texts[0])
+        print(
+            f"{len(texts):>3} texts x {length:>6} tokens: "
+            f"vLLM {tokens / t_vllm:>10,.0f} tok/s | "
+            f"ours {tokens / t_ours:>11,.0f} tok/s ({t_vllm / t_ours:5.1f}x) | "
+            f"ours batched {tokens / t_many:>11,.0f} tok/s ({t_vllm / t_many:5.1f}x)"
+        )
+
+
+if __name__ == "__main__":
+    main()
