@@ -17,7 +17,6 @@ present), so this module imports neither ``transformers`` nor ``tokenizers``.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import hashlib
 import json
@@ -130,8 +129,7 @@ def _unnormalized(tokenizer: Any, text: str) -> CandidateTokenization | None:
     backend = getattr(tokenizer, "backend_tokenizer", None)
     if backend is None or getattr(backend, "normalizer", None) is None:
         return None
-    clone = type(backend).from_str(backend.to_str())
-    clone.normalizer = None
+    clone = _cached(_UNNORMALIZED, tokenizer, lambda: _without_normalizer(backend))
     encoding = clone.encode(text, add_special_tokens=False)
     return CandidateTokenization(
         "unnormalized",
@@ -140,17 +138,44 @@ def _unnormalized(tokenizer: Any, text: str) -> CandidateTokenization | None:
     )
 
 
-_PIECES: weakref.WeakKeyDictionary[Any, dict[str, int]] = weakref.WeakKeyDictionary()
+# Built once per tokenizer object (the gateway keeps its tokenizers), not per detection.
+_UNNORMALIZED: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
+_PIECES: weakref.WeakKeyDictionary[Any, _PieceTable] = weakref.WeakKeyDictionary()
 
 
-def _piece_table(tokenizer: Any) -> dict[str, int]:
-    """Each token's own decoded text -> its id (the lowest id when two decode alike)."""
+def _cached(cache: weakref.WeakKeyDictionary[Any, Any], tokenizer: Any, build: Any) -> Any:
     try:
-        cached = _PIECES.get(tokenizer)
+        found = cache.get(tokenizer)
     except TypeError:  # not weak-referenceable: build every time
-        cached = None
-    if cached is not None:
-        return cached
+        return build()
+    if found is None:
+        found = build()
+        cache[tokenizer] = found
+    return found
+
+
+def _without_normalizer(backend: Any) -> Any:
+    clone = type(backend).from_str(backend.to_str())
+    clone.normalizer = None
+    return clone
+
+
+@dataclass(frozen=True)
+class _PieceTable:
+    """Decoded piece -> id, and per first character the longest piece starting with it (so
+    the longest match tries only lengths that exist: linear in the text for real vocabularies)."""
+
+    ids: dict[str, int]
+    longest: dict[str, int]
+
+
+def _piece_table(tokenizer: Any) -> _PieceTable:
+    table: _PieceTable = _cached(_PIECES, tokenizer, lambda: _build_piece_table(tokenizer))
+    return table
+
+
+def _build_piece_table(tokenizer: Any) -> _PieceTable:
+    """Each token's own decoded text -> its id (the lowest id when two decode alike)."""
     specials = set(getattr(tokenizer, "all_special_ids", ()) or ())
     size = len(tokenizer)
     table: dict[str, int] = {}
@@ -161,9 +186,10 @@ def _piece_table(tokenizer: Any) -> dict[str, int]:
         # Empty pieces and partial UTF-8 (U+FFFD) cannot be matched against text.
         if piece and "\ufffd" not in piece and len(piece) <= _MAX_PIECE_CHARS:
             table.setdefault(piece, token_id)
-    with contextlib.suppress(TypeError):
-        _PIECES[tokenizer] = table
-    return table
+    longest: dict[str, int] = {}
+    for piece in table:
+        longest[piece[0]] = max(longest.get(piece[0], 0), len(piece))
+    return _PieceTable(table, longest)
 
 
 def _pieces(tokenizer: Any, text: str) -> CandidateTokenization | None:
@@ -171,15 +197,13 @@ def _pieces(tokenizer: Any, text: str) -> CandidateTokenization | None:
     the segmentation of a model that emits whole vocabulary pieces, whatever the
     tokenizer's normalizer or merges would have made of the text. None when some
     character is covered by no piece."""
-    table = _piece_table(tokenizer)
-    if not table:
-        return None
-    longest = max(len(piece) for piece in table)
+    pieces = _piece_table(tokenizer)
+    table = pieces.ids
     ids: list[int] = []
     offsets: list[tuple[int, int]] = []
     i, n = 0, len(text)
     while i < n:
-        for size in range(min(longest, n - i), 0, -1):
+        for size in range(min(pieces.longest.get(text[i], 0), n - i), 0, -1):
             found = table.get(text[i : i + size])
             if found is not None:
                 ids.append(found)
