@@ -112,10 +112,10 @@ def _corpus_passages() -> list[str]:
 
 def _sample(model_dir: Path, tokenizer: Any, seed: int) -> list[list[int]]:
     import torch
-    from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(os.fspath(model_dir), dtype=torch.float32)
-    model.train(False)
+    from release.loader import load_model
+
+    model: Any = load_model(model_dir)  # validated, float32, no progress bar
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     out: list[list[int]] = []
     with torch.random.fork_rng(devices=[]), torch.inference_mode():
