@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -165,6 +166,9 @@ class ReleaseStatement:
     created_at: datetime
     optimization: Mapping[str, str | int] = field(default_factory=dict)
     fidelity: Mapping[str, str] = field(default_factory=dict)
+    # How far the tokenizer round-trips decoded text (release.tokenization_check): short
+    # strings by metric name; signed only when present, so older statements stay valid.
+    tokenization: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         c.check(self.repo_id, REPO_ID_PATTERN, "repo_id", _E)
@@ -186,7 +190,11 @@ class ReleaseStatement:
         for key, value in self.fidelity.items():
             c.check(key, c.METRIC_NAME, "fidelity metric", _E)
             c.check(value, c.DECIMAL, f"fidelity {key} (a decimal string)", _E)
+        for key, value in self.tokenization.items():
+            c.check(key, c.METRIC_NAME, "tokenization key", _E)
+            c.check(value, _SHORT_VALUE, f"tokenization {key}", _E)
         object.__setattr__(self, "tiers", tiers)
+        object.__setattr__(self, "tokenization", MappingProxyType(dict(self.tokenization)))
         object.__setattr__(self, "created_at", normalize_time(self.created_at, _E))
         object.__setattr__(self, "optimization", MappingProxyType(dict(self.optimization)))
         object.__setattr__(self, "fidelity", MappingProxyType(dict(self.fidelity)))
@@ -226,6 +234,8 @@ class ReleaseStatement:
             "fidelity": dict(self.fidelity),
             "created_at": format_time(self.created_at, _E),
         }
+        if self.tokenization:
+            predicate["tokenization"] = dict(self.tokenization)
         return Statement(self.subjects(), RELEASE_PREDICATE_TYPE, predicate)
 
     def to_payload(self) -> bytes:
@@ -239,12 +249,16 @@ _PREDICATE_KEYS = frozenset(
 )
 
 
+_OPTIONAL_KEYS = frozenset({"tokenization"})
+_SHORT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+
+
 def release_from_statement(statement: Statement) -> ReleaseStatement:
     """Validate a parsed statement as a release statement; subjects must match the predicate."""
     if statement.predicate_type != RELEASE_PREDICATE_TYPE:
         raise _E(f"predicate type must be {RELEASE_PREDICATE_TYPE}")
     p = as_object(dict(statement.predicate), "predicate", _E)
-    check_keys(p, "predicate", _E, required=_PREDICATE_KEYS)
+    check_keys(p, "predicate", _E, required=_PREDICATE_KEYS, optional=_OPTIONAL_KEYS)
     tiers_obj = as_object(p["tiers"], "predicate.tiers", _E)
     tiers = [_parse_tier(name, raw) for name, raw in tiers_obj.items()]
     approval = as_object(p["approval"], "predicate.approval", _E)
@@ -270,6 +284,7 @@ def release_from_statement(statement: Statement) -> ReleaseStatement:
         created_at=parse_time(p["created_at"], "predicate.created_at", _E),
         optimization=as_object(p["optimization"], "predicate.optimization", _E),
         fidelity=as_object(p["fidelity"], "predicate.fidelity", _E),
+        tokenization=as_object(p.get("tokenization", {}), "predicate.tokenization", _E),
     )
     if statement.subjects != release.subjects():
         raise _E("statement subjects do not match the release predicate")

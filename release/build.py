@@ -46,6 +46,7 @@ from release.formats import Optimization, parse_optimizations, tier_names
 from release.manifest import TierManifest, build_tier_manifest
 from release.quantize import DEFAULT_MAX_SHARD_SIZE, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
+from release.tokenization_check import TokenizationReport
 
 __all__ = [
     "MODEL_CARD_FILE",
@@ -89,6 +90,11 @@ class BuildOptions:
     limitations: str | None = None
     # Bytes (or a size like "2GB") per optimized-tier shard; past it the tier is sharded.
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
+    # The publisher accepts a tokenizer that does not round-trip sampled text (detection from
+    # text unreliable): the gateway then generates with it anyway. Signed into the statement.
+    allow_unreliable_text_detection: bool = False
+    # Measure the tokenizer round trip at all (release.tokenization_check).
+    check_tokenizer: bool = True
 
 
 @dataclass(frozen=True)
@@ -101,6 +107,8 @@ class BuiltRelease:
     warnings: tuple[str, ...]
     # Every optimized tier by name, in build order, with its measured fidelity.
     artifacts: Mapping[str, OptimizedTier] = field(default_factory=dict)
+    # The tokenizer round trip measured at build time (None: no tokenizer, or not checked).
+    tokenization: TokenizationReport | None = None
 
 
 Progress = Callable[[str], None]
@@ -256,6 +264,19 @@ def _build_release_into(
     fidelity = artifacts[names[0]].fidelity
     directories = {OPEN_TIER: open_dir, **{name: out / name for name in names}}
 
+    tokenization = None
+    warnings = list(report.warnings)
+    if options.check_tokenizer:
+        from release.tokenization_check import check_tokenization
+
+        step("checking that the tokenizer round-trips decoded text")
+        tokenization = check_tokenization(
+            open_dir, override=options.allow_unreliable_text_detection
+        )
+        if tokenization is not None and tokenization.warning():
+            warnings.append(str(tokenization.warning()))
+    tokenization_record = tokenization.to_statement() if tokenization is not None else {}
+
     step("hashing the tiers")
     # The card lists the digests of every other file, so hash first, then write the card.
     weights = {
@@ -300,6 +321,7 @@ def _build_release_into(
         limitations=options.limitations or "",
         gated_prompt="The optimized tiers are released under signed usage attestations.",
         gated_fields={f.label: f.type for f in options.approval.fields},
+        tokenization=tokenization_record,
     )
     for directory in directories.values():
         (directory / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
@@ -335,6 +357,7 @@ def _build_release_into(
         created_at=now,
         optimization=optimization_map,
         fidelity={k: str(v) for k, v in fidelity_map.items()},
+        tokenization=tokenization_record,
     )
     envelope = sign_release_statement(statement, key)
     (out / RELEASE_STATEMENT_FILE).write_bytes(envelope.to_json())
@@ -346,8 +369,9 @@ def _build_release_into(
         release_digest=release_digest(envelope.payload),
         tiers=manifests,
         fidelity=fidelity,
-        warnings=report.warnings,
+        warnings=tuple(warnings),
         artifacts=artifacts,
+        tokenization=tokenization,
     )
 
 

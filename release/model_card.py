@@ -123,6 +123,44 @@ def _fidelity_lines(tier: TierCard, fidelity: FidelityReport) -> list[str]:
     ]
 
 
+_TEXT_DETECTION = {
+    "reliable": "Detection from text is reliable: the tokenizer gives back the sampled tokens.",
+    "unreliable": "**Detection from text is unreliable** with this tokenizer; the gateway "
+    "refuses watermarked generation with this release.",
+    "override": "**Detection from text is unreliable** with this tokenizer; the publisher "
+    "overrode the gateway's refusal (recorded in the signed release statement). Send token "
+    "ids to the detector where you can; a negative verdict from text proves little.",
+}
+
+
+def _tokenization_lines(record: Mapping[str, str]) -> list[str]:
+    """The tokenizer round-trip figures the release statement signs (``tokenization``)."""
+
+    def pct(key: str) -> str:
+        try:
+            return f"{float(record.get(key, '')):.1%}"
+        except ValueError:
+            return "n/a"
+
+    verdict = _TEXT_DETECTION.get(record.get("text_detection", ""), "")
+    return [
+        "### Tokenizer round trip",
+        "",
+        "A detector that only has text re-tokenizes it, and sees the watermarked token ids "
+        "only when `encode(decode(ids)) == ids`. Measured at build time:",
+        "",
+        "| Measured on | Sequences | Exact sequences | Tokens kept |",
+        "| --- | --- | --- | --- |",
+        f"| Packaged corpus (Python's own docs) | {_cell(record.get('corpus_sequences', '?'))} "
+        f"| {pct('corpus_sequence_rate')} | {pct('corpus_token_rate')} |",
+        f"| Seeded samples of the model | {_cell(record.get('sample_sequences', '?'))} "
+        f"| {pct('sample_sequence_rate')} | {pct('sample_token_rate')} |",
+        "",
+        f"Round-trip rate {pct('roundtrip_rate')} (threshold {pct('threshold')}). {verdict}",
+        "",
+    ]
+
+
 def _slug(repo_id: str, tier: str) -> str:
     name = repo_id.rsplit("/", 1)[-1]
     safe = "".join(c if c.isalnum() or c in "-_." else "-" for c in name) or "model"
@@ -228,6 +266,7 @@ def render_model_card(
     watermark_statement: str = DEFAULT_WATERMARK_STATEMENT,
     gated_prompt: str | None = None,
     gated_fields: Mapping[str, object] | None = None,
+    tokenization: Mapping[str, str] | None = None,
 ) -> str:
     """Render ``README.md`` for a release.
 
@@ -296,6 +335,8 @@ def render_model_card(
     lines += ["## Intended use", "", intended_use.strip() or unspecified, ""]
     lines += ["## Limitations", "", limitations.strip() or unspecified, ""]
     lines += ["## Watermark", "", watermark_statement.strip(), ""]
+    if tokenization:
+        lines += _tokenization_lines(tokenization)
     license_line = f"License: `{_cell(license_name or license)}`."
     if license_link:
         license_line += f" Full text: {license_link}"

@@ -17,7 +17,15 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerFast
 
-__all__ = ["TINY_CORPUS", "TinyArch", "build_tiny_model", "build_tiny_tokenizer"]
+__all__ = [
+    "TINY_CORPUS",
+    "TinyArch",
+    "LOWERCASING_VOCAB",
+    "build_lowercasing_model",
+    "build_lowercasing_tokenizer",
+    "build_tiny_model",
+    "build_tiny_tokenizer",
+]
 
 TinyArch = Literal["llama", "gpt2"]
 
@@ -176,4 +184,61 @@ def build_tiny_model(
         model.save_pretrained(out, max_shard_size=max(1, total // shards + 1))
     else:
         model.save_pretrained(out)
+    return out
+
+
+_CHARACTERS = "".join(chr(c) for c in range(32, 127)) + "\n"
+# The id of each character in the lowercasing tokenizer (0 is the special token).
+LOWERCASING_VOCAB = {_SPECIAL: 0, **{ch: i + 1 for i, ch in enumerate(_CHARACTERS)}}
+
+
+def build_lowercasing_tokenizer(
+    out_dir: str | os.PathLike[str] | None = None,
+) -> PreTrainedTokenizerFast:
+    """A character-level tokenizer over a cased vocabulary whose normalizer lowercases: every
+    upper-case token decodes to its letter and re-encodes as the lower-case one."""
+    from tokenizers import Tokenizer, decoders, models, normalizers
+    from transformers import PreTrainedTokenizerFast
+
+    backend = Tokenizer(models.BPE(vocab=dict(LOWERCASING_VOCAB), merges=[], unk_token=_SPECIAL))
+    backend.decoder = decoders.Fuse()
+    backend.normalizer = normalizers.Lowercase()
+    tokenizer = PreTrainedTokenizerFast(  # type: ignore[no-untyped-call]
+        tokenizer_object=backend,
+        bos_token=_SPECIAL,
+        eos_token=_SPECIAL,
+        unk_token=_SPECIAL,
+        pad_token=_SPECIAL,
+    )
+    if out_dir is not None:
+        tokenizer.save_pretrained(os.fspath(out_dir))
+    return tokenizer
+
+
+def build_lowercasing_model(
+    model_dir: str | os.PathLike[str],
+    *,
+    seed: int = 0,
+    train_steps: int = 40,
+    hidden_size: int = 64,
+    num_layers: int = 2,
+) -> Path:
+    """A tiny character-level model whose tokenizer does not round-trip what it samples.
+
+    The tokenizer is :func:`build_lowercasing_tokenizer` (an "uncased" normalizer put on a
+    cased vocabulary), and the model is trained on upper-case text: nearly every letter it
+    samples is re-encoded as another id, so ``encode(decode(ids)) != ids`` although every
+    token decodes to exactly its character.
+    """
+    import torch
+
+    out = Path(model_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    build_lowercasing_tokenizer(out)
+    train_ids = [LOWERCASING_VOCAB[ch] for ch in TINY_CORPUS.upper()]  # the cased ids
+    torch.manual_seed(seed)
+    model = _make_model("llama", len(LOWERCASING_VOCAB), hidden_size, num_layers)
+    if train_steps > 0:
+        _train(model, train_ids, train_steps, seed)
+    model.save_pretrained(out)
     return out

@@ -121,6 +121,14 @@ def build_options(func: Any) -> Any:
             help="A field requesters fill in (TYPE: text, country, checkbox). Repeatable.",
         ),
         MAX_SHARD_SIZE_OPTION,
+        click.option(
+            "--allow-unreliable-text-detection",
+            "allow_unreliable_text_detection",
+            is_flag=True,
+            help="Let the gateway watermark generation even when the tokenizer does not "
+            "round-trip its own sampled text (detection from text then misses watermarks). "
+            "Recorded in the signed release statement.",
+        ),
         click.option("--base-model", default=None, help="The model this one derives from."),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
     ]
@@ -144,6 +152,7 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         approval=_approval(kw["approval"], kw["grant_days"], kw["fields"]),
         base_model=kw["base_model"],
         max_shard_size=kw["max_shard_size"],
+        allow_unreliable_text_detection=kw["allow_unreliable_text_detection"],
     )
     built = build_release(
         model_dir,
@@ -156,6 +165,7 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
     )
     for warning in built.warnings:
         click.echo(f"warning: {warning}", err=True)
+    _report_tokenization(built.tokenization)
     click.echo(f"built {built.statement.release_name} in {built.out_dir}")
     width = max(10, *(len(name) for name in built.tiers))
     for name, manifest in built.tiers.items():
@@ -171,6 +181,30 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         )
     click.echo(f"  release digest sha256:{built.release_digest}")
     return built
+
+
+def _report_tokenization(report: Any) -> None:
+    """The tokenizer round trip: one line, and a loud banner when text detection is unreliable
+    (the line is also among the build's warnings)."""
+    if report is None:
+        click.echo("  tokenizer round trip: no tokenizer found, not measured", err=True)
+        return
+    click.echo(
+        f"  tokenizer round trip: {report.rate:.1%} of tokens (corpus "
+        f"{report.corpus.token_rate:.1%}, sampled output {report.samples.token_rate:.1%}): "
+        f"text detection {report.text_detection}",
+        err=True,
+    )
+    if not report.reliable:
+        banner = "!" * 78
+        click.secho(banner, fg="red", bold=True, err=True)
+        click.secho(
+            "DETECTION FROM TEXT IS UNRELIABLE FOR THIS MODEL'S TOKENIZER",
+            fg="red",
+            bold=True,
+            err=True,
+        )
+        click.secho(banner, fg="red", bold=True, err=True)
 
 
 @click.command("build")

@@ -12,6 +12,7 @@ from gateway.cli._client import api_client, call, gateway_options
 
 if TYPE_CHECKING:
     from watermark.detector import DetectionResult
+    from watermark.text_detection import TextDetection
 
 _MAX_INPUT_BYTES = 16 * 1024 * 1024
 _MAX_CONFIG_BYTES = 64 * 1024
@@ -70,6 +71,27 @@ def _render(result: DetectionResult) -> str:
             lines.append(f"payload:        {decoding.payload} (check code valid)")
         else:
             lines.append("payload:        none (check code does not match)")
+    return "\n".join(lines)
+
+
+def _render_tokenization(reading: TextDetection, result: DetectionResult) -> str:
+    """Which reading of the text was scored, the correction, and whether to trust a miss."""
+    count = len(reading.candidates)
+    lines = [
+        f"tokenization:   scored as {reading.tokenization!r}, best of {count} candidate "
+        f"tokenization(s) ({', '.join(reading.candidates)}); p-value corrected x{count} "
+        f"(raw log10 {reading.raw_log10_p_value:.2f})",
+    ]
+    trust = reading.trust
+    if trust.trusted:
+        lines.append("text trust:     the tokenizer reads this text back as its own")
+    else:
+        lines.append("text trust:     LOW: the text's tokenization looks foreign")
+        lines += [f"                - {reason}" for reason in trust.reasons]
+        if not result.watermarked:
+            lines.append(
+                "                a miss proves little here: pass --token-ids if you have them"
+            )
     return "\n".join(lines)
 
 
@@ -301,11 +323,12 @@ def detect(
         raise click.UsageError("--scheme tg-kgw-v1 needs --config")
     from watermark.config import WatermarkConfig
     from watermark.detector import detect as detect_ids
-    from watermark.detector import detect_text
     from watermark.keys import load_key_file
+    from watermark.text_detection import detect_text_robust
 
     config = WatermarkConfig.from_json(_read_bounded(config_path, _MAX_CONFIG_BYTES, "config"))
     key = load_key_file(key_file)
+    reading: TextDetection | None = None
     if token_ids is not None:
         result = detect_ids(
             _parse_token_ids(token_ids), config, key, prompt_length=prompt_length, alpha=alpha
@@ -320,11 +343,19 @@ def detect(
                 raise click.UsageError(f"{file_path} is not UTF-8 text") from None
         assert text is not None
         tokenizer = _load_tokenizer(tokenizer_dir)
-        result = detect_text(text, tokenizer, config, key, prompt_length=prompt_length, alpha=alpha)
+        reading = detect_text_robust(
+            text, tokenizer, config, key, prompt_length=prompt_length, alpha=alpha
+        )
+        result = reading.result
     if as_json:
-        click.echo(json.dumps(result.to_dict(include_flags=False), sort_keys=True))
+        data = result.to_dict(include_flags=False)
+        if reading is not None:
+            data["tokenization"] = reading.to_dict()
+        click.echo(json.dumps(data, sort_keys=True))
     else:
         click.echo(_render(result))
+        if reading is not None:
+            click.echo(_render_tokenization(reading, result))
 
 
 def _read_input(

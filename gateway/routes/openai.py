@@ -55,8 +55,9 @@ from gateway.services.provenance import ChoiceCredential, ProvenanceService, emb
 router = APIRouter(
     prefix="/v1",
     tags=["generation"],
-    # 507: the model is larger than this gateway's whole model-cache budget.
-    responses=openai_error_responses(401, 403, 404, 422, 429, 503, 507),
+    # 409: the release is yanked, or its tokenizer does not round-trip sampled text
+    # (text_detection_unreliable); 507: the model is larger than the whole model-cache budget.
+    responses=openai_error_responses(401, 403, 404, 409, 422, 429, 503, 507),
 )
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}

@@ -249,6 +249,48 @@ class CallAttribution(BaseModel):
     )
 
 
+class TokenizationTrust(BaseModel):
+    trusted: bool = Field(description="False when any of `reasons` holds.")
+    text_roundtrip: bool = Field(description="decode(encode(text)) == text.")
+    ids_roundtrip: bool = Field(description="The text's token ids survive decode then encode.")
+    unknown_rate: float
+    byte_fallback_rate: float
+    candidates_disagree: bool = Field(description="Another tokenization of the text differs.")
+    replacement_chars: int = Field(description="U+FFFD in the text (bytes lost in decoding).")
+    reasons: list[str]
+
+
+class PublishedRoundTrip(BaseModel):
+    model: str
+    text_detection: str = Field(
+        description="From the signed release statement: reliable, unreliable, override, "
+        "or unknown (published before it was measured)."
+    )
+    roundtrip_rate: float | None
+
+
+class TokenizationReport(BaseModel):
+    """How text was turned into token ids, and how far that reading can be trusted."""
+
+    input: Literal["text", "token_ids"]
+    scored_with: str | None = Field(
+        description="The candidate tokenization the reported statistics come from."
+    )
+    candidates: list[str] = Field(description="Every tokenization scored (plain first).")
+    corrected_for_candidates: int = Field(
+        description="The p-value is multiplied by this (Bonferroni over the candidates); "
+        "it is part of `tests_corrected_for`."
+    )
+    trust: TokenizationTrust | None
+    published: list[PublishedRoundTrip] = Field(default_factory=list)
+    matches_logged_output: bool | None = Field(
+        default=None,
+        description="The text's sha256 equals the attributed call's logged output digest "
+        "(null: no attribution). It proves the text is byte-identical to that output; the "
+        "log holds no token ids, so it cannot confirm which tokenization was sampled.",
+    )
+
+
 class DetectResponse(BaseModel):
     verdict: Literal["watermarked", "not_watermarked", "inconclusive"]
     confidence: str = Field(description="high / medium / low, with the reason in `notes`.")
@@ -278,3 +320,4 @@ class DetectResponse(BaseModel):
         description="vllm-gumbel: the statistic sum of -ln(1 - r) over scored tokens "
         "(Gamma(n, 1) without the watermark); `green_fraction` is then the share with r >= 1/2.",
     )
+    tokenization: TokenizationReport | None = None

@@ -33,10 +33,16 @@ from gateway.generation.models import ModelCache, parse_model_name
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan, VllmGumbelParams
 from gateway.services import catalog, ratelimit, releases
+from gateway.services.detection_text import (
+    PublishedModel,
+    judge_tokenization,
+    logged_output_matches,
+)
 from gateway.services.models import resolve_model
 from watermark import WatermarkConfig, WatermarkKey, decode_payload, detect_payload
-from watermark.detector import encode_text, scan_flags
+from watermark.detector import scan_flags
 from watermark.errors import InsufficientTextError, WatermarkError
+from watermark.text_detection import TextReading, read_text
 
 __all__ = ["DetectionRuntime", "detect", "detect_text", "register_runtime"]
 
@@ -87,6 +93,7 @@ class _KeyResult:
     payload: int | None  # best issued payload, when the logged test won
     decoded: int | None
     window: dict[str, Any] | None
+    tokenization: str = "token_ids"  # the candidate reading of the text that was scored
 
 
 def window_scan(flags: Any, gamma: float) -> dict[str, Any]:
@@ -302,26 +309,34 @@ def detect(
             notes.append(_yank_note(named))
     candidates = _candidates(session, principal, runtime, model)
     results: list[_KeyResult] = []
-    encoded: dict[str | None, tuple[list[int], Any]] = {}
+    # Text is read every candidate way (detection_text); each reading is one more test.
+    encoded: dict[str | None, TextReading] = {}
     for candidate in candidates:
         try:
             if text is not None:
                 digest = candidate.config.tokenizer_digest
                 if digest not in encoded:
                     _, ref = resolve_model(session, None, _name(candidate), now, for_use=False)
-                    encoded[digest] = encode_text(
+                    encoded[digest] = read_text(
                         text, runtime.cache.tokenizer(ref), candidate.config
                     )
-                ids, offsets = encoded[digest]
+                readings = [(c.name, list(c.ids), c.offsets) for c in encoded[digest].candidates]
             else:
                 assert token_ids is not None
-                ids, offsets = token_ids, None
-            results.append(_score_key(candidate, ids, offsets, alpha))
+                readings = [("token_ids", token_ids, None)]
+            for name, ids, offsets in readings:
+                try:
+                    tried = _score_key(candidate, ids, offsets, alpha)
+                except InsufficientTextError:
+                    continue
+                tried.tokenization = name
+                results.append(tried)
         except InsufficientTextError:
             continue
         except WatermarkError as exc:
             notes.append(f"{_name(candidate)}: not tested ({exc.code})")
     tests = sum(r.tests for r in results)
+    keys_tried = len({r.candidate.record.key_id for r in results})  # one result per reading
     best = min(results, key=lambda r: r.log_p) if results else None
     log_p = min(0.0, best.log_p + math.log(max(1, tests))) if best else 0.0
     # The window scan is a second look (mixed text); its own correction is in its p-value.
@@ -339,6 +354,18 @@ def detect(
     z = (green - gamma * scored) / math.sqrt(scored * gamma * (1 - gamma)) if scored else 0.0
     verdict, confidence, why = confidence_of(watermarked, p_value, scored, alpha)
     notes.extend(why)
+    reading = None
+    if text is not None and encoded:
+        digest = best.candidate.config.tokenizer_digest if best else next(iter(encoded))
+        reading = encoded.get(digest)
+    verdict, confidence, why, tokenization = judge_tokenization(
+        verdict=verdict,
+        confidence=confidence,
+        reading=reading,
+        scored_with=best.tokenization if best else None,
+        models=[PublishedModel(_name(c), c.release.statement_envelope) for c in candidates],
+    )
+    notes.extend(why)
     if best is not None and watermarked:
         source = best.candidate.release
         if source.status == ReleaseStatus.yanked.value and _yank_note(source) not in notes:
@@ -350,6 +377,10 @@ def detect(
         attributed = _attribution(session, principal, runtime, best, alpha)
         if len(attributed) > 1:
             notes.append(f"{len(attributed)} logged calls share this call tag; see `ambiguous`")
+        if text is not None and len(attributed) == 1:
+            tokenization.matches_logged_output = logged_output_matches(
+                session, attributed[0].log_index, attributed[0].choice_index, text
+            )
     if window is not None:
         window = {k: v for k, v in window.items() if k != "log_p"}
     response = DetectResponse(
@@ -365,7 +396,7 @@ def detect(
         green_fraction=green / scored if scored else 0.0,
         model=_name(best.candidate) if best and watermarked else None,
         watermark_key_id=best.candidate.record.key_id if best and watermarked else None,
-        keys_tried=len(results),
+        keys_tried=keys_tried,
         tests_corrected_for=tests,
         payload=best.decoded if best else None,
         window=window,
@@ -373,6 +404,7 @@ def detect(
         attribution=attributed[0] if len(attributed) == 1 else None,
         ambiguous=attributed if len(attributed) > 1 else [],
         notes=notes,
+        tokenization=tokenization,
     )
     record_event(
         session,
@@ -386,7 +418,7 @@ def detect(
             "model": model,
             "verdict": verdict,
             "log10_p_value": f"{response.log10_p_value:.3f}",
-            "keys_tried": len(results),
+            "keys_tried": keys_tried,
             "attributed_log_index": attributed[0].log_index if len(attributed) == 1 else None,
         },
     )

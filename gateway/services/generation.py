@@ -44,6 +44,7 @@ from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jo
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
 from gateway.services.models import resolve_model
+from gateway.services.text_detectability import check_generation_allowed
 from gateway.state import GatewayState
 
 __all__ = [
@@ -204,6 +205,9 @@ class GenerationService:
         if "config" in loaded.extras:
             return
         ref = loaded.ref
+        # Issue 18: no watermarking where detection from text would be unreliable (one rule,
+        # in text_detectability; raises TextDetectionUnreliable).
+        check_generation_allowed(self.engine, ref.release_id)
         key = derive_watermark_key(
             self.state.keyring.watermark_master_key, ref.repo_id, ref.version, ref.tier
         )

@@ -89,6 +89,9 @@ def test_release_payload_is_canonical_and_has_no_floats() -> None:
         {"optimization": {"bits": 8.0}},
         {"created_at": datetime(2026, 1, 1)},  # naive
         {"tiers": ()},
+        {"tokenization": {"roundtrip_rate": 0.5}},
+        {"tokenization": {"Bad Key": "0.5"}},
+        {"tokenization": {"text_detection": "not reliable at all"}},
     ],
 )
 def test_release_rejects_bad_values(changes: dict[str, Any]) -> None:
@@ -150,3 +153,19 @@ def test_regression_unhashable_select_option_is_our_error() -> None:
     envelope = sign_envelope(PAYLOAD_TYPE, json.dumps(obj).encode(), PUBLISHER).to_json()
     with pytest.raises(ReleaseStatementError):
         verify_release_statement(envelope, [PUBLISHER.public_key])
+
+
+def test_tokenization_is_signed_when_present_and_optional_when_absent() -> None:
+    """Issue 18: the tokenizer round trip is a predicate member of its own; a statement
+    without it (every release before it existed) keeps its exact bytes and still parses."""
+    plain = make_release()
+    assert "tokenization" not in json.loads(plain.to_payload())["predicate"]
+    assert parse_release_statement(plain.to_payload()).tokenization == {}
+    record = {"roundtrip_rate": "0.218750", "text_detection": "override"}
+    measured = make_release(tokenization=record)
+    payload = measured.to_payload()
+    assert json.loads(payload)["predicate"]["tokenization"] == record
+    assert parse_release_statement(payload) == measured
+    envelope = sign_release_statement(measured, PUBLISHER)
+    verified = verify_release_statement(envelope.to_json(), [PUBLISHER.public_key])
+    assert dict(verified.release.tokenization) == record

@@ -138,3 +138,27 @@ def test_detect_file_with_tokenizer(
     code, err = _run_main(args, capsys)
     assert code == 1
     assert "watermark_tokenizer_mismatch" in err
+
+
+def test_detect_text_from_a_non_round_tripping_tokenizer(tmp_path: Path, key: WatermarkKey) -> None:
+    """Issue 18: `--text` reads the text every candidate way and says so (seeded sample)."""
+    from release.testing import build_lowercasing_tokenizer
+    from tests.watermark.test_tokenization import watermarked_upper_case_ids
+
+    tokenizer = build_lowercasing_tokenizer(tmp_path / "tok")
+    config = WatermarkConfig.create(key, len(tokenizer), tokenizer=tokenizer, gamma=0.25, delta=2.0)
+    (tmp_path / "config.json").write_text(config.to_json())
+    (tmp_path / "key.hex").write_text(key.to_hex())
+    text = tokenizer.decode(watermarked_upper_case_ids(config, key, length=400, seed=18))
+    args = ["watermark", "detect", "--text", text, "--tokenizer", str(tmp_path / "tok")]
+    args += ["--config", str(tmp_path / "config.json"), "--key-file", str(tmp_path / "key.hex")]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    assert "verdict:        watermarked" in result.output
+    assert "scored as 'unnormalized', best of 2 candidate" in result.output
+    assert "p-value corrected x2" in result.output
+    assert "text trust:     LOW" in result.output
+    data = json.loads(CliRunner().invoke(cli, [*args, "--json"]).output)
+    assert data["tokenization"]["scored_with"] == "unnormalized"
+    assert data["tokenization"]["corrected_for_candidates"] == 2
+    assert data["watermarked"] is True

@@ -112,3 +112,45 @@ def test_detection_errors_are_shown_on_the_page(
     )
     assert page.status_code == 404
     assert 'role="alert"' in page.text
+
+
+def test_the_page_says_how_text_was_tokenized_and_when_it_looks_foreign(
+    client: TestClient, web_account: Callable[..., Account], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from gateway.schemas.openai import TokenizationReport, TokenizationTrust
+
+    result = _result().model_copy(
+        update={
+            "verdict": "inconclusive",
+            "confidence": "low",
+            "tokenization": TokenizationReport(
+                input="text",
+                scored_with="unnormalized",
+                candidates=["plain", "unnormalized"],
+                corrected_for_candidates=2,
+                trust=TokenizationTrust(
+                    trusted=False,
+                    text_roundtrip=False,
+                    ids_roundtrip=True,
+                    unknown_rate=0.0,
+                    byte_fallback_rate=0.0,
+                    candidates_disagree=True,
+                    replacement_chars=0,
+                    reasons=["the tokenizer does not decode its own encoding of this text"],
+                ),
+            ),
+        }
+    )
+    monkeypatch.setattr(detection, "detect_text", lambda *a, **k: result)
+    web_account("dev")
+    sign_in(client, "dev")
+    page = client.post(
+        "/detect", data={"text": "SHOUTY TEXT", "csrf_token": csrf_of(client.get("/detect").text)}
+    )
+    assert page.status_code == 200
+    html = page.text
+    assert "scored as <code>unnormalized</code>, best of 2 readings" in html
+    assert "corrected for all of them" in html
+    assert "looks foreign" in html
+    assert "does not decode its own encoding" in html
+    assert "low confidence" in html
