@@ -51,8 +51,9 @@ from gateway.services.models import usable_models
 router = APIRouter(
     prefix="/v1",
     tags=["generation"],
-    # 507: the model is larger than this gateway's whole model-cache budget.
-    responses=openai_error_responses(401, 403, 404, 422, 429, 503, 507),
+    # 400: context_length_exceeded; 502/504: a remote engine failed or timed out; 507: the
+    # model is larger than this gateway's whole model-cache budget.
+    responses=openai_error_responses(400, 401, 403, 404, 422, 429, 502, 503, 504, 507),
 )
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -236,6 +237,7 @@ async def create_completion(
         n=body.n,
         prompts=prompts,
         endpoint="completions",
+        max_tokens_explicit=body.max_tokens is not None,
     )
     if body.stream:
         call_id, model, events = await service.stream(principal, request, now)
@@ -286,6 +288,7 @@ async def create_chat_completion(
         n=body.n,
         messages=[{"role": m.role, "content": m.text()} for m in body.messages],
         endpoint="chat.completions",
+        max_tokens_explicit=(body.max_completion_tokens or body.max_tokens) is not None,
     )
     if body.stream:
         call_id, model, events = await service.stream(principal, request, now)
