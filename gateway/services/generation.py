@@ -32,7 +32,7 @@ from gateway.generation.calls import (
 )
 from gateway.generation.deltas import StreamTexts
 from gateway.generation.engines import EngineSpec, load_engines_file
-from gateway.generation.keys import derive_watermark_key, watermark_config_for
+from gateway.generation.keys import tier_keyset_entry
 from gateway.generation.models import LoadedModel, ModelCache, ModelRef, parse_model_name
 from gateway.generation.prompts import (
     ContextLengthExceeded,
@@ -294,18 +294,19 @@ class GenerationService:
         if "config" in loaded.extras:
             return
         ref = loaded.ref
-        key = derive_watermark_key(
-            self.state.keyring.watermark_master_key, ref.repo_id, ref.version, ref.tier
-        )
         settings = self.state.settings
-        config = watermark_config_for(
-            key,
-            loaded.vocab_size,
-            loaded.tokenizer,
+        entry = tier_keyset_entry(
+            self.state.keyring.watermark_master_key,
+            ref.repo_id,
+            ref.version,
+            ref.tier,
+            vocab_size=loaded.vocab_size,
+            tokenizer=loaded.tokenizer,
             delta=settings.watermark_delta,
             payload_bits=settings.watermark_payload_bits,
         )
-        loaded.extras["key"] = key
+        config = entry.config
+        loaded.extras["key"] = entry.key
         loaded.extras["config_json"] = config.to_json()  # logged with every call
         loaded.extras["config"] = config
 
