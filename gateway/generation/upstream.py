@@ -245,6 +245,11 @@ class VllmPool:
         chosen.outstanding += 1
         return chosen
 
+    async def ensure_available(self, canary: Canary | None) -> None:
+        """Raise :class:`EngineUnavailable` now unless some replica is ready (a stream must
+        learn this before its response starts, while a 503 can still be sent)."""
+        self.release(await self.acquire(canary))
+
     @staticmethod
     def release(replica: Replica) -> None:
         replica.outstanding -= 1

@@ -455,6 +455,11 @@ class GenerationService:
         """
         admitted = await asyncio.to_thread(self._admit, principal, request, now)
         if admitted.pool is not None:
+            try:
+                await admitted.pool.ensure_available(self._canary)
+            except BaseException:
+                await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
+                raise
             events = self._remote_events(principal, request, admitted, now)
         else:
             events = self._stream_events(principal, request, admitted, now)

@@ -370,6 +370,11 @@ def test_engine_down_is_503_naming_the_model(
             assert TIER in error["message"]
             assert "Retry-After" in response.headers
             assert charged(engine) == before
+            # A stream learns it before its response starts: a 503 too, not an in-band error.
+            streamed = complete(http, max_tokens=4, stream=True)
+            assert streamed.status_code == 503, streamed.text
+            assert streamed.json()["error"]["code"] == "engine_unavailable"
+            assert charged(engine) == before
             assert http.get("/healthz").status_code == 200  # the gateway stays up
             ready = http.get("/readyz").json()
             assert ready["engines"][0]["replicas"][0]["state"] == "down"
