@@ -121,10 +121,17 @@ def create_app(
         task: asyncio.Task[None] | None = None
         if settings.auto_migrate and not try_migrate(state):
             task = asyncio.create_task(_migrate_until_ready(state))
+        # Engine replicas are checked (health, canary) before calls need them; a failed check
+        # only marks the replica, and calls re-check it on their own.
+        checks = asyncio.create_task(generation.check_engines())
         try:
             async with ledger.running(state.schema):
                 yield
         finally:
+            checks.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await checks
+            await generation.engines.aclose()
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

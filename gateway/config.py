@@ -162,6 +162,22 @@ class Settings(BaseSettings):
         "requests arriving while a batch runs are batched anyway).",
     )
     generation_max_batch: int = Field(default=8, ge=1, le=256)
+    # Engines: which release tiers are sampled by pools of vLLM servers (the rest: in process).
+    engines_file: Path | None = Field(
+        default=None,
+        description="TOML file of [[engine]] entries (model, urls, served_model_name, "
+        "api_key_env, timeout_s) routing release tiers to vLLM OpenAI servers; unset: every "
+        "model runs on the local engine. See docs/generation.md.",
+    )
+    engine_health_interval_seconds: float = Field(
+        default=10.0, gt=0, le=3600, description="How often each engine replica is re-checked."
+    )
+    engine_canary_interval_seconds: float = Field(
+        default=300.0,
+        gt=0,
+        le=24 * 3600,
+        description="How often a ready replica must prove its watermark again (canary).",
+    )
     watermark_delta: float = Field(default=2.0, gt=0, le=20)
     watermark_payload_bits: int = Field(default=20, ge=8, le=32)
     rate_limit_detections_per_account: int = Field(default=120, ge=1)

@@ -13,8 +13,9 @@ import hmac
 from typing import Any
 
 from watermark import PayloadSettings, WatermarkConfig, WatermarkKey
+from watermark.keyset import KeySetEntry
 
-__all__ = ["KEY_LABEL", "derive_watermark_key", "watermark_config_for"]
+__all__ = ["KEY_LABEL", "derive_watermark_key", "tier_keyset_entry", "watermark_config_for"]
 
 KEY_LABEL = "tiergate/watermark/v1/"
 
@@ -37,3 +38,27 @@ def watermark_config_for(
         context_width=1,
         payload=PayloadSettings(payload_bits=payload_bits),
     )
+
+
+def tier_keyset_entry(
+    master: bytes,
+    repo_id: str,
+    version: str,
+    tier: str,
+    *,
+    vocab_size: int,
+    tokenizer: Any,
+    delta: float,
+    payload_bits: int,
+) -> KeySetEntry:
+    """The key and config a vLLM engine serving this tier must hold (its key set file).
+
+    Exactly what the gateway applies and records for the tier's calls (same key, same
+    config), so the engine's canary passes and detection never guesses. ``delta`` and
+    ``payload_bits`` are the gateway's ``watermark_delta`` and ``watermark_payload_bits``.
+    """
+    key = derive_watermark_key(master, repo_id, version, tier)
+    config = watermark_config_for(
+        key, vocab_size, tokenizer, delta=delta, payload_bits=payload_bits
+    )
+    return KeySetEntry(key, config)

@@ -50,6 +50,7 @@ __all__ = [
     "ModelTooLarge",
     "ModelRef",
     "TierFile",
+    "context_length_of",
     "parse_model_name",
 ]
 
@@ -87,6 +88,9 @@ class LoadedModel:
     tokenizer: Any
     size_bytes: int
     vocab_size: int
+    # Positions the model was trained for (config.json's max_position_embeddings, or an
+    # engine's smaller max_model_len); None: the config does not say.
+    context_length: int | None = None
     # Watermark key/config of this model, filled once by the generation service.
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -155,6 +159,7 @@ class ModelCache:
         self._loader = loader
         self._models: OrderedDict[str, LoadedModel] = OrderedDict()
         self._tokenizers: OrderedDict[str, Any] = OrderedDict()
+        self._views: dict[str, LoadedModel] = {}  # tiers served by remote engines
         self._lock = threading.Lock()
         self._loading: dict[str, threading.Lock] = {}
         # Bytes promised to loads in flight, counted against the budget with loaded models.
@@ -306,6 +311,7 @@ class ModelCache:
             tokenizer=tokenizer,
             size_bytes=_model_bytes(model),
             vocab_size=int(model.config.vocab_size),
+            context_length=context_length_of(model.config),
         )
         return loaded, need
 
@@ -356,9 +362,54 @@ class ModelCache:
                 self._tokenizers.popitem(last=False)
         return tokenizer
 
+    def engine_view(self, ref: ModelRef) -> LoadedModel:
+        """``ref`` as a remote engine serves it: verified folder, tokenizer and config only.
+
+        The weights stay on disk (``model`` is None): the gateway encodes prompts, counts
+        tokens and bounds the context; the engine samples.
+        """
+        import json
+
+        key = ref.name
+        with self._lock:
+            found = self._views.get(key)
+            if found is not None and found.ref == ref:
+                return found
+        directory = self.materialize(ref)
+        try:
+            config = json.loads((directory / "config.json").read_text(encoding="utf-8"))
+            vocab_size = int(config["vocab_size"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise ModelInvalid(f"{ref.name} has no readable vocab_size in config.json") from exc
+        view = LoadedModel(
+            ref=ref,
+            model=None,
+            tokenizer=self._load_tokenizer(directory),
+            size_bytes=0,
+            vocab_size=vocab_size,
+            context_length=context_length_of(config),
+        )
+        with self._lock:
+            # Another thread may have built it meanwhile: keep the first (its extras matter).
+            found = self._views.get(key)
+            if found is not None and found.ref == ref:
+                return found
+            self._views[key] = view
+        return view
+
     def loaded_names(self) -> list[str]:
         with self._lock:
             return list(self._models)
+
+
+def context_length_of(config: Any) -> int | None:
+    """``max_position_embeddings`` of a model config (object or config.json dict), if any."""
+    value = (
+        config.get("max_position_embeddings")
+        if isinstance(config, dict)
+        else getattr(config, "max_position_embeddings", None)
+    )
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else None
 
 
 def parse_model_name(name: str) -> tuple[str, str | None, str]:

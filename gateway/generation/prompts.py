@@ -12,11 +12,19 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from gateway.errors import ValidationFailed
+from gateway.errors import BadRequest, ValidationFailed
 from gateway.ledger.events import digest_of
 from licensing.canonical import canonical_json
 
-__all__ = ["EncodedPrompts", "NoChatTemplate", "Prompt", "PromptTooLong", "encode_prompts"]
+__all__ = [
+    "ContextLengthExceeded",
+    "EncodedPrompts",
+    "NoChatTemplate",
+    "Prompt",
+    "PromptTooLong",
+    "encode_prompts",
+    "fit_context",
+]
 
 Prompt = str | list[int]  # text, or token ids of the model's tokenizer
 
@@ -29,6 +37,14 @@ class NoChatTemplate(ValidationFailed):
 class PromptTooLong(ValidationFailed):
     code = "prompt_too_long"
     title = "Prompt too long"
+
+
+class ContextLengthExceeded(BadRequest):
+    """Prompt plus completion would run past the model's context (OpenAI's code and status):
+    a model asked for positions it was never trained on answers garbage, so no engine does."""
+
+    code = "context_length_exceeded"
+    title = "Context length exceeded"
 
 
 @dataclass(frozen=True)
@@ -95,6 +111,34 @@ def encode_prompts(
                     f"{which} has {len(ids)} tokens; at most {max_prompt_tokens} are accepted"
                 )
     return encoded
+
+
+def fit_context(
+    encoded: EncodedPrompts,
+    max_tokens: int,
+    *,
+    context_length: int | None,
+    explicit: bool,
+    model: str,
+) -> int:
+    """The completion budget of a call on a model of ``context_length`` positions.
+
+    A prompt that leaves no room, or an explicit ``max_tokens`` that does not fit after the
+    longest prompt, is :class:`ContextLengthExceeded`; a default ``max_tokens`` (the client
+    sent none) shrinks to the room left, as vLLM and OpenAI do.
+    """
+    if context_length is None:
+        return max_tokens
+    longest = max(len(ids) for ids in encoded.prompts)
+    room = context_length - longest
+    if room < 1 or (explicit and max_tokens > room):
+        raise ContextLengthExceeded(
+            f"{model}'s maximum context length is {context_length} tokens; you requested "
+            f"{longest + max_tokens} tokens ({longest} in the prompt, {max_tokens} for the "
+            "completion). Shorten the prompt or lower max_tokens.",
+            extra={"param": "max_tokens" if room >= 1 else "prompt"},
+        )
+    return min(max_tokens, room)
 
 
 def _checked_ids(ids: list[int], vocab_size: int, index: int) -> list[int]:

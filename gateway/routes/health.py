@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
@@ -26,7 +28,12 @@ def healthz() -> dict[str, str]:
 def readyz(request: Request, state: StateDep) -> JSONResponse:
     checks = readiness_checks(state, getattr(request.app.state, "ledger", None))
     ready = all(value == "ok" for value in checks.values())
-    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    body: dict[str, Any] = {"status": "ready" if ready else "not ready", "checks": checks}
+    generation = getattr(request.app.state, "generation", None)
+    if generation is not None and (engines := generation.engine_status()):
+        # Reported, not judged: a model whose engine is down answers 503 on its own; this
+        # replica still serves every other model.
+        body["engines"] = engines
     if ready:
         return JSONResponse(body)
     return problem_response(

@@ -55,9 +55,10 @@ from gateway.services.provenance import ChoiceCredential, ProvenanceService, emb
 router = APIRouter(
     prefix="/v1",
     tags=["generation"],
-    # 409: the release is yanked, or its tokenizer does not round-trip sampled text
-    # (text_detection_unreliable); 507: the model is larger than the whole model-cache budget.
-    responses=openai_error_responses(401, 403, 404, 409, 422, 429, 503, 507),
+    # 400: context_length_exceeded; 409: the release is yanked, or its tokenizer does not
+    # round-trip sampled text (text_detection_unreliable); 502/504: a remote engine failed or
+    # timed out; 507: the model is larger than this gateway's whole model-cache budget.
+    responses=openai_error_responses(400, 401, 403, 404, 409, 422, 429, 502, 503, 504, 507),
 )
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
 _SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -273,6 +274,7 @@ async def create_completion(
         n=body.n,
         prompts=prompts,
         endpoint="completions",
+        max_tokens_explicit=body.max_tokens is not None,
     )
     if body.stream:
         call_id, model, events = await service.stream(principal, request, now)
@@ -333,6 +335,7 @@ async def create_chat_completion(
         n=body.n,
         messages=[{"role": m.role, "content": m.text()} for m in body.messages],
         endpoint="chat.completions",
+        max_tokens_explicit=(body.max_completion_tokens or body.max_tokens) is not None,
     )
     if body.stream:
         call_id, model, events = await service.stream(principal, request, now)

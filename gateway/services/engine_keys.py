@@ -22,7 +22,7 @@ from gateway.auth.principal import Principal
 from gateway.db.models import WatermarkKeyRecord
 from gateway.errors import BadRequest, Conflict
 from gateway.generation.calls import ensure_key_record
-from gateway.generation.keys import derive_watermark_key, watermark_config_for
+from gateway.generation.keys import derive_watermark_key, tier_keyset_entry
 from gateway.generation.models import ModelCache, parse_model_name
 from gateway.services.models import resolve_model
 from gateway.services.watermark_keys import ExportedKey, export_watermark_keys
@@ -63,13 +63,17 @@ def provision_engine_key(
     key = derive_watermark_key(master_key, repo_id, release.version, tier)
     if session.get(WatermarkKeyRecord, key.key_id) is None:
         folder = cache.materialize(ref)
-        config = watermark_config_for(
-            key,
-            _vocab_size(folder, model),
-            cache.tokenizer(ref),
+        # The one home of an engine's key and config (what the canary then checks).
+        config = tier_keyset_entry(
+            master_key,
+            repo_id,
+            release.version,
+            tier,
+            vocab_size=_vocab_size(folder, model),
+            tokenizer=cache.tokenizer(ref),
             delta=delta,
             payload_bits=payload_bits,
-        )
+        ).config
         assert release.id is not None
         ensure_key_record(
             session,

@@ -13,7 +13,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,7 @@ from sqlalchemy.engine import Engine
 
 from gateway.auth.principal import Principal
 from gateway.db.engine import session_scope
-from gateway.errors import ServiceUnavailable
+from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.generation.batcher import MicroBatcher
 from gateway.generation.calls import (
     CallChoice,
@@ -31,23 +31,35 @@ from gateway.generation.calls import (
     reserve_payloads,
 )
 from gateway.generation.deltas import StreamTexts
-from gateway.generation.keys import derive_watermark_key, watermark_config_for
-from gateway.generation.models import LoadedModel, ModelCache, parse_model_name
+from gateway.generation.engines import EngineSpec, load_engines_file
+from gateway.generation.keys import tier_keyset_entry
+from gateway.generation.models import LoadedModel, ModelCache, ModelRef, parse_model_name
 from gateway.generation.prompts import (
+    ContextLengthExceeded,
     EncodedPrompts,
     NoChatTemplate,
     Prompt,
     PromptTooLong,
     encode_prompts,
+    fit_context,
 )
 from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
+from gateway.generation.upstream import Replica, VllmPool
 from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
+from gateway.services.engines import (
+    EngineRouter,
+    engine_bodies,
+    remote_choices,
+    remote_stream,
+    run_canary,
+)
 from gateway.services.models import resolve_model
 from gateway.services.text_detectability import check_generation_allowed
 from gateway.state import GatewayState
 
 __all__ = [
+    "ContextLengthExceeded",
     "GenerationInput",
     "GenerationResult",
     "GenerationService",
@@ -70,6 +82,8 @@ class GenerationInput:
     prompts: list[Prompt] | None = None  # completions: one or more prompts
     messages: list[dict[str, Any]] | None = None  # chat: one conversation
     endpoint: str = "completions"
+    # The client chose max_tokens (else it shrinks to the context left, never past it).
+    max_tokens_explicit: bool = True
 
 
 @dataclass
@@ -99,12 +113,20 @@ class _Admitted:
     payloads: list[int]
     charged: int
     window: int
+    params: SamplingParams  # the request's, max_tokens fitted to the context
+    pool: VllmPool | None  # the remote engine pool, or None: the local engine
 
 
 class GenerationService:
     """The generation runtime of one gateway process: model cache, batcher, executor."""
 
-    def __init__(self, state: GatewayState, *, cache: ModelCache | None = None) -> None:
+    def __init__(
+        self,
+        state: GatewayState,
+        *,
+        cache: ModelCache | None = None,
+        engines: list[EngineSpec] | None = None,
+    ) -> None:
         settings = state.settings
         self.state = state
         self.engine: Engine = state.engine
@@ -123,8 +145,62 @@ class GenerationService:
             max_rows=settings.generation_max_batch,
         )
 
+        if engines is None and settings.engines_file is not None:
+            engines = load_engines_file(settings.engines_file)
+        self.engines = EngineRouter(
+            engines or [],
+            health_interval_s=settings.engine_health_interval_seconds,
+            canary_interval_s=settings.engine_canary_interval_seconds,
+        )
+
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
+
+    async def aclose(self) -> None:
+        await self.engines.aclose()
+        self.close()
+
+    def engine_status(self) -> list[dict[str, Any]]:
+        """Every remote engine pool and the state of its replicas (for readiness)."""
+        return self.engines.status()
+
+    # ------------------------------------------------------------------ engines
+
+    def _in_memory(self, ref: ModelRef) -> LoadedModel | None:
+        if self.engines.pool_for(ref) is not None:
+            return self.cache.engine_view(ref)  # tokenizer and config: cheap once built
+        return self.cache.loaded(ref)
+
+    def _model(self, ref: ModelRef) -> LoadedModel:
+        if self.engines.pool_for(ref) is not None:
+            return self.cache.engine_view(ref)
+        return self.cache.get(ref)
+
+    def engine_model(self, pool: VllmPool) -> LoadedModel:
+        """The tier a pool serves, with its watermark (resolved without a caller: the canary
+        is the gateway's own request)."""
+        with session_scope(self.engine) as session:
+            _, ref = resolve_model(session, None, pool.model, _utcnow(), for_use=False)
+        view = self.cache.engine_view(ref)
+        self._ensure_watermark(view)
+        return view
+
+    async def _canary(self, pool: VllmPool, replica: Replica) -> str | None:
+        try:
+            view = await asyncio.to_thread(self.engine_model, pool)
+        except GatewayError as exc:
+            return f"the gateway cannot serve {pool.model}: {exc.message}"
+        return await run_canary(pool, replica, view)
+
+    async def check_engines(self) -> None:
+        """Check every replica now (start-up: before any call needs them)."""
+        await asyncio.gather(
+            *(
+                pool.check(replica, self._canary)
+                for pool in self.engines.pools.values()
+                for replica in pool.replicas
+            )
+        )
 
     # ------------------------------------------------------------------ admission
 
@@ -145,11 +221,11 @@ class GenerationService:
     def _admit(self, principal: Principal, request: GenerationInput, now: datetime) -> _Admitted:
         entry = self.refs.get(request.model)
         for _ in range(3):
-            loaded = self.cache.loaded(entry.ref) if entry is not None else None
+            loaded = self._in_memory(entry.ref) if entry is not None else None
             if entry is None or loaded is None:
                 # Not cached, or its model left memory: the full checks run before any load.
                 entry = self._resolve(principal, request.model, now)
-                loaded = self.cache.get(entry.ref)
+                loaded = self._model(entry.ref)
             try:
                 return self._admit_with(principal, request, entry, loaded, now)
             except _Stale:
@@ -175,8 +251,20 @@ class GenerationService:
             messages=request.messages,
             max_prompt_tokens=settings.generation_max_prompt_tokens,
         )
+        pool = self.engines.pool_for(entry.ref)
+        context = loaded.context_length
+        if pool is not None and pool.max_model_len is not None:
+            context = min(context or pool.max_model_len, pool.max_model_len)
+        max_tokens = fit_context(
+            encoded,
+            request.params.max_tokens,
+            context_length=context,
+            explicit=request.max_tokens_explicit,
+            model=loaded.ref.name,
+        )
+        params = replace(request.params, max_tokens=max_tokens)
         choices = len(encoded.prompts) * request.n
-        charged = encoded.tokens + request.params.max_tokens * choices
+        charged = encoded.tokens + max_tokens * choices
         config = loaded.extras["config"]
         # One short transaction: quota charge, key registration (first use), call tags, and
         # the re-check of the cached resolution. Writes first: on SQLite the first write takes
@@ -199,7 +287,9 @@ class GenerationService:
             if not still_usable(connection, entry, principal, now):
                 raise _Stale
         loaded.extras["registered"] = True
-        return _Admitted(new_call_id(), entry, loaded, encoded, payloads, charged, window)
+        return _Admitted(
+            new_call_id(), entry, loaded, encoded, payloads, charged, window, params, pool
+        )
 
     def _ensure_watermark(self, loaded: LoadedModel) -> None:
         if "config" in loaded.extras:
@@ -208,18 +298,19 @@ class GenerationService:
         # Issue 18: no watermarking where detection from text would be unreliable (one rule,
         # in text_detectability; raises TextDetectionUnreliable).
         check_generation_allowed(self.engine, ref.release_id)
-        key = derive_watermark_key(
-            self.state.keyring.watermark_master_key, ref.repo_id, ref.version, ref.tier
-        )
         settings = self.state.settings
-        config = watermark_config_for(
-            key,
-            loaded.vocab_size,
-            loaded.tokenizer,
+        entry = tier_keyset_entry(
+            self.state.keyring.watermark_master_key,
+            ref.repo_id,
+            ref.version,
+            ref.tier,
+            vocab_size=loaded.vocab_size,
+            tokenizer=loaded.tokenizer,
             delta=settings.watermark_delta,
             payload_bits=settings.watermark_payload_bits,
         )
-        loaded.extras["key"] = key
+        config = entry.config
+        loaded.extras["key"] = entry.key
         loaded.extras["config_json"] = config.to_json()  # logged with every call
         loaded.extras["config"] = config
 
@@ -243,7 +334,7 @@ class GenerationService:
         ref = admitted.model.ref
         config = admitted.loaded.extras["config"]
         retain = self.state.settings.generation_retain_plaintext
-        params = request.params
+        params = admitted.params
         encoded = admitted.encoded
         outputs = []
         for index, (choice, payload) in enumerate(zip(choices, admitted.payloads, strict=True)):
@@ -336,9 +427,18 @@ class GenerationService:
         self, principal: Principal, request: GenerationInput, now: datetime
     ) -> GenerationResult:
         admitted = await asyncio.to_thread(self._admit, principal, request, now)
-        job = SampleJob(admitted.encoded.prompts, request.params, admitted.payloads)
+        job = SampleJob(admitted.encoded.prompts, admitted.params, admitted.payloads)
         try:
-            choices = await self.batcher.submit(admitted.loaded, job)
+            if admitted.pool is not None:
+                choices = await remote_choices(
+                    admitted.pool,
+                    self._canary,
+                    self._bodies(admitted),
+                    admitted.loaded.tokenizer,
+                    admitted.params,
+                )
+            else:
+                choices = await self.batcher.submit(admitted.loaded, job)
         except BaseException:
             job.cancel.set()
             await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
@@ -358,8 +458,55 @@ class GenerationService:
         starts, so its errors are still plain problem+json answers.
         """
         admitted = await asyncio.to_thread(self._admit, principal, request, now)
-        events = self._stream_events(principal, request, admitted, now)
+        if admitted.pool is not None:
+            try:
+                await admitted.pool.ensure_available(self._canary)
+            except BaseException:
+                await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
+                raise
+            events = self._remote_events(principal, request, admitted, now)
+        else:
+            events = self._stream_events(principal, request, admitted, now)
         return admitted.call_id, admitted.model.ref.name, events
+
+    def _bodies(self, admitted: _Admitted) -> list[dict[str, Any]]:
+        assert admitted.pool is not None
+        return engine_bodies(
+            admitted.pool,
+            prompts=admitted.encoded.prompts,
+            params=admitted.params,
+            key_id=admitted.loaded.extras["config"].key_id,
+            payloads=admitted.payloads,
+        )
+
+    async def _remote_events(
+        self, principal: Principal, request: GenerationInput, admitted: _Admitted, now: datetime
+    ) -> AsyncIterator[StreamEvent]:
+        assert admitted.pool is not None
+        pieces = remote_stream(
+            admitted.pool, self._canary, self._bodies(admitted), admitted.loaded.tokenizer
+        )
+        choices: list[Choice] | None = None
+        try:
+            async for piece in pieces:
+                if isinstance(piece, list):
+                    choices = piece
+                else:
+                    yield piece
+        finally:
+            await pieces.aclose()  # closes every engine stream of the call
+            if choices is None:
+                # Dropped by the client, or the engine failed: the charge goes back.
+                asyncio.get_running_loop().run_in_executor(
+                    None, self._refund, principal, admitted.charged, admitted.window
+                )
+        if choices is None:  # remote_stream ends with the choices or raises
+            raise AssertionError("engine stream ended without its choices")
+        result = self._result(admitted, choices)
+        result.log_index = await asyncio.to_thread(
+            self._record, principal, request, admitted, choices, now
+        )
+        yield result
 
     async def _stream_events(
         self, principal: Principal, request: GenerationInput, admitted: _Admitted, now: datetime
@@ -371,10 +518,10 @@ class GenerationService:
             loop.call_soon_threadsafe(queue.put_nowait, tokens)
 
         job = SampleJob(
-            admitted.encoded.prompts, request.params, admitted.payloads, on_token=on_token
+            admitted.encoded.prompts, admitted.params, admitted.payloads, on_token=on_token
         )
         task = asyncio.ensure_future(self.batcher.submit(admitted.loaded, job))
-        texts = StreamTexts(admitted.loaded.tokenizer, len(admitted.payloads), request.params.stop)
+        texts = StreamTexts(admitted.loaded.tokenizer, len(admitted.payloads), admitted.params.stop)
         finished = False
         try:
             # Stop sequences end their rows inside generate (sampler.RowStops) at the step
@@ -402,6 +549,12 @@ class GenerationService:
             self._record, principal, request, admitted, choices, now
         )
         yield result
+
+
+def _utcnow() -> datetime:
+    from datetime import UTC
+
+    return datetime.now(UTC)
 
 
 def run_jobs_for_service(loaded: LoadedModel, jobs: list[SampleJob]) -> list[list[Choice]]:

@@ -8,6 +8,7 @@ cached per process, so every test module that imports these fixtures shares one 
 from __future__ import annotations
 
 import functools
+import json
 import tempfile
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def build_generation_release() -> BuiltRelease:
 
     root = Path(tempfile.mkdtemp(prefix="tiergate-generation-"))
     model = build_tiny_model(root / "model", train_steps=30)
+    # 512 positions (RoPE: the limit is a config field), so 200-token completions fit the
+    # context the gateway now enforces.
+    config = json.loads((model / "config.json").read_text())
+    config["max_position_embeddings"] = 512
+    (model / "config.json").write_text(json.dumps(config))
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(str(model))

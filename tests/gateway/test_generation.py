@@ -453,3 +453,27 @@ def test_cached_model_names_are_rechecked_on_every_call(
     assert pinned.status_code == 409, pinned.text
     latest = complete(client, dev, model="acme/chatty", max_tokens=2)
     assert latest.status_code == 404, latest.text  # no published version is left
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_call_past_the_context_length_is_refused_not_garbled(
+    client: TestClient, published: Account, make_account: Callable[..., Account]
+) -> None:
+    """Regression: the local engine generated past max_position_embeddings with a warning."""
+    dev = make_account("dev")
+    # The release's model has 512 positions.
+    over = complete(client, dev, prompt=[5] * 500, max_tokens=20)
+    assert over.status_code == 400, over.text
+    error = over.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert error["type"] == "invalid_request_error"
+    assert error["param"] == "max_tokens"
+    assert "512" in error["message"]
+    full = complete(client, dev, prompt=[5] * 512)
+    assert full.status_code == 400
+    assert full.json()["error"]["param"] == "prompt"
+    # No max_tokens: the default (16) shrinks to the 12 positions left.
+    payload = {"model": MODEL, "prompt": [5] * 500, "temperature": 0}
+    fits = client.post("/v1/completions", json=payload, headers=dev.headers)
+    assert fits.status_code == 200, fits.text
+    assert fits.json()["usage"]["completion_tokens"] <= 12

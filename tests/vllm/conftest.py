@@ -9,6 +9,7 @@ nothing else of this repository is importable there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -146,18 +147,22 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log: Path, limit: fl
     raise RuntimeError(f"vLLM not ready after {limit:.0f} s:\n{log.read_text()[-4000:]}")
 
 
-@pytest.fixture(scope="module")
-def vllm_server(
+@contextlib.contextmanager
+def launch_vllm(
     engine_python: Path,
     plugin_site: Path,
-    tiny_model: Path,
-    keys: Keys,
-    tmp_path_factory: pytest.TempPathFactory,
-) -> Iterator[Server]:
-    scratch = tmp_path_factory.mktemp("engine")
+    model: Path,
+    keyset: WatermarkKeySet,
+    scratch: Path,
+    *,
+    served_model_name: str = "tiny",
+    port: int | None = None,
+    extra_args: tuple[str, ...] = (),
+) -> Iterator[tuple[str, Path]]:
+    """A vLLM OpenAI server with the plugin and ``keyset``: (base URL, log file)."""
     keyset_path = scratch / "keys.json"
-    write_keyset(keyset_path, keys.keyset)
-    port = free_port()
+    write_keyset(keyset_path, keyset)
+    port = port or free_port()
     log = scratch / "vllm.log"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))},
@@ -172,13 +177,11 @@ def vllm_server(
     # launcher module is the same server.
     command = [
         str(engine_python), "-m", "vllm.entrypoints.openai.api_server",
-        "--model", str(tiny_model), "--served-model-name", "tiny",
+        "--model", str(model), "--served-model-name", served_model_name,
         "--host", "127.0.0.1", "--port", str(port),
         "--dtype", "float32", "--enforce-eager", "--seed", "0",
         "--max-model-len", "512", "--max-num-seqs", "16",
-        "--block-size", "32", "--num-gpu-blocks-override", str(KV_BLOCKS),
-        "--enable-prefix-caching",
-        "--logits-processors", PLUGIN,
+        "--logits-processors", PLUGIN, *extra_args,
     ]  # fmt: skip
     with log.open("wb") as out:
         process = subprocess.Popen(
@@ -188,7 +191,7 @@ def vllm_server(
     url = f"http://127.0.0.1:{port}"
     try:
         _wait_ready(url, process, log, limit=900)
-        yield Server(url, tiny_model, keys, log)
+        yield url, log
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGTERM)
@@ -197,3 +200,22 @@ def vllm_server(
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def vllm_server(
+    engine_python: Path,
+    plugin_site: Path,
+    tiny_model: Path,
+    keys: Keys,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Server]:
+    scratch = tmp_path_factory.mktemp("engine")
+    extra = (
+        "--block-size", "32", "--num-gpu-blocks-override", str(KV_BLOCKS),
+        "--enable-prefix-caching",
+    )  # fmt: skip
+    with launch_vllm(
+        engine_python, plugin_site, tiny_model, keys.keyset, scratch, extra_args=extra
+    ) as (url, log):
+        yield Server(url, tiny_model, keys, log)

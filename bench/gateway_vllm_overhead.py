@@ -1,0 +1,357 @@
+"""Gateway overhead on a vLLM engine: tokens/s and time to first token through the gateway
+versus the same vLLM server called directly, same run, interleaved.
+
+    TIERGATE_VLLM_ENV=.venv-vllm python bench/gateway_vllm_overhead.py [--rounds 3]
+
+Builds and signs a tiny trained Llama (512 positions), starts the gateway in its own process
+with an engines file routing the release's open tier to one vLLM OpenAI server (CPU build,
+eager, the tiergate plugin and the key set the gateway derives for the tier), publishes the
+release, and lets the canary admit the replica. Then, at each concurrency level (1, 8, 32
+streams in flight), it alternates rounds of:
+
+- ``direct``: streamed ``/v1/completions`` straight to vLLM with the body the gateway would
+  send (prompt token ids, ``vllm_xargs`` with the key id and a call tag, ``return_token_ids``),
+  so the engine does the same work;
+- ``gateway``: the same prompts through the gateway's streamed ``/v1/completions`` (auth,
+  admission, quota, call tag, relay, ``generation.completed`` log entry, receipt-ready).
+
+Each request asks for ``--tokens`` tokens; tokens/s counts completion tokens over the round's
+wall time; TTFT is the time from sending to the first non-empty text chunk. Prints the median
+of the rounds for each side and the ratios (target: >= 0.95x tokens/s, TTFT within +5 ms).
+The machine running this is shared: rounds swing, so compare the per-round pairs too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+FAILURES: list[str] = []
+REPO = "bench/tiny"
+TIER = f"{REPO}@1.0.0:open"
+PROMPTS = [
+    "The release gateway",
+    "Every file of a tier",
+    "A model card describes",
+    "The watermark is applied",
+    "Detectors compute a",
+    "The quick brown fox",
+    "Signed checkpoints prove",
+    "A small model learns",
+]
+
+
+def build(root: Path) -> Path:
+    from datetime import UTC, datetime
+
+    from licensing.keys import PrivateKey
+    from licensing.statements import ApprovalPolicy
+    from release.build import BuildOptions, build_release
+    from release.testing import build_tiny_model
+
+    model = build_tiny_model(root / "model", train_steps=30)
+    config = json.loads((model / "config.json").read_text())
+    config["max_position_embeddings"] = 512
+    (model / "config.json").write_text(json.dumps(config))
+    key = PrivateKey.generate()
+    out = root / "out"
+    options = BuildOptions(repo_id=REPO, version="1.0.0", approval=ApprovalPolicy())
+    build_release(model, out, key=key, options=options, now=datetime.now(UTC), show_progress=False)
+    (root / "pub.pem").write_bytes(key.public_key.to_pem())
+    return out
+
+
+def make_tokens(data: Path, database_url: str | None) -> tuple[str, str]:
+    """A publisher's and a developer's API tokens, written straight into the database."""
+    from gateway.db.engine import make_engine, session_scope
+    from gateway.db.migrate import upgrade
+    from gateway.db.models import Role
+    from gateway.db.timeutil import utcnow
+    from gateway.services import accounts
+
+    data.mkdir(parents=True, exist_ok=True)
+    engine = make_engine(database_url or f"sqlite:///{(data / 'tiergate.db').resolve()}")
+    upgrade(engine)
+    with session_scope(engine) as session:
+        pub = accounts.create_user(session, "pub", Role.publisher, "bench")
+        dev = accounts.create_user(session, "dev", Role.developer, None)
+        now = utcnow()
+        return (
+            accounts.issue_token(session, pub, name="b", now=now).plaintext,
+            accounts.issue_token(session, dev, name="b", now=now).plaintext,
+        )
+
+
+def wait_http(url: str, process: subprocess.Popen[bytes], what: str, limit: float) -> None:
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"{what} exited ({process.returncode})")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    process.kill()
+    sys.exit(f"{what} did not start within {limit:.0f} s")
+
+
+def start_gateway(
+    data: Path, engines: Path, port: int, database_url: str | None
+) -> subprocess.Popen[bytes]:
+    code = (
+        "import uvicorn\n"
+        "from gateway.app import create_app\n"
+        "from gateway.config import Settings\n"
+        f"s = Settings(data_dir={str(data)!r}, log_level='warning', engines_file={str(engines)!r},"
+        f" database_url={database_url!r},"
+        " generation_tokens_per_minute=10**9, rate_limit_tokens_per_account=10**6,"
+        " generation_max_tokens=4096)\n"
+        f"uvicorn.run(create_app(s), host='127.0.0.1', port={port}, log_config=None, "
+        "access_log=False)\n"
+    )
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    wait_http(f"http://127.0.0.1:{port}/healthz", process, "the gateway", 120)
+    return process
+
+
+def start_vllm(
+    python: Path, model: Path, keyset: Path, site: Path, port: int, log: Path
+) -> subprocess.Popen[bytes]:
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))},
+        "PYTHONPATH": str(site),
+        "TIERGATE_WATERMARK_KEYSET": str(keyset),
+        "VLLM_CPU_KVCACHE_SPACE": "1",
+        "VLLM_USE_V2_MODEL_RUNNER": "0",
+        "VLLM_NO_USAGE_STATS": "1",
+        "HF_HUB_OFFLINE": "1",
+    }
+    command = [
+        str(python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
+        "--served-model-name", TIER, "--host", "127.0.0.1", "--port", str(port),
+        "--dtype", "float32", "--enforce-eager", "--max-model-len", "512",
+        "--max-num-seqs", "32",
+        "--logits-processors", "watermark.vllm_plugin:TiergateWatermarkLogitsProcessor",
+    ]  # fmt: skip
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    wait_http(f"http://127.0.0.1:{port}/health", process, f"vLLM (log: {log})", 900)
+    return process
+
+
+class Refused(Exception):
+    """A request answered with an error status (counted, not fatal)."""
+
+
+async def one_stream(
+    http: httpx.AsyncClient, url: str, body: dict[str, Any], headers: dict[str, str]
+) -> tuple[int, float]:
+    """(completion tokens, seconds to the first text) of one streamed completion."""
+    start = time.perf_counter()
+    first = None
+    tokens = 0
+    async with http.stream("POST", url, json=body, headers=headers) as response:
+        if response.status_code != 200:
+            await response.aread()
+            raise Refused(f"{response.status_code}: {response.text[:200]}")
+        async for line in response.aiter_lines():
+            if not line.startswith("data: ") or line == "data: [DONE]":
+                continue
+            chunk = json.loads(line[6:])
+            if "error" in chunk:
+                raise RuntimeError(chunk["error"])
+            for choice in chunk.get("choices") or []:
+                if first is None and choice.get("text"):
+                    first = time.perf_counter() - start
+            usage = chunk.get("usage")
+            if usage:
+                tokens = int(usage["completion_tokens"])
+    return tokens, first if first is not None else time.perf_counter() - start
+
+
+async def run_round(
+    http: httpx.AsyncClient,
+    level: int,
+    requests: int,
+    make: Any,
+) -> tuple[float, list[float]]:
+    """tokens/s over the round and each request's TTFT, ``level`` requests in flight."""
+    queue = list(range(requests))
+    ttfts: list[float] = []
+    total = 0
+
+    async def worker() -> None:
+        nonlocal total
+        while queue:
+            i = queue.pop()
+            url, body, headers = make(i)
+            try:
+                tokens, ttft = await one_stream(http, url, body, headers)
+            except Refused as exc:
+                FAILURES.append(str(exc))
+                continue
+            total += tokens
+            ttfts.append(ttft)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(level)))
+    return total / (time.perf_counter() - start), ttfts
+
+
+async def measure(args: argparse.Namespace, gateway: str, engine: str, token: str, key_id: str,
+                  prompt_ids: list[list[int]]) -> None:  # fmt: skip
+    auth = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
+    async with httpx.AsyncClient(timeout=600, limits=limits) as http:
+
+        def direct(i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
+            body = {
+                "model": TIER, "prompt": prompt_ids[i % len(prompt_ids)],
+                "max_tokens": args.tokens, "temperature": 1.0, "top_p": 1.0, "n": 1,
+                "seed": i, "return_token_ids": True, "skip_special_tokens": True,
+                "stream": True, "stream_options": {"include_usage": True},
+                "vllm_xargs": {"tiergate_key_id": key_id, "tiergate_payload": i % 1000},
+            }  # fmt: skip
+            return f"{engine}/v1/completions", body, {}
+
+        def through(i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
+            body = {
+                "model": TIER, "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": args.tokens,
+                "temperature": 1.0, "seed": i, "stream": True,
+            }  # fmt: skip
+            return f"{gateway}/v1/completions", body, auth
+
+        await run_round(http, 4, 8, direct)  # warm both paths
+        await run_round(http, 4, 8, through)
+        print(
+            f"{args.tokens} tokens per request, {args.rounds} rounds per level, "
+            f"requests per round = max(2 x level, 8), streamed"
+        )
+        print(
+            "level  direct tok/s  gateway tok/s  ratio   TTFT ms direct  gateway  delta   "
+            "(per-round ratios)"
+        )
+        for level in (int(x) for x in args.levels.split(",")):
+            requests = max(2 * level, 8)
+            rates: dict[str, list[float]] = {"direct": [], "gateway": []}
+            ttfts: dict[str, list[float]] = {"direct": [], "gateway": []}
+            for r in range(args.rounds):
+                # Alternate which side goes first, so a load drift hits both alike.
+                order = [("direct", direct), ("gateway", through)]
+                for name, make in order if r % 2 == 0 else order[::-1]:
+                    rate, times = await run_round(http, level, requests, make)
+                    rates[name].append(rate)
+                    ttfts[name].extend(times)
+            d, g = statistics.median(rates["direct"]), statistics.median(rates["gateway"])
+            td = statistics.median(ttfts["direct"]) * 1e3
+            tg = statistics.median(ttfts["gateway"]) * 1e3
+            pairs = " ".join(
+                f"{b / a:.2f}" for a, b in zip(rates["direct"], rates["gateway"], strict=True)
+            )
+            print(
+                f"{level:>5}  {d:>12.1f}  {g:>13.1f}  {g / d:.3f}   {td:>14.1f}  {tg:>7.1f}  "
+                f"{tg - td:>+6.1f}   ({pairs})"
+                + (f"  FAILED requests: {len(FAILURES)} ({FAILURES[0]})" if FAILURES else "")
+            )
+            FAILURES.clear()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--tokens", type=int, default=64)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--levels", default="1,8,32")
+    parser.add_argument(
+        "--database-url",
+        default=None,
+        help="the gateway's database (default: SQLite in the scratch dir); an EMPTY PostgreSQL "
+        "database for the scale-out setup, e.g. postgresql+psycopg://postgres@127.0.0.1/bench",
+    )
+    args = parser.parse_args()
+
+    sys.path.insert(0, str(ROOT / "packaging"))
+    from build_watermark_wheel import build_wheel
+
+    from gateway.generation.keys import tier_keyset_entry
+    from gateway.generation.models import ModelCache
+    from gateway.keyring import load_keyring
+    from release.upload import publish_release_folder
+    from tests.conftest import free_port
+    from watermark.keyset import WatermarkKeySet, write_keyset
+
+    python = Path(os.environ.get("TIERGATE_VLLM_ENV") or ROOT / ".venv-vllm") / "bin" / "python"
+    if not python.exists():
+        sys.exit(f"no vLLM env at {python.parent.parent} (make vllm-env)")
+    processes: list[subprocess.Popen[bytes]] = []
+    with tempfile.TemporaryDirectory(prefix="tiergate-gw-vllm-bench-") as scratch:
+        tmp = Path(scratch)
+        try:
+            out = build(tmp)
+            wheel = build_wheel(tmp / "wheel")
+            site = tmp / "site"
+            subprocess.run(
+                [str(python), "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
+                 str(wheel)],
+                check=True,
+            )  # fmt: skip
+            engine_port, gateway_port = free_port(), free_port()
+            engine = f"http://127.0.0.1:{engine_port}"
+            engines = tmp / "engines.toml"
+            engines.write_text(f'[[engine]]\nmodel = "{TIER}"\nurls = ["{engine}"]\n')
+            pub, dev = make_tokens(tmp / "data", args.database_url)
+            processes.append(start_gateway(tmp / "data", engines, gateway_port, args.database_url))
+            gateway = f"http://127.0.0.1:{gateway_port}"
+            with httpx.Client(base_url=gateway, headers={"Authorization": f"Bearer {pub}"}) as h:
+                h.post("/api/keys", json={"pem": (tmp / "pub.pem").read_text()}).raise_for_status()
+                publish_release_folder(out, client=h)
+            folder = out / "open"
+            tokenizer = ModelCache._load_tokenizer(folder)
+            config = json.loads((folder / "config.json").read_text())
+            entry = tier_keyset_entry(
+                load_keyring(tmp / "data" / "keys").watermark_master_key, REPO, "1.0.0", "open",
+                vocab_size=int(config["vocab_size"]), tokenizer=tokenizer, delta=2.0,
+                payload_bits=20,
+            )  # fmt: skip
+            write_keyset(tmp / "keys.json", WatermarkKeySet([entry]))
+            processes.append(
+                start_vllm(python, folder, tmp / "keys.json", site, engine_port, tmp / "vllm.log")
+            )
+            prompt_ids = [[int(t) for t in tokenizer(p)["input_ids"]] for p in PROMPTS]
+            probe = httpx.post(
+                f"{gateway}/v1/completions",
+                json={"model": TIER, "prompt": "warm", "max_tokens": 4},
+                headers={"Authorization": f"Bearer {dev}"},
+                timeout=600,
+            )
+            if probe.status_code != 200:
+                sys.exit(f"the gateway cannot use the engine: {probe.text}")
+            asyncio.run(measure(args, gateway, engine, dev, entry.key.key_id, prompt_ids))
+        finally:
+            for process in processes:
+                process.terminate()
+            for process in processes:
+                try:
+                    process.wait(timeout=60)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+
+
+if __name__ == "__main__":
+    main()
