@@ -122,6 +122,24 @@ def build_options(func: Any) -> Any:
         ),
         MAX_SHARD_SIZE_OPTION,
         click.option("--base-model", default=None, help="The model this one derives from."),
+        click.option(
+            "--intended-use",
+            default=None,
+            help="The card's Intended use section (Markdown); default: the publisher's own "
+            "section of the README or --card-template, else 'Not specified'.",
+        ),
+        click.option(
+            "--limitations",
+            default=None,
+            help="The card's Limitations section (Markdown); same defaults as --intended-use.",
+        ),
+        click.option(
+            "--card-template",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="Your model card (Markdown, optional YAML front matter), kept verbatim with "
+            "the generated sections added; default: MODEL_DIR/README.md.",
+        ),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
     ]
     for option in reversed(options):
@@ -144,6 +162,9 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         approval=_approval(kw["approval"], kw["grant_days"], kw["fields"]),
         base_model=kw["base_model"],
         max_shard_size=kw["max_shard_size"],
+        intended_use=kw.get("intended_use"),
+        limitations=kw.get("limitations"),
+        card_template=(kw["card_template"].read_text("utf-8") if kw.get("card_template") else None),
     )
     built = build_release(
         model_dir,
