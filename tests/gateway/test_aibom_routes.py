@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 
+import pytest
 from fastapi.testclient import TestClient
 
 from licensing.dsse import Envelope
@@ -13,7 +15,9 @@ from release.aibom import render_release_bom
 from tests.gateway.download_fixtures import (  # noqa: F401 (fixtures)
     PublishedRelease,
     built_release,
+    publish,
     published_release,
+    sign_release,
 )
 from tests.release.aibom_schemas import cyclonedx_errors, spdx_errors
 
@@ -87,3 +91,21 @@ def test_unknown_version_and_the_release_page(
     assert 'href="/api/releases/acme/tiny/1.0.0/aibom.cdx.json"' in page.text
     # The generated-block markers are comments for Hub renderers, not text on our page.
     assert "tiergate:generated" not in page.text
+
+
+def test_release_page_compares_versions(
+    client: TestClient,
+    published_release: PublishedRelease,  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    one = client.get("/models/acme/tiny").text
+    assert "Comparison across versions" not in one  # a single version: nothing to compare
+    model = published_release.built.out_dir.parent / "model"
+    second = sign_release(model, tmp_path_factory.mktemp("v110") / "out", "acme/tiny", "1.1.0")
+    publish(second, client, published_release.publisher)
+    page = client.get("/models/acme/tiny/v/1.1.0").text
+    assert "Comparison across versions" in page
+    for version in ("1.0.0", "1.1.0"):
+        assert re.search(
+            rf"<td>{re.escape(version)}</td>\s*<td>optimized</td>\s*<td>int8</td>", page
+        )
