@@ -233,6 +233,7 @@ def _build_release_into(
     source = Path(model_dir)
     out = Path(out_dir)
     parse_size(options.max_shard_size)  # a bad size fails before anything is written
+    publisher_card = _publisher_card(source, options)  # so does an unusable card
     optimizations = parse_optimizations(options.optimize)
     names = tier_names(optimizations)
     step(f"validating {source}")
@@ -293,7 +294,6 @@ def _build_release_into(
                 weight_files=built.quantized.weight_files,
             )
         )
-    publisher_card = _publisher_card(source, options)
     generated = render_model_card(
         repo_id=options.repo_id,
         version=options.version,
@@ -357,14 +357,35 @@ def _build_release_into(
     )
 
 
+# The gateway refuses a larger card (gateway.services.releases.MAX_MODEL_CARD_BYTES); the
+# generated block adds a few KiB per file listed, so this leaves room for it.
+MAX_PUBLISHER_CARD_BYTES = 512 * 1024
+
+
 def _publisher_card(source: Path, options: BuildOptions) -> str | None:
-    """What the publisher wrote: the card template, else the model folder's README.md."""
+    """What the publisher wrote: the card template, else the model folder's README.md
+    (a symlinked README.md is ignored, as the open tier never holds symlinks)."""
     if options.card_template is not None:
-        return options.card_template
-    readme = source / MODEL_CARD_FILE
-    if readme.is_file() and not readme.is_symlink():
-        return readme.read_text("utf-8")
-    return None
+        text = options.card_template
+    else:
+        readme = source / MODEL_CARD_FILE
+        if not readme.is_file() or readme.is_symlink():
+            return None
+        if readme.stat().st_size > MAX_PUBLISHER_CARD_BYTES:
+            raise BuildOptionsInvalidError(
+                f"{readme}: larger than {MAX_PUBLISHER_CARD_BYTES // 1024} KiB; the gateway "
+                "refuses such a model card"
+            )
+        try:
+            text = readme.read_text("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BuildOptionsInvalidError(f"{readme}: not UTF-8 text ({exc.reason})") from None
+    if len(text.encode("utf-8")) > MAX_PUBLISHER_CARD_BYTES:
+        raise BuildOptionsInvalidError(
+            f"the card template is larger than {MAX_PUBLISHER_CARD_BYTES // 1024} KiB; the "
+            "gateway refuses such a model card"
+        )
+    return text
 
 
 def _card_text(given: str | None, publisher_card: str | None, heading: str) -> str:

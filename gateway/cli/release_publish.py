@@ -147,6 +147,15 @@ def build_options(func: Any) -> Any:
     return func
 
 
+def _card_template(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{path} is not UTF-8 text ({exc.reason})") from None
+
+
 def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
     from gateway.db.timeutil import utcnow
     from licensing.keys import load_private_key

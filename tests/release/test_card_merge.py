@@ -162,3 +162,30 @@ def test_cli_options_and_card_template_reach_the_signed_card(
         generated_use = card.split(GENERATED_BEGIN, 1)[1]
         assert card_section(generated_use, "Intended use").startswith("See the publisher's")
         assert yaml.safe_load(card.split("---\n", 2)[1])["language"] == ["fr"]
+
+
+def test_an_unusable_publisher_card_stops_the_build_before_any_work(
+    tiny_llama: Path, tmp_path: Path
+) -> None:
+    """A non-UTF-8 or oversized README.md is a clear BuildOptionsInvalidError, up front."""
+    from datetime import UTC, datetime
+
+    import pytest
+
+    from licensing.keys import PrivateKey
+    from release.build import BuildOptions, build_release
+    from release.errors import BuildOptionsInvalidError
+
+    model = tmp_path / "model"
+    shutil.copytree(tiny_llama, model)
+    options = BuildOptions(repo_id="acme/tiny", version="1.0.0", optimize="bf16")
+    for content, reason in ((b"caf\xe9\n", "not UTF-8"), (b"x" * (600 * 1024), "larger than")):
+        (model / "README.md").write_bytes(content)
+        with pytest.raises(BuildOptionsInvalidError, match=reason):
+            build_release(model, tmp_path / "out", key=PrivateKey.generate(), options=options,
+                          now=datetime.now(UTC), show_progress=False)  # fmt: skip
+        assert not (tmp_path / "out").exists()
+    big = BuildOptions(repo_id="acme/tiny", version="1.0.0", card_template="y" * (600 * 1024))
+    with pytest.raises(BuildOptionsInvalidError, match="card template is larger"):
+        build_release(model, tmp_path / "out", key=PrivateKey.generate(), options=big,
+                      now=datetime.now(UTC), show_progress=False)  # fmt: skip
