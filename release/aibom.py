@@ -481,7 +481,12 @@ def _spdx_case(license_id: str) -> str:
         "openrail": "LicenseRef-openrail",
         "llama3": "LicenseRef-llama3",
     }
-    return canonical.get(license_id.lower(), license_id)
+    found = canonical.get(license_id.lower())
+    if found is not None:
+        return found
+    # Not a licence we know the SPDX id of: a LicenseRef, never a made-up SPDX id.
+    safe = "".join(c if c.isalnum() or c in ".-" else "-" for c in license_id)
+    return f"LicenseRef-{safe}"
 
 
 def _spdx_file_purpose(path: str) -> str:

@@ -284,3 +284,31 @@ def test_publisher_readme_survives_the_build_verbatim(built: tuple[Path, Any]) -
         "optimized",
         "optimized_bf16",
     ]
+
+
+def test_non_spdx_licences_and_odd_paths_stay_valid() -> None:
+    """A licence with no SPDX id becomes a LicenseRef (never a made-up id); file paths with
+    spaces or non-ASCII letters still give valid element IRIs."""
+    from licensing.layout import TierFile
+    from licensing.statements import ApprovalPolicy, tier_record
+    from release.aibom import _spdx_license_expression
+
+    assert _spdx_license_expression("apache-2.0") == "Apache-2.0"
+    assert _spdx_license_expression("other") == "LicenseRef-other"
+    assert _spdx_license_expression("llama3") == "LicenseRef-llama3"
+    files = (TierFile("docs/read me é.md", "ab" * 32, 3), TierFile("model.gguf", "cd" * 32, 9))
+    for licence in ("other", "llama3", "MIT"):
+        statement = ReleaseStatement(
+            repo_id="acme/odd",
+            version="0.1",
+            tiers=(tier_record("open", files, gated=False),),
+            license=licence,
+            terms_digest=None,
+            approval=ApprovalPolicy(),
+            created_at=datetime(2026, 1, 1, tzinfo=UTC),
+        )
+        bom = render_release_bom(statement, statement_digest="ef" * 32, model_card="")
+        assert spdx_errors(bom.spdx) == []
+        assert cyclonedx_errors(bom.cyclonedx) == []
+        names = {n["name"] for n in bom.spdx["@graph"] if n["type"] == "software_File"}
+        assert names == {"docs/read me é.md", "model.gguf"}
