@@ -33,6 +33,7 @@ __all__ = [
     "CYCLONEDX_FILE",
     "SPDX_FILE",
     "AiBomInvalidError",
+    "AiBomUnavailableError",
     "EvaluationResult",
     "ReleaseBom",
     "aibom_bytes",
@@ -66,6 +67,12 @@ class AiBomInvalidError(ReleaseError):
     release, a malformed digest)."""
 
     code = "aibom_invalid"
+
+
+class AiBomUnavailableError(ReleaseError):
+    """The AI BOM libraries are not installed (``pip install 'tiergate[aibom]'``)."""
+
+    code = "aibom_unavailable"
 
 
 @dataclass(frozen=True)
@@ -236,6 +243,10 @@ def render_release_bom(
     facts = _facts(statement, statement_digest, model_card, evaluations)
     try:
         return ReleaseBom(spdx=_spdx(facts), cyclonedx=_cyclonedx(facts))
+    except ImportError as exc:
+        raise AiBomUnavailableError(
+            f"the AI BOM needs {exc.name or 'its libraries'}: pip install 'tiergate[aibom]'"
+        ) from exc
     except (ValueError, TypeError, KeyError) as exc:
         # The model libraries check values on assignment; say which release, in our error.
         raise AiBomInvalidError(

@@ -25,6 +25,7 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- BuildOptionsInvalidError    build_options_invalid: a repo id or version unusable
     +-- AiBomInvalidError           aibom_invalid: an AI BOM input cannot be expressed
     |                               (release.aibom)
+    +-- AiBomUnavailableError       aibom_unavailable: the [aibom] extra is not installed
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
                                     the gateway's own code when it sent one (release.upload)
 """

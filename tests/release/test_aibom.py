@@ -312,3 +312,26 @@ def test_non_spdx_licences_and_odd_paths_stay_valid() -> None:
         assert cyclonedx_errors(bom.cyclonedx) == []
         names = {n["name"] for n in bom.spdx["@graph"] if n["type"] == "software_File"}
         assert names == {"docs/read me é.md", "model.gguf"}
+
+
+def test_without_the_aibom_extra_the_error_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from licensing.layout import TierFile
+    from licensing.statements import ApprovalPolicy, tier_record
+    from release.aibom import AiBomUnavailableError
+
+    monkeypatch.setitem(sys.modules, "spdx_python_model", None)  # import fails, as uninstalled
+    statement = ReleaseStatement(
+        repo_id="acme/odd",
+        version="0.1",
+        tiers=(tier_record("open", (TierFile("a.json", "ab" * 32, 1),), gated=False),),
+        license="MIT",
+        terms_digest=None,
+        approval=ApprovalPolicy(),
+        created_at=datetime(2026, 1, 1, tzinfo=UTC),
+    )
+    with pytest.raises(AiBomUnavailableError, match=r"tiergate\[aibom\]"):
+        render_release_bom(statement, statement_digest="ef" * 32, model_card="")
