@@ -53,12 +53,12 @@ def tier_comparison_lines(
     tiers: Sequence[TierCard], evaluations: Sequence[EvaluationResult] = ()
 ) -> list[str]:
     """``## Comparison across tiers``: open vs each optimized artifact (size, fidelity, and
-    one column per attested evaluation metric)."""
+    one column per attested evaluation metric). Access is in the card's Tiers table; the
+    columns here are kept few so the table fits a page column."""
     columns = _eval_columns(evaluations)
     head = [
         "Tier",
         "Format",
-        "Access",
         "Size",
         "Weights vs open",
         "Top-1 agreement",
@@ -80,7 +80,6 @@ def tier_comparison_lines(
         row = [
             _cell(tier.name),
             _cell(tier.artifact or ("original" if not tier.gated else "n/a")),
-            "gated" if tier.gated else "open",
             _mib(tier.manifest.total_size),
         ]
         if fid is None:
