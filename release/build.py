@@ -88,6 +88,9 @@ class BuildOptions:
     base_model: str | None = None
     intended_use: str | None = None
     limitations: str | None = None
+    # The publisher's card text (a template file's content); None: the model folder's own
+    # README.md, if any. Kept verbatim around the generated block (release.card_sections).
+    card_template: str | None = None
     # Bytes (or a size like "2GB") per optimized-tier shard; past it the tier is sharded.
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE
     # The publisher accepts a tokenizer that does not round-trip sampled text (detection from
@@ -230,6 +233,7 @@ def _build_release_into(
     on_step: Progress | None = None,
 ) -> BuiltRelease:
     force = False  # ``out_dir`` is the fresh work folder of build_release
+    from release.card_sections import merge_model_card
     from release.fidelity import build_optimized_tier
     from release.model_card import TierCard, render_model_card
 
@@ -237,6 +241,7 @@ def _build_release_into(
     source = Path(model_dir)
     out = Path(out_dir)
     parse_size(options.max_shard_size)  # a bad size fails before anything is written
+    publisher_card = _publisher_card(source, options)  # so does an unusable card
     optimizations = parse_optimizations(options.optimize)
     names = tier_names(optimizations)
     step(f"validating {source}")
@@ -310,19 +315,20 @@ def _build_release_into(
                 weight_files=built.quantized.weight_files,
             )
         )
-    card = render_model_card(
+    generated = render_model_card(
         repo_id=options.repo_id,
         version=options.version,
         license=options.license,
         tiers=tuple(cards),
         base_model=options.base_model,
         terms_sha256=terms_digest,
-        intended_use=options.intended_use or "",
-        limitations=options.limitations or "",
+        intended_use=_card_text(options.intended_use, publisher_card, "Intended use"),
+        limitations=_card_text(options.limitations, publisher_card, "Limitations"),
         gated_prompt="The optimized tiers are released under signed usage attestations.",
         gated_fields={f.label: f.type for f in options.approval.fields},
         tokenization=tokenization_record,
     )
+    card = merge_model_card(generated, publisher_card)
     for directory in directories.values():
         (directory / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
     manifests = {
@@ -373,6 +379,49 @@ def _build_release_into(
         artifacts=artifacts,
         tokenization=tokenization,
     )
+
+
+# The gateway refuses a larger card (gateway.services.releases.MAX_MODEL_CARD_BYTES); the
+# generated block adds a few KiB per file listed, so this leaves room for it.
+MAX_PUBLISHER_CARD_BYTES = 512 * 1024
+
+
+def _publisher_card(source: Path, options: BuildOptions) -> str | None:
+    """What the publisher wrote: the card template, else the model folder's README.md
+    (a symlinked README.md is ignored, as the open tier never holds symlinks)."""
+    if options.card_template is not None:
+        text = options.card_template
+    else:
+        readme = source / MODEL_CARD_FILE
+        if not readme.is_file() or readme.is_symlink():
+            return None
+        if readme.stat().st_size > MAX_PUBLISHER_CARD_BYTES:
+            raise BuildOptionsInvalidError(
+                f"{readme}: larger than {MAX_PUBLISHER_CARD_BYTES // 1024} KiB; the gateway "
+                "refuses such a model card"
+            )
+        try:
+            text = readme.read_text("utf-8")
+        except UnicodeDecodeError as exc:
+            raise BuildOptionsInvalidError(f"{readme}: not UTF-8 text ({exc.reason})") from None
+    if len(text.encode("utf-8")) > MAX_PUBLISHER_CARD_BYTES:
+        raise BuildOptionsInvalidError(
+            f"the card template is larger than {MAX_PUBLISHER_CARD_BYTES // 1024} KiB; the "
+            "gateway refuses such a model card"
+        )
+    return text
+
+
+def _card_text(given: str | None, publisher_card: str | None, heading: str) -> str:
+    """A generated section's text: the CLI option's, else a pointer to the publisher's own
+    section of that name, else empty (the card then says it is not specified)."""
+    from release.card_sections import card_section, publisher_text
+
+    if given and given.strip():
+        return given
+    if publisher_card is not None and card_section(publisher_text(publisher_card)[1], heading):
+        return f"See the publisher's *{heading}* section above."
+    return ""
 
 
 _FORMAT_NAMES = {

@@ -23,6 +23,9 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |                               (release.verify)
     +-- OutputExistsError           output_exists: refusing to overwrite a build (release.build)
     +-- BuildOptionsInvalidError    build_options_invalid: a repo id or version unusable
+    +-- AiBomInvalidError           aibom_invalid: an AI BOM input cannot be expressed
+    |                               (release.aibom)
+    +-- AiBomUnavailableError       aibom_unavailable: the [aibom] extra is not installed
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
                                     the gateway's own code when it sent one (release.upload)
 """

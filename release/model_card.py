@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from licensing.layout import SIGNATURE_FILE
+from release.aibom import EvaluationResult
+from release.card_compare import model_index, tier_comparison_lines
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest
 
@@ -267,6 +269,7 @@ def render_model_card(
     gated_prompt: str | None = None,
     gated_fields: Mapping[str, object] | None = None,
     tokenization: Mapping[str, str] | None = None,
+    evaluations: Sequence[EvaluationResult] = (),
 ) -> str:
     """Render ``README.md`` for a release.
 
@@ -274,7 +277,8 @@ def render_model_card(
     ``"checkbox"``, ``"country"``, ``"date_picker"``, or ``{"type": "select", "options": [...]}``).
     Free text (summary, intended use, limitations) is the publisher's Markdown, inserted as
     is; values that go into tables are escaped, and the front matter is produced by
-    ``yaml.safe_dump``, so no value can end it early.
+    ``yaml.safe_dump``, so no value can end it early. ``evaluations`` (attested scores, none
+    until ``tiergate eval``) fill ``model-index`` and the comparison table's extra columns.
     """
     import yaml  # type: ignore[import-untyped]
 
@@ -289,6 +293,9 @@ def render_model_card(
         gated_prompt=gated_prompt,
         gated_fields=gated_fields or {},
     )
+    index = model_index(repo_id, version, evaluations)
+    if index:
+        meta["model-index"] = index
     title = repo_id.replace("\n", " ").strip()
     lines = [f"# {title} {version.strip()}", ""]
     if summary.strip():
@@ -307,6 +314,9 @@ def render_model_card(
         if tier.description.strip() or tier.revision:
             revision = f" (revision `{_cell(tier.revision)}`)" if tier.revision else ""
             lines += [f"**{_cell(tier.name)}**{revision}: {tier.description.strip()}", ""]
+
+    if any(tier.fidelity is not None for tier in tiers) or evaluations:
+        lines += tier_comparison_lines(tiers, evaluations)
 
     lines += ["## File digests", ""]
     for tier in tiers:

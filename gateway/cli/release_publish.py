@@ -130,11 +130,38 @@ def build_options(func: Any) -> Any:
             "Recorded in the signed release statement.",
         ),
         click.option("--base-model", default=None, help="The model this one derives from."),
+        click.option(
+            "--intended-use",
+            default=None,
+            help="The card's Intended use section (Markdown); default: the publisher's own "
+            "section of the README or --card-template, else 'Not specified'.",
+        ),
+        click.option(
+            "--limitations",
+            default=None,
+            help="The card's Limitations section (Markdown); same defaults as --intended-use.",
+        ),
+        click.option(
+            "--card-template",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="Your model card (Markdown, optional YAML front matter), kept verbatim with "
+            "the generated sections added; default: MODEL_DIR/README.md.",
+        ),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
     ]
     for option in reversed(options):
         func = option(func)
     return func
+
+
+def _card_template(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise click.BadParameter(f"{path} is not UTF-8 text ({exc.reason})") from None
 
 
 def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
@@ -153,6 +180,9 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         base_model=kw["base_model"],
         max_shard_size=kw["max_shard_size"],
         allow_unreliable_text_detection=kw["allow_unreliable_text_detection"],
+        intended_use=kw.get("intended_use"),
+        limitations=kw.get("limitations"),
+        card_template=(kw["card_template"].read_text("utf-8") if kw.get("card_template") else None),
     )
     built = build_release(
         model_dir,

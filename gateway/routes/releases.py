@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from functools import partial
 from typing import Annotated, Any
@@ -27,7 +28,7 @@ from gateway.schemas.releases import (
     UploadStatus,
     YankRequest,
 )
-from gateway.services import catalog, keys, releases, uploads
+from gateway.services import aibom, catalog, keys, releases, uploads
 from gateway.storage.base import check_sha256
 
 router = APIRouter(tags=["releases"], responses=problem_responses(401, 403, 404, 503))
@@ -159,6 +160,50 @@ def release_signer_key(
     release = releases.find_release(session, f"{org}/{name}", version, viewer=viewer)
     record = keys.signer_key_of(session, release)
     return SignerKey(key_id=record.key_id, key_type=record.key_type, pem=record.pem)
+
+
+def _aibom_response(release: Release, document: str) -> Response:
+    content, media_type = aibom.aibom_document(release, document)
+    return Response(
+        content,
+        media_type=media_type,
+        headers={
+            "ETag": f'"{hashlib.sha256(content).hexdigest()}"',
+            "Content-Disposition": f'inline; filename="{document}"',
+        },
+    )
+
+
+_AIBOM_DOC = {
+    "content": {"application/json": {"schema": {"type": "object"}}},
+    "description": "The document (JSON).",
+}
+
+
+@router.get(
+    "/api/releases/{org}/{name}/{version}/aibom.spdx.json",
+    summary="The release's AI bill of materials, SPDX 3.0.1 JSON-LD (AI and Dataset profiles).",
+    response_class=Response,
+    responses={200: _AIBOM_DOC},
+)
+def release_aibom_spdx(
+    org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
+) -> Response:
+    release = releases.find_release(session, f"{org}/{name}", version, viewer=viewer)
+    return _aibom_response(release, aibom.SPDX_FILE)
+
+
+@router.get(
+    "/api/releases/{org}/{name}/{version}/aibom.cdx.json",
+    summary="The release's AI bill of materials, CycloneDX 1.6 ML-BOM (JSON, with modelCard).",
+    response_class=Response,
+    responses={200: _AIBOM_DOC},
+)
+def release_aibom_cyclonedx(
+    org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
+) -> Response:
+    release = releases.find_release(session, f"{org}/{name}", version, viewer=viewer)
+    return _aibom_response(release, aibom.CYCLONEDX_FILE)
 
 
 @router.post(

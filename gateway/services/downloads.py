@@ -9,6 +9,7 @@ Each tier also serves its ``model.sig`` (the tier's signed bundle) as a file.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from datetime import datetime
@@ -26,6 +27,7 @@ from gateway.errors import (
     ValidationFailed,
 )
 from gateway.services.access import active_grant
+from gateway.services.aibom import release_aibom_files
 from gateway.services.releases import (
     OPEN_TIER,
     holds_blob,
@@ -34,6 +36,7 @@ from gateway.services.releases import (
     split_repo_id,
 )
 from licensing.layout import SIGNATURE_FILE, TierFile
+from release.errors import ReleaseError
 
 __all__ = [
     "DEFAULT_REVISION",
@@ -55,6 +58,8 @@ __all__ = [
     "resolve_revision",
     "tier_files",
 ]
+
+log = logging.getLogger("tiergate.downloads")
 
 DEFAULT_REVISION = "main"
 _COMMIT_RE = re.compile(r"[0-9a-f]{40}")
@@ -187,7 +192,11 @@ def resolve_revision(
 
 
 def tier_files(session: Session, ref: TierRef) -> list[ServedFile]:
-    """Every file of a tier, ``model.sig`` included, sorted by path."""
+    """Every file of a tier, ``model.sig`` and the release's AI BOMs included, sorted by path.
+
+    The AI BOMs (``aibom.spdx.json``, ``aibom.cdx.json``) describe the whole release and are
+    derived from its signed statement and card, not signed themselves (like ``model.sig``);
+    ``tiergate pull`` fetches the signed files only."""
     files = [
         ServedFile(f.path, f.sha256, f.size)
         for f in release_files(session, ref.release, ref.tier.tier)
@@ -196,6 +205,18 @@ def tier_files(session: Session, ref: TierRef) -> list[ServedFile]:
     files.append(
         ServedFile(SIGNATURE_FILE, hashlib.sha256(bundle).hexdigest(), len(bundle), bundle)
     )
+    signed = {f.path for f in files}
+    try:
+        documents = release_aibom_files(ref.release)
+    except ReleaseError as exc:
+        # A BOM the libraries cannot express must not stop the release's downloads.
+        log.warning("AI BOM of %s skipped: %s", ref.release.repo_id, exc.message)
+        documents = {}
+    for name, content in documents.items():
+        if name not in signed:  # a publisher's own file of that name wins
+            files.append(
+                ServedFile(name, hashlib.sha256(content).hexdigest(), len(content), content)
+            )
     return sorted(files, key=lambda f: f.path)
 
 

@@ -18,8 +18,16 @@ from gateway.services import releases
 from gateway.services.access import active_grant
 from gateway.services.hub import approval_mode
 from gateway.services.releases import OPEN_TIER
+from release.card_sections import GENERATED_BEGIN, GENERATED_END
 
-__all__ = ["ReleasePage", "TierView", "card_for_page", "pull_command", "release_page"]
+__all__ = [
+    "ReleasePage",
+    "TierView",
+    "card_for_page",
+    "pull_command",
+    "release_page",
+    "versions_comparison",
+]
 
 # The page lists every file with its sha256 in its own table; the card's copy is dropped so
 # each digest appears once (the signed README.md itself is unchanged).
@@ -67,9 +75,31 @@ def card_for_page(card: str) -> str:
         heading = None if fenced else _H2.match(line)
         if heading is not None:
             skipping = heading.group(1).strip().lower() in _PAGE_OWNED_SECTIONS
-        if not skipping:
+        # The generated-block markers are HTML comments, which the page (raw HTML off)
+        # would show as text.
+        if not skipping and line.strip() not in (GENERATED_BEGIN, GENERATED_END):
             out.append(line)
     return "\n".join(out)
+
+
+def versions_comparison(versions: list[Release]) -> str:
+    """Markdown table comparing the repository's versions (tiers, sizes, fidelity), read from
+    their signed statements; empty with fewer than two versions."""
+    from licensing.dsse import Envelope
+    from licensing.errors import LicensingError
+    from licensing.statements import ReleaseStatement, parse_release_statement
+    from release.card_compare import version_comparison_lines
+
+    statements: list[ReleaseStatement] = []
+    for row in versions:
+        if row.status == ReleaseStatus.pending.value:
+            continue
+        try:
+            payload = Envelope.from_json(row.statement_envelope.encode("utf-8")).payload
+            statements.append(parse_release_statement(payload))
+        except LicensingError:
+            continue  # stored statements verified at publish; never fail the page on one
+    return "\n".join(version_comparison_lines(statements))
 
 
 def pull_command(release: Release, tier: str) -> str:
@@ -103,12 +133,15 @@ def release_page(
     gated = [t for t in tiers if t.row.gated]
     versions = [r for r in releases.list_releases(session, viewer) if r.repo_id == release.repo_id]
     approval = approval_mode(session, release, gated[0].row.tier) if gated else ""
+    ordered = sorted(versions, key=lambda r: r.id or 0, reverse=True)
+    comparison = versions_comparison(ordered)
+    card = card_for_page(release.model_card)
     return ReleasePage(
         release=release,
         org=session.get(Org, release.org_id),
         tiers=tiers,
-        versions=sorted(versions, key=lambda r: r.id or 0, reverse=True),
-        card=card_for_page(release.model_card),
+        versions=ordered,
+        card=card + ("\n\n" + comparison if comparison else ""),
         approval=approval,
         open_pull=pull_command(release, OPEN_TIER),
         locked=[t.row.tier for t in gated if t.grant_until is None and published],

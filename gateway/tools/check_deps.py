@@ -9,7 +9,8 @@ project and its extras are installed (``make test`` does). Each part may only us
 dependency groups its install promises:
 
 - ``licensing``: the base install; ``release`` and ``watermark``: base, or ``[engine]``
-  (torch and transformers, imported lazily);
+  (torch and transformers, imported lazily); ``release`` also ``[aibom]`` (the AI BOM
+  models, imported lazily);
 - ``gateway``: every group but ``[dev]``; ``tests`` and ``bench``: every group.
 
 Exit status: 0 clean, 1 problems, 2 bad ROOT or unreadable pyproject.
@@ -40,10 +41,10 @@ __all__ = [
 BASE = ""
 """The group name of ``[project] dependencies``."""
 
-_ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3"})
+_ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom"})
 PART_GROUPS: Mapping[str, frozenset[str]] = {
     "licensing": frozenset({BASE}),
-    "release": frozenset({BASE, "engine"}),
+    "release": frozenset({BASE, "engine", "aibom"}),
     "watermark": frozenset({BASE, "engine"}),
     "gateway": _ALL_BUT_DEV,
     "tests": _ALL_BUT_DEV | {"dev"},

@@ -97,7 +97,9 @@ def test_release_page_layout_and_access_call_to_action(
     grant_access(engine, "ana")
     pages = Pages(axe_source())
 
-    for width, height_bound in ((1280, 2500), (375, 7000)):
+    # 1280: 2500 until the card gained its comparison table across tiers (issue 20, one row
+    # per tier: the page measured 2547 px with two tiers).
+    for width, height_bound in ((1280, 2800), (375, 7000)):
         for user in ("dev", "ana"):
             page = _open(browser, base, user, width)
             pages.check(page, f"release-{user}-{width}")  # screenshot, axe, no sideways scroll

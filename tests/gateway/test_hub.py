@@ -51,6 +51,10 @@ result["open_local"] = files(local)
 one = hf_hub_download("acme/tiny", "config.json", endpoint=endpoint, revision="1.0.0",
                       cache_dir=out / "cache2")
 result["config"] = Path(one).read_text()[:20]
+# The release's AI BOMs sit beside its files, as a Hub client sees them.
+for name in ("aibom.spdx.json", "aibom.cdx.json"):
+    result[name] = Path(hf_hub_download("acme/tiny", name, endpoint=endpoint,
+                                        cache_dir=out / "cache-bom")).read_text()
 
 # Gated tier before a grant: no token -> 401, token without grant -> 403.
 for label, tok in (("anonymous", None), ("no_grant", token)):
@@ -131,8 +135,12 @@ def old_hub(tmp_path_factory: pytest.TempPathFactory) -> str:
     return str(target)
 
 
+AIBOM_FILES = {"aibom.spdx.json", "aibom.cdx.json"}
+
+
 def expected_files(built: BuiltRelease, tier: str) -> set[str]:
-    return set(built.tier_files(tier))
+    """The tier's signed files (and model.sig) plus the release's derived AI BOMs."""
+    return set(built.tier_files(tier)) | AIBOM_FILES
 
 
 @pytest.mark.parametrize("hub", ["2.x", "0.3x"])
@@ -168,11 +176,17 @@ def test_hub_clients_download_open_and_gated_tiers(
     assert result["no_grant"] == 403
     if not extra:
         assert result["generated"] == result["ids"] + 3  # type: ignore[operator]
+    for name in AIBOM_FILES:
+        served = httpx.get(f"{live_server.url}/api/releases/acme/tiny/1.0.0/{name}")
+        assert served.status_code == 200
+        assert result[name] == served.text
+        assert json.loads(served.text)  # schema checks: tests/gateway/test_aibom_routes.py
 
     grant_access(engine, "dev")
     sizes = run_client(GATED_SCRIPT, [live_server.url, str(tmp_path), dev.token], env)
     built = built_release.tier_files("optimized")
-    assert sizes == {name: len(data) for name, data in built.items()}
+    assert set(sizes) == set(built) | AIBOM_FILES  # type: ignore[arg-type]
+    assert {n: s for n, s in sizes.items() if n in built} == {n: len(d) for n, d in built.items()}
     for name, data in built.items():
         assert (tmp_path / "optimized" / name).read_bytes() == data
 

@@ -283,6 +283,8 @@ def test_revisions_name_release_tiers(
         names += [entry["path"] for entry in page.json()]
         link = page.headers.get("link")
         url = link.split(">")[0].lstrip("<") if link else None
-    assert names == sorted(published_release.built.tier_files("open"))
+    # The signed files, model.sig, and the release's derived AI BOMs.
+    expected = {*published_release.built.tier_files("open"), "aibom.cdx.json", "aibom.spdx.json"}
+    assert names == sorted(expected)
     key = client.get("/api/releases/acme/tiny/1.0.0/key").json()
     assert key["pem"].encode() == published_release.built.public_pem
