@@ -23,6 +23,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pull": ("gateway.cli.pull", "command", "Download and verify a release tier."),
     "watermark": ("gateway.cli.watermark", "group", "Detect watermarks in text."),
     "log": ("gateway.cli.log", "group", "Read and audit the transparency log."),
+    "provenance": (
+        "gateway.cli.provenance",
+        "group",
+        "Verify C2PA Content Credentials offline.",
+    ),
 }
 
 
