@@ -48,6 +48,7 @@ from gateway.services.provenance_verify import (
     ManifestUntrusted,
     VerifiedCredential,
     extract_from_text,
+    read_manifest,
     verify_credential,
     verify_text_credential,
 )
@@ -59,6 +60,7 @@ __all__ = [
     "C2paWrapperInvalid",
     "ChoiceCredential",
     "ContentCredentialNotFound",
+    "CredentialView",
     "CredentialSigningFailed",
     "HardBindingMismatch",
     "ManifestInvalid",
@@ -67,6 +69,7 @@ __all__ = [
     "VerifiedCredential",
     "binding_value",
     "embed_in_text",
+    "describe_for_choice",
     "extract_from_text",
     "find_credential",
     "verify_credential",
@@ -341,6 +344,65 @@ def credential_for_choice(
         ContentCredential.call_id == call_id, ContentCredential.choice_index == choice_index
     )
     return session.exec(query).first()
+
+
+@dataclass(frozen=True)
+class CredentialView:
+    """A recovered Content Credential as the detector page shows it.
+
+    ``text_matches``: the pasted text (wrapper removed) is byte for byte the signed text, and
+    the gateway verified the store against it and its own root (hard binding, signature,
+    chain). False: the text differs (edited, or changed by pasting), so only the watermark
+    links it to this credential; the signed claims are shown as read from the store."""
+
+    manifest_id: str
+    signer: str
+    model: str
+    release_statement_digest: str | None
+    call_id: str
+    choice_index: int
+    log_index: int
+    created: str | None
+    text_sha256: str
+    text_matches: bool
+    manifest_url: str
+
+
+def describe_for_choice(
+    session: Session, service: ProvenanceService, call_id: str, choice_index: int, text: str
+) -> CredentialView | None:
+    """The Content Credential of an attributed choice, or None (a call made before them)."""
+    row = credential_for_choice(session, call_id, choice_index)
+    if row is None:
+        return None
+    _, clean = extract_from_text(text)
+    store = bytes(row.store)
+    matches = hashlib.sha256(clean.encode("utf-8")).hexdigest() == row.text_sha256
+    read = (
+        verify_text_credential(store, clean, trust_anchor=service.root_pem)
+        if matches
+        else read_manifest(store)
+    )
+    generation = read.assertion(GENERATION_ASSERTION)
+    created = None
+    for item in read.manifest.get("assertions", []):
+        if item.get("label") == "c2pa.actions.v2":
+            created = next(
+                (a.get("when") for a in item["data"].get("actions", []) if a.get("when")), None
+            )
+    return CredentialView(
+        manifest_id=row.manifest_id,
+        signer=read.signer,
+        model=str(generation.get("model")),
+        release_statement_digest=generation.get("release_statement_digest"),
+        call_id=row.call_id,
+        choice_index=row.choice_index,
+        log_index=row.log_index,
+        created=created,
+        text_sha256=row.text_sha256,
+        text_matches=matches,
+        manifest_url=f"/c2pa/v1/manifests/{row.manifest_id}",
+    )
 
 
 # ---------------------------------------------------------------- the text wrapper (A.8)

@@ -64,6 +64,7 @@ __all__ = [
     "VerifiedCredential",
     "extract_from_text",
     "parse_log_proof",
+    "read_manifest",
     "verify_credential",
     "verify_offline",
     "verify_text_credential",
@@ -233,6 +234,21 @@ def verify_credential(
     if failures or report.get("validation_state") != "Trusted":
         raise ManifestInvalid(f"the manifest does not validate: {sorted(map(str, codes))}")
     return VerifiedCredential(active, str(report["validation_state"]), manifest)
+
+
+def read_manifest(store: bytes) -> VerifiedCredential:
+    """The active manifest of ``store`` read WITHOUT checking the text or the chain (to show
+    what it claims); ``state`` is c2pa-rs's verdict without a trust anchor or the asset."""
+    try:
+        reader = c2pa.Reader("text/plain", io.BytesIO(b""), store)
+        report = json.loads(reader.json())
+    except c2pa.C2paError as exc:
+        raise ManifestInvalid(f"the manifest store does not parse: {exc}") from exc
+    active = report.get("active_manifest")
+    manifest = report.get("manifests", {}).get(active)
+    if not active or manifest is None:
+        raise ManifestInvalid("the manifest store has no active manifest")
+    return VerifiedCredential(active, "Unchecked", manifest)
 
 
 # ---------------------------------------------------------------- the log proof
