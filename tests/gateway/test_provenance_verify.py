@@ -288,3 +288,18 @@ def test_the_command_refuses_unclear_arguments(world: World, tmp_path: Path) -> 
     done = CliRunner().invoke(cli, [*args[:-4], "--no-log"])
     assert done.exit_code == 0, done.output
     assert "not checked: the log inclusion proof" in done.output
+
+
+def test_verification_imports_neither_the_database_nor_the_web_stack_nor_torch() -> None:
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, gateway.cli.provenance, gateway.services.provenance_verify; "
+        "print(sorted(m for m in ('sqlalchemy', 'sqlmodel', 'fastapi', 'torch') "
+        "if m in sys.modules))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert done.stdout.strip() == "[]"
