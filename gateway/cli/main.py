@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "watermark": ("gateway.cli.watermark", "group", "Detect watermarks in text."),
     "log": ("gateway.cli.log", "group", "Read and audit the transparency log."),
     "engine": ("gateway.cli.engine", "group", "Serve a verified release tier on vLLM."),
+    "provenance": (
+        "gateway.cli.provenance",
+        "group",
+        "Verify C2PA Content Credentials offline.",
+    ),
 }
 
 

@@ -33,12 +33,24 @@ from gateway import __version__
 from gateway.config import Settings
 from gateway.db.engine import session_scope
 from gateway.db.models import ContentCredential, LogEntry
-from gateway.errors import GatewayError, NotFound, ValidationFailed
+from gateway.errors import GatewayError, NotFound
 from gateway.services.generation import GenerationResult
 from gateway.services.provenance_certs import (
     SigningCredentials,
     ensure_local_ca,
     load_signing_credentials,
+)
+from gateway.services.provenance_verify import (
+    GENERATION_ASSERTION,
+    C2paWrapperInvalid,
+    HardBindingMismatch,
+    ManifestInvalid,
+    ManifestUntrusted,
+    VerifiedCredential,
+    extract_from_text,
+    read_manifest,
+    verify_credential,
+    verify_text_credential,
 )
 
 __all__ = [
@@ -48,6 +60,7 @@ __all__ = [
     "C2paWrapperInvalid",
     "ChoiceCredential",
     "ContentCredentialNotFound",
+    "CredentialView",
     "CredentialSigningFailed",
     "HardBindingMismatch",
     "ManifestInvalid",
@@ -56,6 +69,7 @@ __all__ = [
     "VerifiedCredential",
     "binding_value",
     "embed_in_text",
+    "describe_for_choice",
     "extract_from_text",
     "find_credential",
     "verify_credential",
@@ -67,37 +81,7 @@ MANIFEST_FORMAT = "application/c2pa"
 # The soft binding: tiergate's in-token watermark; its value names the watermark key and the
 # call tag (payload) the text carries, "<key id>:<payload>" in UTF-8, base64 in the assertion.
 SOFT_BINDING_ALG = "org.tiergate.token-watermark.1"
-GENERATION_ASSERTION = "org.tiergate.generation"
 _MANIFEST_NS = "tiergate-content-credential"
-_ZWNBSP = "\ufeff"
-
-
-class C2paWrapperInvalid(ValidationFailed):
-    """Text carries a C2PA text wrapper that does not decode (garbage or truncated)."""
-
-    code = "c2pa_wrapper_invalid"
-    title = "Invalid C2PA text wrapper"
-
-
-class ManifestInvalid(ValidationFailed):
-    """A manifest store that does not parse or whose signature does not verify."""
-
-    code = "c2pa_manifest_invalid"
-    title = "Invalid C2PA manifest"
-
-
-class ManifestUntrusted(ValidationFailed):
-    """A manifest signed by a certificate that does not chain to the trust anchor given."""
-
-    code = "c2pa_manifest_untrusted"
-    title = "C2PA manifest signer not trusted"
-
-
-class HardBindingMismatch(ValidationFailed):
-    """The text is not the text the manifest was signed over (edited, or another text)."""
-
-    code = "c2pa_hard_binding_mismatch"
-    title = "Text does not match its Content Credential"
 
 
 class CredentialSigningFailed(GatewayError):
@@ -362,6 +346,65 @@ def credential_for_choice(
     return session.exec(query).first()
 
 
+@dataclass(frozen=True)
+class CredentialView:
+    """A recovered Content Credential as the detector page shows it.
+
+    ``text_matches``: the pasted text (wrapper removed) is byte for byte the signed text, and
+    the gateway verified the store against it and its own root (hard binding, signature,
+    chain). False: the text differs (edited, or changed by pasting), so only the watermark
+    links it to this credential; the signed claims are shown as read from the store."""
+
+    manifest_id: str
+    signer: str
+    model: str
+    release_statement_digest: str | None
+    call_id: str
+    choice_index: int
+    log_index: int
+    created: str | None
+    text_sha256: str
+    text_matches: bool
+    manifest_url: str
+
+
+def describe_for_choice(
+    session: Session, service: ProvenanceService, call_id: str, choice_index: int, text: str
+) -> CredentialView | None:
+    """The Content Credential of an attributed choice, or None (a call made before them)."""
+    row = credential_for_choice(session, call_id, choice_index)
+    if row is None:
+        return None
+    _, clean = extract_from_text(text)
+    store = bytes(row.store)
+    matches = hashlib.sha256(clean.encode("utf-8")).hexdigest() == row.text_sha256
+    read = (
+        verify_text_credential(store, clean, trust_anchor=service.root_pem)
+        if matches
+        else read_manifest(store)
+    )
+    generation = read.assertion(GENERATION_ASSERTION)
+    created = None
+    for item in read.manifest.get("assertions", []):
+        if item.get("label") == "c2pa.actions.v2":
+            created = next(
+                (a.get("when") for a in item["data"].get("actions", []) if a.get("when")), None
+            )
+    return CredentialView(
+        manifest_id=row.manifest_id,
+        signer=read.signer,
+        model=str(generation.get("model")),
+        release_statement_digest=generation.get("release_statement_digest"),
+        call_id=row.call_id,
+        choice_index=row.choice_index,
+        log_index=row.log_index,
+        created=created,
+        text_sha256=row.text_sha256,
+        text_matches=matches,
+        manifest_url=f"/c2pa/v1/manifests/{row.manifest_id}",
+    )
+
+
 # ---------------------------------------------------------------- the text wrapper (A.8)
 
 
@@ -373,83 +416,3 @@ def embed_in_text(text: str, store: bytes) -> str:
     """
     wrapper: str = c2pa_text.encode_wrapper(store)
     return text + wrapper
-
-
-def extract_from_text(text: str) -> tuple[bytes | None, str]:
-    """(manifest store, the text without its wrapper); (None, text) when there is none.
-
-    A wrapper prefix followed by variation selectors that do not decode is refused, typed.
-    """
-    try:
-        info = c2pa_text.find_wrapper_info(text)
-    except ValueError as exc:  # two wrappers
-        raise C2paWrapperInvalid(str(exc)) from exc
-    if info is None:
-        at = text.find(_ZWNBSP)
-        if at >= 0 and at + 1 < len(text) and _is_selector(text[at + 1]):
-            raise C2paWrapperInvalid(
-                "the text carries a C2PA text wrapper that does not decode "
-                "(bad magic, version or length, or truncated)"
-            )
-        return None, text
-    store, start_byte, length_byte = info
-    raw = text.encode("utf-8")
-    clean = raw[:start_byte] + raw[start_byte + length_byte :]
-    return bytes(store), clean.decode("utf-8")
-
-
-def _is_selector(char: str) -> bool:
-    point = ord(char)
-    return 0xFE00 <= point <= 0xFE0F or 0xE0100 <= point <= 0xE01EF
-
-
-# ---------------------------------------------------------------- verification
-
-
-@dataclass(frozen=True)
-class VerifiedCredential:
-    manifest_id: str
-    state: str  # c2pa-rs validation state: "Trusted" when it chains to the anchor given
-    manifest: dict[str, Any]
-
-    def assertion(self, label: str) -> dict[str, Any]:
-        for item in self.manifest.get("assertions", []):
-            if item.get("label") == label:
-                data: dict[str, Any] = item.get("data", {})
-                return data
-        raise ManifestInvalid(f"the manifest has no {label} assertion")
-
-
-def verify_text_credential(store: bytes, text: str, *, trust_anchor: bytes) -> VerifiedCredential:
-    """Verify a sidecar store against ``text`` with c2pa-rs: signature, chain, hard binding."""
-    return verify_credential(store, text.encode("utf-8"), "text/plain", trust_anchor=trust_anchor)
-
-
-def verify_credential(
-    store: bytes, asset: bytes, media_type: str, *, trust_anchor: bytes
-) -> VerifiedCredential:
-    """Verify a sidecar store against the asset it binds (``media_type``) with c2pa-rs."""
-    settings = c2pa.Settings.from_dict(
-        {"trust": {"trust_anchors": trust_anchor.decode("ascii")}, "verify": {"verify_trust": True}}
-    )
-    context = c2pa.Context(settings)
-    try:
-        reader = c2pa.Reader(media_type, io.BytesIO(asset), store, context)
-        report = json.loads(reader.json())
-    except c2pa.C2paError as exc:
-        raise ManifestInvalid(f"the manifest store does not verify: {exc}") from exc
-    finally:
-        context.close()
-    active = report.get("active_manifest")
-    manifest = report.get("manifests", {}).get(active)
-    if not active or manifest is None:
-        raise ManifestInvalid("the manifest store has no active manifest")
-    failures = report.get("validation_results", {}).get("activeManifest", {}).get("failure", [])
-    codes = {f.get("code") for f in failures}
-    if "assertion.dataHash.mismatch" in codes:
-        raise HardBindingMismatch("the content is not what this Content Credential signs")
-    if codes & {"signingCredential.untrusted", "signingCredential.invalid"}:
-        raise ManifestUntrusted("the manifest's signer does not chain to the trust anchor given")
-    if failures or report.get("validation_state") != "Trusted":
-        raise ManifestInvalid(f"the manifest does not validate: {sorted(map(str, codes))}")
-    return VerifiedCredential(active, str(report["validation_state"]), manifest)

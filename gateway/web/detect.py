@@ -6,8 +6,9 @@ this page turns its token spans into highlighted segments of the pasted text.
 
 from __future__ import annotations
 
+import base64
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import Form, Request
 from fastapi.responses import Response
@@ -18,8 +19,9 @@ from gateway.auth.principal import Principal
 from gateway.db.models import ReleaseStatus
 from gateway.deps import NowDep, SessionDep, StateDep
 from gateway.errors import GatewayError
+from gateway.ledger.runtime import LedgerRuntime
 from gateway.schemas.openai import DetectResponse, TokenSpan, VllmGumbelParams
-from gateway.services import detection, releases
+from gateway.services import detection, provenance, releases
 from gateway.web.common import page_router
 from gateway.web.csrf import CsrfChecked
 from gateway.web.render import render
@@ -81,6 +83,29 @@ def _context(
     }
 
 
+def _browser_proof(
+    request: Request, session: Session, proof: dict[str, Any] | None
+) -> dict[str, Any] | None:
+    """The attribution's inclusion proof in the shape proof.js checks (base64), with the
+    log's published verifier key so the browser checks the checkpoint's signature too."""
+    if proof is None:
+        return None
+
+    def b64(hexed: str) -> str:
+        return base64.b64encode(bytes.fromhex(hexed)).decode("ascii")
+
+    ledger: LedgerRuntime = request.app.state.ledger
+    return {
+        "index": proof["index"],
+        "tree_size": proof["tree_size"],
+        "leaf_hash": b64(proof["leaf_hash"]),
+        "inclusion_path": [b64(h) for h in proof["inclusion_path"]],
+        "checkpoint": proof["checkpoint"],
+        "entry": None,
+        "vkey": ledger.key(session).verifier.vkey,
+    }
+
+
 @router.get("/detect")
 def detect_form(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
     principal = viewer.principal if viewer else None
@@ -118,6 +143,13 @@ def detect(
         )
         context["result"] = result
         context["segments"] = segments(text, result.spans)
+        if result.attribution is not None:
+            a = result.attribution
+            service: provenance.ProvenanceService = request.app.state.provenance
+            context["credential"] = provenance.describe_for_choice(
+                session, service, a.call_id, a.choice_index, text
+            )
+            context["proof_data"] = _browser_proof(request, session, a.inclusion_proof)
     except (GatewayError, WatermarkError) as exc:
         context["error"] = exc.message
         status = int(getattr(exc, "status", 422))

@@ -101,6 +101,8 @@ def entry(
         "checkpoint": checkpoint.note,
         # With the entry itself the browser hashes the leaf from the bytes it displays.
         "entry": row.entry if visible else None,
+        # The browser checks the checkpoint's signature against the key the log publishes.
+        "vkey": _vkey(request, session),
     }
     context = {
         "title": f"Log entry {index}",

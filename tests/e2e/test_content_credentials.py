@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -18,7 +19,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from gateway.cli.main import cli
 from gateway.services.provenance import (
     DIGITAL_SOURCE_TYPE,
     SOFT_BINDING_ALG,
@@ -58,6 +61,14 @@ def _verified(credential: dict[str, Any], text: str, root: bytes) -> VerifiedCre
     return verify_text_credential(store, text, trust_anchor=root)
 
 
+def offline_args(tmp_path: Path) -> list[str]:
+    return [
+        "provenance", "verify", str(tmp_path / "text.txt"),
+        "--manifest", str(tmp_path / "m.c2pa"), "--root", str(tmp_path / "root.pem"),
+        "--proof", str(tmp_path / "match.json"), "--checkpoint-vkey", f"@{tmp_path / 'log.vkey'}",
+    ]  # fmt: skip
+
+
 def _check_proof(server: LiveServer, proof: dict[str, Any], log_index: int) -> None:
     """The inclusion proof leads to the root of a checkpoint the log's key signed."""
     assert proof["index"] == log_index
@@ -79,6 +90,7 @@ def _check_proof(server: LiveServer, proof: dict[str, Any], log_index: int) -> N
 def test_completions_carry_content_credentials_that_resolve_by_binding_and_by_content(
     generation_release: BuiltRelease,  # noqa: F811
     live_server: LiveServer,
+    app: Any,
     make_account: Callable[..., Account],
     tmp_path: Path,
 ) -> None:
@@ -88,6 +100,9 @@ def test_completions_carry_content_credentials_that_resolve_by_binding_and_by_co
     assert root.content.startswith(b"-----BEGIN CERTIFICATE-----")
 
     made = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=200, seed=21)
+    # Into a signed checkpoint now: the integrator's timer lags on a loaded machine, and a
+    # match's proof is null until the call is integrated.
+    app.state.ledger.integrate_now()
     text = made.choices[0].text
     ext = made.model_extra["tiergate"]
     (credential,) = ext["content_credentials"]
@@ -147,6 +162,19 @@ def test_completions_carry_content_credentials_that_resolve_by_binding_and_by_co
     _check_proof(live_server, found["tiergate"]["inclusion_proof"], ext["log_index"])
     recovered = httpx.get(f"{api}/manifests/{found['manifestId']}", timeout=30).content
     assert verify_text_credential(recovered, text, trust_anchor=root.content).state == "Trusted"
+    # Offline, as a detector would: the text, the store, the match and the two public keys.
+    files = {"text.txt": text.encode(), "m.c2pa": recovered, "root.pem": root.content}
+    files["match.json"] = by_text.content
+    files["log.vkey"] = httpx.get(f"{live_server.url}/log/vkey", timeout=30).content
+    for name, data in files.items():
+        (tmp_path / name).write_bytes(data)
+    offline = CliRunner().invoke(cli, [*offline_args(tmp_path), "--json"])
+    assert offline.exit_code == 0, offline.output
+    report = json.loads(offline.output)
+    assert (report["call_id"], report["log_index"]) == (made.id, ext["log_index"])
+    (tmp_path / "text.txt").write_bytes(text.encode() + b".")
+    tampered = CliRunner().invoke(cli, offline_args(tmp_path))
+    assert tampered.exit_code == 6, tampered.output
     # Pasted with its wrapper still in it: the wrapper is set aside, the watermark resolves.
     wrapped = httpx.post(
         f"{api}/matches/byContent",
