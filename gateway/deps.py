@@ -99,7 +99,13 @@ def current_principal(
 ) -> Principal:
     if credentials is None or credentials.scheme.lower() != "bearer":
         raise Unauthenticated("send an API token: Authorization: Bearer tg_...")
-    return authenticate_bearer(state, session, credentials.credentials, now=now)
+    principal = authenticate_bearer(state, session, credentials.credentials, now=now)
+    # End the authentication's transaction now: it hands the pooled connection back. Without
+    # this a route that runs long after authenticating (a completion waits for its tokens)
+    # holds a connection for its whole duration, and 32 concurrent calls exhaust the pool
+    # (503 database_unavailable) although each needs the database only for milliseconds.
+    session.commit()
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -477,3 +477,28 @@ def test_a_call_past_the_context_length_is_refused_not_garbled(
     fits = client.post("/v1/completions", json=payload, headers=dev.headers)
     assert fits.status_code == 200, fits.text
     assert fits.json()["usage"]["completion_tokens"] <= 12
+
+
+def test_a_completion_holds_no_database_connection_while_it_generates(
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Regression (issue 17 overhead benchmark): the request's authentication session kept its
+    pooled connection until the response, so concurrent completions exhausted the pool."""
+    from gateway.services import generation as service
+
+    checked_out: list[int] = []
+    original = service.run_jobs
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        checked_out.append(engine.pool.checkedout())  # type: ignore[attr-defined]
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(service, "run_jobs", recording)
+    dev = make_account("dev")
+    response = complete(client, dev)
+    assert response.status_code == 200, response.text
+    assert checked_out == [0]
