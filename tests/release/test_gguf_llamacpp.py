@@ -191,7 +191,7 @@ def test_llamacpp_tokenizes_like_the_hugging_face_tokenizer(
     for text in texts:
         ids = llm.tokenize(text.encode("utf-8"), add_bos=False, special=True)
         assert ids == hf(text, add_special_tokens=False)["input_ids"], text
-        assert llm.detokenize(ids).decode("utf-8") == hf.decode(ids)
+        assert llm.detokenize(ids, special=True).decode("utf-8") == hf.decode(ids)
         with_specials = llm.tokenize(text.encode("utf-8"), add_bos=True, special=True)
         assert with_specials == hf(text)["input_ids"], text
     assert llm.token_bos() == hf.bos_token_id
