@@ -393,9 +393,11 @@ def report(results: dict[str, dict[str, list[float]]], work: Path, batches: list
         cells = []
         for b in batches:
             value = med(label, b)
-            vs16 = value / med(base16, b) if base16 in results else float("nan")
-            vs32 = value / med("open fp32", b) if "open fp32" in results else float("nan")
-            cells.append(f"{value:.2f} | {vs16:.2f}x | {vs32:.2f}x")
+            vs16 = f"{value / med(base16, b):.2f}x" if base16 in results else "-"
+            # float32 is vLLM's open tier; llama.cpp has no float32 artifact here.
+            fp32 = engine == "vLLM" and "open fp32" in results
+            vs32 = f"{value / med('open fp32', b):.2f}x" if fp32 else "-"
+            cells.append(f"{value:.2f} | {vs16} | {vs32}")
         ceiling = CEILING.get(label)
         ceil = f"{ceiling:.2f}x" if ceiling else "-"
         gb = folder_bytes(work / sizes[label]) / 1e9
