@@ -5,7 +5,7 @@ Usage::
 
     python bench/engine_decode_speed.py --vllm .venv-vllm/bin/python            # everything
     python bench/engine_decode_speed.py --engines llamacpp --rounds 3
-    python bench/engine_decode_speed.py --workdir /tmp/speed --keep             # reuse a build
+    python bench/engine_decode_speed.py --workdir DIR --keep                   # reuse a build
 
 The model is a random-weight Llama of TinyLlama-1.1B's shape (hidden 2048, 22 layers,
 intermediate 5632, 32 heads / 4 KV heads, vocab 32000, untied head: 1.10 B parameters) with
