@@ -11,7 +11,7 @@ DEV_EXTRAS := dev
 RUN_STAMP  := $(VENV)/.installed-run
 DEV_STAMP  := $(VENV)/.installed-dev
 
-.PHONY: install install-run run test lint typecheck layers deps unit clean
+.PHONY: install install-run run test lint typecheck layers deps unit clean llamacpp llamacpp-test
 
 define pip_install
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,24 @@ $(DEV_STAMP): pyproject.toml
 install-run: $(RUN_STAMP)
 
 install: $(DEV_STAMP)
+
+# llama.cpp's Python binding (the [llamacpp] extra) is published as source only: compiled here,
+# CPU only, for this machine's CPU (GGML_NATIVE: CI builds and runs on the same machine; set
+# LLAMACPP_CMAKE_ARGS="-DGGML_NATIVE=OFF" for a portable build). Minutes; pip caches the wheel.
+LLAMACPP_STAMP := $(VENV)/.installed-llamacpp
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF \
+	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
+
+$(LLAMACPP_STAMP): pyproject.toml $(DEV_STAMP)
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/python -m pip install -q -e '.[llamacpp]' torch==2.13.0
+	touch $@
+
+llamacpp: $(LLAMACPP_STAMP)
+
+# The GGUF tiers inside llama.cpp; required, not skipped, once the binding is installed.
+llamacpp-test: llamacpp
+	TIERGATE_REQUIRE_LLAMACPP=1 $(BIN)/python -m pytest tests/release/test_gguf_llamacpp.py
 
 # TIERGATE_DATA_DIR from the environment wins; DATA is only the default.
 run: install-run

@@ -1,10 +1,12 @@
 """The GGUF optimized tier for llama.cpp and Ollama: one self-contained ``model-<type>.gguf``.
 
 Written with the ``gguf`` package's writer and quantizer (Q8_0 or Q4_0: the types that package
-quantizes itself). The file carries the architecture's hyper-parameters under llama.cpp's keys,
-the tokenizer (``tokenizer.ggml.*``: model, pre-tokenizer, tokens, types, merges, special ids)
-and the chat template, so ``llama-cli -m model-q8_0.gguf`` needs no other file. Supported: the
-Llama and GPT-2 architectures, byte-level BPE tokenizers (GPT-2 style); anything else is
+quantizes itself; ``f16``, every weight float16, is the unquantized baseline llama.cpp's speed
+is measured against, a library option rather than an ``--optimize`` name). The file carries
+the architecture's hyper-parameters under llama.cpp's keys, the tokenizer
+(``tokenizer.ggml.*``: model, pre-tokenizer, tokens, types, merges, special ids) and the chat
+template, so ``llama-cli -m model-q8_0.gguf`` needs no other file. Supported: the Llama and
+GPT-2 architectures, byte-level BPE tokenizers (GPT-2 style); anything else is
 refused with a typed error before a byte is written.
 
 Layout conventions follow llama.cpp's converter (the GGUF spec): tensor names from
@@ -24,7 +26,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -325,8 +327,16 @@ def write_gguf_tier(
 
     from release._quant_kernels import relative_error
 
-    qtypes = {"q8_0": gguf.GGMLQuantizationType.Q8_0, "q4_0": gguf.GGMLQuantizationType.Q4_0}
-    file_types = {"q8_0": gguf.LlamaFileType.MOSTLY_Q8_0, "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0}
+    qtypes = {
+        "q8_0": gguf.GGMLQuantizationType.Q8_0,
+        "q4_0": gguf.GGMLQuantizationType.Q4_0,
+        "f16": gguf.GGMLQuantizationType.F16,
+    }
+    file_types = {
+        "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0,
+        "q4_0": gguf.LlamaFileType.MOSTLY_Q4_0,
+        "f16": gguf.LlamaFileType.MOSTLY_F16,
+    }
     if quant_type not in qtypes:
         raise QuantizationError(f"GGUF type {quant_type!r} is not one of {', '.join(qtypes)}")
     src, out = Path(model_dir), Path(out_dir)
@@ -343,6 +353,10 @@ def write_gguf_tier(
     shapes = {e.name: tuple(e.shape) for f in sources for e in f.tensors}
     tied = bool(cfg.get("tie_word_embeddings", True))
     plan = _plan(str(arch), shapes, blocks, tied)
+    if quant_type == "f16":
+        # The unquantized baseline llama.cpp's speed is compared with (and what its own
+        # quantizer starts from): every 2-D weight float16, nothing block-quantized.
+        plan = [replace(e, kind="f16") if e.kind == "q" else e for e in plan]
     qtype = qtypes[quant_type]
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise QuantizationError(f"{out}: output folder exists and is not empty")

@@ -192,11 +192,22 @@ def _usage_lines(repo_id: str, version: str, tier: TierCard) -> list[str]:
     if gguf is not None:
         model_name = slug.lower()
         lines += [
-            "llama.cpp (the file carries the tokenizer and chat template):",
+            "llama.cpp (the file carries the tokenizer and chat template; `llama-completion` "
+            "is plain completion, `llama-cli` a chat with the embedded template; llama.cpp "
+            "builds before the two were split call the first one `llama-cli`):",
             "",
             "```bash",
-            f'llama-cli -m ./{slug}/{gguf} -p "Hello"',
+            f'llama-completion -m ./{slug}/{gguf} -no-cnv -p "Hello" -n 64',
+            f'llama-cli -m ./{slug}/{gguf} -st -p "Hello"',
             f"llama-server -m ./{slug}/{gguf} --port 8080",
+            "```",
+            "",
+            "llama-cpp-python (`pip install llama-cpp-python`, 0.3.36 or later):",
+            "",
+            "```python",
+            "from llama_cpp import Llama",
+            f'llm = Llama(model_path="./{slug}/{gguf}", verbose=False)',
+            'print(llm("Hello", max_tokens=64)["choices"][0]["text"])',
             "```",
             "",
             "Ollama (`Modelfile` next to the download):",

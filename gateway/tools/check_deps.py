@@ -11,7 +11,12 @@ dependency groups its install promises:
 - ``licensing``: the base install; ``release`` and ``watermark``: base, or ``[engine]``
   (torch and transformers, imported lazily); ``release`` also ``[aibom]`` (the AI BOM
   models, imported lazily);
-- ``gateway``: every group but ``[dev]``; ``tests`` and ``bench``: every group.
+- ``gateway``: every group but ``[dev]`` and ``[llamacpp]``; ``tests`` and ``bench``: every
+  group.
+
+``[llamacpp]`` (llama-cpp-python) is published as source only and compiled by its own make
+target (``make llamacpp``), so a plain install lacks it: its import is checked by the
+distribution's declared name (:data:`SOURCE_BUILT`) when it is not installed.
 
 Exit status: 0 clean, 1 problems, 2 bad ROOT or unreadable pyproject.
 """
@@ -31,6 +36,7 @@ from pathlib import Path
 __all__ = [
     "BASE",
     "HOST_PROVIDED",
+    "SOURCE_BUILT",
     "PART_GROUPS",
     "Problem",
     "declared_groups",
@@ -47,8 +53,8 @@ PART_GROUPS: Mapping[str, frozenset[str]] = {
     "release": frozenset({BASE, "engine", "aibom"}),
     "watermark": frozenset({BASE, "engine"}),
     "gateway": _ALL_BUT_DEV,
-    "tests": _ALL_BUT_DEV | {"dev"},
-    "bench": _ALL_BUT_DEV | {"dev"},
+    "tests": _ALL_BUT_DEV | {"dev", "llamacpp"},
+    "bench": _ALL_BUT_DEV | {"dev", "llamacpp"},
 }
 """Which dependency groups each top-level directory may import from."""
 
@@ -57,6 +63,12 @@ HOST_PROVIDED: Mapping[str, str] = {
     "vllm": "the vLLM logits-processor plugin is loaded by vLLM, in vLLM's environment",
 }
 """Imports that no tiergate install provides, with the reason."""
+
+SOURCE_BUILT: Mapping[str, str] = {
+    "llama_cpp": "llama-cpp-python",
+}
+"""Import name -> distribution of the optional engines built from source by their own make
+target; when absent here they are checked by this name instead of reported as uncheckable."""
 
 _OWN = frozenset(PART_GROUPS)
 _REQ_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(?:\[([^\]]*)\])?")
@@ -184,6 +196,8 @@ def find_problems(
                 if top in HOST_PROVIDED:
                     continue
                 names = dists.get(top)
+                if not names and top in SOURCE_BUILT:
+                    names = [SOURCE_BUILT[top]]
                 if not names:
                     problems.append(
                         Problem(display, line, top, "not installed here, so not checkable")
