@@ -19,7 +19,7 @@ from gateway.db.models import LogEntry
 from gateway.db.timeutil import utcnow
 from gateway.deps import get_now
 from licensing.tlog.merkle import leaf_hash
-from tests.conftest import Account, write_test_watermark_key
+from tests.conftest import Account, LiveServer, write_test_watermark_key
 from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
 
@@ -296,3 +296,51 @@ def test_bad_reports_get_typed_errors(
     assert client.post("/api/reports", json={"model": MODEL}).status_code == 401
     assert client.get("/api/reports/999").status_code == 404
     assert client.get("/api/reports/999").json()["code"] == "report_not_found"
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_cli_submits_lists_and_steps_through_a_real_server(
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    live_server: LiveServer,
+    tmp_path: Path,
+) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli._client import GatewayRequestError
+    from gateway.cli.main import cli
+
+    dev = make_account("dev")
+    made = generate(client, dev)
+    quote = tmp_path / "quote.txt"
+    quote.write_text(made["choices"][0]["text"], encoding="utf-8")
+    where = ["--gateway", live_server.url]
+
+    submitted = CliRunner().invoke(
+        cli,
+        ["report", "submit", MODEL, "--category", "bias", "--description", "stereotypes",
+         "--quote-file", str(quote), *where, "--token", dev.token],
+    )  # fmt: skip
+    assert submitted.exit_code == 0, submitted.output
+    index = made["tiergate"]["log_index"]
+    assert f"genuine output of {MODEL}, logged call {index}" in submitted.output
+    assert "report 1 on acme/chatty@1.0.0: received" in submitted.output
+
+    stepped = CliRunner().invoke(
+        cli, ["report", "step", "1", "triaged", *where, "--token", published.token]
+    )
+    assert stepped.exit_code == 0, stepped.output
+    assert "triaged" in stepped.output
+    refused = CliRunner().invoke(
+        cli, ["report", "step", "1", "triaged", *where, "--token", published.token]
+    )
+    assert isinstance(refused.exception, GatewayRequestError)
+    assert refused.exception.code == "report_transition_invalid"
+    assert "it cannot become triaged" in str(refused.exception)
+
+    listed = CliRunner().invoke(
+        cli, ["report", "list", "acme/chatty", "--json", *where, "--token", dev.token]
+    )
+    assert listed.exit_code == 0, listed.output
+    assert [(r["id"], r["state"]) for r in json.loads(listed.output)] == [(1, "triaged")]
