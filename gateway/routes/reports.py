@@ -83,6 +83,17 @@ def read(
     return _public(reports.get_report(session, principal, report_id, now))
 
 
+@router.get(
+    "/{report_id}/avid",
+    summary="One report in the AVID report format (same visibility as the report).",
+    responses=problem_responses(404),
+)
+def read_avid(
+    report_id: RowId, principal: OptionalPrincipal, session: SessionDep, now: NowDep
+) -> dict[str, Any]:
+    return reports.avid_report(reports.get_report(session, principal, report_id, now))
+
+
 @router.post(
     "/{report_id}/transitions",
     response_model=ReportPublic,

@@ -100,6 +100,12 @@ def test_an_exact_quote_is_verified_by_digest_with_an_inclusion_proof(
     assert check["call_id"] == made["id"]
     assert check["log_index"] == made["tiergate"]["log_index"]
     assert check["statement"] == f"genuine output of {MODEL}, logged call {check['log_index']}"
+    avid = client.get(f"/api/reports/{got['id']}/avid", headers=dev.headers).json()
+    [metric] = avid["metrics"]
+    assert metric["results"]["log_index"] == check["log_index"]
+    assert metric["detection_method"]["name"] == "sha256 digest"
+    assert avid["credit"] == [{"lang": "eng", "value": "dev"}]
+    assert client.get(f"/api/reports/{got['id']}/avid").status_code == 404  # not public yet
     proof = check["inclusion_proof"]
     assert proof is not None
     assert proof["index"] == check["log_index"]
@@ -241,6 +247,13 @@ def test_lifecycle_steps_are_logged_and_checked(
     seen = client.get(f"/api/reports/{rid}")
     assert seen.status_code == 200
     assert seen.json()["reporter"] is None
+    avid = client.get(f"/api/reports/{rid}/avid").json()
+    assert avid["data_type"] == "AVID"
+    assert avid["affects"]["artifacts"] == [{"type": "Model", "name": MODEL}]
+    assert avid["impact"]["avid"]["sep_view"] == ["E0301: Toxicity"]
+    assert avid["metrics"] == []  # nothing quoted, nothing verified
+    assert avid["credit"] == []  # the public does not learn who reported
+    assert avid["description"] == {"lang": "eng", "value": "The model stereotypes a group."}
     log = entries(engine, "report.")
     assert [e["action"] for e in log] == [
         "report.received", "report.triaged", "report.accepted", "report.fixed",
