@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "pull": ("gateway.cli.pull", "command", "Download and verify a release tier."),
     "watermark": ("gateway.cli.watermark", "group", "Detect watermarks in text."),
     "log": ("gateway.cli.log", "group", "Read and audit the transparency log."),
+    "report": ("gateway.cli.report", "group", "Report flaws and bias; verified against the log."),
     "engine": ("gateway.cli.engine", "group", "Serve a verified release tier on vLLM."),
     "provenance": (
         "gateway.cli.provenance",

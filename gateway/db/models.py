@@ -460,3 +460,28 @@ class ContentCredential(SQLModel, table=True):
     text_sha256: str = Field(sa_column=Column(String(64), nullable=False))
     store: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class FlawReport(SQLModel, table=True):
+    """A flaw or bias report about a model; its lifecycle steps are log events, and the
+    quoted output's verification against the log is kept as issued."""
+
+    __tablename__ = "flaw_reports"
+
+    id: int | None = Field(default=None, primary_key=True)
+    repo_id: str = Field(sa_column=Column(String(161), nullable=False, index=True))
+    version: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    org_id: int = Field(foreign_key="orgs.id", index=True)
+    reporter_id: int = Field(foreign_key="users.id", index=True)
+    category: str = Field(sa_column=Column(String(32), nullable=False))
+    description: str = Field(sa_column=Column(Text, nullable=False))
+    quoted_output: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    call_id: str | None = Field(default=None, sa_column=Column(String(40), nullable=True))
+    verification: str = Field(sa_column=Column(Text, nullable=False))  # JSON, as issued
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    fixed_version: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    rewarded: bool = Field(default=False, nullable=False)
+    log_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    disclose_after: datetime = Field(sa_column=_ts())
+    disclosed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
