@@ -35,6 +35,7 @@ from watermark._private.philox import (
     token_words,
     uniforms_from_words,
 )
+from watermark._private.philox_kernel import gumbel_kernel
 from watermark.errors import (
     InvalidTokensError,
     UnsupportedSchemeError,
@@ -260,6 +261,60 @@ def _first_occurrences(
     return np.sort(first).astype(np.intp)
 
 
+_Picked = tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
+
+
+def _pick_compiled(
+    kernel: Any,
+    all_ids: list[npt.NDArray[np.int64]],
+    lengths: npt.NDArray[np.int64],
+    config: GumbelConfig,
+    key: GumbelKey,
+) -> _Picked:
+    """The scored rows and their uniforms, from the numba kernel (same bits as NumPy)."""
+    count = len(all_ids)
+    ids = np.concatenate(all_ids) if count else np.empty(0, dtype=np.int64)
+    starts = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    picked = np.empty(ids.shape[0], dtype=np.int64)
+    uniforms = np.empty(ids.shape[0], dtype=np.float32)
+    scored = kernel(
+        np.ascontiguousarray(ids, dtype=np.int64),
+        starts,
+        config.context_width,
+        np.uint64(key.value),
+        config.deduplicate_contexts,
+        picked,
+        uniforms,
+    )
+    return picked[:scored].astype(np.intp, copy=False), uniforms[:scored]
+
+
+def _pick_numpy(
+    all_ids: list[npt.NDArray[np.int64]],
+    lengths: npt.NDArray[np.int64],
+    config: GumbelConfig,
+    key: GumbelKey,
+    text_index: npt.NDArray[np.intp],
+) -> _Picked:
+    """The same as :func:`_pick_compiled` with whole-array NumPy operations."""
+    total = int(lengths.sum())
+    width = config.context_width
+    if total:
+        contexts = np.concatenate([_contexts(ids, width) for ids in all_ids])
+        targets = np.concatenate(all_ids)
+    else:
+        contexts = np.empty((0, width), dtype=np.int64)
+        targets = np.empty(0, dtype=np.int64)
+    states = context_states(contexts, key.value)
+    if config.deduplicate_contexts:
+        picked = _first_occurrences(contexts, text_index, states)
+    else:
+        picked = np.arange(total, dtype=np.intp)
+    words = token_words(tuple(s[picked] for s in states), targets[picked], key.value)  # type: ignore[arg-type]
+    return picked, uniforms_from_words(words)
+
+
 def detect_many(
     texts: Sequence[Any],
     config: GumbelConfig,
@@ -272,23 +327,14 @@ def detect_many(
     if not isinstance(config, GumbelConfig) or not isinstance(key, GumbelKey):
         raise WatermarkConfigError("detect needs a GumbelConfig and a GumbelKey")
     all_ids = [_as_ids(t) for t in texts]
-    lengths = np.array([ids.shape[0] for ids in all_ids], dtype=np.intp)
+    lengths = np.array([ids.shape[0] for ids in all_ids], dtype=np.int64)
     total = int(lengths.sum())
-    width = config.context_width
-    if total:
-        contexts = np.concatenate([_contexts(ids, width) for ids in all_ids])
-        targets = np.concatenate(all_ids)
-    else:
-        contexts = np.empty((0, width), dtype=np.int64)
-        targets = np.empty(0, dtype=np.int64)
     text_index = np.repeat(np.arange(len(all_ids), dtype=np.intp), lengths)
-    states = context_states(contexts, key.value)
-    if config.deduplicate_contexts:
-        picked = _first_occurrences(contexts, text_index, states)
+    kernel = gumbel_kernel()
+    if kernel is not None:
+        picked, uniforms = _pick_compiled(kernel, all_ids, lengths, config, key)
     else:
-        picked = np.arange(total, dtype=np.intp)
-    words = token_words(tuple(s[picked] for s in states), targets[picked], key.value)  # type: ignore[arg-type]
-    uniforms = uniforms_from_words(words)
+        picked, uniforms = _pick_numpy(all_ids, lengths, config, key, text_index)
     scores = -np.log1p(-uniforms.astype(np.float64))
     owner = text_index[picked]
     counts = np.bincount(owner, minlength=len(all_ids))
