@@ -335,14 +335,22 @@ def detect_many(
         picked, uniforms = _pick_compiled(kernel, all_ids, lengths, config, key)
     else:
         picked, uniforms = _pick_numpy(all_ids, lengths, config, key, text_index)
-    scores = -np.log1p(-uniforms.astype(np.float64))
-    owner = text_index[picked]
-    counts = np.bincount(owner, minlength=len(all_ids))
-    sums = np.bincount(owner, weights=scores, minlength=len(all_ids))
+    # Shared by both paths, so they agree to the bit (NumPy's vectorized log1p and the C
+    # library's, which the kernel would call, differ in the last bit for some inputs).
+    # -u is exact in float32 and widens exactly; S = -sum(log1p(-u)).
+    logs = np.log1p(np.negative(uniforms), dtype=np.float64)
     green = uniforms >= np.float32(0.5)
-    greens = np.bincount(owner, weights=green, minlength=len(all_ids))
+    if len(all_ids) == 1:  # one text (detect): no grouping, pairwise sum
+        counts = np.array([picked.shape[0]])
+        sums = np.array([0.0 - float(np.add.reduce(logs))])
+        greens = np.array([np.count_nonzero(green)])
+    else:
+        owner = text_index[picked]
+        counts = np.bincount(owner, minlength=len(all_ids))
+        sums = 0.0 - np.bincount(owner, weights=logs, minlength=len(all_ids))
+        greens = np.bincount(owner, weights=green, minlength=len(all_ids))
     flags_all = np.full(total, UNSCORED, dtype=np.int8)
-    flags_all[picked] = np.where(green, GREEN, RED)
+    flags_all[picked] = np.where(green, np.int8(GREEN), np.int8(RED))
     starts = np.concatenate(([0], np.cumsum(lengths)))
     out = []
     for i in range(len(all_ids)):
