@@ -60,19 +60,37 @@ def _compile() -> Callable[..., int] | None:
     )
 
     @numba.njit(inline="always")  # type: ignore[misc]
-    def philox10(c0: Any, c1: Any, c2: Any, c3: Any, k0: Any, k1: Any) -> tuple[Any, Any, Any, Any]:
+    def one_round(
+        c0: Any, c1: Any, c2: Any, c3: Any, k0: Any, k1: Any
+    ) -> tuple[Any, Any, Any, Any]:
         # Words are uint64 holding 32 bits; every product is exact in 64 bits.
-        for r in range(10):
-            p0 = c0 * m0
-            p1 = c2 * m1
-            c0 = (p1 >> s32) ^ c1 ^ k0
-            c1 = p1 & low32
-            c2 = (p0 >> s32) ^ c3 ^ k1
-            c3 = p0 & low32
-            if r != 9:
-                k0 = (k0 + w0) & low32
-                k1 = (k1 + w1) & low32
-        return c0, c1, c2, c3
+        p0 = c0 * m0
+        p1 = c2 * m1
+        return (p1 >> s32) ^ c1 ^ k0, p1 & low32, (p0 >> s32) ^ c3 ^ k1, p0 & low32
+
+    @numba.njit(inline="always")  # type: ignore[misc]
+    def philox10(c0: Any, c1: Any, c2: Any, c3: Any, k0: Any, k1: Any) -> tuple[Any, Any, Any, Any]:
+        # Written out (no loop), so the loops over tokens that call it are innermost loops
+        # LLVM can vectorize.
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        c0, c1, c2, c3 = one_round(c0, c1, c2, c3, k0, k1)
+        k0, k1 = (k0 + w0) & low32, (k1 + w1) & low32
+        return one_round(c0, c1, c2, c3, k0, k1)
 
     @numba.njit(signature, nogil=True, cache=True, boundscheck=False)  # type: ignore[misc]
     def score_texts(
@@ -104,21 +122,46 @@ def _compile() -> Callable[..., int] | None:
             words[:width] = np.uint32(0xFFFFFFFF)
             for j in range(n):
                 words[width + j] = np.uint32(ids[start + j] & 0xFFFFFFFF)
-            for j in range(n):
-                s0, s1, s2, s3 = context_domain, u64(width), u64(0), u64(0)
-                for offset in range(0, width, 4):
-                    # Words past the end of the context are 0xFFFFFFFF - i.
-                    b0 = u64(words[j + offset])
-                    b1 = u64(words[j + offset + 1]) if offset + 1 < width else u64(0xFFFFFFFE)
-                    b2 = u64(words[j + offset + 2]) if offset + 2 < width else u64(0xFFFFFFFD)
-                    b3 = u64(words[j + offset + 3]) if offset + 3 < width else u64(0xFFFFFFFC)
+            if width <= 4:
+                # One block: the loop over tokens is innermost (vectorizable).
+                d1 = u64(0xFFFFFFFE) if width < 2 else u64(0)
+                d2 = u64(0xFFFFFFFD) if width < 3 else u64(0)
+                d3 = u64(0xFFFFFFFC) if width < 4 else u64(0)
+                e1 = u64(0) if width < 2 else low32
+                e2 = u64(0) if width < 3 else low32
+                e3 = u64(0) if width < 4 else low32
+                for j in range(n):
+                    # Words past the end of the context are 0xFFFFFFFF - i: the masks pick
+                    # the context word or that constant without a branch (the reads stay
+                    # inside the scratch, which has 3 spare words).
                     s0, s1, s2, s3 = philox10(
-                        s0 ^ b0, s1 ^ b1, s2 ^ b2, s3 ^ b3, k0 ^ u64(offset), k1
+                        context_domain ^ u64(words[j]),
+                        u64(width) ^ ((u64(words[j + 1]) & e1) | d1),
+                        (u64(words[j + 2]) & e2) | d2,
+                        (u64(words[j + 3]) & e3) | d3,
+                        k0,
+                        k1,
                     )
-                states[0, j] = np.uint32(s0)
-                states[1, j] = np.uint32(s1)
-                states[2, j] = np.uint32(s2)
-                states[3, j] = np.uint32(s3)
+                    states[0, j] = np.uint32(s0)
+                    states[1, j] = np.uint32(s1)
+                    states[2, j] = np.uint32(s2)
+                    states[3, j] = np.uint32(s3)
+            else:
+                for j in range(n):
+                    s0, s1, s2, s3 = context_domain, u64(width), u64(0), u64(0)
+                    for offset in range(0, width, 4):
+                        # Words past the end of the context are 0xFFFFFFFF - i.
+                        b0 = u64(words[j + offset])
+                        b1 = u64(words[j + offset + 1]) if offset + 1 < width else u64(0xFFFFFFFE)
+                        b2 = u64(words[j + offset + 2]) if offset + 2 < width else u64(0xFFFFFFFD)
+                        b3 = u64(words[j + offset + 3]) if offset + 3 < width else u64(0xFFFFFFFC)
+                        s0, s1, s2, s3 = philox10(
+                            s0 ^ b0, s1 ^ b1, s2 ^ b2, s3 ^ b3, k0 ^ u64(offset), k1
+                        )
+                    states[0, j] = np.uint32(s0)
+                    states[1, j] = np.uint32(s1)
+                    states[2, j] = np.uint32(s2)
+                    states[3, j] = np.uint32(s3)
             for j in range(n):
                 tok = u64(words[width + j])
                 o0, o1, o2, o3 = philox10(
