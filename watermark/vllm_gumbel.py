@@ -18,6 +18,7 @@ NumPy only, vectorized over every token of every text in one pass (:func:`detect
 
 from __future__ import annotations
 
+import array
 import math
 import re
 from collections.abc import Sequence
@@ -212,9 +213,23 @@ def _check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def _as_ids(token_ids: Any) -> npt.NDArray[np.int64]:
+def _list_ids(token_ids: list[Any]) -> npt.NDArray[np.int64] | None:
+    """A list of Python ints as int64 through ``array.array`` (2-3x ``np.asarray``'s speed:
+    list -> array is half the detector's time on long texts), or None to take the general
+    path: anything but ints (a float, a str, a nested list, a too-large int), or a leading
+    bool (so an all-bool list is refused as NumPy's bool dtype is)."""
+    if token_ids and type(token_ids[0]) is bool:
+        return None
     try:
-        ids = np.asarray(token_ids)
+        return np.frombuffer(array.array("q", token_ids), dtype=np.int64)
+    except (TypeError, OverflowError):
+        return None
+
+
+def _as_ids(token_ids: Any) -> npt.NDArray[np.int64]:
+    fast = _list_ids(token_ids) if type(token_ids) is list else None
+    try:
+        ids = np.asarray(token_ids) if fast is None else fast
     except (TypeError, ValueError, OverflowError):
         raise InvalidTokensError("token ids must be a flat sequence of integers") from None
     if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):

@@ -111,3 +111,19 @@ def test_vllm_vectors_through_both_paths(
         _assert_same_bits(compiled[0], numpy_path[0])
         assert compiled[0].tokens_scored == expected["num_scored_tokens"]
         assert compiled[0].score == pytest.approx(expected["score"], rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "ids",
+    [[True, False], [1, 2.5], [1, "2"], [1, 1 << 70], [1, [2]], [1, -1], [1, 1 << 31]],
+)
+def test_the_list_fast_path_refuses_what_numpy_refuses(ids: list[Any]) -> None:
+    with pytest.raises(module.InvalidTokensError):
+        module.detect(ids, GumbelConfig(), GumbelKey(1))
+
+
+def test_the_list_fast_path_equals_an_array(monkeypatch: pytest.MonkeyPatch) -> None:
+    ids = np.random.default_rng(3).integers(0, 2**31 - 1, size=500)
+    as_list = module.detect(ids.tolist(), GumbelConfig(), GumbelKey(5))
+    as_array = module.detect(ids, GumbelConfig(), GumbelKey(5))
+    _assert_same_bits(as_list, as_array)
