@@ -13,7 +13,9 @@ generated tokens only, so detection needs no prompt); with ``deduplicate_context
 default, and what its engine's ``single_turn`` deduplication samples for) only the first
 occurrence of each context is scored, since a repeated context reuses one random vector.
 
-NumPy only, vectorized over every token of every text in one pass (:func:`detect_many`).
+NumPy only, vectorized over every token of every text in one pass (:func:`detect_many`); when
+numba is importable (the ``cpu-kernel`` extra) the per-token work runs in a compiled kernel
+(:mod:`watermark._private.philox_kernel`) with the same bits, ~5-10x faster.
 """
 
 from __future__ import annotations
