@@ -8,8 +8,10 @@ our detector needs numpy only)::
 The texts are made by vLLM's own ``GumbelWatermarker`` (random logits over 2048 tokens,
 context width 4, key fixed), so both detectors see real vLLM-Gumbel text; longer inputs are
 concatenations of them. For each length: vLLM's ``GumbelWatermarkDetector.detect`` and our
-``detect`` on each text one call at a time, and ours batched (``detect_many``, one call for all
-texts). Prints tokens/s (median over rounds) and the ratios, and checks both detectors agree
+``detect`` on each text one call at a time, ours batched (``detect_many``, one call for all
+texts), and our NumPy fallback one call per text. Our detector uses the numba kernel when numba
+is importable (vLLM 0.32's environment has it; the script says which path ran). Prints
+tokens/s (median over rounds) and the ratios, and checks both detectors agree
 on every text. Thread pools are pinned to one thread before numpy and torch are imported.
 """
 
@@ -72,12 +74,35 @@ def main() -> None:
     import vllm
     from vllm.v1.watermarking import GumbelWatermarkDetector
 
+    from watermark import vllm_gumbel
     from watermark.vllm_gumbel import GumbelConfig, GumbelKey, detect, detect_many
+
+    kernel = vllm_gumbel.gumbel_kernel()
+    if kernel is None:
+        print("numba missing: 'ours' below is the NumPy path")
+
+    def numpy_path(texts: list[list[int]]) -> Any:
+        compiled, vllm_gumbel.gumbel_kernel = vllm_gumbel.gumbel_kernel, lambda: None
+        try:
+            return [detect(t, config, key) for t in texts]
+        finally:
+            vllm_gumbel.gumbel_kernel = compiled
 
     base = make_texts(args.texts, args.length)
     theirs = GumbelWatermarkDetector(KEY, WIDTH)
     config, key = GumbelConfig(context_width=WIDTH), GumbelKey(KEY)
-    print(f"vllm {vllm.__version__}, torch {torch.__version__}, one thread")
+    import numpy
+
+    try:
+        import numba
+
+        numba_version = numba.__version__
+    except ImportError:
+        numba_version = "missing"
+    print(
+        f"vllm {vllm.__version__}, torch {torch.__version__}, numpy {numpy.__version__}, "
+        f"numba {numba_version}, one thread; kernel: {kernel is not None}"
+    )
     for per_text in (1, 4, args.texts):
         texts = [
             [tok for text in base[i : i + per_text] for tok in text]
@@ -92,12 +117,14 @@ def main() -> None:
         t_vllm = timed(lambda texts=texts: [theirs.detect(t) for t in texts], args.rounds)
         t_ours = timed(lambda texts=texts: [detect(t, config, key) for t in texts], args.rounds)
         t_many = timed(lambda texts=texts: detect_many(texts, config, key), args.rounds)
+        t_numpy = timed(lambda texts=texts: numpy_path(texts), args.rounds)
         length = len(texts[0])
         print(
             f"{len(texts):>3} texts x {length:>6} tokens: "
             f"vLLM {tokens / t_vllm:>10,.0f} tok/s | "
             f"ours {tokens / t_ours:>11,.0f} tok/s ({t_vllm / t_ours:5.1f}x) | "
-            f"ours batched {tokens / t_many:>11,.0f} tok/s ({t_vllm / t_many:5.1f}x)"
+            f"ours batched {tokens / t_many:>11,.0f} tok/s ({t_vllm / t_many:5.1f}x) | "
+            f"NumPy path {tokens / t_numpy:>10,.0f} tok/s ({t_vllm / t_numpy:5.1f}x)"
         )
 
 

@@ -13,11 +13,14 @@ generated tokens only, so detection needs no prompt); with ``deduplicate_context
 default, and what its engine's ``single_turn`` deduplication samples for) only the first
 occurrence of each context is scored, since a repeated context reuses one random vector.
 
-NumPy only, vectorized over every token of every text in one pass (:func:`detect_many`).
+NumPy only, vectorized over every token of every text in one pass (:func:`detect_many`); when
+numba is importable (the ``cpu-kernel`` extra) the per-token work runs in a compiled kernel
+(:mod:`watermark._private.philox_kernel`) with the same bits, ~5-10x faster.
 """
 
 from __future__ import annotations
 
+import array
 import math
 import re
 from collections.abc import Sequence
@@ -35,6 +38,7 @@ from watermark._private.philox import (
     token_words,
     uniforms_from_words,
 )
+from watermark._private.philox_kernel import gumbel_kernel
 from watermark.errors import (
     InvalidTokensError,
     UnsupportedSchemeError,
@@ -211,9 +215,23 @@ def _check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def _as_ids(token_ids: Any) -> npt.NDArray[np.int64]:
+def _list_ids(token_ids: list[Any]) -> npt.NDArray[np.int64] | None:
+    """A list of Python ints as int64 through ``array.array`` (2-3x ``np.asarray``'s speed:
+    list -> array is half the detector's time on long texts), or None to take the general
+    path: anything but ints (a float, a str, a nested list, a too-large int), or a leading
+    bool (so an all-bool list is refused as NumPy's bool dtype is)."""
+    if token_ids and type(token_ids[0]) is bool:
+        return None
     try:
-        ids = np.asarray(token_ids)
+        return np.frombuffer(array.array("q", token_ids), dtype=np.int64)
+    except (TypeError, OverflowError):
+        return None
+
+
+def _as_ids(token_ids: Any) -> npt.NDArray[np.int64]:
+    fast = _list_ids(token_ids) if type(token_ids) is list else None
+    try:
+        ids = np.asarray(token_ids) if fast is None else fast
     except (TypeError, ValueError, OverflowError):
         raise InvalidTokensError("token ids must be a flat sequence of integers") from None
     if ids.ndim != 1 or (ids.size and ids.dtype.kind not in "iu"):
@@ -260,6 +278,60 @@ def _first_occurrences(
     return np.sort(first).astype(np.intp)
 
 
+_Picked = tuple[npt.NDArray[np.intp], npt.NDArray[np.float32]]
+
+
+def _pick_compiled(
+    kernel: Any,
+    all_ids: list[npt.NDArray[np.int64]],
+    lengths: npt.NDArray[np.int64],
+    config: GumbelConfig,
+    key: GumbelKey,
+) -> _Picked:
+    """The scored rows and their uniforms, from the numba kernel (same bits as NumPy)."""
+    count = len(all_ids)
+    ids = np.concatenate(all_ids) if count else np.empty(0, dtype=np.int64)
+    starts = np.zeros(count + 1, dtype=np.int64)
+    np.cumsum(lengths, out=starts[1:])
+    picked = np.empty(ids.shape[0], dtype=np.int64)
+    uniforms = np.empty(ids.shape[0], dtype=np.float32)
+    scored = kernel(
+        np.ascontiguousarray(ids, dtype=np.int64),
+        starts,
+        config.context_width,
+        np.uint64(key.value),
+        config.deduplicate_contexts,
+        picked,
+        uniforms,
+    )
+    return picked[:scored].astype(np.intp, copy=False), uniforms[:scored]
+
+
+def _pick_numpy(
+    all_ids: list[npt.NDArray[np.int64]],
+    lengths: npt.NDArray[np.int64],
+    config: GumbelConfig,
+    key: GumbelKey,
+    text_index: npt.NDArray[np.intp],
+) -> _Picked:
+    """The same as :func:`_pick_compiled` with whole-array NumPy operations."""
+    total = int(lengths.sum())
+    width = config.context_width
+    if total:
+        contexts = np.concatenate([_contexts(ids, width) for ids in all_ids])
+        targets = np.concatenate(all_ids)
+    else:
+        contexts = np.empty((0, width), dtype=np.int64)
+        targets = np.empty(0, dtype=np.int64)
+    states = context_states(contexts, key.value)
+    if config.deduplicate_contexts:
+        picked = _first_occurrences(contexts, text_index, states)
+    else:
+        picked = np.arange(total, dtype=np.intp)
+    words = token_words(tuple(s[picked] for s in states), targets[picked], key.value)  # type: ignore[arg-type]
+    return picked, uniforms_from_words(words)
+
+
 def detect_many(
     texts: Sequence[Any],
     config: GumbelConfig,
@@ -272,31 +344,30 @@ def detect_many(
     if not isinstance(config, GumbelConfig) or not isinstance(key, GumbelKey):
         raise WatermarkConfigError("detect needs a GumbelConfig and a GumbelKey")
     all_ids = [_as_ids(t) for t in texts]
-    lengths = np.array([ids.shape[0] for ids in all_ids], dtype=np.intp)
+    lengths = np.array([ids.shape[0] for ids in all_ids], dtype=np.int64)
     total = int(lengths.sum())
-    width = config.context_width
-    if total:
-        contexts = np.concatenate([_contexts(ids, width) for ids in all_ids])
-        targets = np.concatenate(all_ids)
-    else:
-        contexts = np.empty((0, width), dtype=np.int64)
-        targets = np.empty(0, dtype=np.int64)
     text_index = np.repeat(np.arange(len(all_ids), dtype=np.intp), lengths)
-    states = context_states(contexts, key.value)
-    if config.deduplicate_contexts:
-        picked = _first_occurrences(contexts, text_index, states)
+    kernel = gumbel_kernel()
+    if kernel is not None:
+        picked, uniforms = _pick_compiled(kernel, all_ids, lengths, config, key)
     else:
-        picked = np.arange(total, dtype=np.intp)
-    words = token_words(tuple(s[picked] for s in states), targets[picked], key.value)  # type: ignore[arg-type]
-    uniforms = uniforms_from_words(words)
-    scores = -np.log1p(-uniforms.astype(np.float64))
-    owner = text_index[picked]
-    counts = np.bincount(owner, minlength=len(all_ids))
-    sums = np.bincount(owner, weights=scores, minlength=len(all_ids))
+        picked, uniforms = _pick_numpy(all_ids, lengths, config, key, text_index)
+    # Shared by both paths, so they agree to the bit (NumPy's vectorized log1p and the C
+    # library's, which the kernel would call, differ in the last bit for some inputs).
+    # -u is exact in float32 and widens exactly; S = -sum(log1p(-u)).
+    logs = np.log1p(np.negative(uniforms), dtype=np.float64)
     green = uniforms >= np.float32(0.5)
-    greens = np.bincount(owner, weights=green, minlength=len(all_ids))
+    if len(all_ids) == 1:  # one text (detect): no grouping, pairwise sum
+        counts = np.array([picked.shape[0]])
+        sums = np.array([0.0 - float(np.add.reduce(logs))])
+        greens = np.array([np.count_nonzero(green)])
+    else:
+        owner = text_index[picked]
+        counts = np.bincount(owner, minlength=len(all_ids))
+        sums = 0.0 - np.bincount(owner, weights=logs, minlength=len(all_ids))
+        greens = np.bincount(owner, weights=green, minlength=len(all_ids))
     flags_all = np.full(total, UNSCORED, dtype=np.int8)
-    flags_all[picked] = np.where(green, GREEN, RED)
+    flags_all[picked] = np.where(green, np.int8(GREEN), np.int8(RED))
     starts = np.concatenate(([0], np.cumsum(lengths)))
     out = []
     for i in range(len(all_ids)):
