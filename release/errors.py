@@ -12,6 +12,8 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |   +-- UnknownOptimizationError      unknown_optimization: no such ``--optimize``
     |   +-- UnsupportedArchitectureError  unsupported_architecture: the format cannot express it
     |   +-- UnsupportedTokenizerError     unsupported_tokenizer: GGUF cannot express it
+    |   +-- CalibrationError              calibration_failed: no usable calibration text or
+    |                                     statistics (release.calibration)
     +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
     +-- DeclaredWeightsError        declared_weights_invalid: config.json and the stored
     |   |                           tensors disagree (file, tensor)
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 __all__ = [
     "BuildOptionsInvalidError",
+    "CalibrationError",
     "ConfigTooLargeError",
     "DeclaredWeightsError",
     "ManifestInvalidError",
@@ -159,6 +162,13 @@ class UnsupportedTokenizerError(QuantizationError):
     """The tokenizer cannot be written as GGUF ``tokenizer.ggml.*`` metadata faithfully."""
 
     code = "unsupported_tokenizer"
+
+
+class CalibrationError(QuantizationError):
+    """Calibration cannot run: the text is missing, unreadable or too short, the method is
+    unknown, or the architecture's norms cannot take SmoothQuant's factors exactly."""
+
+    code = "calibration_failed"
 
 
 class OptimizedTierInvalidError(ReleaseError):

@@ -14,6 +14,8 @@ from gateway.cli._client import api_client, call, gateway_options, iter_pages
 # `--help`); a test checks the two lists agree.
 OPTIMIZE_NAMES = ("int8", "int4", "bf16", "gguf-q8_0", "gguf-q4_0")
 QUANT_CHOICE = click.Choice(OPTIMIZE_NAMES)
+# release.calibration.CALIBRATION_METHODS, literal for the same reason (a test compares them).
+CALIBRATION_NAMES = ("none", "gptq", "smoothquant", "smoothquant+gptq")
 
 
 class ByteSize(click.ParamType[int]):
@@ -94,10 +96,32 @@ def build_options(func: Any) -> Any:
             "is tier 'optimized', the others 'optimized_<name>'.",
         ),
         click.option(
+            "--own-grant",
+            "own_grant",
+            type=QUANT_CHOICE,
+            multiple=True,
+            help="A further --optimize artifact that needs its own grant (repeatable); by "
+            "default the grant on tier 'optimized' opens every optimized artifact.",
+        ),
+        click.option(
             "--group-size",
             type=click.Choice(["32", "64", "128"]),
             default=None,
             help="int4 group size (default 128).",
+        ),
+        click.option(
+            "--calibration",
+            type=click.Choice(CALIBRATION_NAMES),
+            default=None,
+            help="Calibration of int8/int4 (default: smoothquant+gptq for int8, gptq for "
+            "int4; none: round-to-nearest).",
+        ),
+        click.option(
+            "--calibration-text",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="UTF-8 text to calibrate on (default: the Python language reference that "
+            "ships with CPython). Its sha256 goes into the signed release statement.",
         ),
         click.option(
             "--approval",
@@ -133,6 +157,7 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
     from gateway.db.timeutil import utcnow
     from licensing.keys import load_private_key
     from release.build import BuildOptions, build_release
+    from release.calibration import read_calibration_text
 
     options = BuildOptions(
         repo_id=kw["repo_id"],
@@ -144,6 +169,11 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         approval=_approval(kw["approval"], kw["grant_days"], kw["fields"]),
         base_model=kw["base_model"],
         max_shard_size=kw["max_shard_size"],
+        calibration=kw.get("calibration"),
+        own_grant=tuple(kw.get("own_grant") or ()),
+        calibration_text=(
+            read_calibration_text(kw["calibration_text"]) if kw.get("calibration_text") else None
+        ),
     )
     built = build_release(
         model_dir,
