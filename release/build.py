@@ -44,7 +44,7 @@ from licensing.statements import (
 from release.calibration import CalibrationMethod, CalibrationText
 from release.declared import check_declared_weights
 from release.errors import BuildOptionsInvalidError, ReleaseError
-from release.fidelity import FidelityReport, OptimizedTier
+from release.fidelity import FidelityReport, OptimizedTier, TierWriter
 from release.formats import (
     OWN_GRANT_KEY,
     Optimization,
@@ -107,6 +107,9 @@ class BuildOptions:
     # Further artifacts (--optimize names) that need their own grant; by default the grant
     # on `optimized` opens them all (release.formats.grant_tier).
     own_grant: tuple[str, ...] = ()
+    # "tiergate" writes the private format of releases built before the standard formats
+    # (int8, int4, bf16 only): for tests of migration and of old releases, never the CLI.
+    tier_format: TierWriter = "standard"
 
 
 @dataclass(frozen=True)
@@ -272,6 +275,7 @@ def _build_release_into(
             max_shard_size=options.max_shard_size,
             calibration=options.calibration,
             calibration_text=options.calibration_text,
+            tier_format=options.tier_format,
             show_progress=show_progress,
         )
     fidelity = artifacts[names[0]].fidelity
@@ -340,7 +344,9 @@ def _build_release_into(
     for i, (name, optimization) in enumerate(zip(names, optimizations, strict=True)):
         quantized = artifacts[name].quantized
         recipe = _recipe(quantized.method, quantized.group_size, quantized.keep_dtype)
-        recipe["format"] = _FORMAT_NAMES[optimization.engine]
+        recipe["format"] = (
+            "tiergate" if options.tier_format == "tiergate" else _FORMAT_NAMES[optimization.engine]
+        )
         recipe |= quantized.calibration
         optimization_map |= _prefixed(name, recipe, i == 0)
         fidelity_map |= _prefixed(name, _fidelity_strings(artifacts[name].fidelity), i == 0)

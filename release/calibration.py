@@ -207,6 +207,10 @@ class _Collector:
 
         return pre_hook
 
+    def new_batch(self) -> None:
+        """Forget the last input: a tensor of one batch is never shared with the next."""
+        self._last = None
+
     def owner(self, name: str) -> str:
         return self.alias.get(name, name)
 
@@ -228,17 +232,21 @@ def _collect(
     try:
         with torch.inference_mode():
             for window in batch.split(4):
-                collector._last = None
+                collector.new_batch()
                 model(input_ids=window)
     finally:
         for handle in handles:
             handle.remove()
-    weights = {
-        name: model.get_submodule(name).weight.detach().to(torch.float32).clone()
-        for name in modules
-    }
+    weights = {name: _weight_copy(model, name) for name in modules}
     del model
     return collector, model_type, weights
+
+
+def _weight_copy(model: Any, name: str) -> torch.Tensor:
+    import torch
+
+    weight: torch.Tensor = model.get_submodule(name).weight
+    return weight.detach().to(torch.float32).clone()
 
 
 def _module_order(model: Any) -> Any:
@@ -353,7 +361,8 @@ def inverse_hessian(hessian: torch.Tensor) -> torch.Tensor:
     try:
         lower = torch.linalg.cholesky(h)
         inverse = torch.cholesky_inverse(lower)
-        return torch.linalg.cholesky(inverse, upper=True).to(torch.float32)
+        upper: torch.Tensor = torch.linalg.cholesky(inverse, upper=True)
+        return upper.to(torch.float32)
     except RuntimeError as exc:  # torch.linalg errors are RuntimeError subclasses
         raise CalibrationError(f"the calibration Hessian is not positive definite: {exc}") from None
 

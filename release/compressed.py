@@ -189,7 +189,8 @@ def _gptq_rows(
     group = args.group_size if args.strategy == "group" else w.shape[1]
 
     def scale_of(columns: torch.Tensor) -> torch.Tensor:
-        return _observed_scale(columns, _channel(args), target, "minmax").float().reshape(-1)
+        scale: torch.Tensor = _observed_scale(columns, _channel(args), target, "minmax")
+        return scale.float().reshape(-1)
 
     on_grid, scales = gptq_quantize(w, hinv, group=group, scale_of=scale_of, qmin=qmin, qmax=qmax)
     return on_grid, scales.to(target)

@@ -15,6 +15,8 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |   +-- CalibrationError              calibration_failed: no usable calibration text or
     |                                     statistics (release.calibration)
     +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
+    |   +-- EngineVersionError      engine_too_old: a package that loads the tier's format is
+    |                               missing or older than its minimum (release.engines)
     +-- DeclaredWeightsError        declared_weights_invalid: config.json and the stored
     |   |                           tensors disagree (file, tensor)
     |   +-- ConfigTooLargeError     config_too_large: declares more than the files could hold
@@ -25,6 +27,8 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |                               (release.verify)
     +-- OutputExistsError           output_exists: refusing to overwrite a build (release.build)
     +-- BuildOptionsInvalidError    build_options_invalid: a repo id or version unusable
+    +-- RebuildRefusedError         rebuild_refused: a release cannot be migrated to the
+    |                               standard formats as asked (release.migrate)
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
                                     the gateway's own code when it sent one (release.upload)
 """
@@ -36,10 +40,12 @@ __all__ = [
     "CalibrationError",
     "ConfigTooLargeError",
     "DeclaredWeightsError",
+    "EngineVersionError",
     "ManifestInvalidError",
     "ModelFolderInvalidError",
     "OptimizedTierInvalidError",
     "QuantizationError",
+    "RebuildRefusedError",
     "ReleaseError",
     "SafetensorsInvalidError",
     "TierMismatchError",
@@ -177,6 +183,13 @@ class OptimizedTierInvalidError(ReleaseError):
     code = "optimized_tier_invalid"
 
 
+class EngineVersionError(OptimizedTierInvalidError):
+    """The engine that would load a tier is missing or older than the format's minimum
+    (:data:`release.engines.MIN_VERSIONS`); loading anyway could give random weights."""
+
+    code = "engine_too_old"
+
+
 class DeclaredWeightsError(ReleaseError):
     """What ``config.json`` declares does not match the tensors the weight files store.
 
@@ -225,3 +238,11 @@ class BuildOptionsInvalidError(ReleaseError):
     refused before any work is done."""
 
     code = "build_options_invalid"
+
+
+class RebuildRefusedError(ReleaseError):
+    """``rebuild-optimized`` refused: the old release's statement does not verify, its open
+    tier differs from what it signed, it has no tier in the old format, or the new version
+    is the old one (a signed version is never rewritten)."""
+
+    code = "rebuild_refused"
