@@ -155,6 +155,7 @@ ARTIFACTS: tuple[tuple[str, str, int | None, str | None], ...] = (
     ("int8 smoothquant", "int8", None, "smoothquant"),
     ("int8 gptq", "int8", None, "gptq"),
     ("int8 smoothquant+gptq", "int8", None, "smoothquant+gptq"),
+    ("int8 smoothquant+gptq a=0.8", "int8", None, "smoothquant+gptq@0.8"),
     ("int4 g128 (ct W4A16) rtn", "int4", 128, "none"),
     ("int4 g128 gptq", "int4", 128, "gptq"),
     ("int4 g64 rtn", "int4", 64, "none"),
@@ -280,7 +281,7 @@ def fidelity_main(args: argparse.Namespace) -> None:
     )
     print(f"# calibration text: {text.source}, sha256 {text.sha256[:16]}...")
     print(
-        f"{'artifact':22s} {'size':>7s} {'top-1':>7s} {'mean KL':>9s} {'ppl open':>9s} "
+        f"{'artifact':28s} {'size':>7s} {'top-1':>7s} {'mean KL':>9s} {'ppl open':>9s} "
         f"{'ppl opt':>9s} {'ppl ratio':>9s} {'build s':>8s}"
     )
     with tempfile.TemporaryDirectory(prefix="tiergate-bench-formats-") as tmp:
@@ -291,6 +292,8 @@ def fidelity_main(args: argparse.Namespace) -> None:
             start = time.perf_counter()
             if method == "int4-mse":
                 f = _mse_tier(model, out, group or 128)
+            elif calibration and "@" in calibration:
+                f = _strength_tier(model, out, method, calibration, text)
             else:
                 f = build_optimized_tier(
                     model,
@@ -303,7 +306,7 @@ def fidelity_main(args: argparse.Namespace) -> None:
                 ).fidelity
             seconds = time.perf_counter() - start
             print(
-                f"{label:22s} {f.size_ratio:6.3f}x {f.top1_agreement:7.2%} {f.mean_kl:9.2e} "
+                f"{label:28s} {f.size_ratio:6.3f}x {f.top1_agreement:7.2%} {f.mean_kl:9.2e} "
                 f"{f.perplexity_open:9.3f} {f.perplexity_optimized:9.3f} "
                 f"{f.perplexity_ratio:9.4f} {seconds:8.1f}"
             )
@@ -325,6 +328,24 @@ def _mse_tier(model: Path, out: Path, group: int) -> Any:
         show_progress=False,
     )
     return measure_fidelity(model, out, method="int4", tensor_errors=tier.tensor_errors)
+
+
+def _strength_tier(model: Path, out: Path, method: str, spec: str, text: Any) -> Any:
+    """A calibrated tier at a smoothing strength other than the default (``method@a``)."""
+    from release.compressed import write_compressed_tier
+    from release.fidelity import measure_fidelity
+
+    calibration, _, strength = spec.partition("@")
+    tier = write_compressed_tier(
+        model,
+        out,
+        method=method,  # type: ignore[arg-type]
+        calibration=calibration,  # type: ignore[arg-type]
+        calibration_text=text,
+        smoothing_strength=float(strength),
+        show_progress=False,
+    )
+    return measure_fidelity(model, out, method=method, tensor_errors=tier.tensor_errors)
 
 
 def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str, dtype: str) -> None:

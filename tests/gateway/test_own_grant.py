@@ -156,3 +156,29 @@ def test_own_grant_must_name_a_further_artifact(
         _build(tmp_path, own_grant)
     assert caught.value.code == "build_options_invalid"
     assert not (tmp_path / "out").exists()
+
+
+def test_build_cli_records_own_grant_and_calibration_text(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli.main import cli
+    from licensing.dsse import Envelope
+    from licensing.keys import PrivateKey, save_private_key
+    from licensing.statements import parse_release_statement
+    from release.testing import build_tiny_model
+
+    model = build_tiny_model(tmp_path / "model", hidden_size=64, num_layers=2)
+    key = save_private_key(PrivateKey.generate(), tmp_path / "k.pem")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("\n\n".join(["Weights are released in tiers, each one signed."] * 60))
+    args = ["release", "build", str(model), "--out", str(tmp_path / "out"), "--repo", REPO_ID]
+    args += ["--version", VERSION, "--key", str(key), "--optimize", "int8"]
+    args += ["--optimize", "gguf-q8_0", "--own-grant", "gguf-q8_0"]
+    args += ["--calibration", "gptq", "--calibration-text", str(corpus)]
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 0, result.output
+    envelope = Envelope.from_json((tmp_path / "out" / "release.dsse.json").read_bytes())
+    recipe = parse_release_statement(envelope.payload).optimization
+    assert recipe["own_grant"] == "optimized_gguf_q8_0"
+    assert recipe["calibration"] == "gptq"
+    assert recipe["calibration_text"] == "file: corpus.txt"

@@ -187,3 +187,10 @@ def test_bad_calibration_input_is_refused(tiny_llama: Path, tmp_path: Path) -> N
         write_compressed_tier(tiny_llama, tmp_path / "b", method="int4", calibration="smoothquant")
     assert not (tmp_path / "a").exists()
     assert not (tmp_path / "b").exists()
+
+
+def test_cli_calibration_names_are_the_library_methods() -> None:
+    from gateway.cli.release_publish import CALIBRATION_NAMES
+    from release.calibration import CALIBRATION_METHODS
+
+    assert CALIBRATION_NAMES == CALIBRATION_METHODS
