@@ -432,15 +432,7 @@ def memory_main(args: argparse.Namespace) -> None:
             f"{open_bytes / _MIB:.0f} MiB float32, shards of {args.max_shard_size}, 1 thread"
         )
         print(f"{'artifact':22s} {'files':>5s} {'peak MiB':>9s} {'vs open':>8s} {'GB/min':>7s}")
-        variants = (
-            "int8",
-            "int8+smoothquant+gptq",
-            "int4",
-            "int4+gptq",
-            "gguf-q8_0",
-            "gguf-q4_0",
-        )
-        for method in variants:
+        for method in args.variants:
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -480,6 +472,12 @@ def main() -> None:
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--mem-layers", type=int, default=6)
     parser.add_argument("--max-shard-size", default="64MB")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=["int8", "int8+smoothquant+gptq", "int4", "int4+gptq", "gguf-q8_0", "gguf-q4_0"],
+        help="--memory: artifacts to build (METHOD[+CALIBRATION])",
+    )
     parser.add_argument("--_measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._measure:

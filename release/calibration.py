@@ -237,16 +237,18 @@ def _collect(
     finally:
         for handle in handles:
             handle.remove()
-    weights = {name: _weight_copy(model, name) for name in modules}
+    # Smoothing needs each weight's per-input-column max only, not a copy of the weight.
+    weights = {name: _column_absmax(model, name) for name in modules}
     del model
     return collector, model_type, weights
 
 
-def _weight_copy(model: Any, name: str) -> torch.Tensor:
+def _column_absmax(model: Any, name: str) -> torch.Tensor:
+    """``max_i |W[i, j]|`` per input column ``j`` of ``name``'s weight."""
     import torch
 
     weight: torch.Tensor = model.get_submodule(name).weight
-    return weight.detach().to(torch.float32).clone()
+    return weight.detach().abs().amax(0).to(torch.float32)
 
 
 def _module_order(model: Any) -> Any:
@@ -256,7 +258,7 @@ def _module_order(model: Any) -> Any:
 
 def _smoothing(
     collector: _Collector,
-    weights: Mapping[str, torch.Tensor],
+    weights: Mapping[str, torch.Tensor],  # module -> per-input-column max |W|
     modules: Collection[str],
     strength: float,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
@@ -276,7 +278,7 @@ def _smoothing(
             owner = collector.owner(names[0])
             if owner not in collector.absmax:
                 continue
-            w_max = torch.stack([weights[n].abs().amax(0) for n in names]).amax(0)
+            w_max = torch.stack([weights[n] for n in names]).amax(0)
             a_max = collector.absmax[owner]
             s = (a_max.pow(strength) / w_max.clamp_min(_MIN_FACTOR).pow(1 - strength)).clamp_min(
                 _MIN_FACTOR
