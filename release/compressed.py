@@ -479,7 +479,7 @@ def write_compressed_tier(
             quantization_config=written["quantization_config"],
             weight_files=layout.files,
             index_file=layout.index_file,
-            calibration=calibrated.record() if calibrated is not None else {},
+            calibration=calibrated.record() if calibrated is not None else {"calibration": "none"},
         )
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)

@@ -140,6 +140,8 @@ def _calibration_lines(record: Mapping[str, str | int]) -> list[str]:
     if not record:
         return []
     method = str(record.get("calibration", ""))
+    if method == "none":
+        return ["Weights rounded to nearest (no calibration text).", ""]
     strength = record.get("smoothing_strength")
     smoothing = f", smoothing strength {_cell(str(strength))}" if strength is not None else ""
     return [

@@ -126,7 +126,7 @@ def test_calibrated_tiers_stay_standard_and_are_closer_on_held_out_text(
         method=method,  # type: ignore[arg-type]
         calibration=calibration,  # type: ignore[arg-type]
     )
-    assert plain.calibration == {}
+    assert plain.calibration == {"calibration": "none"}
     assert tuned.calibration["calibration"] == calibration
     assert tuned.calibration["calibration_sha256"] == default_calibration_text().sha256
     assert _tensor_kinds(tmp_path / "rtn") == _tensor_kinds(tmp_path / "cal")
