@@ -109,7 +109,8 @@ class BuildOptions:
     # Measure the tokenizer round trip at all (release.tokenization_check).
     check_tokenizer: bool = True
     # Calibration of the compressed-tensors artifacts (release.calibration): None picks
-    # release.fidelity.DEFAULT_CALIBRATION per method; "none" is round-to-nearest.
+    # release.calibration.default_calibration (by architecture and size); "none" is
+    # round-to-nearest.
     calibration: CalibrationMethod | None = None
     # The calibration corpus; None: the packaged default (pydoc_data.topics).
     calibration_text: CalibrationText | None = None

@@ -46,6 +46,7 @@ __all__ = [
     "CalibrationMethod",
     "CalibrationText",
     "calibrate",
+    "default_calibration",
     "default_calibration_text",
     "gptq_quantize",
     "read_calibration_text",
@@ -69,6 +70,10 @@ _SMOOTH_MAPS = (
     ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
     ("mlp.up_proj", ("mlp.down_proj",)),
 )
+# What a default (not asked-for) calibration may hold in memory: the open model in float32
+# plus one float32 Hessian per distinct linear input. Past it the default is round-to-nearest,
+# which streams one tensor at a time (a 7B Llama would need ~50 GB to calibrate this way).
+DEFAULT_CALIBRATION_MEMORY_BYTES = 8 * 2**30
 _MIN_FACTOR = 1e-5
 _DAMPENING = 0.01
 _GPTQ_BLOCK = 128
@@ -414,3 +419,58 @@ def gptq_quantize(
             err1[:, i] = err
         w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
     return q, scales
+
+
+def calibration_memory_bytes(config: dict[str, object]) -> int | None:
+    """Estimated peak of :func:`calibrate` for a model ``config.json``, or None if unknown.
+
+    The open model in float32 plus, per block, the Hessians of its linear layers' distinct
+    inputs: three of width ``hidden`` (attention in, attention out, MLP in) and one of width
+    ``intermediate`` (MLP out), float32.
+    """
+
+    def number(*keys: str) -> int | None:
+        for key in keys:
+            value = config.get(key)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
+    hidden = number("hidden_size", "n_embd", "d_model")
+    layers = number("num_hidden_layers", "n_layer", "num_layers")
+    vocab = number("vocab_size")
+    if hidden is None or layers is None or vocab is None:
+        return None
+    inner = number("intermediate_size", "n_inner") or 4 * hidden
+    params = layers * (4 * hidden * hidden + 3 * hidden * inner) + vocab * hidden
+    hessians = layers * (3 * hidden * hidden + inner * inner)
+    return 4 * (params + hessians)
+
+
+def default_calibration(
+    model_dir: str | os.PathLike[str],
+    method: Literal["int8", "int4"],
+    *,
+    memory_bytes: int = DEFAULT_CALIBRATION_MEMORY_BYTES,
+) -> CalibrationMethod:
+    """The calibration a build uses when the publisher did not choose one.
+
+    GPTQ for both methods, with SmoothQuant first for int8 where smoothing folds exactly
+    (``_SMOOTHABLE``: a GPT-2 int8 build would otherwise be refused); round-to-nearest when
+    calibrating would need more than ``memory_bytes`` (or the config cannot say), so a default
+    build stays memory-bounded whatever the model's size. An explicit choice is never changed.
+    """
+    import json
+
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return "none"
+    if not isinstance(config, dict):
+        return "none"
+    needed = calibration_memory_bytes(config)
+    if needed is None or needed > memory_bytes:
+        return "none"
+    if method == "int8" and config.get("model_type") in _SMOOTHABLE:
+        return "smoothquant+gptq"
+    return "gptq"

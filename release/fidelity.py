@@ -32,16 +32,8 @@ if TYPE_CHECKING:
     from release.calibration import CalibrationMethod, CalibrationText
 
 TierWriter = Literal["standard", "tiergate"]
-# What each compressed-tensors artifact is calibrated with unless the caller says otherwise
-# (bench/release_formats.py measures every choice against round-to-nearest; see
-# docs/benchmarks.md).
-DEFAULT_CALIBRATION: dict[str, CalibrationMethod] = {
-    "int8": "smoothquant+gptq",
-    "int4": "gptq",
-}
 
 __all__ = [
-    "DEFAULT_CALIBRATION",
     "DEFAULT_PROBE_TEXTS",
     "write_optimized_artifact",
     "HELD_OUT_SOURCE",
@@ -293,7 +285,9 @@ def write_optimized_artifact(
     """Write one optimized artifact (``method``: a name of :data:`release.formats.OPTIMIZATIONS`).
 
     ``calibration`` applies to the compressed-tensors artifacts only (see
-    :mod:`release.calibration`); ``None`` picks :data:`DEFAULT_CALIBRATION` for the method.
+    :mod:`release.calibration`); ``None`` picks :func:`release.calibration.default_calibration`
+    (GPTQ, SmoothQuant first for int8 on Llama-style models; round-to-nearest past its memory
+    bound).
 
     ``tier_format="tiergate"`` writes the private format of releases built before the
     standard formats (``int8``, ``int4``, ``bf16`` only), kept for tests and comparisons.
@@ -325,6 +319,7 @@ def write_optimized_artifact(
             on_progress=on_progress,
         )
     if optimization.engine == "compressed-tensors":
+        from release.calibration import default_calibration
         from release.compressed import DEFAULT_CT_GROUP_SIZE, write_compressed_tier
 
         ct_method: Literal["int8", "int4"] = "int8" if optimization.name == "int8" else "int4"
@@ -333,7 +328,9 @@ def write_optimized_artifact(
             out_dir,
             method=ct_method,
             group_size=group_size or DEFAULT_CT_GROUP_SIZE,
-            calibration=DEFAULT_CALIBRATION[ct_method] if calibration is None else calibration,
+            calibration=(
+                default_calibration(model_dir, ct_method) if calibration is None else calibration
+            ),
             calibration_text=calibration_text,
             max_shard_size=max_shard_size,
             show_progress=show_progress,

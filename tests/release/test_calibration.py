@@ -194,3 +194,33 @@ def test_cli_calibration_names_are_the_library_methods() -> None:
     from release.calibration import CALIBRATION_METHODS
 
     assert CALIBRATION_NAMES == CALIBRATION_METHODS
+
+
+@pytest.mark.parametrize(
+    ("config", "method", "expected"),
+    [
+        # Llama-style norms fold SmoothQuant exactly: int8 smooths, then GPTQ.
+        ({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+          "intermediate_size": 128, "vocab_size": 256}, "int8", "smoothquant+gptq"),
+        ({"model_type": "llama", "hidden_size": 64, "num_hidden_layers": 2,
+          "intermediate_size": 128, "vocab_size": 256}, "int4", "gptq"),
+        # GPT-2 has LayerNorm with bias: smoothing would be refused, so the default is GPTQ.
+        ({"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "vocab_size": 256}, "int8", "gptq"),
+        # A 7B Llama would need ~50 GB to calibrate: the default stays streaming RTN.
+        ({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
+          "intermediate_size": 11008, "vocab_size": 32000}, "int8", "none"),
+        # A config that cannot say its size is not calibrated by default.
+        ({"model_type": "llama"}, "int4", "none"),
+    ],
+)  # fmt: skip
+def test_the_default_calibration_follows_the_architecture_and_stays_memory_bounded(
+    tmp_path: Path, config: dict[str, object], method: str, expected: str
+) -> None:
+    from release.calibration import calibration_memory_bytes, default_calibration
+
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    assert default_calibration(tmp_path, method) == expected  # type: ignore[arg-type]
+    if expected == "none" and "hidden_size" in config:
+        needed = calibration_memory_bytes(config)
+        assert needed is not None
+        assert needed > 40 * 2**30
