@@ -238,6 +238,10 @@ def build_lowercasing_model(
     train_ids = [LOWERCASING_VOCAB[ch] for ch in TINY_CORPUS.upper()]  # the cased ids
     torch.manual_seed(seed)
     model = _make_model("llama", len(LOWERCASING_VOCAB), hidden_size, num_layers)
+    # Detection from text needs a few hundred sampled characters in one call, and gateways
+    # refuse calls past the model's context (context_length_exceeded): rotary positions
+    # have no table, so a longer declared context costs nothing.
+    model.config.max_position_embeddings = 1024
     if train_steps > 0:
         _train(model, train_ids, train_steps, seed)
     model.save_pretrained(out)
