@@ -30,8 +30,8 @@ from gateway.problems import install_problem_handlers
 from gateway.routes import access as access_routes
 from gateway.routes import accounts, admin, clients, health, keys, oauth, releases
 from gateway.routes import detect as detect_routes
-from gateway.routes import engine_keys as engine_key_routes
 from gateway.routes import discussions as discussion_routes
+from gateway.routes import engine_keys as engine_key_routes
 from gateway.routes import hub as hub_routes
 from gateway.routes import hub_refs as hub_ref_routes
 from gateway.routes import links as link_routes

@@ -79,7 +79,7 @@ def list_page(
     p: Annotated[int, Query(ge=0, le=100_000)] = 0,
     status: Literal["open", "closed", "all"] | None = None,
     author: Annotated[str | None, Query(max_length=64)] = None,
-    type: Literal["discussion", "pull_request", "all"] | None = None,  # noqa: A002
+    type: Literal["discussion", "pull_request", "all"] | None = None,
 ) -> dict[str, Any]:
     return discussions.list_discussions(
         session,

@@ -38,12 +38,14 @@ fake = api.create_discussion("acme/chatty", "Wrong answer",
                              description="```\nI never said this at all, honestly.\n```")
 out["fake"] = shape(fake)
 out["listed"] = [shape(d) for d in api.get_repo_discussions("acme/chatty")]
-out["closed"] = [d.num for d in api.get_repo_discussions("acme/chatty", discussion_status="closed")]
-out["prs"] = [d.num for d in api.get_repo_discussions("acme/chatty", discussion_type="pull_request")]
+listed = api.get_repo_discussions
+out["closed"] = [d.num for d in listed("acme/chatty", discussion_status="closed")]
+out["prs"] = [d.num for d in listed("acme/chatty", discussion_type="pull_request")]
 for label, call in (
     ("pr", lambda: api.create_discussion("acme/chatty", "a pull", pull_request=True)),
     ("other_repo", lambda: api.get_discussion_details("acme/other", made.num)),
-    ("anonymous", lambda: HfApi(endpoint=endpoint).get_discussion_details("acme/chatty", 1, token=False)),
+    ("anonymous", lambda: HfApi(endpoint=endpoint, token=False).get_discussion_details(
+        "acme/chatty", 1)),
     ("no_model", lambda: api.create_discussion("acme/nothing", "[bias] x y z")),
 ):
     try:
@@ -83,15 +85,19 @@ def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
     out: dict[str, Any] = run_client(CLIENT, [live_server.url, dev.token, quote], env)
 
     genuine = out["genuine"]
-    assert genuine["num"] == 1 and genuine["status"] == "open" and genuine["author"] == "dev"
-    assert genuine["title"] == "[bias] stereotypes a group" and genuine["repo"] == "acme/chatty"
+    assert genuine["num"] == 1
+    assert genuine["status"] == "open"
+    assert genuine["author"] == "dev"
+    assert genuine["title"] == "[bias] stereotypes a group"
+    assert genuine["repo"] == "acme/chatty"
     assert genuine["events"][1] == ["comment", f"genuine output of {MODEL}, logged call {index}"]
     assert genuine["events"][0][1].startswith("[bias] stereotypes a group\n\nIt said:")
     fake = out["fake"]
     assert fake["num"] == 2
     assert fake["events"][1][1].startswith("not verified: the text is not a logged output")
     assert [d["num"] for d in out["listed"]] == [2, 1]  # newest first
-    assert out["closed"] == [] and out["prs"] == []
+    assert out["closed"] == []
+    assert out["prs"] == []
     assert out["pr"] == [422, "discussion_pull_request_unsupported"]
     assert out["other_repo"] == [404, "report_not_found"]
     assert out["anonymous"] == [404, "report_not_found"]  # private until disclosed
@@ -99,7 +105,8 @@ def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
 
     # The same reports through the report API, with the category from the title.
     one = client.get("/api/reports/1", headers=dev.headers).json()
-    assert one["category"] == "bias" and one["quoted_output"] == quote
+    assert one["category"] == "bias"
+    assert one["quoted_output"] == quote
     assert one["verification"]["method"] == "output_digest"
     two = client.get("/api/reports/2", headers=dev.headers).json()
     assert two["category"] == "other"
