@@ -98,3 +98,20 @@ def details(
     org: str, name: str, num: RowId, principal: OptionalPrincipal, session: SessionDep, now: NowDep
 ) -> dict[str, Any]:
     return discussions.discussion_details(session, principal, f"{org}/{name}", num, now)
+
+
+@router.post(
+    PREFIX + "/{num}/{action}",
+    summary="Hub: comments, status and title changes are refused (a report has a lifecycle).",
+    responses=problem_responses(400),
+)
+def refuse(
+    org: str,
+    name: str,
+    num: RowId,
+    action: Literal["comment", "status", "title", "merge"],
+    principal: Reader,
+    session: SessionDep,
+    now: NowDep,
+) -> None:
+    discussions.refuse_action(session, principal, f"{org}/{name}", num, action, now)

@@ -27,13 +27,14 @@ from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
 from gateway.db.models import LogEntry
-from gateway.errors import ValidationFailed
+from gateway.errors import BadRequest, ValidationFailed
 from gateway.services import reports
 from gateway.services.detection import DetectionRuntime
 from gateway.services.reports import CATEGORIES, ReportNotFound, ReportView
 
 __all__ = [
     "PAGE_SIZE",
+    "DiscussionActionUnsupported",
     "PullRequestUnsupported",
     "create_discussion",
     "discussion_details",
@@ -54,6 +55,13 @@ _STEP_STATUS = {"triaged": "open", "accepted": "open", "rewarded": None}
 class PullRequestUnsupported(ValidationFailed):
     code = "discussion_pull_request_unsupported"
     title = "Pull requests are not accepted"
+
+
+class DiscussionActionUnsupported(BadRequest):
+    """Comments, status and title changes: a report moves only by its lifecycle steps."""
+
+    code = "discussion_action_unsupported"
+    title = "Not possible on a report"
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +219,22 @@ def discussion_details(
     view = reports.get_report(session, principal, num, now)
     _check_repo(view, repo_id)
     return _details(session, view)
+
+
+def refuse_action(
+    session: Session,
+    principal: Principal | None,
+    repo_id: str,
+    num: int,
+    action: str,
+    now: datetime,
+) -> None:
+    """What the Hub does on ``POST .../discussions/{num}/{action}`` has no report equivalent."""
+    discussion_details(session, principal, repo_id, num, now)  # 404 first, as for a read
+    raise DiscussionActionUnsupported(
+        f"a report takes no {action} here; its publisher moves it along with "
+        f"POST /api/reports/{num}/transitions (triaged, accepted, fixed, rejected, disclosed)"
+    )
 
 
 def list_discussions(

@@ -46,6 +46,7 @@ for label, call in (
     ("other_repo", lambda: api.get_discussion_details("acme/other", made.num)),
     ("anonymous", lambda: HfApi(endpoint=endpoint, token=False).get_discussion_details(
         "acme/chatty", 1)),
+    ("comment", lambda: api.comment_discussion("acme/chatty", made.num, "me too")),
     ("no_model", lambda: api.create_discussion("acme/nothing", "[bias] x y z")),
 ):
     try:
@@ -102,6 +103,7 @@ def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
     assert out["other_repo"] == [404, "report_not_found"]
     assert out["anonymous"] == [404, "report_not_found"]  # private until disclosed
     assert out["no_model"][0] == 404
+    assert out["comment"] == [400, "discussion_action_unsupported"]
 
     # The same reports through the report API, with the category from the title.
     one = client.get("/api/reports/1", headers=dev.headers).json()
