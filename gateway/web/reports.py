@@ -80,8 +80,7 @@ def report_submit(
             call_id=None,
             now=now,
         )
-        context["submitted"] = made
-        context["reports"] = [made, *context["reports"]]  # type: ignore[list-item]
+        context = {**_context(session, principal, repo_id, now), "submitted": made}
     except GatewayError as exc:
         context["error"] = exc.message
         context["form"] = {
