@@ -1,5 +1,6 @@
 """An unmodified `huggingface_hub` client files and reads reports as Hub discussions, against a
-real server: the same verification against the log, lifecycle and visibility as `/api/reports`."""
+real server (SQLite and PostgreSQL): the same verification against the log, lifecycle and
+visibility as `/api/reports`."""
 
 from __future__ import annotations
 
@@ -70,7 +71,6 @@ print(json.dumps({"status": d.status, "events": [[e.type, getattr(e, "new_status
 """
 
 
-@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
     client: TestClient,
     published: Account,  # noqa: F811
