@@ -30,7 +30,8 @@ class DiscussionCreate(BaseModel):
     model_config = ConfigDict(extra="ignore", populate_by_name=True)
 
     title: str = Field(max_length=400)
-    description: str = Field(default="", max_length=200_000)
+    # With the title, within the report description limit (so a valid body is never a 413).
+    description: str = Field(default="", max_length=19_000)
     pull_request: bool = Field(default=False, alias="pullRequest")
 
 
