@@ -13,7 +13,7 @@ from sqlmodel import Session
 from gateway.auth.principal import Principal
 from gateway.db.models import Release, ReleaseStatus
 from gateway.deps import NowDep, SessionDep
-from gateway.services import release_page, releases
+from gateway.services import release_page, releases, reports
 from gateway.services.catalog import current_release
 from gateway.web.common import page_router
 from gateway.web.markdown import render_markdown
@@ -98,6 +98,7 @@ def release_context(
         "versions": page.versions,
         "card": render_markdown(page.card),
         "base": str(request.base_url).rstrip("/"),
+        "report_categories": reports.CATEGORIES,
     }
 
 

@@ -18,7 +18,7 @@ from fastapi.responses import RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from gateway.errors import GatewayError
-from gateway.web import access, auth, catalog, detect, logview, oidc, review
+from gateway.web import access, auth, catalog, detect, logview, oidc, reports, review
 from gateway.web.render import render
 from gateway.web.sessions import LoginRequired
 
@@ -41,7 +41,7 @@ async def _delegate(handler: Callable[..., Any], request: Request, exc: Exceptio
 def install_web(app: FastAPI) -> None:
     # Validated now, so a bad OpenID Connect setting stops start-up, not a sign-in.
     app.state.web_oidc = oidc.oidc_config(app.state.gateway.settings)
-    for module in (auth, oidc, catalog, access, review, detect, logview):
+    for module in (auth, oidc, catalog, access, review, detect, logview, reports):
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     json_error = app.exception_handlers[GatewayError]
