@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine
 
@@ -43,6 +43,14 @@ from gateway.generation.prompts import (
     encode_prompts,
     fit_context,
 )
+from gateway.generation.reasoning import (
+    ReasoningMarkers,
+    ReasoningSplit,
+    ReasoningSplitter,
+    markers_for,
+    sha256_of,
+    split_reasoning,
+)
 from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
 from gateway.generation.upstream import Replica, VllmPool
 from gateway.ledger.events import Actor, digest_of, record_event
@@ -67,6 +75,7 @@ __all__ = [
     "Prompt",
     "PromptTooLong",
     "StreamEvent",
+    "StreamPiece",
 ]
 
 
@@ -98,10 +107,20 @@ class GenerationResult:
     payloads: list[int]
     log_index: int | None = None
     tokenizer: Any = field(default=None, repr=False)
+    # Chat: each choice's text split into its reasoning trace and its answer.
+    splits: list[ReasoningSplit] | None = None
 
 
-# A streamed call yields (choice index, text) pieces, then its logged result.
-StreamEvent = tuple[int, str] | GenerationResult
+class StreamPiece(NamedTuple):
+    """A piece of one choice's text; chat splits it into ``reasoning`` and ``content``."""
+
+    index: int
+    text: str
+    kind: str = "content"
+
+
+# A streamed call yields pieces of text, then its logged result.
+StreamEvent = StreamPiece | GenerationResult
 
 
 @dataclass
@@ -115,6 +134,14 @@ class _Admitted:
     window: int
     params: SamplingParams  # the request's, max_tokens fitted to the context
     pool: VllmPool | None  # the remote engine pool, or None: the local engine
+    # Chat: the release's reasoning markers, and whether the prompt ended inside a trace.
+    markers: ReasoningMarkers | None = None
+    inside: bool = False
+
+    def splits(self, choices: list[Choice]) -> list[ReasoningSplit] | None:
+        if self.markers is None:
+            return None
+        return [split_reasoning(c.text, self.markers, inside=self.inside) for c in choices]
 
 
 class GenerationService:
@@ -287,8 +314,24 @@ class GenerationService:
             if not still_usable(connection, entry, principal, now):
                 raise _Stale
         loaded.extras["registered"] = True
+        markers, inside = None, False
+        if request.endpoint == "chat.completions":
+            markers = markers_for(loaded.tokenizer)
+            # A template may open the trace for the model (the prompt ends with the marker).
+            tail = str(loaded.tokenizer.decode(encoded.prompts[0][-16:]))
+            inside = tail.rstrip().endswith(markers.open)
         return _Admitted(
-            new_call_id(), entry, loaded, encoded, payloads, charged, window, params, pool
+            new_call_id(),
+            entry,
+            loaded,
+            encoded,
+            payloads,
+            charged,
+            window,
+            params,
+            pool,
+            markers,
+            inside,
         )
 
     def _ensure_watermark(self, loaded: LoadedModel) -> None:
@@ -337,6 +380,7 @@ class GenerationService:
         params = admitted.params
         encoded = admitted.encoded
         outputs = []
+        splits = admitted.splits(choices)
         for index, (choice, payload) in enumerate(zip(choices, admitted.payloads, strict=True)):
             output: dict[str, Any] = {
                 "index": index,
@@ -346,6 +390,13 @@ class GenerationService:
                 "tokens": len(choice.token_ids),
                 "finish_reason": choice.finish_reason,
             }
+            if splits is not None:
+                # Chat: the trace and the answer each get a digest, so either can be shown
+                # later and proved to be the one generated (reasoning.check_trace).
+                split = splits[index]
+                reasoning = split.reasoning
+                output["reasoning_sha256"] = None if reasoning is None else sha256_of(reasoning)
+                output["answer_sha256"] = sha256_of(split.answer)
             if retain:
                 output["text"] = choice.text
             outputs.append(output)
@@ -419,6 +470,7 @@ class GenerationService:
             watermark_key_id=admitted.loaded.extras["config"].key_id,
             payloads=admitted.payloads,
             tokenizer=admitted.loaded.tokenizer,
+            splits=admitted.splits(choices),
         )
 
     # ------------------------------------------------------------------ public
@@ -467,6 +519,8 @@ class GenerationService:
             events = self._remote_events(principal, request, admitted, now)
         else:
             events = self._stream_events(principal, request, admitted, now)
+        if admitted.markers is not None:
+            events = _split_stream(events, admitted.markers, admitted.inside)
         return admitted.call_id, admitted.model.ref.name, events
 
     def _bodies(self, admitted: _Admitted) -> list[dict[str, Any]]:
@@ -492,7 +546,7 @@ class GenerationService:
                 if isinstance(piece, list):
                     choices = piece
                 else:
-                    yield piece
+                    yield StreamPiece(*piece)
         finally:
             await pieces.aclose()  # closes every engine stream of the call
             if choices is None:
@@ -527,8 +581,8 @@ class GenerationService:
             # Stop sequences end their rows inside generate (sampler.RowStops) at the step
             # that shows them here too, so reading on to the end costs no extra tokens.
             while (tokens := await queue.get()) is not None:
-                for piece in texts.step(tokens):
-                    yield piece
+                for index, text in texts.step(tokens):
+                    yield StreamPiece(index, text)
             choices = await task
             finished = True
         finally:
@@ -543,12 +597,37 @@ class GenerationService:
         for choice, sent in zip(choices, texts.choices, strict=True):
             rest = sent.rest(choice.text)
             if rest:
-                yield (sent.index, rest)
+                yield StreamPiece(sent.index, rest)
         result = self._result(admitted, choices)
         result.log_index = await asyncio.to_thread(
             self._record, principal, request, admitted, choices, now
         )
         yield result
+
+
+async def _split_stream(
+    events: AsyncIterator[StreamEvent], markers: ReasoningMarkers, inside: bool
+) -> AsyncIterator[StreamEvent]:
+    """Chat: each choice's pieces split into reasoning and content (one splitter a choice),
+    whichever engine produced them; what a splitter still holds goes out before the result."""
+    splitters: dict[int, ReasoningSplitter] = {}
+    try:
+        async for event in events:
+            if isinstance(event, GenerationResult):
+                for index, splitter in sorted(splitters.items()):
+                    for kind, text in splitter.finish():
+                        yield StreamPiece(index, text, kind)
+                yield event
+                continue
+            splitter = splitters.get(event.index)
+            if splitter is None:
+                splitter = splitters[event.index] = ReasoningSplitter(markers, inside=inside)
+            for kind, text in splitter.feed(event.text):
+                yield StreamPiece(event.index, text, kind)
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()  # the engine's stream ends with this one
 
 
 def _utcnow() -> datetime:
