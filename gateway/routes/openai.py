@@ -210,7 +210,7 @@ def _stream_response(
         try:
             async for event in events:
                 if isinstance(event, tuple):
-                    yield _sse(chunk(event.index, event.text, None, event.kind))
+                    yield _sse(chunk(event.choice, event.text, None, event.kind))
                     continue
                 # The Content Credentials bind the text as streamed (without any wrapper);
                 # asked for, each choice's wrapper follows as one more piece of its text.

@@ -114,7 +114,7 @@ class GenerationResult:
 class StreamPiece(NamedTuple):
     """A piece of one choice's text; chat splits it into ``reasoning`` and ``content``."""
 
-    index: int
+    choice: int  # the choice index
     text: str
     kind: str = "content"
 
@@ -614,16 +614,15 @@ async def _split_stream(
     try:
         async for event in events:
             if isinstance(event, GenerationResult):
-                for index, splitter in sorted(splitters.items()):
-                    for kind, text in splitter.finish():
+                for index, held in sorted(splitters.items()):
+                    for kind, text in held.finish():
                         yield StreamPiece(index, text, kind)
                 yield event
                 continue
-            splitter = splitters.get(event.index)
-            if splitter is None:
-                splitter = splitters[event.index] = ReasoningSplitter(markers, inside=inside)
-            for kind, text in splitter.feed(event.text):
-                yield StreamPiece(event.index, text, kind)
+            if event.choice not in splitters:
+                splitters[event.choice] = ReasoningSplitter(markers, inside=inside)
+            for kind, text in splitters[event.choice].feed(event.text):
+                yield StreamPiece(event.choice, text, kind)
     finally:
         close = getattr(events, "aclose", None)
         if close is not None:
