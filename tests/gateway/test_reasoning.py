@@ -6,14 +6,17 @@ import itertools
 import json
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
+from click.testing import CliRunner, Result
 from fastapi.testclient import TestClient
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
+from gateway.cli.log import group
 from gateway.generation.reasoning import (
     DEFAULT_MARKERS,
     ReasoningMarkers,
@@ -32,6 +35,7 @@ from tests.gateway.generation_fixtures import (  # noqa: F401
     model_dir,
 )
 from tests.gateway.test_generation import entry
+from tests.gateway.test_ledger import ledger_of
 
 TRACE = "The user asks who signs. </thin is not the end; the log key does"
 ANSWER = "\n\nThe log's signing key."
@@ -269,3 +273,47 @@ def test_streamed_chat_sends_reasoning_deltas_across_cut_markers(
         == []
     )
     assert output["sha256"] == sha256_of(TEXT)
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_cli_proves_a_trace_with_the_entry_s_receipt(
+    app: Any,
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """`tiergate log verify-receipt --reasoning/--answer`: the receipt proves the entry is in
+    the log, the entry's digests prove the trace and answer shown are the ones generated."""
+    _fixed_output(monkeypatch, TEXT)
+    dev = make_account("dev")
+    response = _chat(client, dev)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    ledger_of(app).integrate_now()
+    receipt = client.get(f"/log/receipt/{body['tiergate']['log_index']}", headers=dev.headers)
+    assert receipt.status_code == 200, receipt.text
+    receipt_file = tmp_path / "receipt.json"
+    receipt_file.write_text(receipt.text)
+    vkey = client.get("/log/vkey").text.strip()
+    message = body["choices"][0]["message"]
+    (tmp_path / "trace.txt").write_text(message["reasoning"], encoding="utf-8")
+    (tmp_path / "answer.txt").write_text(message["content"], encoding="utf-8")
+
+    def verify(*extra: str) -> Result:
+        args = ["verify-receipt", str(receipt_file), "--vkey", vkey, *extra]
+        return CliRunner().invoke(group, args, catch_exceptions=False)
+
+    ok = verify(
+        "--reasoning", str(tmp_path / "trace.txt"), "--answer", str(tmp_path / "answer.txt")
+    )
+    assert ok.exit_code == 0, ok.output
+    assert "the reasoning and answer of choice 0 match the digests" in ok.output
+    (tmp_path / "edited.txt").write_text(message["reasoning"] + ".", encoding="utf-8")
+    bad = verify("--reasoning", str(tmp_path / "edited.txt"))
+    assert bad.exit_code == 1
+    assert "the reasoning of choice 0 is not the one logged" in bad.output
+    missing = verify("--reasoning", str(tmp_path / "trace.txt"), "--choice", "3")
+    assert missing.exit_code == 1
+    assert "the entry has no choice 3" in missing.output
