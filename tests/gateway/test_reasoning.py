@@ -317,3 +317,25 @@ def test_cli_proves_a_trace_with_the_entry_s_receipt(
     missing = verify("--reasoning", str(tmp_path / "trace.txt"), "--choice", "3")
     assert missing.exit_code == 1
     assert "the entry has no choice 3" in missing.output
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_prompt_ending_with_the_open_marker_starts_inside_the_trace(
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A template that opens the block for the model: the output starts inside the trace.
+    The test template ends its prompt with "assistant:"; made the open marker here."""
+    from gateway.services import generation as service
+
+    monkeypatch.setattr(
+        service, "markers_for", lambda _: ReasoningMarkers("assistant:", "</think>")
+    )
+    _fixed_output(monkeypatch, "thought here</think>the answer")
+    response = _chat(client, make_account("dev"))
+    assert response.status_code == 200, response.text
+    message = response.json()["choices"][0]["message"]
+    assert (message["reasoning"], message["content"]) == ("thought here", "the answer")
