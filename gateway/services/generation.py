@@ -380,7 +380,6 @@ class GenerationService:
         params = admitted.params
         encoded = admitted.encoded
         outputs = []
-        splits = admitted.splits(choices)
         for index, (choice, payload) in enumerate(zip(choices, admitted.payloads, strict=True)):
             output: dict[str, Any] = {
                 "index": index,
@@ -390,10 +389,10 @@ class GenerationService:
                 "tokens": len(choice.token_ids),
                 "finish_reason": choice.finish_reason,
             }
-            if splits is not None:
+            if admitted.markers is not None:
                 # Chat: the trace and the answer each get a digest, so either can be shown
                 # later and proved to be the one generated (reasoning.check_trace).
-                split = splits[index]
+                split = split_reasoning(choice.text, admitted.markers, inside=admitted.inside)
                 reasoning = split.reasoning
                 output["reasoning_sha256"] = None if reasoning is None else sha256_of(reasoning)
                 output["answer_sha256"] = sha256_of(split.answer)
