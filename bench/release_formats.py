@@ -148,15 +148,24 @@ TRAIN_MODULES = [
     "zipfile",
     "zlib",
 ]
-ARTIFACTS: tuple[tuple[str, str, int | None], ...] = (
-    ("int8 (ct W8A8)", "int8", None),
-    ("int4 g128 (ct W4A16)", "int4", 128),
-    ("int4 g64", "int4", 64),
-    ("int4 g32", "int4", 32),
-    ("int4 g128 mse", "int4-mse", 128),
-    ("gguf-q8_0", "gguf-q8_0", None),
-    ("gguf-q4_0", "gguf-q4_0", None),
-    ("bf16", "bf16", None),
+# (label, method, int4 group, calibration): every compressed-tensors row is measured
+# round-to-nearest ("none") and calibrated, in the same run, on the same held-out text.
+ARTIFACTS: tuple[tuple[str, str, int | None, str | None], ...] = (
+    ("int8 (ct W8A8) rtn", "int8", None, "none"),
+    ("int8 smoothquant", "int8", None, "smoothquant"),
+    ("int8 gptq", "int8", None, "gptq"),
+    ("int8 smoothquant+gptq", "int8", None, "smoothquant+gptq"),
+    ("int8 smoothquant+gptq a=0.8", "int8", None, "smoothquant+gptq@0.8"),
+    ("int4 g128 (ct W4A16) rtn", "int4", 128, "none"),
+    ("int4 g128 gptq", "int4", 128, "gptq"),
+    ("int4 g64 rtn", "int4", 64, "none"),
+    ("int4 g64 gptq", "int4", 64, "gptq"),
+    ("int4 g32 rtn", "int4", 32, "none"),
+    ("int4 g32 gptq", "int4", 32, "gptq"),
+    ("int4 g128 mse", "int4-mse", 128, "none"),
+    ("gguf-q8_0", "gguf-q8_0", None, None),
+    ("gguf-q4_0", "gguf-q4_0", None, None),
+    ("bf16", "bf16", None, None),
 )
 
 
@@ -253,6 +262,7 @@ def train_model(args: argparse.Namespace) -> Path:
 
 
 def fidelity_main(args: argparse.Namespace) -> None:
+    from release.calibration import default_calibration_text, read_calibration_text
     from release.fidelity import HELD_OUT_SOURCE, build_optimized_tier
 
     torch.set_num_threads(args.threads)
@@ -264,29 +274,43 @@ def fidelity_main(args: argparse.Namespace) -> None:
         f"torch {torch.__version__}, transformers {_version('transformers')}, "
         f"compressed-tensors {_version('compressed_tensors')}, gguf {_version('gguf')}"
     )
+    text = (
+        read_calibration_text(args.calibration_text)
+        if args.calibration_text
+        else default_calibration_text()
+    )
+    print(f"# calibration text: {text.source}, sha256 {text.sha256[:16]}...")
     print(
-        f"{'artifact':22s} {'size':>7s} {'top-1':>7s} {'mean KL':>9s} {'ppl open':>9s} "
+        f"{'artifact':28s} {'size':>7s} {'top-1':>7s} {'mean KL':>9s} {'ppl open':>9s} "
         f"{'ppl opt':>9s} {'ppl ratio':>9s} {'build s':>8s}"
     )
     with tempfile.TemporaryDirectory(prefix="tiergate-bench-formats-") as tmp:
-        for label, method, group in ARTIFACTS:
+        for i, (label, method, group, calibration) in enumerate(ARTIFACTS):
             if args.only and not any(label.startswith(x) for x in args.only):
                 continue
-            out = Path(tmp) / label.split()[0].replace(" ", "-") / str(group)
+            out = Path(tmp) / str(i)
             start = time.perf_counter()
             if method == "int4-mse":
                 f = _mse_tier(model, out, group or 128)
+            elif calibration and "@" in calibration:
+                f = _strength_tier(model, out, method, calibration, text)
             else:
                 f = build_optimized_tier(
-                    model, out, method=method, group_size=group, show_progress=False
+                    model,
+                    out,
+                    method=method,
+                    group_size=group,
+                    calibration=calibration,  # type: ignore[arg-type]
+                    calibration_text=text,
+                    show_progress=False,
                 ).fidelity
             seconds = time.perf_counter() - start
             print(
-                f"{label:22s} {f.size_ratio:6.3f}x {f.top1_agreement:7.2%} {f.mean_kl:9.2e} "
+                f"{label:28s} {f.size_ratio:6.3f}x {f.top1_agreement:7.2%} {f.mean_kl:9.2e} "
                 f"{f.perplexity_open:9.3f} {f.perplexity_optimized:9.3f} "
                 f"{f.perplexity_ratio:9.4f} {seconds:8.1f}"
             )
-            if args.vllm and method in ("int8", "int4", "int4-mse") and group in (None, 128):
+            if args.vllm and method in ("int8", "int4") and group in (None, 128):
                 _vllm(args.vllm, model, out, label, "float32" if method == "int8" else "bfloat16")
 
 
@@ -295,9 +319,33 @@ def _mse_tier(model: Path, out: Path, group: int) -> Any:
     from release.fidelity import measure_fidelity
 
     tier = write_compressed_tier(
-        model, out, method="int4", group_size=group, weight_observer="mse", show_progress=False
+        model,
+        out,
+        method="int4",
+        group_size=group,
+        weight_observer="mse",
+        calibration="none",
+        show_progress=False,
     )
     return measure_fidelity(model, out, method="int4", tensor_errors=tier.tensor_errors)
+
+
+def _strength_tier(model: Path, out: Path, method: str, spec: str, text: Any) -> Any:
+    """A calibrated tier at a smoothing strength other than the default (``method@a``)."""
+    from release.compressed import write_compressed_tier
+    from release.fidelity import measure_fidelity
+
+    calibration, _, strength = spec.partition("@")
+    tier = write_compressed_tier(
+        model,
+        out,
+        method=method,  # type: ignore[arg-type]
+        calibration=calibration,  # type: ignore[arg-type]
+        calibration_text=text,
+        smoothing_strength=float(strength),
+        show_progress=False,
+    )
+    return measure_fidelity(model, out, method=method, tensor_errors=tier.tensor_errors)
 
 
 def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str, dtype: str) -> None:
@@ -338,7 +386,7 @@ def _status_kib(field: str) -> int:
     raise RuntimeError(f"no {field} in /proc/self/status")
 
 
-def _measure(src: str, out: str, method: str, max_shard_size: str) -> None:
+def _measure(src: str, out: str, variant: str, max_shard_size: str) -> None:
     """Child process: write one artifact, print peak RSS above the RSS before the call."""
     import compressed_tensors.compressors  # noqa: F401  (imports are not the writer's memory)
     import gguf  # noqa: F401
@@ -352,8 +400,14 @@ def _measure(src: str, out: str, method: str, max_shard_size: str) -> None:
         Path("/proc/self/clear_refs").write_text("5")
     before = _status_kib("VmRSS")
     start = time.perf_counter()
+    method, _, calibration = variant.partition("+")
     tier = write_optimized_artifact(
-        src, out, method=method, max_shard_size=max_shard_size, show_progress=False
+        src,
+        out,
+        method=method,
+        max_shard_size=max_shard_size,
+        calibration=calibration or "none",  # type: ignore[arg-type]
+        show_progress=False,
     )
     seconds = time.perf_counter() - start
     doc = {
@@ -377,8 +431,8 @@ def memory_main(args: argparse.Namespace) -> None:
             f"# random llama {args.mem_layers} x {args.hidden}, open tier "
             f"{open_bytes / _MIB:.0f} MiB float32, shards of {args.max_shard_size}, 1 thread"
         )
-        print(f"{'artifact':12s} {'files':>5s} {'peak MiB':>9s} {'vs open':>8s} {'GB/min':>7s}")
-        for method in ("int8", "int4", "gguf-q8_0", "gguf-q4_0"):
+        print(f"{'artifact':22s} {'files':>5s} {'peak MiB':>9s} {'vs open':>8s} {'GB/min':>7s}")
+        for method in args.variants:
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -396,7 +450,7 @@ def memory_main(args: argparse.Namespace) -> None:
             r: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
             rate = r["open_bytes"] / _GB / (r["seconds"] / 60)
             print(
-                f"{method:12s} {r['files']:5d} {r['peak_above'] / _MIB:9.1f} "
+                f"{method:22s} {r['files']:5d} {r['peak_above'] / _MIB:9.1f} "
                 f"{r['peak_above'] / open_bytes:7.3f}x {rate:7.2f}"
             )
             shutil.rmtree(root / method, ignore_errors=True)
@@ -410,11 +464,20 @@ def main() -> None:
     parser.add_argument("--vocab", type=int, default=2048)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--vllm", default=None, metavar="PYTHON")
+    parser.add_argument(
+        "--calibration-text", default=None, metavar="FILE", help="default: pydoc_data.topics"
+    )
     parser.add_argument("--only", nargs="*", default=None, metavar="LABEL", help="e.g. int8")
     parser.add_argument("--memory", action="store_true")
     parser.add_argument("--hidden", type=int, default=768)
     parser.add_argument("--mem-layers", type=int, default=6)
     parser.add_argument("--max-shard-size", default="64MB")
+    parser.add_argument(
+        "--variants",
+        nargs="*",
+        default=["int8", "int8+smoothquant+gptq", "int4", "int4+gptq", "gguf-q8_0", "gguf-q4_0"],
+        help="--memory: artifacts to build (METHOD[+CALIBRATION])",
+    )
     parser.add_argument("--_measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args._measure:

@@ -11,10 +11,12 @@ every tier. Output layout::
     OUT/release.dsse.json        the signed release statement (DSSE envelope)
     OUT/terms.md                 the usage terms, when given
 
-Every optimized tier is gated; one grant covers the tiers a publisher's policy names (the
-gateway's rule). The statement's ``optimization`` and ``fidelity`` maps keep the first
-artifact's values under plain keys (what existing readers expect) and every further
-artifact's under ``<tier>.<key>``.
+Every optimized tier is gated; the grant on ``optimized`` opens every further artifact
+unless the publisher gave it its own grant (``BuildOptions.own_grant``, recorded as the
+statement's ``optimization["own_grant"]``; the gateway's rule is
+``release.formats.grant_tier``). The statement's ``optimization`` and ``fidelity`` maps keep
+the first artifact's values under plain keys (what existing readers expect) and every
+further artifact's under ``<tier>.<key>``.
 """
 
 from __future__ import annotations
@@ -39,10 +41,18 @@ from licensing.statements import (
     sign_release_statement,
     tier_record,
 )
+from release.calibration import CalibrationMethod, CalibrationText
 from release.declared import check_declared_weights
 from release.errors import BuildOptionsInvalidError, ReleaseError
-from release.fidelity import FidelityReport, OptimizedTier
-from release.formats import Optimization, parse_optimizations, tier_names
+from release.fidelity import FidelityReport, OptimizedTier, TierWriter
+from release.formats import (
+    OWN_GRANT_KEY,
+    Optimization,
+    grant_tier,
+    own_grant_tiers,
+    parse_optimizations,
+    tier_names,
+)
 from release.manifest import TierManifest, build_tier_manifest
 from release.quantize import DEFAULT_MAX_SHARD_SIZE, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
@@ -98,6 +108,18 @@ class BuildOptions:
     allow_unreliable_text_detection: bool = False
     # Measure the tokenizer round trip at all (release.tokenization_check).
     check_tokenizer: bool = True
+    # Calibration of the compressed-tensors artifacts (release.calibration): None picks
+    # release.calibration.default_calibration (by architecture and size); "none" is
+    # round-to-nearest.
+    calibration: CalibrationMethod | None = None
+    # The calibration corpus; None: the packaged default (pydoc_data.topics).
+    calibration_text: CalibrationText | None = None
+    # Further artifacts (--optimize names) that need their own grant; by default the grant
+    # on `optimized` opens them all (release.formats.grant_tier).
+    own_grant: tuple[str, ...] = ()
+    # "tiergate" writes the private format of releases built before the standard formats
+    # (int8, int4, bf16 only): for tests of migration and of old releases, never the CLI.
+    tier_format: TierWriter = "standard"
 
 
 @dataclass(frozen=True)
@@ -244,6 +266,7 @@ def _build_release_into(
     publisher_card = _publisher_card(source, options)  # so does an unusable card
     optimizations = parse_optimizations(options.optimize)
     names = tier_names(optimizations)
+    own_grant = own_grant_tiers(optimizations, options.own_grant)
     step(f"validating {source}")
     report: ModelFolderReport = validate_model_folder(source)
     # Every parameter config.json declares must be stored: loaders would fill a missing one
@@ -264,6 +287,9 @@ def _build_release_into(
             method=optimization.name,
             group_size=options.group_size,
             max_shard_size=options.max_shard_size,
+            calibration=options.calibration,
+            calibration_text=options.calibration_text,
+            tier_format=options.tier_format,
             show_progress=show_progress,
         )
     fidelity = artifacts[names[0]].fidelity
@@ -313,6 +339,8 @@ def _build_release_into(
                 fidelity=built.fidelity,
                 artifact=optimization.name,
                 weight_files=built.quantized.weight_files,
+                calibration=built.quantized.calibration,
+                grant=grant_tier(name, own_grant),
             )
         )
     generated = render_model_card(
@@ -345,11 +373,16 @@ def _build_release_into(
     for i, (name, optimization) in enumerate(zip(names, optimizations, strict=True)):
         quantized = artifacts[name].quantized
         recipe = _recipe(quantized.method, quantized.group_size, quantized.keep_dtype)
-        recipe["format"] = _FORMAT_NAMES[optimization.engine]
+        recipe["format"] = (
+            "tiergate" if options.tier_format == "tiergate" else _FORMAT_NAMES[optimization.engine]
+        )
+        recipe |= quantized.calibration
         optimization_map |= _prefixed(name, recipe, i == 0)
         fidelity_map |= _prefixed(name, _fidelity_strings(artifacts[name].fidelity), i == 0)
     if len(names) > 1:
         optimization_map["tiers"] = ",".join(names)
+    if own_grant:
+        optimization_map[OWN_GRANT_KEY] = ",".join(own_grant)
     statement = ReleaseStatement(
         repo_id=options.repo_id,
         version=options.version,

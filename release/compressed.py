@@ -42,7 +42,8 @@ from release._shards import (
     parse_size,
     read_tensors,
 )
-from release.errors import QuantizationError, UnsupportedArchitectureError
+from release.calibration import Calibration, CalibrationMethod, CalibrationText, calibrate
+from release.errors import CalibrationError, QuantizationError, UnsupportedArchitectureError
 from release.quantize import _NOT_COPIED, _WEIGHT_SUFFIXES, QuantizedTier, _cast, _torch_dtype
 from release.safetensors_check import validate_model_folder
 
@@ -136,6 +137,7 @@ class _Recipe:
     quantize: frozenset[str]
     schemes: Mapping[str, Any]  # module -> scheme
     observer: str
+    calibration: Calibration | None = None
 
 
 def _shrink_to_mse(
@@ -160,15 +162,10 @@ def _shrink_to_mse(
     return best
 
 
-def _compress_rows(
-    w: torch.Tensor, scheme: Any, target: torch.dtype, observer: str
-) -> tuple[dict[str, torch.Tensor], float, float]:
-    """Compress a block of output rows with the library's compressor; also return the
-    block's ``||w||^2`` and ``||w - restored||^2`` (float64 sums)."""
-    from compressed_tensors.compressors import BaseCompressor
+def _observed_scale(w: torch.Tensor, args: Any, target: torch.dtype, observer: str) -> Any:
+    """The stored scale (in the tier's dtype) of each row's groups of ``w``."""
     from compressed_tensors.quantization.utils import calculate_qparams
 
-    args = scheme.weights
     group = args.group_size if args.strategy == "group" else w.shape[1]
     rows = w.reshape(w.shape[0], -1, group)
     low, high = rows.amin(-1), rows.amax(-1)
@@ -176,11 +173,49 @@ def _compress_rows(
         shrink = _shrink_to_mse(rows, low, high, args, target)
         low, high = low * shrink, high * shrink
     del rows
-    scale, zero_point = calculate_qparams(low, high, args)
     # The scale is stored in the tier's dtype; codes are computed against that stored value.
-    scale = scale.to(target)
+    return calculate_qparams(low, high, args)[0].to(target)
+
+
+def _gptq_rows(
+    w: torch.Tensor, hinv: torch.Tensor, args: Any, target: torch.dtype
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """GPTQ of a block of rows: (weights on the grid, stored scales)."""
+    from compressed_tensors.quantization.utils import calculate_range
+
+    from release.calibration import gptq_quantize
+
+    qmin, qmax = (int(v) for v in calculate_range(args, "cpu"))
+    group = args.group_size if args.strategy == "group" else w.shape[1]
+
+    def scale_of(columns: torch.Tensor) -> torch.Tensor:
+        scale: torch.Tensor = _observed_scale(columns, _channel(args), target, "minmax")
+        return scale.float().reshape(-1)
+
+    on_grid, scales = gptq_quantize(w, hinv, group=group, scale_of=scale_of, qmin=qmin, qmax=qmax)
+    return on_grid, scales.to(target)
+
+
+def _channel(args: Any) -> Any:
+    """``args`` with one scale per row (for a slice that is exactly one group wide)."""
+    return args.model_copy(update={"strategy": "channel", "group_size": None})
+
+
+def _compress_rows(
+    w: torch.Tensor, scheme: Any, target: torch.dtype, observer: str, hinv: torch.Tensor | None
+) -> tuple[dict[str, torch.Tensor], float, float]:
+    """Compress a block of output rows with the library's compressor (after GPTQ when
+    ``hinv`` is given); also return the block's ``||w||^2`` and ``||w - restored||^2``."""
+    import torch
+    from compressed_tensors.compressors import BaseCompressor
+
+    args = scheme.weights
+    if hinv is None:
+        source, scale = w, _observed_scale(w, args, target, observer)
+    else:
+        source, scale = _gptq_rows(w, hinv, args, target)
     compressor = BaseCompressor.get_value_from_registry(scheme.format)
-    state = {"weight": w, "weight_scale": scale, "weight_zero_point": zero_point}
+    state = {"weight": source, "weight_scale": scale, "weight_zero_point": torch.zeros(scale.shape)}
     compressed = dict(compressor.compress(state, scheme))
     restored = compressor.decompress(dict(compressed), scheme)["weight"]
     diff = float((w.double() - restored.double()).square().sum())
@@ -188,25 +223,34 @@ def _compress_rows(
 
 
 def _compress(
-    module: str, weight: torch.Tensor, scheme: Any, target: torch.dtype, observer: str
+    module: str,
+    weight: torch.Tensor,
+    scheme: Any,
+    target: torch.dtype,
+    observer: str,
+    hessian: torch.Tensor | None = None,
 ) -> tuple[TensorGroup, float]:
     """One linear weight -> its compressed tensors and relative error.
 
     The library's compressors hold several full-size temporaries per call (codes, int64
     intermediates while packing, the restored weight), so rows are compressed in blocks of
     about ``_BLOCK_ELEMENTS`` weights and the pieces joined: every output row depends on its
-    own input row only, so the result is the same as one call, at a bounded working set.
+    own input row only (under GPTQ too: rows share only the inverse Hessian), so the result
+    is the same as one call, at a bounded working set.
     """
     import torch
+
+    from release.calibration import inverse_hessian
 
     w = weight.to(torch.float32)
     out_features, in_features = w.shape
     step = max(1, _BLOCK_ELEMENTS // max(1, in_features))
+    hinv = inverse_hessian(hessian) if hessian is not None else None
     pieces: dict[str, list[torch.Tensor]] = {}
     norm = diff = 0.0
     for first in range(0, out_features, step):
         block, block_norm, block_diff = _compress_rows(
-            w[first : first + step], scheme, target, observer
+            w[first : first + step], scheme, target, observer, hinv
         )
         norm, diff = norm + block_norm, diff + block_diff
         for key, value in block.items():
@@ -228,6 +272,9 @@ def _convert(
     from release._quant_kernels import relative_error
 
     module = name.removesuffix(".weight")
+    calibration = recipe.calibration
+    if calibration is not None:
+        tensor = calibration.transform(name, tensor)
     if not (name.endswith(".weight") and module in recipe.quantize):
         cast = _cast(tensor, recipe.target)
         error = relative_error(tensor, cast) if tensor.is_floating_point() else None
@@ -235,7 +282,8 @@ def _convert(
     if tensor.dim() != 2 or not tensor.is_floating_point():
         raise QuantizationError(f"{name}: not a 2-D floating weight")
     scheme = recipe.schemes[module]
-    group, error = _compress(module, tensor, scheme, recipe.target, recipe.observer)
+    hessian = calibration.hessians.get(module) if calibration is not None else None
+    group, error = _compress(module, tensor, scheme, recipe.target, recipe.observer, hessian)
     bits = scheme.weights.num_bits
     return group, "int8" if bits == 8 else "int4", error
 
@@ -276,6 +324,28 @@ def _refuse_conv1d(arch: _Architecture, method: str, model_type: object) -> None
         )
 
 
+def _calibration(
+    src: Path,
+    arch: _Architecture,
+    method: str,
+    calibration: str,
+    text: CalibrationText | None,
+    strength: float,
+) -> Calibration | None:
+    if calibration == "none":
+        return None
+    if calibration.startswith("smoothquant") and method != "int8":
+        # W4A16 keeps activations in 16 bits: smoothing would only make weights harder.
+        raise CalibrationError(f"{calibration} is for int8 (W8A8), not {method}")
+    return calibrate(
+        src,
+        arch.quantize,
+        method=calibration,  # type: ignore[arg-type]
+        text=text,
+        smoothing_strength=strength,
+    )
+
+
 def check_compressed_exportable(
     model_dir: str | os.PathLike[str], method: str, group_size: int = DEFAULT_CT_GROUP_SIZE
 ) -> None:
@@ -299,6 +369,9 @@ def write_compressed_tier(
     keep_dtype: str = "bfloat16",
     skip_modules: Collection[str] = ("lm_head",),
     weight_observer: WeightObserver = "minmax",
+    calibration: CalibrationMethod = "none",
+    calibration_text: CalibrationText | None = None,
+    smoothing_strength: float = 0.5,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     show_progress: bool | None = None,
     on_progress: ProgressCallback | None = None,
@@ -309,6 +382,11 @@ def write_compressed_tier(
     range, llm-compressor's default) or ``mse`` (each group's range shrunk by up to 30% where
     that lowers its squared error; recorded as the scheme's ``observer``). Data-free either
     way: no calibration text. ``bench/release_formats.py`` measures both.
+
+    ``calibration`` (see :mod:`release.calibration`): ``none`` (round-to-nearest), ``gptq``,
+    ``smoothquant`` (``int8`` only: it moves range from the int8 activations to the weights)
+    or ``smoothquant+gptq``, on ``calibration_text`` (the packaged default when ``None``).
+    What was used (method, text source and sha256, tokens) is :attr:`QuantizedTier.calibration`.
 
     Refuses architectures whose linear layers are GPT-2 ``Conv1D`` modules: compressed-tensors
     (and so transformers and vLLM) only quantize ``nn.Linear``, and would load such layers
@@ -344,7 +422,8 @@ def write_compressed_tier(
         m for m in arch.quantize if method == "int4" and arch.in_features[m] % group_size != 0
     )
     schemes = {m: (fallback if m in fallback_modules else main) for m in arch.quantize}
-    recipe = _Recipe(_torch_dtype(keep_dtype), arch.quantize, schemes, weight_observer)
+    calibrated = _calibration(src, arch, method, calibration, calibration_text, smoothing_strength)
+    recipe = _Recipe(_torch_dtype(keep_dtype), arch.quantize, schemes, weight_observer, calibrated)
     _prepare_output(out)
     try:
         errors: dict[str, float] = {}
@@ -400,6 +479,7 @@ def write_compressed_tier(
             quantization_config=written["quantization_config"],
             weight_files=layout.files,
             index_file=layout.index_file,
+            calibration=calibrated.record() if calibrated is not None else {"calibration": "none"},
         )
     except BaseException:
         shutil.rmtree(out, ignore_errors=True)

@@ -12,7 +12,11 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |   +-- UnknownOptimizationError      unknown_optimization: no such ``--optimize``
     |   +-- UnsupportedArchitectureError  unsupported_architecture: the format cannot express it
     |   +-- UnsupportedTokenizerError     unsupported_tokenizer: GGUF cannot express it
+    |   +-- CalibrationError              calibration_failed: no usable calibration text or
+    |                                     statistics (release.calibration)
     +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
+    |   +-- EngineVersionError      engine_too_old: a package that loads the tier's format is
+    |                               missing or older than its minimum (release.engines)
     +-- DeclaredWeightsError        declared_weights_invalid: config.json and the stored
     |   |                           tensors disagree (file, tensor)
     |   +-- ConfigTooLargeError     config_too_large: declares more than the files could hold
@@ -26,6 +30,8 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- AiBomInvalidError           aibom_invalid: an AI BOM input cannot be expressed
     |                               (release.aibom)
     +-- AiBomUnavailableError       aibom_unavailable: the [aibom] extra is not installed
+    +-- RebuildRefusedError         rebuild_refused: a release cannot be migrated to the
+    |                               standard formats as asked (release.migrate)
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
                                     the gateway's own code when it sent one (release.upload)
 """
@@ -34,12 +40,15 @@ from __future__ import annotations
 
 __all__ = [
     "BuildOptionsInvalidError",
+    "CalibrationError",
     "ConfigTooLargeError",
     "DeclaredWeightsError",
+    "EngineVersionError",
     "ManifestInvalidError",
     "ModelFolderInvalidError",
     "OptimizedTierInvalidError",
     "QuantizationError",
+    "RebuildRefusedError",
     "ReleaseError",
     "SafetensorsInvalidError",
     "TierMismatchError",
@@ -164,10 +173,24 @@ class UnsupportedTokenizerError(QuantizationError):
     code = "unsupported_tokenizer"
 
 
+class CalibrationError(QuantizationError):
+    """Calibration cannot run: the text is missing, unreadable or too short, the method is
+    unknown, or the architecture's norms cannot take SmoothQuant's factors exactly."""
+
+    code = "calibration_failed"
+
+
 class OptimizedTierInvalidError(ReleaseError):
     """An optimized tier folder is inconsistent with its ``quantization_config``."""
 
     code = "optimized_tier_invalid"
+
+
+class EngineVersionError(OptimizedTierInvalidError):
+    """The engine that would load a tier is missing or older than the format's minimum
+    (:data:`release.engines.MIN_VERSIONS`); loading anyway could give random weights."""
+
+    code = "engine_too_old"
 
 
 class DeclaredWeightsError(ReleaseError):
@@ -218,3 +241,11 @@ class BuildOptionsInvalidError(ReleaseError):
     refused before any work is done."""
 
     code = "build_options_invalid"
+
+
+class RebuildRefusedError(ReleaseError):
+    """``rebuild-optimized`` refused: the old release's statement does not verify, its open
+    tier differs from what it signed, it has no tier in the old format, or the new version
+    is the old one (a signed version is never rewritten)."""
+
+    code = "rebuild_refused"

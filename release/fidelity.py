@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     import torch
 
     from release._progress import ProgressCallback
+    from release.calibration import CalibrationMethod, CalibrationText
 
 TierWriter = Literal["standard", "tiergate"]
 
@@ -276,10 +277,17 @@ def write_optimized_artifact(
     group_size: int | None = None,
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     tier_format: TierWriter = "standard",
+    calibration: CalibrationMethod | None = None,
+    calibration_text: CalibrationText | None = None,
     show_progress: bool | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> QuantizedTier:
     """Write one optimized artifact (``method``: a name of :data:`release.formats.OPTIMIZATIONS`).
+
+    ``calibration`` applies to the compressed-tensors artifacts only (see
+    :mod:`release.calibration`); ``None`` picks :func:`release.calibration.default_calibration`
+    (GPTQ, SmoothQuant first for int8 on Llama-style models; round-to-nearest past its memory
+    bound).
 
     ``tier_format="tiergate"`` writes the private format of releases built before the
     standard formats (``int8``, ``int4``, ``bf16`` only), kept for tests and comparisons.
@@ -311,13 +319,19 @@ def write_optimized_artifact(
             on_progress=on_progress,
         )
     if optimization.engine == "compressed-tensors":
+        from release.calibration import default_calibration
         from release.compressed import DEFAULT_CT_GROUP_SIZE, write_compressed_tier
 
+        ct_method: Literal["int8", "int4"] = "int8" if optimization.name == "int8" else "int4"
         return write_compressed_tier(
             model_dir,
             out_dir,
-            method="int8" if optimization.name == "int8" else "int4",
+            method=ct_method,
             group_size=group_size or DEFAULT_CT_GROUP_SIZE,
+            calibration=(
+                default_calibration(model_dir, ct_method) if calibration is None else calibration
+            ),
+            calibration_text=calibration_text,
             max_shard_size=max_shard_size,
             show_progress=show_progress,
             on_progress=on_progress,
@@ -341,6 +355,8 @@ def build_optimized_tier(
     max_shard_size: int | str = DEFAULT_MAX_SHARD_SIZE,
     probe_texts: Sequence[str] | None = None,
     tier_format: TierWriter = "standard",
+    calibration: CalibrationMethod | None = None,
+    calibration_text: CalibrationText | None = None,
     show_progress: bool | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> OptimizedTier:
@@ -353,6 +369,8 @@ def build_optimized_tier(
         group_size=group_size,
         max_shard_size=max_shard_size,
         tier_format=tier_format,
+        calibration=calibration,
+        calibration_text=calibration_text,
         show_progress=show_progress,
         on_progress=on_progress,
     )

@@ -16,27 +16,38 @@ Tier names: the first artifact of a release is ``optimized`` (the name existing 
 grants use); each further one is ``optimized_<name>`` with hyphens as underscores
 (``optimized_gguf_q4_0``, ``optimized_int4``). No hyphen, because the Hub API's
 ``<version>-<tier>`` revision (``1.0.0-optimized_gguf_q4_0``) splits at the last hyphen.
+
+Grants: one grant on ``optimized`` opens every ``optimized_<name>`` tier of the release (the
+same weights in other formats), unless the publisher names artifacts that need their own
+grant (``--own-grant gguf-q4_0``). The signed release statement records those tiers under
+``optimization["own_grant"]`` (comma-separated tier names); :func:`grant_tier` is the rule,
+applied by the gateway in one place.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
-from release.errors import UnknownOptimizationError
+from release.errors import BuildOptionsInvalidError, UnknownOptimizationError
 
 __all__ = [
     "GGUF_QUANT_TYPES",
     "OPTIMIZATIONS",
     "PRIMARY_TIER",
+    "OWN_GRANT_KEY",
     "Optimization",
+    "grant_tier",
+    "own_grant_tiers",
     "parse_optimizations",
+    "parse_own_grant",
     "tier_names",
 ]
 
 Engine = Literal["compressed-tensors", "bf16", "gguf"]
 PRIMARY_TIER = "optimized"
+OWN_GRANT_KEY = "own_grant"
 # What the gguf package (0.19) can quantize itself; k-quants (Q4_K_M...) it only dequantizes.
 GGUF_QUANT_TYPES = ("q8_0", "q4_0")
 
@@ -107,3 +118,45 @@ def tier_names(optimizations: Sequence[Optimization]) -> tuple[str, ...]:
         PRIMARY_TIER if i == 0 else f"{PRIMARY_TIER}_{o.name.replace('-', '_')}"
         for i, o in enumerate(optimizations)
     )
+
+
+def own_grant_tiers(
+    optimizations: Sequence[Optimization], own_grant: Iterable[str]
+) -> tuple[str, ...]:
+    """Tier names of the artifacts named in ``own_grant`` (``--optimize`` names), checked:
+    each must be one of ``optimizations`` and not the first (``optimized`` is always granted
+    on its own)."""
+    names = dict(zip((o.name for o in optimizations), tier_names(optimizations), strict=True))
+    out: list[str] = []
+    for name in own_grant:
+        tier = names.get(name)
+        if tier is None:
+            raise BuildOptionsInvalidError(
+                f"--own-grant {name!r} is not an artifact of this release "
+                f"(built: {', '.join(names)})"
+            )
+        if tier == PRIMARY_TIER:
+            raise BuildOptionsInvalidError(
+                f"--own-grant {name!r}: the first artifact is tier {PRIMARY_TIER!r}, which "
+                "always has its own grant; name the further artifacts only"
+            )
+        if tier not in out:
+            out.append(tier)
+    return tuple(out)
+
+
+def parse_own_grant(optimization: Mapping[str, object]) -> frozenset[str]:
+    """The tiers a release statement's ``optimization`` map says need their own grant."""
+    value = optimization.get(OWN_GRANT_KEY)
+    if not isinstance(value, str) or not value:
+        return frozenset()
+    return frozenset(t for t in value.split(",") if t)
+
+
+def grant_tier(tier: str, own_grant: Collection[str] = ()) -> str:
+    """The tier whose grant opens ``tier``: ``optimized`` for a further optimized artifact
+    (``optimized_<name>``) unless the publisher gave it its own grant; any other tier is
+    its own."""
+    if tier in own_grant:
+        return tier
+    return PRIMARY_TIER if tier.startswith(PRIMARY_TIER + "_") else tier

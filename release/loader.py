@@ -143,14 +143,17 @@ def load_model(
 
     A safetensors folder is validated first (headers, then :mod:`release.declared`: every
     tensor ``config.json`` declares is stored), so a malformed or incomplete tier raises a
-    :class:`~release.errors.ReleaseError` before any weight memory is allocated.
+    :class:`~release.errors.ReleaseError` before any weight memory is allocated; so does an
+    engine older than the format needs (:class:`~release.errors.EngineVersionError`).
     """
     from release.declared import check_declared_weights
+    from release.engines import check_engine_versions
     from release.safetensors_check import validate_model_folder
 
     kind = tier_format(model_dir)
     if kind == "tiergate":
         return load_optimized_model(model_dir, dtype=dtype)  # it runs the same checks
+    check_engine_versions(os.fspath(model_dir), kind)
     if kind != "gguf":
         check_declared_weights(validate_model_folder(model_dir))
     import torch

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from licensing.layout import SIGNATURE_FILE
@@ -43,6 +43,18 @@ class TierCard:
     fidelity: FidelityReport | None = None
     artifact: str | None = None
     weight_files: tuple[str, ...] = ()
+    # How the weights were calibrated (release.calibration.Calibration.record); empty: not.
+    calibration: Mapping[str, str | int] = field(default_factory=dict)
+    # The tier whose grant opens this one (itself, or `optimized` for a further artifact).
+    grant: str | None = None
+
+
+def _access(tier: TierCard) -> str:
+    if not tier.gated:
+        return "open"
+    if tier.grant and tier.grant != tier.name:
+        return f"gated: the grant on `{_cell(tier.grant)}` opens it"
+    return "gated: its own grant (signed usage attestation)"
 
 
 def _cell(text: str) -> str:
@@ -121,6 +133,24 @@ def _fidelity_lines(tier: TierCard, fidelity: FidelityReport) -> list[str]:
         *ppl,
         f"| Max per-tensor relative error | {fidelity.max_tensor_error:.3g} |",
         f"| Mean per-tensor relative error | {fidelity.mean_tensor_error:.3g} |",
+        "",
+        *_calibration_lines(tier.calibration),
+    ]
+
+
+def _calibration_lines(record: Mapping[str, str | int]) -> list[str]:
+    if not record:
+        return []
+    method = str(record.get("calibration", ""))
+    if method == "none":
+        return ["Weights rounded to nearest (no calibration text).", ""]
+    strength = record.get("smoothing_strength")
+    smoothing = f", smoothing strength {_cell(str(strength))}" if strength is not None else ""
+    return [
+        f"Calibrated with `{_cell(method)}`{smoothing} on {record.get('calibration_tokens')} "
+        f"tokens of {_cell(str(record.get('calibration_text', '')))} (sha256 "
+        f"`{_cell(str(record.get('calibration_sha256', '')))}`), a text that shares nothing "
+        "with the held-out text above.",
         "",
     ]
 
@@ -315,7 +345,7 @@ def render_model_card(
     lines += ["## Tiers", "", "| Tier | Access | Files | Size | Manifest sha256 |"]
     lines += ["| --- | --- | --- | --- | --- |"]
     for tier in tiers:
-        access = "gated (signed usage attestation)" if tier.gated else "open"
+        access = _access(tier)
         lines.append(
             f"| {_cell(tier.name)} | {access} | {len(tier.manifest.files)} | "
             f"{_size(tier.manifest.total_size)} | `{_manifest_digest(tier.manifest)}` |"

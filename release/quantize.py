@@ -91,6 +91,8 @@ class QuantizedTier:
     quantization_config: Mapping[str, Any] = field(default_factory=dict)
     weight_files: tuple[str, ...] = (WEIGHTS_FILE_NAME,)
     index_file: str | None = None
+    # How the weights were calibrated (release.calibration.Calibration.record); empty: not.
+    calibration: Mapping[str, str | int] = field(default_factory=dict)
 
     @property
     def size_ratio(self) -> float:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gateway.cli.release_publish import MAX_SHARD_SIZE_OPTION, QUANT_CHOICE
+from gateway.cli.release_publish import CALIBRATION_NAMES, MAX_SHARD_SIZE_OPTION, QUANT_CHOICE
 
 if TYPE_CHECKING:
     from release.fidelity import FidelityReport
@@ -108,6 +108,18 @@ def _fidelity_lines(fidelity: FidelityReport) -> list[str]:
     default=None,
     help="int4 group size [default: 128].",
 )
+@click.option(
+    "--calibration",
+    type=click.Choice(CALIBRATION_NAMES),
+    default=None,
+    help="int8/int4 calibration [default: smoothquant+gptq for int8, gptq for int4].",
+)
+@click.option(
+    "--calibration-text",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="UTF-8 calibration text [default: the Python language reference, pydoc_data].",
+)
 @MAX_SHARD_SIZE_OPTION
 @click.option("--no-progress", is_flag=True, help="Never show progress bars.")
 @click.option("--json", "as_json", is_flag=True, help="Print the fidelity report as JSON.")
@@ -116,11 +128,14 @@ def quantize(
     out_dir: Path,
     method: str,
     group_size: str | None,
+    calibration: str | None,
+    calibration_text: Path | None,
     max_shard_size: int,
     no_progress: bool,
     as_json: bool,
 ) -> None:
     """Write the optimized tier of MODEL_DIR to --out and measure it against MODEL_DIR."""
+    from release.calibration import read_calibration_text
     from release.fidelity import build_optimized_tier
     from release.safetensors_check import validate_model_folder
 
@@ -133,6 +148,8 @@ def quantize(
         method=method,
         group_size=int(group_size) if group_size else None,
         max_shard_size=max_shard_size,
+        calibration=calibration,  # type: ignore[arg-type]
+        calibration_text=read_calibration_text(calibration_text) if calibration_text else None,
         show_progress=False if no_progress else None,
     )
     if as_json:
@@ -140,6 +157,7 @@ def quantize(
         doc["out_dir"] = str(tier.quantized.out_dir)
         doc["quantized_modules"] = len(tier.quantized.modules)
         doc["weight_files"] = list(tier.quantized.weight_files)
+        doc["calibration"] = dict(tier.quantized.calibration)
         click.echo(json.dumps(doc, indent=2))
         return
     files = len(tier.quantized.weight_files)

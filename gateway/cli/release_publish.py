@@ -14,6 +14,8 @@ from gateway.cli._client import api_client, call, gateway_options, iter_pages
 # `--help`); a test checks the two lists agree.
 OPTIMIZE_NAMES = ("int8", "int4", "bf16", "gguf-q8_0", "gguf-q4_0")
 QUANT_CHOICE = click.Choice(OPTIMIZE_NAMES)
+# release.calibration.CALIBRATION_METHODS, literal for the same reason (a test compares them).
+CALIBRATION_NAMES = ("none", "gptq", "smoothquant", "smoothquant+gptq")
 
 
 class ByteSize(click.ParamType[int]):
@@ -94,10 +96,32 @@ def build_options(func: Any) -> Any:
             "is tier 'optimized', the others 'optimized_<name>'.",
         ),
         click.option(
+            "--own-grant",
+            "own_grant",
+            type=QUANT_CHOICE,
+            multiple=True,
+            help="A further --optimize artifact that needs its own grant (repeatable); by "
+            "default the grant on tier 'optimized' opens every optimized artifact.",
+        ),
+        click.option(
             "--group-size",
             type=click.Choice(["32", "64", "128"]),
             default=None,
             help="int4 group size (default 128).",
+        ),
+        click.option(
+            "--calibration",
+            type=click.Choice(CALIBRATION_NAMES),
+            default=None,
+            help="Calibration of int8/int4 (default: smoothquant+gptq for int8, gptq for "
+            "int4; none: round-to-nearest).",
+        ),
+        click.option(
+            "--calibration-text",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="UTF-8 text to calibrate on (default: the Python language reference that "
+            "ships with CPython). Its sha256 goes into the signed release statement.",
         ),
         click.option(
             "--approval",
@@ -168,6 +192,7 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
     from gateway.db.timeutil import utcnow
     from licensing.keys import load_private_key
     from release.build import BuildOptions, build_release
+    from release.calibration import read_calibration_text
 
     options = BuildOptions(
         repo_id=kw["repo_id"],
@@ -183,6 +208,11 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         intended_use=kw.get("intended_use"),
         limitations=kw.get("limitations"),
         card_template=(kw["card_template"].read_text("utf-8") if kw.get("card_template") else None),
+        calibration=kw.get("calibration"),
+        own_grant=tuple(kw.get("own_grant") or ()),
+        calibration_text=(
+            read_calibration_text(kw["calibration_text"]) if kw.get("calibration_text") else None
+        ),
     )
     built = build_release(
         model_dir,
@@ -274,13 +304,17 @@ def publish(source: Path, out: Path | None, gateway: str, token: str | None, **k
 
     Resumable: run it again after an interruption and only what is missing is sent.
     """
-    from release.upload import publish_release_folder
-
     folder = source
     if not (source / "release.dsse.json").is_file():
         if out is None:
             raise click.UsageError(f"{source} is not a built release: pass --out to build it first")
         folder = _run_build(source, out, **kw).out_dir
+    _upload(folder, gateway, token)
+
+
+def _upload(folder: Path, gateway: str, token: str | None) -> None:
+    from release.upload import publish_release_folder
+
     with api_client(gateway, token, timeout=300) as client:
         bar: dict[str, Any] = {}
 
@@ -447,4 +481,97 @@ def yank(ref: str, reason: str, gateway: str, token: str | None) -> None:
     click.echo(f"yanked {repo}@{version}: {reason}")
 
 
-COMMANDS = (build, publish, verify, list_releases, show, yank)
+@click.command("rebuild-optimized")
+@click.argument("release_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path))
+@click.option("--version", "version", required=True, help="The NEW version, e.g. 1.0.1.")
+@click.option(
+    "--key",
+    "key_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Publisher private key that signs the new version.",
+)
+@click.option(
+    "--old-key",
+    "old_keys",
+    multiple=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Public key the old release was signed with, if not --key's (repeatable).",
+)
+@click.option(
+    "--optimize",
+    type=QUANT_CHOICE,
+    multiple=True,
+    help="Artifacts of the new version (default: the old methods in standard formats).",
+)
+@click.option("--calibration", type=click.Choice(CALIBRATION_NAMES), default=None)
+@MAX_SHARD_SIZE_OPTION
+@click.option("--publish", "publish_it", is_flag=True, help="Publish the new version too.")
+@click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder.")
+@gateway_options
+def rebuild_optimized(
+    release_dir: Path,
+    out: Path,
+    version: str,
+    key_path: Path,
+    old_keys: tuple[Path, ...],
+    optimize: tuple[str, ...],
+    calibration: str | None,
+    max_shard_size: int,
+    publish_it: bool,
+    force: bool,
+    gateway: str,
+    token: str | None,
+) -> None:
+    """Rebuild RELEASE_DIR (a built release whose optimized tier is in the old tiergate
+    format) as a NEW version with standard-format tiers, signed like any build.
+
+    The old folder is only read and the old version is never rewritten; its tiers keep
+    loading through tiergate. Repo, license, terms and approval policy carry over.
+
+    \b
+    Example:
+      tiergate release rebuild-optimized ./tiny-1.0.0 --out ./tiny-1.0.1 \\
+          --version 1.0.1 --key publisher.pem --publish
+    """
+    from dataclasses import replace
+
+    from gateway.db.timeutil import utcnow
+    from licensing.keys import load_private_key, load_public_key
+    from release.build import BuildOptions
+    from release.migrate import legacy_tiers, read_signed_release, rebuild_optimized
+
+    key = load_private_key(key_path)
+    trusted = [load_public_key(p) for p in old_keys] or [key.public_key]
+    old = read_signed_release(release_dir, trusted)
+    for tier, method in legacy_tiers(release_dir, old).items():
+        click.echo(f"· {old.release_name} {tier}: tiergate {method}", err=True)
+    options = replace(
+        BuildOptions(repo_id=old.repo_id, version=version),
+        max_shard_size=max_shard_size,
+        calibration=calibration,  # type: ignore[arg-type]
+    )
+    built = rebuild_optimized(
+        release_dir,
+        out,
+        version=version,
+        key=key,
+        now=utcnow(),
+        trusted_keys=trusted,
+        optimize=optimize,
+        options=options,
+        force=force,
+    )
+    click.echo(f"built {built.statement.release_name} in {built.out_dir}")
+    for name, artifact in built.artifacts.items():
+        fid = artifact.fidelity
+        click.echo(
+            f"  {name} ({fid.method}): top-1 agreement {fid.top1_agreement:.2%}, "
+            f"perplexity ratio {fid.perplexity_ratio:.4f}"
+        )
+    if publish_it:
+        _upload(built.out_dir, gateway, token)
+
+
+COMMANDS = (build, publish, verify, list_releases, show, yank, rebuild_optimized)

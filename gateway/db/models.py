@@ -427,6 +427,7 @@ class GenerationCall(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("call_id", "choice_index", name="uq_generation_choice"),
         Index("ix_generation_calls_key_payload", "key_id", "payload"),
+        Index("ix_generation_calls_text_sha256", "text_sha256"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -439,6 +440,10 @@ class GenerationCall(SQLModel, table=True):
     release_id: int = Field(foreign_key="releases.id", index=True)
     tier: str = Field(sa_column=Column(String(32), nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+    # The choice's output digest as logged ("sha256:<hex>", the entry's outputs[i].sha256),
+    # so a quoted output is found by index (flaw reports); None only for a call logged
+    # without outputs (none so far).
+    text_sha256: str | None = Field(default=None, sa_column=Column(String(71), nullable=True))
 
 
 class ContentCredential(SQLModel, table=True):

@@ -25,6 +25,7 @@ from watermark import PayloadSettings
 __all__ = [
     "CallChoice",
     "choices_with_payload",
+    "choices_with_text_digest",
     "ensure_key_record",
     "issued_payload_count",
     "new_call_id",
@@ -101,6 +102,7 @@ def issued_payload_count(session: Session, key_id: str) -> int:
 class CallChoice:
     choice_index: int
     payload: int
+    text_sha256: str | None = None  # the output's digest as logged (``digest_of`` its text)
 
 
 def record_choices(
@@ -115,7 +117,8 @@ def record_choices(
     tier: str,
     now: datetime,
 ) -> None:
-    """Map each choice's call tag to its call and log entry (one multi-row insert)."""
+    """Map each choice's call tag (and output digest) to its call and log entry (one
+    multi-row insert)."""
     session.execute(
         _INSERT_CALLS,
         [
@@ -129,6 +132,7 @@ def record_choices(
                 "release_id": release_id,
                 "tier": tier,
                 "created_at": now,
+                "text_sha256": choice.text_sha256,
             }
             for choice in choices
         ],
@@ -143,6 +147,19 @@ def choices_with_payload(
         select(GenerationCall)
         .where(GenerationCall.key_id == key_id, GenerationCall.payload == payload)
         .order_by(col(GenerationCall.id).desc())
+        .limit(limit)
+    )
+    return list(session.exec(query))
+
+
+def choices_with_text_digest(
+    session: Session, text_sha256: str, *, limit: int = 64
+) -> list[GenerationCall]:
+    """Logged choices whose output digest is ``text_sha256`` (indexed), oldest first."""
+    query = (
+        select(GenerationCall)
+        .where(GenerationCall.text_sha256 == text_sha256)
+        .order_by(col(GenerationCall.log_index), col(GenerationCall.choice_index))
         .limit(limit)
     )
     return list(session.exec(query))

@@ -74,11 +74,16 @@ class Event:
     fields: dict[str, Any] | None = None
 
 
+def entry_time(now: datetime) -> str:
+    """The ``time`` field of an entry written at ``now``."""
+    return now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
 def _entry_row(index: int, event: Event, now: datetime) -> dict[str, Any]:
     entry = {
         "v": ENTRY_VERSION,
         "index": index,
-        "time": now.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+        "time": entry_time(now),
         "action": event.action,
         "actor": event.actor.to_dict(),
         "resource": event.resource,

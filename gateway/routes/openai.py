@@ -11,7 +11,6 @@ holds each choice's signed C2PA manifest (:mod:`gateway.services.provenance`); w
 
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
@@ -82,11 +81,15 @@ async def get_provenance(request: Request) -> ProvenanceService:
 ProvenanceDep = Annotated[ProvenanceService, Depends(get_provenance)]
 
 
-async def _credentials(
-    provenance: ProvenanceService, result: GenerationResult, texts: list[str]
-) -> list[ChoiceCredential]:
-    """Sign each choice's Content Credential over its text as returned (a worker thread)."""
-    return await asyncio.to_thread(provenance.issue_for_result, result, texts)
+def _credentials(result: GenerationResult) -> list[ChoiceCredential]:
+    """The choices' Content Credentials, signed and stored in the call's log transaction by
+    the hook of :meth:`ProvenanceService.log_hook` (over each text as returned)."""
+    credentials: list[ChoiceCredential] = result.attached
+    return credentials
+
+
+def _choice_texts(result: GenerationResult) -> list[str]:
+    return [c.text for c in result.choices]
 
 
 def _bounded(service: GenerationService, body: Any, max_tokens: int | None, default: int) -> int:
@@ -214,7 +217,7 @@ def _stream_response(
                     continue
                 # The Content Credentials bind the text as streamed (without any wrapper);
                 # asked for, each choice's wrapper follows as one more piece of its text.
-                credentials = await _credentials(provenance, event, [c.text for c in event.choices])
+                credentials = _credentials(event)
                 if embed:
                     for credential in credentials:
                         wrapper = embed_in_text("", credential.store)
@@ -285,15 +288,22 @@ async def create_completion(
         max_tokens_explicit=body.max_tokens is not None,
     )
     if body.stream:
-        call_id, model, events = await service.stream(principal, request, now)
+        hook = provenance.log_hook(_choice_texts)
+        call_id, model, events = await service.stream(principal, request, now, on_logged=hook)
         return _stream_response(
             call_id, model, events, chat=False, provenance=provenance, embed=body.c2pa_embed
         )
-    result = await service.complete(principal, request, now)
+
+    def returned_texts(result: GenerationResult) -> list[str]:
+        echoed = [_echoed(p, result.tokenizer) if body.echo else "" for p in prompts]
+        return [echoed[i // body.n] + c.text for i, c in enumerate(result.choices)]
+
+    result = await service.complete(
+        principal, request, now, on_logged=provenance.log_hook(returned_texts)
+    )
     tokenizer = result.tokenizer
-    echoed = [_echoed(p, tokenizer) if body.echo else "" for p in prompts]
-    texts = [echoed[i // body.n] + c.text for i, c in enumerate(result.choices)]
-    credentials = await _credentials(provenance, result, texts)
+    texts = returned_texts(result)
+    credentials = _credentials(result)
     if body.c2pa_embed:
         texts = [embed_in_text(t, c.store) for t, c in zip(texts, credentials, strict=True)]
     return _json(
@@ -345,16 +355,18 @@ async def create_chat_completion(
         endpoint="chat.completions",
         max_tokens_explicit=(body.max_completion_tokens or body.max_tokens) is not None,
     )
+    hook = provenance.log_hook(_choice_texts)
     if body.stream:
-        call_id, model, events = await service.stream(principal, request, now)
+        call_id, model, events = await service.stream(principal, request, now, on_logged=hook)
         return _stream_response(
             call_id, model, events, chat=True, provenance=provenance, embed=body.c2pa_embed
         )
-    result = await service.complete(principal, request, now)
+    result = await service.complete(principal, request, now, on_logged=hook)
     tokenizer = result.tokenizer
-    # The Content Credentials bind the whole text; the message carries the answer in
-    # `content` (with the wrapper, asked for) and the trace in `reasoning`, as vLLM does.
-    credentials = await _credentials(provenance, result, [c.text for c in result.choices])
+    # The Content Credentials bind the whole text (trace and markers included); the message
+    # carries the answer in `content` (with the wrapper, asked for) and the trace in
+    # `reasoning`, as vLLM does.
+    credentials = _credentials(result)
     splits = result.splits or [ReasoningSplit(None, c.text) for c in result.choices]
     texts = [s.answer for s in splits]
     if body.c2pa_embed:

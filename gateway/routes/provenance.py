@@ -110,7 +110,9 @@ def post_matches_by_binding(
     summary="Run the watermark detector over the posted text (text/plain); the manifests of "
     "the calls it attributes, with inclusion proofs.",
     dependencies=[Charged],
-    openapi_extra={"requestBody": {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+    openapi_extra={
+        "requestBody": {"required": True, "content": {"text/plain": {"schema": {"type": "string"}}}}
+    },
     responses=problem_responses(400, 413, 415, 422, 429, 503),
 )
 async def post_matches_by_content(

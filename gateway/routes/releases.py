@@ -174,17 +174,21 @@ def _aibom_response(release: Release, document: str) -> Response:
     )
 
 
-_AIBOM_DOC = {
-    "content": {"application/json": {"schema": {"type": "object"}}},
-    "description": "The document (JSON).",
-}
+def _aibom_doc(document: str) -> dict[str, Any]:
+    """The 200 response as served: the standard's own media type (what schema checkers and
+    clients see in Content-Type), a JSON object."""
+    media_type = aibom.AIBOM_MEDIA_TYPES[document]
+    return {
+        "content": {media_type: {"schema": {"type": "object"}}},
+        "description": f"The document ({media_type}).",
+    }
 
 
 @router.get(
     "/api/releases/{org}/{name}/{version}/aibom.spdx.json",
     summary="The release's AI bill of materials, SPDX 3.0.1 JSON-LD (AI and Dataset profiles).",
     response_class=Response,
-    responses={200: _AIBOM_DOC},
+    responses={200: _aibom_doc(aibom.SPDX_FILE)},
 )
 def release_aibom_spdx(
     org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
@@ -197,7 +201,7 @@ def release_aibom_spdx(
     "/api/releases/{org}/{name}/{version}/aibom.cdx.json",
     summary="The release's AI bill of materials, CycloneDX 1.6 ML-BOM (JSON, with modelCard).",
     response_class=Response,
-    responses={200: _AIBOM_DOC},
+    responses={200: _aibom_doc(aibom.CYCLONEDX_FILE)},
 )
 def release_aibom_cyclonedx(
     org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep

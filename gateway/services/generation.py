@@ -2,8 +2,9 @@
 the watermark, and log it as ``generation.completed`` with its call tags.
 
 A call costs two short transactions: admission (re-check the cached model resolution, charge
-the quota, draw the call tags) and the log append (entry, call tags, refund). Each runs in a
-worker thread; generation runs on the batcher's dedicated executor; the event loop only waits.
+the quota, draw the call tags) and the log append (entry, call tags, refund, and whatever the
+caller's :data:`LogHook` writes: the Content Credentials). Each runs in a worker thread;
+generation runs on the batcher's dedicated executor; the event loop only waits.
 """
 
 from __future__ import annotations
@@ -11,13 +12,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine
+from sqlmodel import Session
 
 from gateway.auth.principal import Principal
 from gateway.db.engine import session_scope
@@ -53,7 +55,7 @@ from gateway.generation.reasoning import (
 )
 from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
 from gateway.generation.upstream import Replica, VllmPool
-from gateway.ledger.events import Actor, digest_of, record_event
+from gateway.ledger.events import Actor, digest_of, entry_time, record_event
 from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
 from gateway.services.engines import (
     EngineRouter,
@@ -71,6 +73,7 @@ __all__ = [
     "GenerationInput",
     "GenerationResult",
     "GenerationService",
+    "LogHook",
     "NoChatTemplate",
     "Prompt",
     "PromptTooLong",
@@ -109,6 +112,16 @@ class GenerationResult:
     tokenizer: Any = field(default=None, repr=False)
     # Chat: each choice's text split into its reasoning trace and its answer.
     splits: list[ReasoningSplit] | None = None
+    logged_at: str | None = None  # the log entry's ``time``
+    release_digest: str | None = None  # the release statement's digest (logged with the call)
+    attached: Any = None  # what the call's LogHook returned (the Content Credentials)
+
+
+# Called inside the log transaction once the ``generation.completed`` entry and its call tags
+# are written (``result.log_index`` and ``logged_at`` set): rows it adds commit with the
+# entry, in one commit; if it raises, none of the call is logged. Its return value becomes
+# ``result.attached``. Blocking: it runs in the log append's worker thread.
+LogHook = Callable[[Session, GenerationResult], Any]
 
 
 class StreamPiece(NamedTuple):
@@ -370,22 +383,26 @@ class GenerationService:
         principal: Principal,
         request: GenerationInput,
         admitted: _Admitted,
-        choices: list[Choice],
+        result: GenerationResult,
         now: datetime,
-    ) -> int:
-        """One transaction: the ``generation.completed`` entry, its call tags, the refund."""
+        on_logged: LogHook | None,
+    ) -> None:
+        """One transaction: the ``generation.completed`` entry, its call tags, the refund, and
+        ``on_logged``'s rows. Sets ``result.log_index`` (and ``attached``) once committed."""
+        choices = result.choices
         ref = admitted.model.ref
         config = admitted.loaded.extras["config"]
         retain = self.state.settings.generation_retain_plaintext
         params = admitted.params
         encoded = admitted.encoded
         outputs = []
+        digests = [digest_of(choice.text) for choice in choices]
         for index, (choice, payload) in enumerate(zip(choices, admitted.payloads, strict=True)):
             output: dict[str, Any] = {
                 "index": index,
                 "prompt_index": index // request.n,
                 "payload": payload,
-                "sha256": digest_of(choice.text),
+                "sha256": digests[index],
                 "tokens": len(choice.token_ids),
                 "finish_reason": choice.finish_reason,
             }
@@ -447,7 +464,7 @@ class GenerationService:
                 session,
                 call_id=admitted.call_id,
                 key_id=config.key_id,
-                choices=[CallChoice(i, p) for i, p in enumerate(admitted.payloads)],
+                choices=[CallChoice(i, p, digests[i]) for i, p in enumerate(admitted.payloads)],
                 log_index=index,
                 user_id=principal.user_id,
                 release_id=ref.release_id,
@@ -456,7 +473,15 @@ class GenerationService:
             )
             unused = admitted.charged - encoded.tokens - completion_tokens
             self.quota.refund(session, principal.user_id, unused, admitted.window)
-        return index
+            logged = replace(result, log_index=index, logged_at=entry_time(now))
+            if on_logged is not None:
+                logged.attached = on_logged(session, logged)
+        # Only once committed: a failed hook leaves the call unlogged, and says so.
+        result.log_index, result.logged_at, result.attached = (
+            index,
+            logged.logged_at,
+            logged.attached,
+        )
 
     def _result(self, admitted: _Admitted, choices: list[Choice]) -> GenerationResult:
         return GenerationResult(
@@ -470,12 +495,18 @@ class GenerationService:
             payloads=admitted.payloads,
             tokenizer=admitted.loaded.tokenizer,
             splits=admitted.splits(choices),
+            release_digest=admitted.model.ref.statement_digest,
         )
 
     # ------------------------------------------------------------------ public
 
     async def complete(
-        self, principal: Principal, request: GenerationInput, now: datetime
+        self,
+        principal: Principal,
+        request: GenerationInput,
+        now: datetime,
+        *,
+        on_logged: LogHook | None = None,
     ) -> GenerationResult:
         admitted = await asyncio.to_thread(self._admit, principal, request, now)
         job = SampleJob(admitted.encoded.prompts, admitted.params, admitted.payloads)
@@ -495,13 +526,16 @@ class GenerationService:
             await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
             raise
         result = self._result(admitted, choices)
-        result.log_index = await asyncio.to_thread(
-            self._record, principal, request, admitted, choices, now
-        )
+        await asyncio.to_thread(self._record, principal, request, admitted, result, now, on_logged)
         return result
 
     async def stream(
-        self, principal: Principal, request: GenerationInput, now: datetime
+        self,
+        principal: Principal,
+        request: GenerationInput,
+        now: datetime,
+        *,
+        on_logged: LogHook | None = None,
     ) -> tuple[str, str, AsyncIterator[StreamEvent]]:
         """(call id, model name, (choice index, text) pieces ending with the logged result).
 
@@ -515,9 +549,9 @@ class GenerationService:
             except BaseException:
                 await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
                 raise
-            events = self._remote_events(principal, request, admitted, now)
+            events = self._remote_events(principal, request, admitted, now, on_logged)
         else:
-            events = self._stream_events(principal, request, admitted, now)
+            events = self._stream_events(principal, request, admitted, now, on_logged)
         if admitted.markers is not None:
             events = _split_stream(events, admitted.markers, admitted.inside)
         return admitted.call_id, admitted.model.ref.name, events
@@ -533,7 +567,12 @@ class GenerationService:
         )
 
     async def _remote_events(
-        self, principal: Principal, request: GenerationInput, admitted: _Admitted, now: datetime
+        self,
+        principal: Principal,
+        request: GenerationInput,
+        admitted: _Admitted,
+        now: datetime,
+        on_logged: LogHook | None,
     ) -> AsyncIterator[StreamEvent]:
         assert admitted.pool is not None
         pieces = remote_stream(
@@ -556,13 +595,16 @@ class GenerationService:
         if choices is None:  # remote_stream ends with the choices or raises
             raise AssertionError("engine stream ended without its choices")
         result = self._result(admitted, choices)
-        result.log_index = await asyncio.to_thread(
-            self._record, principal, request, admitted, choices, now
-        )
+        await asyncio.to_thread(self._record, principal, request, admitted, result, now, on_logged)
         yield result
 
     async def _stream_events(
-        self, principal: Principal, request: GenerationInput, admitted: _Admitted, now: datetime
+        self,
+        principal: Principal,
+        request: GenerationInput,
+        admitted: _Admitted,
+        now: datetime,
+        on_logged: LogHook | None,
     ) -> AsyncIterator[StreamEvent]:
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[list[int] | None] = asyncio.Queue()
@@ -598,9 +640,7 @@ class GenerationService:
             if rest:
                 yield StreamPiece(sent.index, rest)
         result = self._result(admitted, choices)
-        result.log_index = await asyncio.to_thread(
-            self._record, principal, request, admitted, choices, now
-        )
+        await asyncio.to_thread(self._record, principal, request, admitted, result, now, on_logged)
         yield result
 
 

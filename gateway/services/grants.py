@@ -36,7 +36,7 @@ from gateway.services.access_policy import (
     TierPolicy,
     current_policy,
 )
-from release.formats import PRIMARY_TIER
+from release.formats import PRIMARY_TIER, grant_tier, parse_own_grant
 
 MAX_REASON = 2000
 
@@ -351,12 +351,51 @@ def grant_state(grant: Grant, now: datetime) -> str:
     return "active" if as_utc(grant.expires_at) > now else "expired"
 
 
-def grant_tier_of(tier: str) -> str:
-    """The tier whose grant opens ``tier``: a release's further optimized artifacts
-    (``optimized_<name>``, e.g. ``optimized_gguf_q4_0``) are the same weights in other
-    formats, so the grant on its first gated artifact, ``optimized``, opens them all.
+def grant_tier_of(release: Release, tier: str) -> str:
+    """The tier whose grant opens ``release``'s ``tier``: the rule is
+    :func:`release.formats.grant_tier` (a release's further optimized artifacts,
+    ``optimized_<name>``, open with the grant on ``optimized``) applied with the tiers the
+    publisher's signed statement gives their own grant (``optimization["own_grant"]``).
     Other tiers are their own."""
-    return PRIMARY_TIER if tier.startswith(PRIMARY_TIER + "_") else tier
+    if not tier.startswith(PRIMARY_TIER + "_"):
+        return tier
+    own = own_grant_tiers_of(release)
+    return tier if _UNREADABLE in own else grant_tier(tier, own)
+
+
+# The statement is immutable and signed, so what it says about grants can be kept per
+# statement digest: a bounded cache of facts, not shared state (any replica derives the same).
+_OWN_GRANT_CACHE: dict[str, frozenset[str]] = {}
+_OWN_GRANT_CACHE_SIZE = 1024
+_UNREADABLE = "*"  # no tier name has a "*"
+
+
+def own_grant_tiers_of(release: Release) -> frozenset[str]:
+    """The tiers of ``release`` its publisher gave their own grant (from the stored,
+    verified-at-publish release statement)."""
+    key = release.statement_digest
+    cached = _OWN_GRANT_CACHE.get(key)
+    if cached is None:
+        cached = _parse_own_grant(release.statement_envelope)
+        if len(_OWN_GRANT_CACHE) >= _OWN_GRANT_CACHE_SIZE:
+            _OWN_GRANT_CACHE.clear()
+        _OWN_GRANT_CACHE[key] = cached
+    return cached
+
+
+def _parse_own_grant(envelope_text: str) -> frozenset[str]:
+    from licensing.dsse import Envelope
+    from licensing.errors import LicensingError
+    from licensing.statements import parse_release_statement
+
+    try:
+        envelope = Envelope.from_json(envelope_text.encode("utf-8"))
+        statement = parse_release_statement(envelope.payload)
+    except LicensingError:
+        # Stored only after verification at publish; unreadable now means a damaged row:
+        # fail closed (every listed artifact then needs its own grant).
+        return frozenset({_UNREADABLE})
+    return parse_own_grant(statement.optimization)
 
 
 def active_grant(
@@ -365,14 +404,15 @@ def active_grant(
     """The caller's grant on ``release``'s ``tier`` valid at ``now``, or None.
 
     Expiry is checked here, at use, so expired grants stop working without any job;
-    revocation is a column read on every call, so it takes effect at once. One grant covers
-    every optimized artifact of a release (:func:`grant_tier_of`).
+    revocation is a column read on every call, so it takes effect at once. The grant on
+    ``optimized`` also opens the release's further artifacts, except those its publisher
+    gave their own grant (:func:`grant_tier_of`).
     """
     rows = session.exec(
         select(Grant).where(
             Grant.user_id == principal.user_id,
             Grant.release_id == release.id,
-            col(Grant.tier).in_({tier, grant_tier_of(tier)}),
+            col(Grant.tier).in_({tier, grant_tier_of(release, tier)}),
             col(Grant.revoked_at).is_(None),
         )
     )

@@ -16,6 +16,7 @@ from gateway.auth.principal import Principal
 from gateway.db.models import Org, Release, ReleaseFile, ReleaseStatus, ReleaseTier
 from gateway.services import releases
 from gateway.services.access import active_grant
+from gateway.services.grants import grant_tier_of
 from gateway.services.hub import approval_mode
 from gateway.services.releases import OPEN_TIER
 from release.card_sections import GENERATED_BEGIN, GENERATED_END
@@ -47,6 +48,9 @@ class TierView:
     pull: str
     # The viewer's live grant on a gated tier: when it ends (None: no grant or open tier).
     grant_until: datetime | None
+    # The tier whose grant opens this one (itself, or `optimized` for a further artifact
+    # its publisher did not give its own grant).
+    grant_tier: str = ""
 
 
 @dataclass(frozen=True)
@@ -128,6 +132,7 @@ def release_page(
                 revision=f"{release.version}-{row.tier}",
                 pull=pull_command(release, row.tier),
                 grant_until=grant.expires_at if grant is not None else None,
+                grant_tier=grant_tier_of(release, row.tier) if row.gated else "",
             )
         )
     gated = [t for t in tiers if t.row.gated]

@@ -1,7 +1,8 @@
 """Flaw and bias reports: submit one, verify its quoted output against the log, move it along.
 
 A report names a model and may quote its output. The quote is checked against the log, first
-by output digest (every ``generation.completed`` entry carries the sha256 of each output text),
+by output digest (every ``generation.completed`` entry carries the sha256 of each output text,
+and each logged choice's row in ``generation_calls`` carries it too, indexed),
 then by watermark attribution (:mod:`gateway.services.detection`). A verified report says
 "genuine output of ORG/NAME@VERSION, logged call N" with the entry's inclusion proof; anything
 else says "not verified" and why. The answer names only the entry's public facts (call id,
@@ -27,7 +28,7 @@ from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
 from gateway.db.engine import begin_write
-from gateway.db.models import FlawReport, LogEntry, Release, Role, User
+from gateway.db.models import FlawReport, GenerationCall, LogEntry, Release, Role, User
 from gateway.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from gateway.generation.models import parse_model_name
 from gateway.ledger.events import Actor, digest_of, record_event
@@ -221,15 +222,22 @@ def _verified(
 def _by_digest(
     session: Session, release: Release, quote: str, call_id: str | None
 ) -> dict[str, Any] | None:
-    """The logged call whose output has exactly the quote's sha256, if any."""
+    """The logged call whose output has exactly the quote's sha256, if any.
+
+    Found by the indexed per-choice digest (``generation_calls.text_sha256``), then confirmed
+    against the log entry itself: the entry, not the index, is what the answer vouches for."""
     digest = digest_of(quote)
     query = (
         select(LogEntry)
+        .join(GenerationCall, col(GenerationCall.log_index) == col(LogEntry.idx))
+        .where(GenerationCall.text_sha256 == digest)
+        .where(GenerationCall.release_id == release.id)
         .where(LogEntry.action == "generation.completed")
         .where(LogEntry.org_id == release.org_id)
-        .where(col(LogEntry.entry).contains(f'"sha256":"{digest}"'))
         .order_by(col(LogEntry.idx))
     )
+    if call_id is not None:
+        query = query.where(GenerationCall.call_id == call_id)
     for row in session.exec(query):
         fields = json.loads(row.entry).get("fields", {})
         model = fields.get("model", {})

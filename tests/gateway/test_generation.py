@@ -502,3 +502,33 @@ def test_a_completion_holds_no_database_connection_while_it_generates(
     response = complete(client, dev)
     assert response.status_code == 200, response.text
     assert checked_out == [0]
+
+
+def test_a_call_whose_credential_cannot_be_signed_is_not_logged(
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    engine: Engine,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Issue 18: credentials are signed in the call's log transaction, so a signing failure
+    rolls the whole call back (no entry, no call tags, no credential) and the client is told."""
+    from gateway.services.provenance import CredentialSigningFailed
+
+    def refuse(manifest: Any, text: str) -> bytes:
+        raise CredentialSigningFailed("signing refused (test)")
+
+    dev = make_account("dev")
+    assert complete(client, dev).status_code == 200
+    with Session(engine) as session:
+        logged_before = len(session.exec(select(LogEntry)).all())
+        calls_before = len(session.exec(select(GenerationCall)).all())
+    provenance = client.app.state.provenance  # type: ignore[attr-defined]
+    monkeypatch.setattr(provenance, "sign_text", refuse)
+    refused = complete(client, dev)
+    assert refused.status_code == 500, refused.text
+    assert "c2pa_signing_failed" in refused.text
+    with Session(engine) as session:
+        assert len(session.exec(select(GenerationCall)).all()) == calls_before
+        entries = session.exec(select(LogEntry).where(LogEntry.idx >= logged_before)).all()
+        assert [e.action for e in entries if e.action == "generation.completed"] == []

@@ -95,10 +95,11 @@ def test_one_grant_opens_every_optimized_artifact_of_the_release(
     from gateway.services.accounts import authenticate
     from gateway.services.downloads import gated_use
     from gateway.services.grants import grant_tier_of
+    from release.formats import grant_tier
 
-    assert grant_tier_of("optimized_gguf_q4_0") == "optimized"
-    assert grant_tier_of("optimized") == "optimized"
-    assert grant_tier_of("open") == "open"
+    assert grant_tier("optimized_gguf_q4_0") == "optimized"
+    assert grant_tier("optimized") == "optimized"
+    assert grant_tier("open") == "open"
     dev = make_account("dev")
     stranger = make_account("stranger")
     grant_access(engine, "dev", REPO_ID, VERSION)
@@ -107,6 +108,7 @@ def test_one_grant_opens_every_optimized_artifact_of_the_release(
         now = utcnow()
         holder = authenticate(session, dev.token, now=now)
         other = authenticate(session, stranger.token, now=now)
+        assert grant_tier_of(release, "optimized_gguf_q4_0") == "optimized"
         for tier in ("optimized", "optimized_gguf_q4_0", "optimized_int4"):
             assert gated_use(session, holder, release, tier, now).allowed, tier
             assert not gated_use(session, other, release, tier, now).allowed, tier

@@ -15,9 +15,13 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from sqlalchemy.engine import Engine
+from sqlmodel import Session, col, select
 
 from gateway.config import Settings
+from gateway.db.engine import session_scope
+from gateway.db.models import ContentCredential
 from gateway.db.timeutil import utcnow
+from gateway.services.generation import GenerationResult
 from gateway.services.provenance import (
     SOFT_BINDING_ALG,
     C2paWrapperInvalid,
@@ -330,3 +334,50 @@ def test_the_resolution_api_is_rate_limited_per_address(settings: Settings, engi
         refused = http.get("/c2pa/v1/manifests/urn:c2pa:x")
         assert refused.json()["code"] == "rate_limited"
         assert int(refused.headers["Retry-After"]) >= 1
+
+
+# ---------------------------------------------------------------- the log transaction
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_credentials_are_kept_only_with_the_callers_transaction(
+    tmp_path: Path, engine: Engine
+) -> None:
+    """Issue 18: the completion endpoints sign inside the call's log transaction, so its
+    credentials commit with the entry or not at all (no second commit of their own)."""
+    service = ProvenanceService.for_gateway(
+        Settings(data_dir=tmp_path), engine, tmp_path / "keys", now=utcnow()
+    )
+    result = GenerationResult(
+        call_id="cmpl-hook",
+        created=0,
+        model="acme/tiny@1.0.0:open",
+        choices=[],
+        prompt_tokens=0,
+        completion_tokens=0,
+        watermark_key_id="0123456789abcdef",
+        payloads=[5, 6],
+        log_index=3,
+        logged_at="2026-12-02T18:00:00.000000Z",
+        release_digest="sha256:" + "ab" * 32,
+    )
+    texts = [TEXT, TEXT + " (second choice)"]
+    with Session(engine) as session:
+        service.issue_in(session, result, texts)
+        session.rollback()
+    with Session(engine) as session:
+        assert session.exec(select(ContentCredential)).all() == []
+
+    with session_scope(engine) as session:
+        issued = service.issue_in(session, result, texts)
+    with Session(engine) as session:
+        rows = session.exec(select(ContentCredential).order_by(col(ContentCredential.choice_index)))
+        kept = [(r.choice_index, r.payload, r.log_index, bytes(r.store)) for r in rows]
+    assert kept == [(c.choice_index, p, 3, c.store) for c, p in zip(issued, [5, 6], strict=True)]
+    for credential, text, payload in zip(issued, texts, [5, 6], strict=True):
+        # Two signatures in a row on this thread: the reused signer signs each correctly.
+        checked = verify_text_credential(credential.store, text, trust_anchor=service.root_pem)
+        generation = checked.assertion("org.tiergate.generation")
+        assert generation["call_tag"] == payload
+        assert generation["log_index"] == 3
+        assert generation["release_statement_digest"] == result.release_digest

@@ -231,13 +231,17 @@ def test_streamed_chat_sends_reasoning_deltas_across_cut_markers(
     assert "".join(pieces) == TEXT
 
     async def engine_pieces(
-        self: Any, principal: Any, request: Any, admitted: Any, now: datetime
+        self: Any,
+        principal: Any,
+        request: Any,
+        admitted: Any,
+        now: datetime,
+        on_logged: Any = None,
     ) -> AsyncIterator[Any]:
         for piece in pieces:
             yield service.StreamPiece(0, piece)
-        choices = [Choice([1, 2, 3], TEXT, "stop")]
-        result = self._result(admitted, choices)
-        result.log_index = self._record(principal, request, admitted, choices, now)
+        result = self._result(admitted, [Choice([1, 2, 3], TEXT, "stop")])
+        self._record(principal, request, admitted, result, now, on_logged)
         yield result
 
     monkeypatch.setattr(service.GenerationService, "_stream_events", engine_pieces)

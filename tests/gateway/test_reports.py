@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 from sqlmodel import Session, col, select
 
-from gateway.db.models import LogEntry
+from gateway.db.models import GenerationCall, LogEntry
 from gateway.db.timeutil import utcnow
 from gateway.deps import get_now
 from licensing.tlog.merkle import leaf_hash
@@ -123,6 +123,44 @@ def test_an_exact_quote_is_verified_by_digest_with_an_inclusion_proof(
     assert received["index"] == got["log_index"]
     assert received["fields"]["verification"]["status"] == "verified"
     assert "The model stereotypes" not in json.dumps(received)
+
+
+def test_the_digest_lookup_uses_each_choices_indexed_digest_confirmed_by_the_entry(
+    client: TestClient, published: Account, make_account: Callable[..., Account], engine: Engine
+) -> None:
+    """Every logged choice carries its output digest (``generation_calls.text_sha256``, as in
+    the entry); a quote is found through it, and a row pointing at an entry whose outputs do
+    not carry the digest is not believed."""
+    dev = make_account("dev")
+    made, other = generate(client, dev), generate(client, dev, tokens=60)
+    text = made["choices"][0]["text"]
+    with Session(engine) as session:
+        rows = session.exec(select(GenerationCall).order_by(col(GenerationCall.log_index)))
+        digests = {(r.call_id, r.choice_index): r.text_sha256 for r in rows}
+    logged = {e["fields"]["call_id"]: e["fields"] for e in entries(engine, "generation.")}
+    for call in (made, other):
+        outputs = logged[call["id"]]["outputs"]
+        assert [digests[(call["id"], o["index"])] for o in outputs] == [
+            o["sha256"] for o in outputs
+        ]
+        assert all(d is not None and d.startswith("sha256:") for d in digests.values())
+
+    # Move the quote's digest from its own call's row to the other call's: the entry scan
+    # of old would still find the right entry (it holds the digest and even the text); the
+    # index now leads only to an entry that does not confirm it, so no digest match.
+    with Session(engine) as session:
+        mine = session.exec(
+            select(GenerationCall).where(GenerationCall.call_id == made["id"])
+        ).one()
+        theirs = session.exec(
+            select(GenerationCall).where(GenerationCall.call_id == other["id"])
+        ).one()
+        theirs.text_sha256, mine.text_sha256 = mine.text_sha256, None
+        session.add_all([mine, theirs])
+        session.commit()
+    check = report(client, dev, quoted_output=text).json()["verification"]
+    assert check.get("method") != "output_digest"
+    assert check.get("call_id") != other["id"]
 
 
 def test_an_edited_quote_is_verified_by_watermark(
