@@ -334,8 +334,32 @@ def _verify(
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     help="The entry bytes, when RECEIPT_FILE is a bare tlog-proof (not the gateway's JSON).",
 )
-def verify_receipt_command(receipt_file: Path, vkey: str, entry_file: Path | None) -> None:
-    """Verify offline that an entry is in the log (RECEIPT_FILE: JSON from /log/receipt)."""
+@click.option(
+    "--reasoning",
+    "reasoning_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A chat choice's reasoning trace (UTF-8): check it is the one this entry logged.",
+)
+@click.option(
+    "--answer",
+    "answer_file",
+    type=click.Path(dir_okay=False, exists=True, path_type=Path),
+    help="A chat choice's answer (`content`, UTF-8): check it is the one this entry logged.",
+)
+@click.option("--choice", default=0, show_default=True, help="The choice --reasoning/--answer are.")
+def verify_receipt_command(
+    receipt_file: Path,
+    vkey: str,
+    entry_file: Path | None,
+    reasoning_file: Path | None,
+    answer_file: Path | None,
+    choice: int,
+) -> None:
+    """Verify offline that an entry is in the log (RECEIPT_FILE: JSON from /log/receipt).
+
+    With --reasoning and/or --answer, also check a chat answer's trace and answer against the
+    digests that entry (a ``generation.completed``) logged for choice --choice.
+    """
     from licensing.errors import TransparencyLogError
     from licensing.tlog.receipt import verify_receipt
 
@@ -359,3 +383,24 @@ def verify_receipt_command(receipt_file: Path, vkey: str, entry_file: Path | Non
         raise AuditFailed(f"receipt does not verify: {exc}") from None
     cp = verified.checkpoint
     _ok(f"entry {verified.index} is in {cp.origin} at size {cp.size}")
+    if reasoning_file is None and answer_file is None:
+        return
+    from gateway.generation.reasoning import check_trace
+
+    def text_of(path: Path | None, what: str) -> str | None:
+        if path is None:
+            return None
+        try:
+            return _read_bounded(path, what).decode("utf-8")
+        except UnicodeDecodeError:
+            raise click.UsageError(f"the {what} is not UTF-8") from None
+
+    reasoning = text_of(reasoning_file, "reasoning file")
+    answer = text_of(answer_file, "answer file")
+    problems = check_trace(entry, choice, reasoning=reasoning, answer=answer)
+    if problems:
+        raise AuditFailed("; ".join(problems))
+    shown = " and ".join(
+        n for n, t in (("reasoning", reasoning), ("answer", answer)) if t is not None
+    )
+    _ok(f"the {shown} of choice {choice} match the digests entry {verified.index} logged")

@@ -22,6 +22,7 @@ from fastapi.responses import Response, StreamingResponse
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.errors import GatewayError, ValidationFailed
+from gateway.generation.reasoning import ReasoningSplit
 from gateway.generation.sampler import Choice, SamplingParams
 from gateway.problems import openai_error_responses
 from gateway.schemas.openai import (
@@ -185,11 +186,18 @@ def _stream_response(
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
 
-    def chunk(index: int, delta: str | None, finish: str | None, **extra: Any) -> dict[str, Any]:
+    def chunk(
+        index: int,
+        delta: str | None,
+        finish: str | None,
+        field: str = "content",
+        **extra: Any,
+    ) -> dict[str, Any]:
         if chat:
             body: dict[str, Any] = {"index": index, "delta": {}, "finish_reason": finish}
             if delta is not None:
-                body["delta"] = {"role": "assistant", "content": delta}
+                # field: "content", or "reasoning" (vLLM's delta field for a trace).
+                body["delta"] = {"role": "assistant", field: delta}
         else:
             body = {"index": index, "text": delta or "", "finish_reason": finish, "logprobs": None}
         return {
@@ -205,7 +213,7 @@ def _stream_response(
         try:
             async for event in events:
                 if isinstance(event, tuple):
-                    yield _sse(chunk(event[0], event[1], None))
+                    yield _sse(chunk(event.choice, event.text, None, event.kind))
                     continue
                 # The Content Credentials bind the text as streamed (without any wrapper);
                 # asked for, each choice's wrapper follows as one more piece of its text.
@@ -355,8 +363,12 @@ async def create_chat_completion(
         )
     result = await service.complete(principal, request, now, on_logged=hook)
     tokenizer = result.tokenizer
-    texts = _choice_texts(result)
+    # The Content Credentials bind the whole text (trace and markers included); the message
+    # carries the answer in `content` (with the wrapper, asked for) and the trace in
+    # `reasoning`, as vLLM does.
     credentials = _credentials(result)
+    splits = result.splits or [ReasoningSplit(None, c.text) for c in result.choices]
+    texts = [s.answer for s in splits]
     if body.c2pa_embed:
         texts = [embed_in_text(t, c.store) for t, c in zip(texts, credentials, strict=True)]
     return _json(
@@ -367,7 +379,7 @@ async def create_chat_completion(
             choices=[
                 ChatChoice(
                     index=i,
-                    message=ChatMessageOut(content=texts[i]),
+                    message=ChatMessageOut(content=texts[i], reasoning=splits[i].reasoning),
                     finish_reason=c.finish_reason,
                     logprobs=_chat_logprobs(c, tokenizer),
                 )

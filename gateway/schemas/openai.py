@@ -140,6 +140,12 @@ class CompletionResponse(BaseModel):
 class ChatMessageOut(BaseModel):
     role: Literal["assistant"] = "assistant"
     content: str
+    reasoning: str | None = Field(
+        default=None,
+        description="The model's reasoning trace (its `<think>` block, markers from the "
+        "release), apart from the answer in `content`; vLLM's field name. Null when the "
+        "model wrote none. Its sha256 is logged as the choice's `reasoning_sha256`.",
+    )
 
 
 class TopLogprob(BaseModel):

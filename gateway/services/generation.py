@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -45,6 +45,14 @@ from gateway.generation.prompts import (
     encode_prompts,
     fit_context,
 )
+from gateway.generation.reasoning import (
+    ReasoningMarkers,
+    ReasoningSplit,
+    ReasoningSplitter,
+    markers_for,
+    sha256_of,
+    split_reasoning,
+)
 from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
 from gateway.generation.upstream import Replica, VllmPool
 from gateway.ledger.events import Actor, digest_of, entry_time, record_event
@@ -70,6 +78,7 @@ __all__ = [
     "Prompt",
     "PromptTooLong",
     "StreamEvent",
+    "StreamPiece",
 ]
 
 
@@ -101,6 +110,8 @@ class GenerationResult:
     payloads: list[int]
     log_index: int | None = None
     tokenizer: Any = field(default=None, repr=False)
+    # Chat: each choice's text split into its reasoning trace and its answer.
+    splits: list[ReasoningSplit] | None = None
     logged_at: str | None = None  # the log entry's ``time``
     release_digest: str | None = None  # the release statement's digest (logged with the call)
     attached: Any = None  # what the call's LogHook returned (the Content Credentials)
@@ -113,8 +124,16 @@ class GenerationResult:
 LogHook = Callable[[Session, GenerationResult], Any]
 
 
-# A streamed call yields (choice index, text) pieces, then its logged result.
-StreamEvent = tuple[int, str] | GenerationResult
+class StreamPiece(NamedTuple):
+    """A piece of one choice's text; chat splits it into ``reasoning`` and ``content``."""
+
+    choice: int  # the choice index
+    text: str
+    kind: str = "content"
+
+
+# A streamed call yields pieces of text, then its logged result.
+StreamEvent = StreamPiece | GenerationResult
 
 
 @dataclass
@@ -128,6 +147,14 @@ class _Admitted:
     window: int
     params: SamplingParams  # the request's, max_tokens fitted to the context
     pool: VllmPool | None  # the remote engine pool, or None: the local engine
+    # Chat: the release's reasoning markers, and whether the prompt ended inside a trace.
+    markers: ReasoningMarkers | None = None
+    inside: bool = False
+
+    def splits(self, choices: list[Choice]) -> list[ReasoningSplit] | None:
+        if self.markers is None:
+            return None
+        return [split_reasoning(c.text, self.markers, inside=self.inside) for c in choices]
 
 
 class GenerationService:
@@ -300,8 +327,24 @@ class GenerationService:
             if not still_usable(connection, entry, principal, now):
                 raise _Stale
         loaded.extras["registered"] = True
+        markers, inside = None, False
+        if request.endpoint == "chat.completions":
+            markers = markers_for(loaded.tokenizer)
+            # A template may open the trace for the model (the prompt ends with the marker).
+            tail = str(loaded.tokenizer.decode(encoded.prompts[0][-16:]))
+            inside = tail.rstrip().endswith(markers.open)
         return _Admitted(
-            new_call_id(), entry, loaded, encoded, payloads, charged, window, params, pool
+            new_call_id(),
+            entry,
+            loaded,
+            encoded,
+            payloads,
+            charged,
+            window,
+            params,
+            pool,
+            markers,
+            inside,
         )
 
     def _ensure_watermark(self, loaded: LoadedModel) -> None:
@@ -363,6 +406,13 @@ class GenerationService:
                 "tokens": len(choice.token_ids),
                 "finish_reason": choice.finish_reason,
             }
+            if admitted.markers is not None:
+                # Chat: the trace and the answer each get a digest, so either can be shown
+                # later and proved to be the one generated (reasoning.check_trace).
+                split = split_reasoning(choice.text, admitted.markers, inside=admitted.inside)
+                reasoning = split.reasoning
+                output["reasoning_sha256"] = None if reasoning is None else sha256_of(reasoning)
+                output["answer_sha256"] = sha256_of(split.answer)
             if retain:
                 output["text"] = choice.text
             outputs.append(output)
@@ -444,6 +494,7 @@ class GenerationService:
             watermark_key_id=admitted.loaded.extras["config"].key_id,
             payloads=admitted.payloads,
             tokenizer=admitted.loaded.tokenizer,
+            splits=admitted.splits(choices),
             release_digest=admitted.model.ref.statement_digest,
         )
 
@@ -501,6 +552,8 @@ class GenerationService:
             events = self._remote_events(principal, request, admitted, now, on_logged)
         else:
             events = self._stream_events(principal, request, admitted, now, on_logged)
+        if admitted.markers is not None:
+            events = _split_stream(events, admitted.markers, admitted.inside)
         return admitted.call_id, admitted.model.ref.name, events
 
     def _bodies(self, admitted: _Admitted) -> list[dict[str, Any]]:
@@ -531,7 +584,7 @@ class GenerationService:
                 if isinstance(piece, list):
                     choices = piece
                 else:
-                    yield piece
+                    yield StreamPiece(*piece)
         finally:
             await pieces.aclose()  # closes every engine stream of the call
             if choices is None:
@@ -569,8 +622,8 @@ class GenerationService:
             # Stop sequences end their rows inside generate (sampler.RowStops) at the step
             # that shows them here too, so reading on to the end costs no extra tokens.
             while (tokens := await queue.get()) is not None:
-                for piece in texts.step(tokens):
-                    yield piece
+                for index, text in texts.step(tokens):
+                    yield StreamPiece(index, text)
             choices = await task
             finished = True
         finally:
@@ -585,10 +638,34 @@ class GenerationService:
         for choice, sent in zip(choices, texts.choices, strict=True):
             rest = sent.rest(choice.text)
             if rest:
-                yield (sent.index, rest)
+                yield StreamPiece(sent.index, rest)
         result = self._result(admitted, choices)
         await asyncio.to_thread(self._record, principal, request, admitted, result, now, on_logged)
         yield result
+
+
+async def _split_stream(
+    events: AsyncIterator[StreamEvent], markers: ReasoningMarkers, inside: bool
+) -> AsyncIterator[StreamEvent]:
+    """Chat: each choice's pieces split into reasoning and content (one splitter a choice),
+    whichever engine produced them; what a splitter still holds goes out before the result."""
+    splitters: dict[int, ReasoningSplitter] = {}
+    try:
+        async for event in events:
+            if isinstance(event, GenerationResult):
+                for index, held in sorted(splitters.items()):
+                    for kind, text in held.finish():
+                        yield StreamPiece(index, text, kind)
+                yield event
+                continue
+            if event.choice not in splitters:
+                splitters[event.choice] = ReasoningSplitter(markers, inside=inside)
+            for kind, text in splitters[event.choice].feed(event.text):
+                yield StreamPiece(event.choice, text, kind)
+    finally:
+        close = getattr(events, "aclose", None)
+        if close is not None:
+            await close()  # the engine's stream ends with this one
 
 
 def _utcnow() -> datetime:

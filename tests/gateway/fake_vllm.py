@@ -41,6 +41,8 @@ class FakeVllm:
     mode: str = "ok"
     max_model_len: int = 512
     token_delay_s: float = 0.0
+    # Text put before every answer (a reasoning model's trace), streamed 3 characters a chunk.
+    think: str = ""
     requests: list[dict[str, Any]] = field(default_factory=list)
     aborted: int = 0
     completed: int = 0
@@ -126,7 +128,7 @@ class FakeVllm:
             ids = await asyncio.to_thread(self.sample, body)
             if body.get("stream"):
                 return StreamingResponse(self._stream(ids), media_type="text/event-stream")
-            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            text = self.think + self.tokenizer.decode(ids, skip_special_tokens=True)
             choice = {"index": 0, "text": text, "token_ids": ids, "finish_reason": "length"}
             usage = {"prompt_tokens": len(body["prompt"]), "completion_tokens": len(ids)}
             return JSONResponse(
@@ -150,6 +152,8 @@ class FakeVllm:
         finished = False
         sent = ""
         try:
+            for start in range(0, len(self.think), 3):
+                yield chunk(self.think[start : start + 3], [], None)
             for i, token in enumerate(ids):
                 if self.mode == "die" and i == 3:
                     raise RuntimeError("engine process died")  # uvicorn drops the connection

@@ -215,6 +215,40 @@ def test_chat_is_rendered_by_the_gateway_with_the_chat_template(
     assert call["prompt"] == list(rendered)
 
 
+def test_a_reasoning_engine_s_trace_is_split_streamed_or_not(
+    gateway: httpx.Client, fakes: list[FakeVllm], engine: Engine
+) -> None:
+    """Issue 19: the engine seam goes through the service's split, like the local engine; the
+    fake streams the trace 3 characters a chunk, so both markers arrive cut."""
+    from gateway.generation.reasoning import check_trace, sha256_of
+
+    trace = "who signs? the log key"
+    for fake in fakes:
+        fake.think = f"<think>{trace}</think>"
+    messages = [{"role": "user", "content": "Who signs the checkpoints?"}]
+    body = {"model": TIER, "messages": messages, "max_tokens": 6}
+    response = gateway.post("/v1/chat/completions", json=body)
+    assert response.status_code == 200, response.text
+    message = response.json()["choices"][0]["message"]
+    assert message["reasoning"] == trace
+    assert "<think>" not in message["content"]
+    assert message["content"]
+    with gateway.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as got:
+        chunks = [json.loads(line[6:]) for line in got.iter_lines() if line.startswith("data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks]
+    assert "".join(d.get("reasoning", "") for d in deltas) == trace
+    answer = "".join(d.get("content") or "" for d in deltas)
+    assert answer
+    assert "think>" not in answer
+    with engine.connect() as connection:
+        raw = connection.execute(
+            text("SELECT entry FROM log_entries WHERE idx = :i"),
+            {"i": chunks[-1]["tiergate"]["log_index"]},
+        ).scalar_one()
+    assert check_trace(raw, 0, reasoning=trace, answer=answer) == []
+    assert json.loads(raw)["fields"]["outputs"][0]["reasoning_sha256"] == sha256_of(trace)
+
+
 def test_client_sent_engine_fields_never_reach_the_engine(
     gateway: httpx.Client, fakes: list[FakeVllm]
 ) -> None:
