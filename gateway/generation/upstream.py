@@ -35,6 +35,7 @@ from gateway.generation.prompts import ContextLengthExceeded
 
 __all__ = [
     "Canary",
+    "CanaryDeferred",
     "EngineFailed",
     "EngineTimeout",
     "EngineUnavailable",
@@ -94,6 +95,13 @@ class Replica:
 
 # The watermark proof: None when the replica passed, else why it is refused.
 Canary = Callable[["VllmPool", Replica], Awaitable[str | None]]
+
+
+class CanaryDeferred(Exception):
+    """The canary cannot run yet for a reason on the gateway's side (e.g. the release the
+    engine serves is not published yet): the replica is neither proven nor at fault, so it
+    stays ``unchecked`` and the next call checks it again instead of waiting for the health
+    interval."""
 
 
 def _error_text(text: str) -> str:
@@ -212,7 +220,10 @@ class VllmPool:
             return "unchecked", "waiting for the watermark canary"
         if replica.state == "ready" and now - replica.verified_at < self.canary_interval_s:
             return "ready", ""
-        refusal = await canary(self, replica)
+        try:
+            refusal = await canary(self, replica)
+        except CanaryDeferred as exc:
+            return "unchecked", str(exc)
         if refusal is not None:
             return "refused", refusal
         replica.verified_at = self.clock()

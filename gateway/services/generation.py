@@ -54,7 +54,7 @@ from gateway.generation.reasoning import (
     split_reasoning,
 )
 from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
-from gateway.generation.upstream import Replica, VllmPool
+from gateway.generation.upstream import CanaryDeferred, Replica, VllmPool
 from gateway.ledger.events import Actor, digest_of, entry_time, record_event
 from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
 from gateway.services.engines import (
@@ -229,7 +229,10 @@ class GenerationService:
         try:
             view = await asyncio.to_thread(self.engine_model, pool)
         except GatewayError as exc:
-            return f"the gateway cannot serve {pool.model}: {exc.message}"
+            # Not the engine's fault (the release may not be published yet): check it again
+            # on the next call rather than refusing it until the next health check.
+            reason = f"the gateway cannot serve {pool.model} yet: {exc.message}"
+            raise CanaryDeferred(reason) from exc
         return await run_canary(pool, replica, view)
 
     async def check_engines(self) -> None:

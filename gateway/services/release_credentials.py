@@ -23,6 +23,7 @@ from gateway.auth.principal import Principal
 from gateway.errors import NotFound
 from gateway.services import releases
 from gateway.services.provenance import ProvenanceService
+from licensing.layout import SIGNATURE_FILE
 
 __all__ = ["RELEASE_ASSET_FORMAT", "ReleaseCredential", "TierNotFound", "release_credential"]
 
@@ -69,7 +70,7 @@ def release_credential(
     manifest: dict[str, Any] = {
         "label": manifest_id,
         "claim_generator_info": [{"name": "tiergate", "version": __version__}],
-        "title": f"{repo_id}@{version}:{tier} model.sig",
+        "title": f"{repo_id}@{version}:{tier} {SIGNATURE_FILE}",
         "format": RELEASE_ASSET_FORMAT,
         "assertions": [
             {
@@ -99,7 +100,7 @@ def release_credential(
                     "signer_key_id": release.signer_key_id,
                     "signer_key_url": f"{base}/api/releases/{repo_id}/{version}/key",
                     "tier_manifest_digest": row.manifest_digest,
-                    "bound_asset": "model.sig",
+                    "bound_asset": SIGNATURE_FILE,
                     "files": [{"path": f.path, "sha256": f.sha256, "size": f.size} for f in files],
                 },
             },

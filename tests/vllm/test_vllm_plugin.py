@@ -258,20 +258,25 @@ def test_concurrent_requests_of_different_lengths_with_preemption(
         )
         return out
 
+    # Whether the cache runs out depends on how the 12 requests overlap in the scheduler,
+    # which timing decides: run the batch again (every run fully checked) until one preempts.
     before = _preemptions(vllm_server)
-    with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
-        outputs = list(pool.map(run, jobs))
-    for job, output in zip(jobs, outputs, strict=True):
-        assert len(output) == job["max_tokens"]
-        if job["sampled"]:
-            entry = job["entry"]
-            result = detect_payload(
-                job["prompt"] + output, entry.config, entry.key, job["payload"],
-                prompt_length=len(job["prompt"]),
-            )  # fmt: skip
-            assert result.p_value < 1e-6, (job["kind"], result)
-        else:
-            _check_greedy(local, job["prompt"], output, job["entry"], job["payload"])
+    for _ in range(3):
+        with ThreadPoolExecutor(max_workers=len(jobs)) as pool:
+            outputs = list(pool.map(run, jobs))
+        for job, output in zip(jobs, outputs, strict=True):
+            assert len(output) == job["max_tokens"]
+            if job["sampled"]:
+                entry = job["entry"]
+                result = detect_payload(
+                    job["prompt"] + output, entry.config, entry.key, job["payload"],
+                    prompt_length=len(job["prompt"]),
+                )  # fmt: skip
+                assert result.p_value < 1e-6, (job["kind"], result)
+            else:
+                _check_greedy(local, job["prompt"], output, job["entry"], job["payload"])
+        if _preemptions(vllm_server) > before:
+            break
     assert _preemptions(vllm_server) > before, "the KV cache was meant to force preemption"
 
 
