@@ -30,9 +30,9 @@ from gateway.errors import ValidationFailed
 from gateway.generation.calls import payloads_for_tags, symbols_for_payloads
 from gateway.generation.keys import derive_watermark_key
 from gateway.generation.models import ModelCache, parse_model_name
-from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan, VllmGumbelParams
 from gateway.services import catalog, ratelimit, releases
+from gateway.services.detection_log import log_detection
 from gateway.services.detection_text import (
     PublishedModel,
     judge_tokenization,
@@ -406,16 +406,14 @@ def detect(
         notes=notes,
         tokenization=tokenization,
     )
-    record_event(
+    log_detection(
         session,
-        action="detection.performed",
-        actor=Actor.of(principal),
-        resource="watermark:detect",
-        now=now,
+        principal,
+        now,
+        text=text,
+        token_ids=token_ids,
+        model=model,
         fields={
-            "input_sha256": digest_of(text if text is not None else json.dumps(token_ids)),
-            "input": "text" if text is not None else "token_ids",
-            "model": model,
             "verdict": verdict,
             "log10_p_value": f"{response.log10_p_value:.3f}",
             "keys_tried": keys_tried,

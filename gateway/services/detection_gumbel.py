@@ -10,7 +10,6 @@ call to attribute: a positive verdict ties the text to a key (a deployment) only
 
 from __future__ import annotations
 
-import json
 import math
 from datetime import datetime
 from typing import Any
@@ -21,8 +20,8 @@ from gateway.auth.principal import Principal
 from gateway.db.models import ReleaseStatus
 from gateway.errors import ValidationFailed
 from gateway.generation.models import parse_model_name
-from gateway.ledger.events import Actor, digest_of, record_event
 from gateway.schemas.openai import DetectResponse, TokenSpan, VllmGumbelParams
+from gateway.services.detection_log import log_detection
 from gateway.services.models import resolve_model
 from gateway.services.vllm_watermark_keys import parse_vllm_key, registered_vllm_keys
 from gateway.services.watermark_keys import may_manage_keys
@@ -152,16 +151,14 @@ def detect_vllm_gumbel(
         scheme=GUMBEL_SCHEME,
         score=found.score,
     )
-    record_event(
+    log_detection(
         session,
-        action="detection.performed",
-        actor=Actor.of(principal),
-        resource="watermark:detect",
-        now=now,
+        principal,
+        now,
+        text=text,
+        token_ids=token_ids,
+        model=model,
         fields={
-            "input_sha256": digest_of(text if text is not None else json.dumps(token_ids)),
-            "input": "text" if text is not None else "token_ids",
-            "model": model,
             "scheme": GUMBEL_SCHEME,
             # The public parameters only: the key never enters the log.
             "parameters": [c[3].to_dict() for c in candidates],
