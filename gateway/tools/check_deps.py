@@ -47,11 +47,12 @@ __all__ = [
 BASE = ""
 """The group name of ``[project] dependencies``."""
 
-_ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom"})
+_ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom", "safety"})
 PART_GROUPS: Mapping[str, frozenset[str]] = {
     "licensing": frozenset({BASE}),
     "release": frozenset({BASE, "engine", "aibom"}),
     "watermark": frozenset({BASE, "engine"}),
+    "safety": frozenset({BASE, "engine", "safety"}),
     "gateway": _ALL_BUT_DEV,
     "tests": _ALL_BUT_DEV | {"dev", "llamacpp"},
     "bench": _ALL_BUT_DEV | {"dev", "llamacpp"},

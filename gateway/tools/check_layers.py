@@ -4,8 +4,8 @@ Usage: ``python -m gateway.tools.check_layers [ROOT]`` (ROOT defaults to the cur
 
 Two sets of rules:
 
-- the pure parts (``release``, ``licensing``, ``watermark``) never import the web stack or the
-  gateway, and ``licensing`` / ``watermark`` import no other part;
+- the pure parts (``release``, ``licensing``, ``watermark``, ``safety``) never import the web
+  stack or the gateway, and ``licensing`` / ``watermark`` / ``safety`` import no other part;
 - the gateway's internal contracts (:data:`GATEWAY_CONTRACTS`): drivers (``routes``, ``web``,
   ``cli``) -> ``services`` -> ``db`` / ``storage`` / ``ledger`` / ``generation``. No driver
   imports another driver module (shared HTTP helpers live below them), no layer below the
@@ -44,7 +44,7 @@ __all__ = [
 
 _WEB_STACK = frozenset({"gateway", "fastapi", "sqlmodel", "sqlalchemy", "starlette", "uvicorn"})
 
-PARTS = ("release", "licensing", "watermark")
+PARTS = ("release", "licensing", "watermark", "safety")
 
 FORBIDDEN: Mapping[str, frozenset[str]] = {
     # release builds on licensing and watermark, but never on the service around it.
@@ -52,6 +52,9 @@ FORBIDDEN: Mapping[str, frozenset[str]] = {
     # licensing and watermark are leaves: usable on their own, so no other tiergate part.
     "licensing": _WEB_STACK | {"release", "watermark"},
     "watermark": _WEB_STACK | {"release", "licensing"},
+    # safety (output checks and the policy a release signs) is a leaf too: the gateway
+    # verifies and loads a guard model and hands it over.
+    "safety": _WEB_STACK | {"release", "licensing", "watermark"},
 }
 """Top-level module names each part must not import."""
 
