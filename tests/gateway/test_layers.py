@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from gateway.tools.check_layers import find_violations, main
+from gateway.tools.check_layers import PARTS, find_violations, main
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def make_tree(root: Path, files: dict[str, str]) -> Path:
-    for part in ("release", "licensing", "watermark"):
+    for part in PARTS:
         (root / part).mkdir(parents=True, exist_ok=True)
         (root / part / "__init__.py").touch()
     for name, source in files.items():
@@ -55,7 +55,7 @@ def test_clean_synthetic_tree_passes(tmp_path: Path) -> None:
     )
     violations, checked = find_violations(tmp_path)
     assert violations == []
-    assert checked == 6
+    assert checked == 7  # three files + one __init__.py per part
 
 
 @pytest.mark.parametrize(
@@ -85,6 +85,10 @@ def test_clean_synthetic_tree_passes(tmp_path: Path) -> None:
         ("licensing/a.py", "import watermark", "watermark"),
         ("licensing/a.py", "from release.hashing import sha256_file", "release"),
         ("licensing/tlog/a.py", "import os, json, fastapi", "fastapi"),
+        # safety is a leaf: the gateway hands it a verified guard model, never the reverse.
+        ("safety/a.py", "from gateway.services import releases", "gateway"),
+        ("safety/checks/a.py", "import watermark", "watermark"),
+        ("safety/a.py", "from release.verify import verify", "release"),
     ],
 )
 def test_violations_are_caught(tmp_path: Path, name: str, source: str, imported: str) -> None:
