@@ -75,8 +75,10 @@ def test_a_measured_speed_record_has_every_field_and_one_entry_set_per_batch() -
     speed = by_tier["optimized"]["speed"]
     expected = SPEED_FIELDS | {f"b{b}.{f}" for b in (1, 8) for f in POINT_FIELDS}
     assert set(speed) == expected
-    assert speed["status"] == "measured" and speed["batch_sizes"] == "1,8"
-    assert speed["b1.ratio"] == "1.5000" and speed["b1.ratio_to_ceiling"] == "0.7500"
+    assert speed["status"] == "measured"
+    assert speed["batch_sizes"] == "1,8"
+    assert speed["b1.ratio"] == "1.5000"
+    assert speed["b1.ratio_to_ceiling"] == "0.7500"
 
 
 def test_a_record_not_measured_says_why_on_one_short_line() -> None:
@@ -85,7 +87,8 @@ def test_a_record_not_measured_says_why_on_one_short_line() -> None:
     assert set(entries) == {"status", "engine", "reason"}
     assert entries["status"] == "not_measured"
     reason = str(entries["reason"])
-    assert "\n" not in reason and len(reason) <= 256
+    assert "\n" not in reason
+    assert len(reason) <= 256
     assert EngineFidelity.not_measured("no vLLM").fidelity_entries() == {}
 
 
@@ -143,7 +146,8 @@ def test_a_build_without_speed_signs_why_and_lists_every_artifact_on_the_card(
     assert "vllm_fidelity" not in records["optimized_gguf_q8_0"]
     card = (tmp_path / "rel" / "open" / "README.md").read_text()
     assert "## Speed and engine fidelity" in card
-    assert "| `optimized` (int8) |" in card and "| `optimized_gguf_q8_0` (gguf-q8_0) |" in card
+    assert "| `optimized` (int8) |" in card
+    assert "| `optimized_gguf_q8_0` (gguf-q8_0) |" in card
 
 
 def test_a_measured_build_signs_a_speed_record_of_the_right_shape(
@@ -153,10 +157,13 @@ def test_a_measured_build_signs_a_speed_record_of_the_right_shape(
                    speed_tokens=2)  # fmt: skip
     speed = measurements_by_tier(built.statement.measurements)["optimized"]["speed"]
     assert speed["status"] == "measured"
-    assert speed["engine"] == "transformers" and speed["open_dtype"] == "bfloat16"
+    assert speed["engine"] == "transformers"
+    assert speed["open_dtype"] == "bfloat16"
     assert set(speed) == SPEED_FIELDS | {f"b{b}.{f}" for b in (1, 8) for f in POINT_FIELDS}
     assert speed["measured_on"] == date(2026, 12, 3).isoformat()
-    assert speed["decode_tokens"] == "2" and int(speed["cores"]) >= 1 and speed["hardware"]
+    assert speed["decode_tokens"] == "2"
+    assert int(speed["cores"]) >= 1
+    assert speed["hardware"]
     record = built.measurements["optimized"].speed
     assert all(p.tokens_per_s > 0 and p.open_tokens_per_s > 0 for p in record.points)
     card = (tmp_path / "rel" / "optimized" / "README.md").read_text()
@@ -174,7 +181,8 @@ def test_a_vllm_that_cannot_run_is_recorded_as_failed(tiny_llama: Path, tmp_path
         settings=settings, now=NOW,
     )  # fmt: skip
     engine = measured["optimized"].engine_fidelity
-    assert engine is not None and engine.status == "failed"
+    assert engine is not None
+    assert engine.status == "failed"
     assert "vllm" in engine.reason.lower()
     assert measured["optimized"].speed.status == "not_measured"
 
@@ -201,5 +209,6 @@ def test_the_card_table_shows_engine_ratio_and_ceiling() -> None:
     )  # fmt: skip
     text = "\n".join(artifact_record_lines([card]))
     assert "vllm 0.32.0 (open tier bfloat16)" in text
-    assert "**1.50x** (75% of ceiling)" in text and "byte ceiling 2.00x" in text
+    assert "**1.50x** (75% of ceiling)" in text
+    assert "byte ceiling 2.00x" in text
     assert "vLLM fidelity failed: vLLM exited with 1" in text
