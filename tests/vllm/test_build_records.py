@@ -9,11 +9,16 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from licensing.keys import PrivateKey
 from licensing.statements import release_from_statement
 from release.build import BuildOptions, build_release
 from release.engine_records import measurements_by_tier
 from tests.vllm.conftest import vllm_python
+
+# Two vLLM loads (open tier, int8), each tens of seconds on a CPU, more on a busy machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 def test_an_int8_build_signs_vllm_fidelity_and_speed(tiny_model: Path, tmp_path: Path) -> None:
