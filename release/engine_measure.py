@@ -21,6 +21,7 @@ this build, and the transformers fidelity (which gates nothing either) is alread
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -405,35 +406,50 @@ def _measure_llamacpp(
     }
     version = _version("llama-cpp-python")
     out: dict[str, SpeedRecord] = {}
-    with tempfile.TemporaryDirectory(prefix="tiergate-f16-") as scratch:
-        step("llama.cpp: an f16 GGUF of the open tier (the baseline)")
-        try:
-            write_gguf_tier(open_dir, Path(scratch) / "f16", quant_type="f16", show_progress=False)
-            (f16,) = (Path(scratch) / "f16").glob("*.gguf")
-            baseline = llamacpp_decode_speed(f16, **kw)
-        except Exception as exc:
-            failed = SpeedRecord.failed(f"the f16 baseline: {exc}", engine="llama.cpp")
-            return dict.fromkeys(artifacts, failed)
-    for tier, (optimization, folder) in artifacts.items():
-        step(f"llama.cpp: {tier} ({optimization.name})")
-        try:
-            (gguf,) = folder.glob("*.gguf")
-            speed = llamacpp_decode_speed(gguf, **kw)
-        except Exception as exc:
-            out[tier] = SpeedRecord.failed(str(exc), engine="llama.cpp")
-            continue
-        out[tier] = _speed_record(
-            engine="llama.cpp",
-            version=version,
-            open_dtype="f16",
-            artifact=speed,
-            baseline=baseline,
-            ceiling=_ceiling(open_dir, folder),
-            device="cpu",
-            settings=settings,
-            now=now,
-        )
+    # llama-cpp-python logs every load through this logger: hundreds of lines per model.
+    chatter = logging.getLogger("llama-cpp-python")
+    level = chatter.level
+    chatter.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tiergate-f16-") as scratch:
+            step("llama.cpp: an f16 GGUF of the open tier (the baseline)")
+            base = Path(scratch) / "f16"
+            try:
+                write_gguf_tier(open_dir, base, quant_type="f16", show_progress=False)
+                (f16,) = base.glob("*.gguf")
+            except Exception as exc:
+                failed = SpeedRecord.failed(f"the f16 baseline: {exc}", engine="llama.cpp")
+                return dict.fromkeys(artifacts, failed)
+            for tier, (optimization, folder) in artifacts.items():
+                step(f"llama.cpp: {tier} ({optimization.name}) and the f16 baseline")
+                try:
+                    (gguf,) = folder.glob("*.gguf")
+                    # In-process loads are cheap: interleave (baseline, artifact, artifact,
+                    # baseline) so that load drift on a shared machine hits both alike.
+                    runs = [llamacpp_decode_speed(g, **kw) for g in (f16, gguf, gguf, f16)]
+                except Exception as exc:
+                    out[tier] = SpeedRecord.failed(str(exc), engine="llama.cpp")
+                    continue
+                out[tier] = _speed_record(
+                    engine="llama.cpp",
+                    version=version,
+                    open_dtype="f16",
+                    artifact=_median_by_batch(runs[1:3]),
+                    baseline=_median_by_batch([runs[0], runs[3]]),
+                    ceiling=_ceiling(open_dir, folder),
+                    device="cpu",
+                    settings=settings,
+                    now=now,
+                )
+    finally:
+        chatter.setLevel(level)
     return out
+
+
+def _median_by_batch(runs: Sequence[Mapping[int, float]]) -> dict[int, float]:
+    import statistics
+
+    return {b: statistics.median(run[b] for run in runs) for b in runs[0]}
 
 
 def measure_artifacts(
