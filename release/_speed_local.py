@@ -1,5 +1,6 @@
-"""Decode tokens/s in this process: transformers (``generate``) and llama.cpp
-(``llama-cpp-python``'s low-level API, so that one context decodes several sequences).
+"""Decode tokens/s in this process, for :mod:`release.engine_measure`: transformers
+(``generate``) and llama.cpp (``llama-cpp-python``'s low-level API, so that one context
+decodes several sequences), each artifact against the open tier in the same engine.
 
 Both time a ``short`` and a ``long`` greedy generation of the same prompts where the engine
 cannot time its decode steps alone (transformers), or time the decode steps themselves after
@@ -8,14 +9,35 @@ one prefill call (llama.cpp); each figure is the median over ``repetitions`` aft
 
 from __future__ import annotations
 
+import logging
 import os
 import statistics
+import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["llamacpp_decode_speed", "transformers_decode_speed"]
+from release.engine_measure import (
+    _SHORT,
+    PROMPT_TOKENS,
+    EngineSettings,
+    Step,
+    _ceiling,
+    _speed_record,
+    _version,
+    _windows,
+)
+from release.engine_records import SpeedRecord
+from release.formats import Optimization
+
+__all__ = [
+    "llamacpp_decode_speed",
+    "measure_llamacpp",
+    "measure_transformers",
+    "transformers_decode_speed",
+]
 
 
 def transformers_decode_speed(
@@ -136,3 +158,118 @@ def llamacpp_decode_speed(
         lib.llama_batch_free(raw)
         lib.llama_free(ctx)
         lib.llama_model_free(model)
+
+
+def measure_transformers(
+    open_dir: Path,
+    artifacts: Mapping[str, tuple[Optimization, Path]],
+    settings: EngineSettings,
+    now: datetime,
+    step: Step,
+) -> dict[str, SpeedRecord]:
+    windows, _ = _windows(open_dir)
+    prompts = [w[:PROMPT_TOKENS] for w in windows]
+    kw: dict[str, Any] = {
+        "dtype": "bfloat16",
+        "prompts": prompts,
+        "batches": settings.batch_sizes,
+        "short": _SHORT,
+        "long": _SHORT + settings.decode_tokens,
+        "repetitions": settings.repetitions,
+    }
+    version = _version("transformers")
+    step("transformers: the open tier")
+    try:
+        baseline = transformers_decode_speed(open_dir, **kw)
+    except Exception as exc:  # recorded: a record never fails the build
+        failed = SpeedRecord.failed(f"the open tier: {exc}", engine="transformers")
+        return dict.fromkeys(artifacts, failed)
+    out: dict[str, SpeedRecord] = {}
+    for tier, (optimization, folder) in artifacts.items():
+        step(f"transformers: {tier} ({optimization.name})")
+        try:
+            speed = transformers_decode_speed(folder, **kw)
+        except Exception as exc:
+            out[tier] = SpeedRecord.failed(str(exc), engine="transformers")
+            continue
+        out[tier] = _speed_record(
+            engine="transformers",
+            version=version,
+            open_dtype="bfloat16",
+            artifact=speed,
+            baseline=baseline,
+            ceiling=_ceiling(open_dir, folder),
+            device="cpu",
+            settings=settings,
+            now=now,
+        )
+    return out
+
+
+def measure_llamacpp(
+    open_dir: Path,
+    artifacts: Mapping[str, tuple[Optimization, Path]],
+    settings: EngineSettings,
+    now: datetime,
+    step: Step,
+) -> dict[str, SpeedRecord]:
+    try:
+        import llama_cpp  # noqa: F401
+    except ImportError as exc:
+        reason = f"llama-cpp-python is not importable here (make llamacpp): {exc}"
+        return {t: SpeedRecord.not_measured(reason, engine="llama.cpp") for t in artifacts}
+    from release.gguf_export import write_gguf_tier
+
+    windows, _ = _windows(open_dir)
+    kw: dict[str, Any] = {
+        "prompts": [w[:PROMPT_TOKENS] for w in windows],
+        "batches": settings.batch_sizes,
+        "decode_tokens": settings.decode_tokens,
+        "repetitions": settings.repetitions,
+    }
+    version = _version("llama-cpp-python")
+    out: dict[str, SpeedRecord] = {}
+    # llama-cpp-python logs every load through this logger: hundreds of lines per model.
+    chatter = logging.getLogger("llama-cpp-python")
+    level = chatter.level
+    chatter.setLevel(logging.ERROR)
+    try:
+        with tempfile.TemporaryDirectory(prefix="tiergate-f16-") as scratch:
+            step("llama.cpp: an f16 GGUF of the open tier (the baseline)")
+            base = Path(scratch) / "f16"
+            try:
+                write_gguf_tier(open_dir, base, quant_type="f16", show_progress=False)
+                (f16,) = base.glob("*.gguf")
+            except Exception as exc:
+                failed = SpeedRecord.failed(f"the f16 baseline: {exc}", engine="llama.cpp")
+                return dict.fromkeys(artifacts, failed)
+            for tier, (optimization, folder) in artifacts.items():
+                step(f"llama.cpp: {tier} ({optimization.name}) and the f16 baseline")
+                try:
+                    (gguf,) = folder.glob("*.gguf")
+                    # In-process loads are cheap: interleave (baseline, artifact, artifact,
+                    # baseline) so that load drift on a shared machine hits both alike.
+                    runs = [llamacpp_decode_speed(g, **kw) for g in (f16, gguf, gguf, f16)]
+                except Exception as exc:
+                    out[tier] = SpeedRecord.failed(str(exc), engine="llama.cpp")
+                    continue
+                out[tier] = _speed_record(
+                    engine="llama.cpp",
+                    version=version,
+                    open_dtype="f16",
+                    artifact=_median_by_batch(runs[1:3]),
+                    baseline=_median_by_batch([runs[0], runs[3]]),
+                    ceiling=_ceiling(open_dir, folder),
+                    device="cpu",
+                    settings=settings,
+                    now=now,
+                )
+    finally:
+        chatter.setLevel(level)
+    return out
+
+
+def _median_by_batch(runs: Sequence[Mapping[int, float]]) -> dict[int, float]:
+    import statistics
+
+    return {b: statistics.median(run[b] for run in runs) for b in runs[0]}

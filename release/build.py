@@ -300,6 +300,7 @@ def _build_release_into(
         settings=_engine_settings(options, report.weights_bytes),
         now=now,
         on_step=lambda message: step(f"  {message}"),
+        show_progress=show_progress,
     )
     directories = {OPEN_TIER: open_dir, **{name: out / name for name in names}}
 

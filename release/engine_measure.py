@@ -21,13 +21,11 @@ this build, and the transformers fidelity (which gates nothing either) is alread
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 import subprocess
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -334,124 +332,6 @@ def _measure_vllm(
     return out
 
 
-def _measure_transformers(
-    open_dir: Path,
-    artifacts: Mapping[str, tuple[Optimization, Path]],
-    settings: EngineSettings,
-    now: datetime,
-    step: Step,
-) -> dict[str, SpeedRecord]:
-    from release._speed_local import transformers_decode_speed
-
-    windows, _ = _windows(open_dir)
-    prompts = [w[:PROMPT_TOKENS] for w in windows]
-    kw: dict[str, Any] = {
-        "dtype": "bfloat16",
-        "prompts": prompts,
-        "batches": settings.batch_sizes,
-        "short": _SHORT,
-        "long": _SHORT + settings.decode_tokens,
-        "repetitions": settings.repetitions,
-    }
-    version = _version("transformers")
-    step("transformers: the open tier")
-    try:
-        baseline = transformers_decode_speed(open_dir, **kw)
-    except Exception as exc:  # recorded: a record never fails the build
-        failed = SpeedRecord.failed(f"the open tier: {exc}", engine="transformers")
-        return dict.fromkeys(artifacts, failed)
-    out: dict[str, SpeedRecord] = {}
-    for tier, (optimization, folder) in artifacts.items():
-        step(f"transformers: {tier} ({optimization.name})")
-        try:
-            speed = transformers_decode_speed(folder, **kw)
-        except Exception as exc:
-            out[tier] = SpeedRecord.failed(str(exc), engine="transformers")
-            continue
-        out[tier] = _speed_record(
-            engine="transformers",
-            version=version,
-            open_dtype="bfloat16",
-            artifact=speed,
-            baseline=baseline,
-            ceiling=_ceiling(open_dir, folder),
-            device="cpu",
-            settings=settings,
-            now=now,
-        )
-    return out
-
-
-def _measure_llamacpp(
-    open_dir: Path,
-    artifacts: Mapping[str, tuple[Optimization, Path]],
-    settings: EngineSettings,
-    now: datetime,
-    step: Step,
-) -> dict[str, SpeedRecord]:
-    try:
-        import llama_cpp  # noqa: F401
-    except ImportError as exc:
-        reason = f"llama-cpp-python is not importable here (make llamacpp): {exc}"
-        return {t: SpeedRecord.not_measured(reason, engine="llama.cpp") for t in artifacts}
-    from release._speed_local import llamacpp_decode_speed
-    from release.gguf_export import write_gguf_tier
-
-    windows, _ = _windows(open_dir)
-    kw: dict[str, Any] = {
-        "prompts": [w[:PROMPT_TOKENS] for w in windows],
-        "batches": settings.batch_sizes,
-        "decode_tokens": settings.decode_tokens,
-        "repetitions": settings.repetitions,
-    }
-    version = _version("llama-cpp-python")
-    out: dict[str, SpeedRecord] = {}
-    # llama-cpp-python logs every load through this logger: hundreds of lines per model.
-    chatter = logging.getLogger("llama-cpp-python")
-    level = chatter.level
-    chatter.setLevel(logging.ERROR)
-    try:
-        with tempfile.TemporaryDirectory(prefix="tiergate-f16-") as scratch:
-            step("llama.cpp: an f16 GGUF of the open tier (the baseline)")
-            base = Path(scratch) / "f16"
-            try:
-                write_gguf_tier(open_dir, base, quant_type="f16", show_progress=False)
-                (f16,) = base.glob("*.gguf")
-            except Exception as exc:
-                failed = SpeedRecord.failed(f"the f16 baseline: {exc}", engine="llama.cpp")
-                return dict.fromkeys(artifacts, failed)
-            for tier, (optimization, folder) in artifacts.items():
-                step(f"llama.cpp: {tier} ({optimization.name}) and the f16 baseline")
-                try:
-                    (gguf,) = folder.glob("*.gguf")
-                    # In-process loads are cheap: interleave (baseline, artifact, artifact,
-                    # baseline) so that load drift on a shared machine hits both alike.
-                    runs = [llamacpp_decode_speed(g, **kw) for g in (f16, gguf, gguf, f16)]
-                except Exception as exc:
-                    out[tier] = SpeedRecord.failed(str(exc), engine="llama.cpp")
-                    continue
-                out[tier] = _speed_record(
-                    engine="llama.cpp",
-                    version=version,
-                    open_dtype="f16",
-                    artifact=_median_by_batch(runs[1:3]),
-                    baseline=_median_by_batch([runs[0], runs[3]]),
-                    ceiling=_ceiling(open_dir, folder),
-                    device="cpu",
-                    settings=settings,
-                    now=now,
-                )
-    finally:
-        chatter.setLevel(level)
-    return out
-
-
-def _median_by_batch(runs: Sequence[Mapping[int, float]]) -> dict[int, float]:
-    import statistics
-
-    return {b: statistics.median(run[b] for run in runs) for b in runs[0]}
-
-
 def measure_artifacts(
     open_dir: str | os.PathLike[str],
     artifacts: Mapping[str, tuple[Optimization, str | os.PathLike[str]]],
@@ -459,40 +339,56 @@ def measure_artifacts(
     settings: EngineSettings,
     now: datetime,
     on_step: Step | None = None,
+    show_progress: bool | None = None,
 ) -> dict[str, ArtifactMeasurements]:
     """Every artifact's speed record (and vLLM fidelity for compressed-tensors), by tier
-    name, in the order given. ``now`` dates the records."""
-    step = on_step or (lambda _message: None)
+    name, in the order given. ``now`` dates the records; ``show_progress`` a bar over the
+    engine runs (``None``: when stderr is a terminal)."""
+    from release._progress import Progress
+
     root = Path(open_dir)
     items = {tier: (o, Path(folder)) for tier, (o, folder) in artifacts.items()}
     skipped = SpeedRecord.not_measured(settings.skip_reason)
     no_vllm = EngineFidelity.not_measured(
         "no vLLM environment configured (--vllm-env or TIERGATE_VLLM_ENV)"
     )
-    out: dict[str, ArtifactMeasurements] = {}
     safetensors = {t: v for t, v in items.items() if v[0].engine != "gguf"}
     gguf = {t: v for t, v in items.items() if v[0].engine == "gguf"}
     ct = {t for t, (o, _) in items.items() if o.engine == "compressed-tensors"}
-    if settings.vllm_python and (ct or (safetensors and settings.measure_speed)):
-        out |= _measure_vllm(root, safetensors, settings, now, step)
-    elif safetensors:
-        speeds = (
-            _measure_transformers(root, safetensors, settings, now, step)
-            if settings.measure_speed
-            else dict.fromkeys(safetensors, skipped)
-        )
-        for tier, speed in speeds.items():
-            out[tier] = ArtifactMeasurements(speed, no_vllm if tier in ct else None)
-    if gguf:
-        speeds = (
-            _measure_llamacpp(root, gguf, settings, now, step)
-            if settings.measure_speed
-            else dict.fromkeys(gguf, skipped)
-        )
-        out |= {tier: ArtifactMeasurements(speed) for tier, speed in speeds.items()}
+    in_vllm = bool(settings.vllm_python) and bool(ct or (safetensors and settings.measure_speed))
+    runs = (1 + len(safetensors) if in_vllm or (safetensors and settings.measure_speed) else 0) + (
+        1 + len(gguf) if gguf and settings.measure_speed else 0
+    )
+    out: dict[str, ArtifactMeasurements] = {}
+    with Progress(runs, desc="measuring in engines", unit="run", show_bar=show_progress) as bar:
+        started = False
+
+        def step(message: str) -> None:
+            nonlocal started
+            if started:
+                bar.advance(1)
+            started = True
+            if on_step is not None:
+                on_step(message)
+
+        from release._speed_local import measure_llamacpp, measure_transformers
+
+        if in_vllm:
+            out |= _measure_vllm(root, safetensors, settings, now, step)
+        elif safetensors:
+            speeds = (
+                measure_transformers(root, safetensors, settings, now, step)
+                if settings.measure_speed
+                else dict.fromkeys(safetensors, skipped)
+            )
+            for tier, speed in speeds.items():
+                out[tier] = ArtifactMeasurements(speed, no_vllm if tier in ct else None)
+        if gguf:
+            speeds = (
+                measure_llamacpp(root, gguf, settings, now, step)
+                if settings.measure_speed
+                else dict.fromkeys(gguf, skipped)
+            )
+            out |= {tier: ArtifactMeasurements(speed) for tier, speed in speeds.items()}
+        bar.advance(max(0, runs - bar.done))
     return {tier: out[tier] for tier in items}
-
-
-def with_reason(settings: EngineSettings, reason: str) -> EngineSettings:
-    """``settings`` with speed not measured, for ``reason``."""
-    return replace(settings, measure_speed=False, skip_reason=reason)
