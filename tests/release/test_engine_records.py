@@ -4,6 +4,8 @@ statuses, reasons and where the records are listed are."""
 
 from __future__ import annotations
 
+import base64
+import json
 import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
@@ -212,3 +214,37 @@ def test_the_card_table_shows_engine_ratio_and_ceiling() -> None:
     assert "**1.50x** (75% of ceiling)" in text
     assert "byte ceiling 2.00x" in text
     assert "vLLM fidelity failed: vLLM exited with 1" in text
+
+
+def test_the_cli_signs_why_speed_was_skipped(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli.main import cli
+    from licensing.keys import save_private_key
+
+    monkeypatch.delenv("TIERGATE_VLLM_ENV", raising=False)
+    key = save_private_key(PrivateKey.generate(), tmp_path / "publisher.pem")
+    out = tmp_path / "rel"
+    args = ["release", "build", str(tiny_llama), "--out", str(out), "--repo", "acme/tiny"]
+    args += ["--version", "1.0.0", "--key", str(key), "--optimize", "int8"]
+    result = CliRunner().invoke(cli, [*args, "--no-measure-speed"])
+    assert result.exit_code == 0, result.output
+    assert "speed of optimized: not_measured" in result.output
+    assert "vLLM fidelity of optimized: not_measured" in result.output
+    envelope = json.loads((out / "release.dsse.json").read_text())
+    predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
+    assert predicate["measurements"]["optimized.speed.status"] == "not_measured"
+
+
+@pytest.mark.parametrize("bad", [["--speed-tokens", "0"], ["--vllm-env", "/nonexistent/venv"]])
+def test_the_cli_refuses_bad_engine_options(tmp_path: Path, bad: list[str]) -> None:
+    from click.testing import CliRunner
+
+    from gateway.cli.main import cli
+
+    args = ["release", "build", str(tmp_path), "--out", str(tmp_path / "o"), "--repo", "a/b"]
+    args += ["--version", "1", "--key", __file__]
+    result = CliRunner().invoke(cli, [*args, *bad])
+    assert result.exit_code == 2  # a usage error, before any work
