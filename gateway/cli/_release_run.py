@@ -140,3 +140,47 @@ def upload_folder(folder: Path, gateway: str, token: str | None) -> None:
         f"{result.repo_id}@{result.version} {result.status}: uploaded {result.uploaded_blobs} "
         f"blob(s), {result.uploaded_bytes:,} bytes; {result.skipped_blobs} already there"
     )
+
+
+def statement_record_lines(envelope: Any) -> list[str]:
+    """The speed and vLLM fidelity records a served release statement signs, one line per
+    record (``tiergate release show``); none when the statement has none or is unreadable
+    (the gateway verified it on publish; this is a display)."""
+    import json
+
+    from licensing.dsse import Envelope
+    from licensing.errors import LicensingError
+    from licensing.statements import parse_release_statement
+    from release.aibom import fidelity_by_tier
+    from release.engine_records import measurements_by_tier
+
+    try:
+        payload = Envelope.from_json(json.dumps(envelope).encode("utf-8")).payload
+        statement = parse_release_statement(payload)
+    except (LicensingError, TypeError, ValueError):
+        return []
+    lines = []
+    for tier, records in measurements_by_tier(statement.measurements).items():
+        for name, fields in records.items():
+            if fields.get("status") != "measured":
+                lines.append(f"{name} of {tier}: {fields.get('status')} ({fields.get('reason')})")
+                continue
+            if name == "speed":
+                points = ", ".join(
+                    f"batch {b} {fields.get(f'b{b}.ratio')}x"
+                    for b in fields.get("batch_sizes", "").split(",")
+                    if b
+                )
+                lines.append(
+                    f"speed of {tier} in {fields.get('engine')} {fields.get('engine_version')}: "
+                    f"{points} vs the open tier (ceiling {fields.get('ceiling_ratio')}x; "
+                    f"{fields.get('hardware')}, {fields.get('measured_on')})"
+                )
+            else:
+                fid = fidelity_by_tier(statement).get(tier, {})
+                lines.append(
+                    f"{name} of {tier}: top-1 {fid.get('vllm_top1_agreement')}, "
+                    f"perplexity ratio {fid.get('vllm_perplexity_ratio')} "
+                    f"(vLLM {fields.get('engine_version')}, {fields.get('dtype')})"
+                )
+    return lines

@@ -16,7 +16,7 @@ from gateway.cli._release_options import (
     QUANT_CHOICE,
     build_options,
 )
-from gateway.cli._release_run import run_build, upload_folder
+from gateway.cli._release_run import run_build, statement_record_lines, upload_folder
 
 __all__ = [
     "CALIBRATION_NAMES",
@@ -195,6 +195,8 @@ def show(ref: str, as_json: bool, gateway: str, token: str | None) -> None:
         click.echo(f"tier {tier['name']} ({access}), {tier['total_size']:,} bytes")
         for f in tier["files"]:
             click.echo(f"  {f['path']:<40} {f['size']:>12,}  {f['sha256'][:16]}…")
+    for line in statement_record_lines(body.get("statement")):
+        click.echo(line)
 
 
 @click.command("yank")

@@ -236,6 +236,12 @@ def test_the_cli_signs_why_speed_was_skipped(
     envelope = json.loads((out / "release.dsse.json").read_text())
     predicate = json.loads(base64.b64decode(envelope["payload"]))["predicate"]
     assert predicate["measurements"]["optimized.speed.status"] == "not_measured"
+    # `tiergate release show` lists the records of the statement the gateway serves.
+    from gateway.cli._release_run import statement_record_lines
+
+    lines = statement_record_lines(envelope)
+    assert any(line.startswith("speed of optimized: not_measured") for line in lines)
+    assert statement_record_lines({"payload": "not base64"}) == []
 
 
 @pytest.mark.parametrize("bad", [["--speed-tokens", "0"], ["--vllm-env", "/nonexistent/venv"]])
