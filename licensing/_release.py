@@ -253,12 +253,12 @@ _PREDICATE_KEYS = frozenset(
 
 _OPTIONAL_KEYS = frozenset({"tokenization", "measurements"})
 # Far above what eight tiers' records hold (~40 entries each); bounds what a reader parses.
-_MAX_MEASUREMENTS = 1024
+_MAX_SHORT_ENTRIES = 1024
 
 
 def _check_short_values(values: Mapping[str, object], what: str) -> None:
-    if len(values) > _MAX_MEASUREMENTS:
-        raise _E(f"{what}: at most {_MAX_MEASUREMENTS} entries")
+    if len(values) > _MAX_SHORT_ENTRIES:
+        raise _E(f"{what}: at most {_MAX_SHORT_ENTRIES} entries")
     for key, value in values.items():
         c.check(key, c.METRIC_NAME, f"{what} key", _E)
         ok_int = isinstance(value, int) and not isinstance(value, bool)

@@ -25,7 +25,7 @@ import math
 import os
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -124,11 +124,15 @@ def _windows(open_dir: Path) -> tuple[list[list[int]], int]:
     """The held-out windows of the transformers fidelity record, and vLLM's context length."""
     from release.fidelity import _probe_batch, held_out_texts
 
-    config = _config(open_dir)
-    limit = int(config.get("max_position_embeddings") or config.get("n_positions") or 2048)
-    seq_len = min(64, limit - 1)
-    batch = _probe_batch(open_dir, held_out_texts(), seq_len, 8, int(config["vocab_size"]))
+    limit = _position_limit(open_dir)
+    vocab = int(_config(open_dir)["vocab_size"])
+    batch = _probe_batch(open_dir, held_out_texts(), min(64, limit - 1), 8, vocab)
     return [[int(i) for i in row] for row in batch.tolist()], limit
+
+
+def _position_limit(open_dir: Path) -> int:
+    config = _config(open_dir)
+    return int(config.get("max_position_embeddings") or config.get("n_positions") or 2048)
 
 
 def _run_vllm(python: str, job: Mapping[str, Any]) -> dict[str, Any]:
@@ -348,6 +352,11 @@ def measure_artifacts(
 
     root = Path(open_dir)
     items = {tier: (o, Path(folder)) for tier, (o, folder) in artifacts.items()}
+    # Prompt, short run and decode must fit the model's positions (GPT-2's table is hard);
+    # the records then state the budget actually used.
+    limit = _position_limit(root)
+    budget = max(1, min(settings.decode_tokens, limit - PROMPT_TOKENS - _SHORT - 1))
+    settings = replace(settings, decode_tokens=budget)
     skipped = SpeedRecord.not_measured(settings.skip_reason)
     no_vllm = EngineFidelity.not_measured(
         "no vLLM environment configured (--vllm-env or TIERGATE_VLLM_ENV)"
