@@ -18,9 +18,10 @@ Memory mode writes each artifact of a random Llama in a fresh process and prints
 above the process's RSS before the call, and the build throughput (GB of open weights per
 minute), one thread. Linux only (reads /proc/self/status).
 
-``--vllm PYTHON`` runs ``bench/_vllm_fidelity.py`` under that interpreter (a vLLM CPU
-environment) on the compressed-tensors artifacts and the open tier: the same metrics,
-computed from vLLM's prompt log-probabilities.
+``--vllm PYTHON`` scores the compressed-tensors artifacts and the open tier in vLLM under
+that interpreter (a vLLM CPU environment), with the implementation a build records
+(:func:`release.engine_measure.score_vllm_fidelity`): the same metrics, computed from vLLM's
+prompt log-probabilities.
 """
 
 from __future__ import annotations
@@ -349,21 +350,16 @@ def _strength_tier(model: Path, out: Path, method: str, spec: str, text: Any) ->
 
 
 def _vllm(python: str, open_dir: Path, tier_dir: Path, label: str, dtype: str) -> None:
-    script = Path(__file__).with_name("_vllm_fidelity.py")
-    proc = subprocess.run(
-        [python, str(script), str(open_dir), str(tier_dir), dtype],
-        capture_output=True,
-        text=True,
-        check=False,
-        env={"VLLM_CPU_KVCACHE_SPACE": "1", "PATH": "/usr/bin:/bin", "HOME": str(Path.home())},
-    )
-    if proc.returncode != 0:
-        print(f"#   vLLM {label}: failed: {proc.stderr.strip().splitlines()[-1:]}")
+    # The build's own implementation (release.engine_measure), so bench and record agree.
+    from release.engine_measure import score_vllm_fidelity
+
+    doc = score_vllm_fidelity(python, open_dir, tier_dir, dtype=dtype)
+    if doc.status != "measured":
+        print(f"#   vLLM {label}: {doc.status}: {doc.reason}")
         return
-    doc = json.loads(proc.stdout.strip().splitlines()[-1])
     print(
-        f"#   vLLM {doc['vllm']} ({dtype}) {label}: top-1 {doc['top1_agreement']:.2%}, mean KL "
-        f"{doc['mean_kl']:.2e} (top-20), ppl ratio {doc['perplexity_ratio']:.4f}"
+        f"#   vLLM {doc.engine_version} ({dtype}) {label}: top-1 {doc.top1_agreement:.2%}, mean "
+        f"KL {doc.mean_kl:.2e} (top-{doc.top_logprobs}), ppl ratio {doc.perplexity_ratio:.4f}"
     )
 
 

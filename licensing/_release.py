@@ -169,6 +169,9 @@ class ReleaseStatement:
     # How far the tokenizer round-trips decoded text (release.tokenization_check): short
     # strings by metric name; signed only when present, so older statements stay valid.
     tokenization: Mapping[str, str] = field(default_factory=dict)
+    # What each optimized tier measured in an engine at build time (release.engine_records):
+    # ``<tier>.<record>.<field>`` -> short string or integer; signed only when present.
+    measurements: Mapping[str, str | int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         c.check(self.repo_id, REPO_ID_PATTERN, "repo_id", _E)
@@ -181,12 +184,8 @@ class ReleaseStatement:
         tiers = tuple(sorted(self.tiers, key=lambda t: t.name))
         if not 0 < len(tiers) <= 8 or len({t.name for t in tiers}) != len(tiers):
             raise _E("a release has 1-8 tiers with distinct names")
-        for key, value in self.optimization.items():
-            c.check(key, c.METRIC_NAME, "optimization key", _E)
-            ok_int = isinstance(value, int) and not isinstance(value, bool)
-            ok_int = ok_int and abs(value) <= MAX_SAFE_INTEGER  # type: ignore[arg-type]
-            if not (ok_int or (isinstance(value, str) and len(value) <= 256)):
-                raise _E(f"optimization {key}: value must be a short string or an integer")
+        _check_short_values(self.optimization, "optimization")
+        _check_short_values(self.measurements, "measurements")
         for key, value in self.fidelity.items():
             c.check(key, c.METRIC_NAME, "fidelity metric", _E)
             c.check(value, c.DECIMAL, f"fidelity {key} (a decimal string)", _E)
@@ -198,6 +197,7 @@ class ReleaseStatement:
         object.__setattr__(self, "created_at", normalize_time(self.created_at, _E))
         object.__setattr__(self, "optimization", MappingProxyType(dict(self.optimization)))
         object.__setattr__(self, "fidelity", MappingProxyType(dict(self.fidelity)))
+        object.__setattr__(self, "measurements", MappingProxyType(dict(self.measurements)))
 
     @property
     def release_name(self) -> str:
@@ -236,6 +236,8 @@ class ReleaseStatement:
         }
         if self.tokenization:
             predicate["tokenization"] = dict(self.tokenization)
+        if self.measurements:
+            predicate["measurements"] = dict(self.measurements)
         return Statement(self.subjects(), RELEASE_PREDICATE_TYPE, predicate)
 
     def to_payload(self) -> bytes:
@@ -249,7 +251,22 @@ _PREDICATE_KEYS = frozenset(
 )
 
 
-_OPTIONAL_KEYS = frozenset({"tokenization"})
+_OPTIONAL_KEYS = frozenset({"tokenization", "measurements"})
+# Far above what eight tiers' records hold (~40 entries each); bounds what a reader parses.
+_MAX_SHORT_ENTRIES = 1024
+
+
+def _check_short_values(values: Mapping[str, object], what: str) -> None:
+    if len(values) > _MAX_SHORT_ENTRIES:
+        raise _E(f"{what}: at most {_MAX_SHORT_ENTRIES} entries")
+    for key, value in values.items():
+        c.check(key, c.METRIC_NAME, f"{what} key", _E)
+        ok_int = isinstance(value, int) and not isinstance(value, bool)
+        ok_int = ok_int and abs(value) <= MAX_SAFE_INTEGER  # type: ignore[arg-type]
+        if not (ok_int or (isinstance(value, str) and len(value) <= 256)):
+            raise _E(f"{what} {key}: value must be a short string or an integer")
+
+
 _SHORT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
@@ -285,6 +302,7 @@ def release_from_statement(statement: Statement) -> ReleaseStatement:
         optimization=as_object(p["optimization"], "predicate.optimization", _E),
         fidelity=as_object(p["fidelity"], "predicate.fidelity", _E),
         tokenization=as_object(p.get("tokenization", {}), "predicate.tokenization", _E),
+        measurements=as_object(p.get("measurements", {}), "predicate.measurements", _E),
     )
     if statement.subjects != release.subjects():
         raise _E("statement subjects do not match the release predicate")

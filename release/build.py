@@ -25,7 +25,7 @@ import hashlib
 import os
 import shutil
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 
@@ -36,17 +36,23 @@ from licensing.statements import (
     ApprovalPolicy,
     ReleaseStatement,
     TierRecord,
-    format_decimal,
     release_digest,
     sign_release_statement,
     tier_record,
 )
+from release._statement_maps import statement_maps
 from release.calibration import CalibrationMethod, CalibrationText
 from release.declared import check_declared_weights
+from release.engine_measure import (
+    AUTO_SPEED_MAX_BYTES,
+    DEFAULT_DECODE_TOKENS,
+    ArtifactMeasurements,
+    EngineSettings,
+    measure_artifacts,
+)
 from release.errors import BuildOptionsInvalidError, ReleaseError
 from release.fidelity import FidelityReport, OptimizedTier, TierWriter
 from release.formats import (
-    OWN_GRANT_KEY,
     Optimization,
     grant_tier,
     own_grant_tiers,
@@ -117,6 +123,15 @@ class BuildOptions:
     # Further artifacts (--optimize names) that need their own grant; by default the grant
     # on `optimized` opens them all (release.formats.grant_tier).
     own_grant: tuple[str, ...] = ()
+    # Decode speed of each artifact against the open tier in its engine (release.
+    # engine_measure): True, False, or None for "when the open weights are at most
+    # AUTO_SPEED_MAX_BYTES". Off by default in the library; the CLI asks for None.
+    measure_speed: bool | None = False
+    # A vLLM environment's interpreter: compressed-tensors and bf16 artifacts are then
+    # measured in vLLM (speed, and fidelity for compressed-tensors), else in transformers.
+    vllm_python: str | None = None
+    # Tokens decoded per sequence in each timed speed run.
+    speed_tokens: int = DEFAULT_DECODE_TOKENS
     # "tiergate" writes the private format of releases built before the standard formats
     # (int8, int4, bf16 only): for tests of migration and of old releases, never the CLI.
     tier_format: TierWriter = "standard"
@@ -134,6 +149,8 @@ class BuiltRelease:
     artifacts: Mapping[str, OptimizedTier] = field(default_factory=dict)
     # The tokenizer round trip measured at build time (None: no tokenizer, or not checked).
     tokenization: TokenizationReport | None = None
+    # Each optimized tier's speed record (and vLLM fidelity) by name (release.engine_measure).
+    measurements: Mapping[str, ArtifactMeasurements] = field(default_factory=dict)
 
 
 Progress = Callable[[str], None]
@@ -159,22 +176,6 @@ def _prepare_out_dir(out_dir: Path, force: bool) -> None:
             raise OutputExistsError(f"{out_dir} is not empty; choose another --out or pass --force")
         shutil.rmtree(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-
-
-def _fidelity_strings(report: FidelityReport) -> dict[str, str]:
-    return {
-        "size_ratio": format_decimal(report.size_ratio),
-        "top1_agreement": format_decimal(report.top1_agreement),
-        "mean_kl": format_decimal(report.mean_kl),
-        "perplexity_ratio": format_decimal(report.perplexity_ratio),
-        "max_tensor_error": format_decimal(report.max_tensor_error),
-        "mean_tensor_error": format_decimal(report.mean_tensor_error),
-        "probe_positions": str(report.probe_positions),
-    }
-
-
-def _prefixed(tier: str, values: Mapping[str, str | int], primary: bool) -> dict[str, str | int]:
-    return dict(values) if primary else {f"{tier}.{k}": v for k, v in values.items()}
 
 
 def _check_buildable(source: Path, optimization: Optimization, group_size: int | None) -> None:
@@ -218,6 +219,7 @@ def build_release(
         raise BuildOptionsInvalidError(f"repo id must look like ORG/NAME, got {options.repo_id!r}")
     if not options.version or any(c.isspace() or c in "/@:" for c in options.version):
         raise BuildOptionsInvalidError(f"version {options.version!r} is not usable in a revision")
+    _check_engine_options(options)
     final = Path(out_dir)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not force:
         raise OutputExistsError(f"{final} is not empty; choose another --out or pass --force")
@@ -239,8 +241,6 @@ def build_release(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    from dataclasses import replace
-
     return replace(built, out_dir=final)
 
 
@@ -293,6 +293,15 @@ def _build_release_into(
             show_progress=show_progress,
         )
     fidelity = artifacts[names[0]].fidelity
+    step("measuring each artifact in its engine (speed; fidelity in vLLM)")
+    measured = measure_artifacts(
+        open_dir,
+        {name: (o, out / name) for name, o in zip(names, optimizations, strict=True)},
+        settings=_engine_settings(options, report.weights_bytes),
+        now=now,
+        on_step=lambda message: step(f"  {message}"),
+        show_progress=show_progress,
+    )
     directories = {OPEN_TIER: open_dir, **{name: out / name for name in names}}
 
     tokenization = None
@@ -341,6 +350,8 @@ def _build_release_into(
                 weight_files=built.quantized.weight_files,
                 calibration=built.quantized.calibration,
                 grant=grant_tier(name, own_grant),
+                speed=measured[name].speed,
+                engine_fidelity=measured[name].engine_fidelity,
             )
         )
     generated = render_model_card(
@@ -368,21 +379,14 @@ def _build_release_into(
     for name, manifest in manifests.items():
         bundle = sign_model_bundle(name, [(f.path, f.sha256, f.size) for f in manifest.files], key)
         (out / name / SIGNATURE_FILE).write_bytes(bundle)
-    optimization_map: dict[str, str | int] = {}
-    fidelity_map: dict[str, str | int] = {}
-    for i, (name, optimization) in enumerate(zip(names, optimizations, strict=True)):
-        quantized = artifacts[name].quantized
-        recipe = _recipe(quantized.method, quantized.group_size, quantized.keep_dtype)
-        recipe["format"] = (
-            "tiergate" if options.tier_format == "tiergate" else _FORMAT_NAMES[optimization.engine]
-        )
-        recipe |= quantized.calibration
-        optimization_map |= _prefixed(name, recipe, i == 0)
-        fidelity_map |= _prefixed(name, _fidelity_strings(artifacts[name].fidelity), i == 0)
-    if len(names) > 1:
-        optimization_map["tiers"] = ",".join(names)
-    if own_grant:
-        optimization_map[OWN_GRANT_KEY] = ",".join(own_grant)
+    optimization_map, fidelity_map, measurements = statement_maps(
+        names,
+        optimizations,
+        artifacts,
+        measured,
+        legacy_format=options.tier_format == "tiergate",
+        own_grant=own_grant,
+    )
     statement = ReleaseStatement(
         repo_id=options.repo_id,
         version=options.version,
@@ -395,8 +399,9 @@ def _build_release_into(
         approval=options.approval,
         created_at=now,
         optimization=optimization_map,
-        fidelity={k: str(v) for k, v in fidelity_map.items()},
+        fidelity=fidelity_map,
         tokenization=tokenization_record,
+        measurements=measurements,
     )
     envelope = sign_release_statement(statement, key)
     (out / RELEASE_STATEMENT_FILE).write_bytes(envelope.to_json())
@@ -411,6 +416,7 @@ def _build_release_into(
         warnings=tuple(warnings),
         artifacts=artifacts,
         tokenization=tokenization,
+        measurements=measured,
     )
 
 
@@ -457,15 +463,33 @@ def _card_text(given: str | None, publisher_card: str | None, heading: str) -> s
     return ""
 
 
-_FORMAT_NAMES = {
-    "compressed-tensors": "compressed-tensors",
-    "bf16": "safetensors",
-    "gguf": "gguf",
-}
+# Enough for a steady rate on any model, few enough that a build never stalls on timing.
+MAX_SPEED_TOKENS = 1024
 
 
-def _recipe(method: str, group_size: int | None, keep_dtype: str) -> dict[str, str | int]:
-    recipe: dict[str, str | int] = {"method": method, "keep_dtype": keep_dtype}
-    if group_size is not None:
-        recipe["group_size"] = group_size
-    return recipe
+def _check_engine_options(options: BuildOptions) -> None:
+    tokens = options.speed_tokens
+    if isinstance(tokens, bool) or not isinstance(tokens, int):
+        tokens = 0
+    if not 1 <= tokens <= MAX_SPEED_TOKENS:
+        raise BuildOptionsInvalidError(
+            f"speed tokens must be an integer from 1 to {MAX_SPEED_TOKENS}, "
+            f"got {options.speed_tokens!r}"
+        )
+    if options.vllm_python is not None and not Path(options.vllm_python).is_file():
+        raise BuildOptionsInvalidError(
+            f"no vLLM interpreter at {options.vllm_python} (a vLLM environment's bin/python)"
+        )
+
+
+def _engine_settings(options: BuildOptions, open_bytes: int) -> EngineSettings:
+    settings = EngineSettings(vllm_python=options.vllm_python, decode_tokens=options.speed_tokens)
+    if options.measure_speed is None and open_bytes > AUTO_SPEED_MAX_BYTES:
+        reason = (
+            f"the open weights are {open_bytes / 2**30:.1f} GiB, past the "
+            f"{AUTO_SPEED_MAX_BYTES // 2**30} GiB measured by default; pass --measure-speed"
+        )
+        return replace(settings, measure_speed=False, skip_reason=reason)
+    if options.measure_speed is False:
+        return replace(settings, measure_speed=False)
+    return settings

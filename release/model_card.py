@@ -14,6 +14,8 @@ from typing import Any
 from licensing.layout import SIGNATURE_FILE
 from release.aibom import EvaluationResult
 from release.card_compare import model_index, tier_comparison_lines
+from release.card_records import artifact_record_lines
+from release.engine_records import EngineFidelity, SpeedRecord
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest
 
@@ -47,6 +49,9 @@ class TierCard:
     calibration: Mapping[str, str | int] = field(default_factory=dict)
     # The tier whose grant opens this one (itself, or `optimized` for a further artifact).
     grant: str | None = None
+    # Decode speed against the open tier and vLLM fidelity (release.engine_records).
+    speed: SpeedRecord | None = None
+    engine_fidelity: EngineFidelity | None = None
 
 
 def _access(tier: TierCard) -> str:
@@ -358,6 +363,7 @@ def render_model_card(
 
     if any(tier.fidelity is not None for tier in tiers) or evaluations:
         lines += tier_comparison_lines(tiers, evaluations)
+    lines += artifact_record_lines(tiers)
 
     lines += ["## File digests", ""]
     for tier in tiers:

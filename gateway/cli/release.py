@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import click
 
-from gateway.cli.release_publish import CALIBRATION_NAMES, MAX_SHARD_SIZE_OPTION, QUANT_CHOICE
+from gateway.cli._release_options import CALIBRATION_NAMES, MAX_SHARD_SIZE_OPTION, QUANT_CHOICE
 
 if TYPE_CHECKING:
     from release.fidelity import FidelityReport
@@ -170,9 +170,10 @@ def quantize(
 
 
 def _attach_publishing_commands() -> None:
-    from gateway.cli.release_publish import COMMANDS
+    from gateway.cli.release_publish import COMMANDS as PUBLISHING
+    from gateway.cli.release_rebuild import COMMANDS as REBUILDING
 
-    for command in COMMANDS:
+    for command in (*PUBLISHING, *REBUILDING):
         group.add_command(command)
 
 

@@ -10,7 +10,8 @@ dependency groups its install promises:
 
 - ``licensing``: the base install; ``release`` and ``watermark``: base, or ``[engine]``
   (torch and transformers, imported lazily); ``release`` also ``[aibom]`` (the AI BOM
-  models, imported lazily);
+  models, imported lazily) and ``[llamacpp]`` (a GGUF artifact's speed is measured in
+  llama.cpp when it imports, and recorded as not measured when it does not);
 - ``gateway``: every group but ``[dev]`` and ``[llamacpp]``; ``tests`` and ``bench``: every
   group.
 
@@ -50,7 +51,8 @@ BASE = ""
 _ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom", "safety"})
 PART_GROUPS: Mapping[str, frozenset[str]] = {
     "licensing": frozenset({BASE}),
-    "release": frozenset({BASE, "engine", "aibom"}),
+    # llama.cpp only where it is optional (a GGUF's speed record, release.engine_measure).
+    "release": frozenset({BASE, "engine", "aibom", "llamacpp"}),
     "watermark": frozenset({BASE, "engine"}),
     "safety": frozenset({BASE, "engine", "safety"}),
     "gateway": _ALL_BUT_DEV,
