@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -39,13 +39,23 @@ from release.errors import (
     UnsupportedTokenizerError,
 )
 from release.quantize import _NOT_COPIED, _WEIGHT_SUFFIXES, QuantizedTier
-from release.safetensors_check import MAX_JSON_FILE_BYTES, validate_model_folder
+from release.safetensors_check import (
+    MAX_JSON_FILE_BYTES,
+    ModelFolderReport,
+    validate_model_folder,
+)
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-__all__ = ["GGUF_ARCHITECTURES", "check_gguf_exportable", "gguf_file_name", "write_gguf_tier"]
+__all__ = [
+    "GGUF_ARCHITECTURES",
+    "check_gguf_exportable",
+    "gguf_file_name",
+    "iter_reference_tensors",
+    "write_gguf_tier",
+]
 
 GGUF_ARCHITECTURES = ("llama", "gpt2")
 _BLOCK = 32
@@ -275,6 +285,7 @@ def _plan(arch: str, names: Mapping[str, tuple[int, ...]], blocks: int, tied: bo
 def _to_array(
     entry: _Plan, tensor: torch.Tensor, arch: str, cfg: Mapping[str, Any], qtype: Any
 ) -> np.ndarray[Any, Any]:
+    # qtype is used only for kind "q" entries.
     import gguf
     import numpy as np
     import torch
@@ -301,6 +312,12 @@ def check_gguf_exportable(model_dir: str | os.PathLike[str], quant_type: str = "
     cfg = json.loads((src / "config.json").read_text("utf-8"))
     _check_architecture(cfg, quant_type)
     _read_tokenizer(src, int(cfg.get("vocab_size") or 0))
+    from release.formats import GGUF_LLAMACPP_TYPES
+
+    if quant_type in GGUF_LLAMACPP_TYPES:
+        from release.gguf_kquant import check_quantizer_available
+
+        check_quantizer_available(quant_type)
 
 
 def _check_architecture(cfg: Mapping[str, Any], quant_type: str) -> None:
@@ -312,6 +329,55 @@ def _check_architecture(cfg: Mapping[str, Any], quant_type: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Export:
+    """What the export reads before writing: the checked folder, its config and the plan."""
+
+    report: ModelFolderReport
+    cfg: dict[str, Any]
+    arch: str
+    plan: list[_Plan]
+
+
+def _export(src: Path, quant_type: str) -> _Export:
+    report = validate_model_folder(src)
+    sources = loaded_weight_files(report)[0]
+    cfg: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
+    _check_architecture(cfg, quant_type)
+    if "quantization_config" in cfg:
+        raise QuantizationError("the source model is already quantized")
+    arch = str(cfg.get("model_type"))
+    blocks = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 0)
+    shapes = {e.name: tuple(e.shape) for f in sources for e in f.tensors}
+    tied = bool(cfg.get("tie_word_embeddings", True))
+    return _Export(report, cfg, arch, _plan(arch, shapes, blocks, tied))
+
+
+def iter_reference_tensors(
+    model_dir: str | os.PathLike[str],
+) -> Iterator[tuple[str, str, np.ndarray[Any, Any]]]:
+    """Each exported tensor of the open weights laid out as the GGUF file holds it (float32;
+    Llama's q/k rotary halves interleaved, GPT-2's Conv1D transposed), one at a time:
+    ``(checkpoint name, GGUF name, array)``. What a quantized file is measured against."""
+    src = Path(model_dir)
+    export = _export(src, "f16")
+    by_name = {e.source: e for e in export.plan}
+    for file_report in loaded_weight_files(export.report)[0]:
+        with read_tensors(src / file_report.file) as reader:
+            for tensor_entry in file_report.tensors:
+                entry = by_name.get(tensor_entry.name)
+                if entry is None:
+                    continue
+                reference = replace(entry, kind="f32")
+                tensor = reader.get_tensor(entry.source)
+                yield (
+                    entry.source,
+                    entry.target,
+                    _to_array(reference, tensor, export.arch, export.cfg, None),
+                )
+                del tensor
+
+
 def write_gguf_tier(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -321,7 +387,23 @@ def write_gguf_tier(
     on_progress: ProgressCallback | None = None,
 ) -> QuantizedTier:
     """Write ``out_dir/model-<quant_type>.gguf`` (plus the open tier's ``config.json``, which
-    transformers' GGUF loader needs for GPT-2 models whose context is not 1024)."""
+    transformers' GGUF loader needs for GPT-2 models whose context is not 1024).
+
+    ``q8_0``/``q4_0``/``f16`` are written by the gguf package here; the k-quants
+    (:data:`release.formats.GGUF_LLAMACPP_TYPES`) by llama.cpp's quantizer from an f16
+    export (:mod:`release.gguf_kquant`)."""
+    from release.formats import GGUF_LLAMACPP_TYPES
+
+    if quant_type in GGUF_LLAMACPP_TYPES:
+        from release.gguf_kquant import write_kquant_tier
+
+        return write_kquant_tier(
+            model_dir,
+            out_dir,
+            quant_type=quant_type,
+            show_progress=show_progress,
+            on_progress=on_progress,
+        )
     import gguf
     import numpy as np
 
@@ -340,19 +422,11 @@ def write_gguf_tier(
     if quant_type not in qtypes:
         raise QuantizationError(f"GGUF type {quant_type!r} is not one of {', '.join(qtypes)}")
     src, out = Path(model_dir), Path(out_dir)
-    report = validate_model_folder(src)
+    export = _export(src, quant_type)
+    report, cfg, arch, plan = export.report, export.cfg, export.arch, export.plan
     sources = loaded_weight_files(report)[0]
-    cfg: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
-    arch = cfg.get("model_type")
-    _check_architecture(cfg, quant_type)
-    if "quantization_config" in cfg:
-        raise QuantizationError("the source model is already quantized")
     vocab_size = int(cfg.get("vocab_size") or 0)
     tokenizer = _read_tokenizer(src, vocab_size)  # refused before anything is written
-    blocks = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 0)
-    shapes = {e.name: tuple(e.shape) for f in sources for e in f.tensors}
-    tied = bool(cfg.get("tie_word_embeddings", True))
-    plan = _plan(str(arch), shapes, blocks, tied)
     if quant_type == "f16":
         # The unquantized baseline llama.cpp's speed is compared with (and what its own
         # quantizer starts from): every 2-D weight float16, nothing block-quantized.

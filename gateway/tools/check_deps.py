@@ -10,7 +10,7 @@ dependency groups its install promises:
 
 - ``licensing``: the base install; ``release`` and ``watermark``: base, or ``[engine]``
   (torch and transformers, imported lazily); ``release`` also ``[aibom]`` (the AI BOM
-  models, imported lazily);
+  models, imported lazily) and ``[llamacpp]`` (llama.cpp's quantizer, imported lazily);
 - ``gateway``: every group but ``[dev]`` and ``[llamacpp]``; ``tests`` and ``bench``: every
   group.
 
@@ -50,7 +50,8 @@ BASE = ""
 _ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom", "safety"})
 PART_GROUPS: Mapping[str, frozenset[str]] = {
     "licensing": frozenset({BASE}),
-    "release": frozenset({BASE, "engine", "aibom"}),
+    # [llamacpp]: llama.cpp's quantizer for the GGUF k-quants (release.gguf_kquant, lazily).
+    "release": frozenset({BASE, "engine", "aibom", "llamacpp"}),
     "watermark": frozenset({BASE, "engine"}),
     "safety": frozenset({BASE, "engine", "safety"}),
     "gateway": _ALL_BUT_DEV,
