@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -54,6 +54,7 @@ from release.formats import (
     tier_names,
 )
 from release.manifest import TierManifest, build_tier_manifest
+from release.ollama import OllamaChat
 from release.quantize import DEFAULT_MAX_SHARD_SIZE, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
 from release.tokenization_check import TokenizationReport
@@ -187,6 +188,16 @@ def _check_buildable(source: Path, optimization: Optimization, group_size: int |
         from release.compressed import DEFAULT_CT_GROUP_SIZE, check_compressed_exportable
 
         check_compressed_exportable(source, optimization.name, group_size or DEFAULT_CT_GROUP_SIZE)
+
+
+def _ollama_chat(tier_dir: Path, weight_files: Sequence[str]) -> OllamaChat | None:
+    """The card's Ollama TEMPLATE for a GGUF artifact, from the file's own metadata."""
+    gguf = next((f for f in weight_files if f.endswith(".gguf")), None)
+    if gguf is None:
+        return None
+    from release.ollama import chat_from_gguf
+
+    return chat_from_gguf(tier_dir / gguf)
 
 
 def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> TierRecord:
@@ -341,6 +352,8 @@ def _build_release_into(
                 weight_files=built.quantized.weight_files,
                 calibration=built.quantized.calibration,
                 grant=grant_tier(name, own_grant),
+                quantizer=built.quantized.quantizer,
+                ollama=_ollama_chat(out / name, built.quantized.weight_files),
             )
         )
     generated = render_model_card(
@@ -377,6 +390,8 @@ def _build_release_into(
             "tiergate" if options.tier_format == "tiergate" else _FORMAT_NAMES[optimization.engine]
         )
         recipe |= quantized.calibration
+        if quantized.quantizer:
+            recipe["quantizer"] = quantized.quantizer
         optimization_map |= _prefixed(name, recipe, i == 0)
         fidelity_map |= _prefixed(name, _fidelity_strings(artifacts[name].fidelity), i == 0)
     if len(names) > 1:

@@ -16,6 +16,7 @@ from release.aibom import EvaluationResult
 from release.card_compare import model_index, tier_comparison_lines
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest
+from release.ollama import OllamaChat, render_modelfile
 
 __all__ = ["DEFAULT_WATERMARK_STATEMENT", "TierCard", "render_model_card"]
 
@@ -47,6 +48,10 @@ class TierCard:
     calibration: Mapping[str, str | int] = field(default_factory=dict)
     # The tier whose grant opens this one (itself, or `optimized` for a further artifact).
     grant: str | None = None
+    # The external tool that quantized the weights (llama.cpp for GGUF k-quants), if any.
+    quantizer: str | None = None
+    # GGUF artifacts: the Ollama TEMPLATE and stops of the embedded chat template.
+    ollama: OllamaChat | None = None
 
 
 def _access(tier: TierCard) -> str:
@@ -135,6 +140,7 @@ def _fidelity_lines(tier: TierCard, fidelity: FidelityReport) -> list[str]:
         f"| Mean per-tensor relative error | {fidelity.mean_tensor_error:.3g} |",
         "",
         *_calibration_lines(tier.calibration),
+        *([f"Quantized by {_cell(tier.quantizer)}.", ""] if tier.quantizer else []),
     ]
 
 
@@ -240,10 +246,11 @@ def _usage_lines(repo_id: str, version: str, tier: TierCard) -> list[str]:
             'print(llm("Hello", max_tokens=64)["choices"][0]["text"])',
             "```",
             "",
-            "Ollama (`Modelfile` next to the download):",
+            "Ollama (`Modelfile` next to the download; the TEMPLATE is the embedded chat "
+            "template in Go's template syntax, which Ollama uses instead of Jinja):",
             "",
             "```",
-            f"FROM ./{slug}/{gguf}",
+            render_modelfile(f"./{slug}/{gguf}", tier.ollama),
             "```",
             "",
             "```bash",
