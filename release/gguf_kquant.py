@@ -126,7 +126,8 @@ def _measure(model_dir: Path, gguf_path: Path) -> tuple[dict[str, str], dict[str
         if tensor is None:
             raise QuantizationError(f"llama.cpp's output lacks tensor {target} ({source})")
         restored = gguf.quants.dequantize(tensor.data, tensor.tensor_type)
-        restored = np.asarray(restored, dtype=np.float32).reshape(expected.shape)
+        # A copy: an F32 tensor dequantizes to a read-only view of the mapped file.
+        restored = np.array(restored, dtype=np.float32).reshape(expected.shape)
         if tensor.tensor_type not in plain:
             modules[source.removesuffix(".weight")] = tensor.tensor_type.name.lower()
         elif tensor.tensor_type == gguf.GGMLQuantizationType.F16:
