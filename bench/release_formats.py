@@ -19,7 +19,9 @@ windows (a ``# llama.cpp`` line under its row).
 
 Memory mode writes each artifact of a random Llama in a fresh process and prints the peak RSS
 above the process's RSS before the call, and the build throughput (GB of open weights per
-minute), one thread. Linux only (reads /proc/self/status).
+minute), one thread. Linux only (reads /proc/self/status). ``int4+gptq/layerwise`` forces
+the one-block-at-a-time calibration (:mod:`release.calibration_layerwise`) on the same model,
+to compare its peak with the whole-model pass's.
 
 ``--vllm PYTHON`` runs ``bench/_vllm_fidelity.py`` under that interpreter (a vLLM CPU
 environment) on the compressed-tensors artifacts and the open tier: the same metrics,
@@ -455,6 +457,12 @@ def _measure(src: str, out: str, variant: str, max_shard_size: str) -> None:
     before = _status_kib("VmRSS")
     start = time.perf_counter()
     method, _, calibration = variant.partition("+")
+    if calibration.endswith("/layerwise"):
+        # Force the one-block-at-a-time statistics (chosen by size past 8 GiB otherwise).
+        import release.calibration_layerwise as layerwise
+
+        layerwise.LAYERWISE_ABOVE_BYTES = 0
+        calibration = calibration.removesuffix("/layerwise")
     tier = write_optimized_artifact(
         src,
         out,
@@ -537,11 +545,12 @@ def main() -> None:
             "int8+smoothquant+gptq",
             "int4",
             "int4+gptq",
+            "int4+gptq/layerwise",
             "gguf-q8_0",
             "gguf-q4_0",
             "gguf-q4_k_m",
         ],
-        help="--memory: artifacts to build (METHOD[+CALIBRATION])",
+        help="--memory: artifacts to build (METHOD[+CALIBRATION[/layerwise]])",
     )
     parser.add_argument("--_measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()
