@@ -163,8 +163,9 @@ def _shape(render: Any) -> _Shape:
 
 def _modelfile_safe(text: str) -> bool:
     # Ollama's parser ends a triple-quoted value at the first '"""' and drops control
-    # characters other than tab and newlines.
-    return '"""' not in text and all(c.isprintable() or c in "\t\r\n" for c in text)
+    # characters other than tab and newlines; the card shows the Modelfile in a ``` fence.
+    printable = all(c.isprintable() or c in "\t\r\n" for c in text)
+    return printable and '"""' not in text and "```" not in text
 
 
 def chat_from_template(

@@ -167,6 +167,9 @@ def test_templates_the_modelfile_cannot_quote_are_not_translated() -> None:
     chat = chat_from_template(template, eos_token=SPECIAL)
     assert chat.template is None
     assert "cannot quote" in chat.reason
+    fenced = template.replace('\'"""\'', "'```'")
+    assert "```" in fenced
+    assert chat_from_template(fenced, eos_token=SPECIAL).template is None
 
 
 def test_the_spec_parser_reads_ollamas_documented_examples() -> None:
