@@ -12,7 +12,8 @@ intermediate 5632, 32 heads / 4 KV heads, vocab 32000, untied head: 1.10 B param
 the tests' tiny byte-level BPE tokenizer; random weights decode exactly as fast as trained
 ones. Its open tier (float32 safetensors) and the artifacts are written by the release
 library's own writers (:func:`release.fidelity.write_optimized_artifact`: ``bf16``, ``int8``,
-``int4`` group 128, ``gguf-q8_0``, ``gguf-q4_0``; :func:`release.gguf_export.write_gguf_tier`
+``int4`` group 128, ``gguf-q8_0``, ``gguf-q4_0``, ``gguf-q4_k_m`` (llama.cpp's quantizer);
+:func:`release.gguf_export.write_gguf_tier`
 with ``quant_type="f16"`` for llama.cpp's unquantized baseline).
 
 Engines, each model in a fresh process per round, rounds interleaved (A B C D, then D C B A,
@@ -21,7 +22,8 @@ Engines, each model in a fresh process per round, rounds interleaved (A B C D, t
 - vLLM (``--vllm PYTHON``, a vLLM CPU environment): ``LLM(folder, dtype=..., enforce_eager=
   True)``; the open tier in float32 and in bfloat16 (the ``bf16`` artifact), ``int8`` and
   ``int4`` in bfloat16 (vLLM 0.32's CPU WNA16 kernel has no float32 path).
-- llama.cpp (``llama-cpp-python`` in this interpreter): ``f16`` vs ``q8_0`` vs ``q4_0``,
+- llama.cpp (``llama-cpp-python`` in this interpreter): ``f16`` vs ``q8_0``, ``q4_0`` and
+  ``q4_k_m``,
   driven through ``llama_decode`` with batches of 1 or 8 sequences.
 
 Decode is separated from prefill: vLLM generates ``--short`` and ``--long`` tokens for the
@@ -30,7 +32,7 @@ same prompts (greedy, EOS ignored) and decode tokens/s is ``batch * (long - shor
 before). Each figure is the median of ``--reps`` repetitions inside a process, then the
 median over rounds. Ratios are against the 16-bit open tier (bf16 / f16) and against float32,
 next to the byte-ratio ceiling (linear weights 16 / 8.5 bits for Q8_0, 16 / 4.5 for Q4_0,
-16 / 8 for int8, 16 / 4.1 for int4 g128).
+16 / 8 for int8, 16 / 4.1 for int4 g128; for the Q4_K_M mix, the f16 / q4_k_m file ratio).
 """
 
 from __future__ import annotations
@@ -68,6 +70,7 @@ LLAMACPP_MODELS = (
     ("gguf f16", "gguf-f16"),
     ("gguf q8_0", "gguf-q8_0"),
     ("gguf q4_0", "gguf-q4_0"),
+    ("gguf q4_k_m", "gguf-q4_k_m"),  # llama.cpp's own quantizer, from our f16 export
 )
 CEILING = {  # bytes per linear weight of the 16-bit baseline / of the artifact
     "int8 W8A8": 16 / 8,
@@ -164,7 +167,7 @@ def build_all(work: Path, *, layers: int, engines: list[str]) -> dict[str, float
     if "vllm" in engines:
         wanted += ["bf16", "int8", "int4"]
     if "llamacpp" in engines:
-        wanted += ["gguf-f16", "gguf-q8_0", "gguf-q4_0"]
+        wanted += ["gguf-f16", "gguf-q8_0", "gguf-q4_0", "gguf-q4_k_m"]
     for name in wanted:
         out = work / name
         if out.exists():
@@ -382,6 +385,7 @@ def report(results: dict[str, dict[str, list[float]]], work: Path, batches: list
         "gguf f16": "gguf-f16",
         "gguf q8_0": "gguf-q8_0",
         "gguf q4_0": "gguf-q4_0",
+        "gguf q4_k_m": "gguf-q4_k_m",
     }
     print()
     head = " | ".join(f"b{b} tok/s | b{b} vs 16-bit | b{b} vs fp32" for b in batches)
@@ -399,6 +403,9 @@ def report(results: dict[str, dict[str, list[float]]], work: Path, batches: list
             vs32 = f"{value / med('open fp32', b):.2f}x" if fp32 else "-"
             cells.append(f"{value:.2f} | {vs16} | {vs32}")
         ceiling = CEILING.get(label)
+        if ceiling is None and label == "gguf q4_k_m":
+            # A mix (Q4_K, Q6_K for the head and part of attn_v/ffn_down): the file ratio.
+            ceiling = folder_bytes(work / "gguf-f16") / folder_bytes(work / "gguf-q4_k_m")
         ceil = f"{ceiling:.2f}x" if ceiling else "-"
         gb = folder_bytes(work / sizes[label]) / 1e9
         print(f"| {engine} {label} | {gb:.2f} | {' | '.join(cells)} | {ceil} |")

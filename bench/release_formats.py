@@ -9,14 +9,19 @@ Usage::
 
 Fidelity mode trains a small Llama (cached under ~/.cache/tiergate/release-formats-lm) on the
 docstrings of ~70 Python standard-library modules, then builds every artifact (compressed-
-tensors int8 / int4 at group 128, 64, 32; GGUF q8_0 / q4_0; bf16) and measures each through
+tensors int8 / int4 at group 128, 64, 32; GGUF q8_0 / q4_0, and q4_k_m / q5_k_m / q6_k with
+llama.cpp's quantizer when llama-cpp-python is installed; bf16) and measures each through
 transformers against the open tier on the held-out text of :func:`release.fidelity.
 held_out_texts` (the Zen of Python and the argparse, json, fractions and textwrap docs, none
 of them trained on): top-1 agreement, mean KL, perplexity ratio, size ratio vs float32.
+With llama-cpp-python installed, each GGUF artifact is also run by llama.cpp on the same
+windows (a ``# llama.cpp`` line under its row).
 
 Memory mode writes each artifact of a random Llama in a fresh process and prints the peak RSS
 above the process's RSS before the call, and the build throughput (GB of open weights per
-minute), one thread. Linux only (reads /proc/self/status).
+minute), one thread. Linux only (reads /proc/self/status). ``int4+gptq/layerwise`` forces
+the one-block-at-a-time calibration (:mod:`release.calibration_layerwise`) on the same model,
+to compare its peak with the whole-model pass's.
 
 ``--vllm PYTHON`` scores the compressed-tensors artifacts and the open tier in vLLM under
 that interpreter (a vLLM CPU environment), with the implementation a build records
@@ -166,6 +171,10 @@ ARTIFACTS: tuple[tuple[str, str, int | None, str | None], ...] = (
     ("int4 g128 mse", "int4-mse", 128, "none"),
     ("gguf-q8_0", "gguf-q8_0", None, None),
     ("gguf-q4_0", "gguf-q4_0", None, None),
+    # k-quants: llama.cpp's quantizer (llama-cpp-python); skipped with a note without it.
+    ("gguf-q4_k_m", "gguf-q4_k_m", None, None),
+    ("gguf-q5_k_m", "gguf-q5_k_m", None, None),
+    ("gguf-q6_k", "gguf-q6_k", None, None),
     ("bf16", "bf16", None, None),
 )
 
@@ -290,6 +299,9 @@ def fidelity_main(args: argparse.Namespace) -> None:
             if args.only and not any(label.startswith(x) for x in args.only):
                 continue
             out = Path(tmp) / str(i)
+            if method in _KQUANTS and _llama_cpp() is None:
+                print(f"# {label}: skipped, llama-cpp-python is not installed (make llamacpp)")
+                continue
             start = time.perf_counter()
             if method == "int4-mse":
                 f = _mse_tier(model, out, group or 128)
@@ -313,6 +325,50 @@ def fidelity_main(args: argparse.Namespace) -> None:
             )
             if args.vllm and method in ("int8", "int4") and group in (None, 128):
                 _vllm(args.vllm, model, out, label, "float32" if method == "int8" else "bfloat16")
+            if method.startswith("gguf-") and _llama_cpp() is not None:
+                _llamacpp_fidelity(model, out, label)
+
+
+_KQUANTS = ("gguf-q4_k_m", "gguf-q5_k_m", "gguf-q6_k")
+
+
+def _llama_cpp() -> Any:
+    try:
+        import llama_cpp
+    except ImportError:
+        return None
+    return llama_cpp
+
+
+def _llamacpp_fidelity(open_dir: Path, tier_dir: Path, label: str) -> None:
+    """The same metrics with the GGUF file run by llama.cpp (the fidelity record's probe
+    batch: held-out text, 8 windows of 64 tokens) against the open tier in transformers."""
+    import numpy as np
+
+    from release.fidelity import _compare, _perplexity, _probe_batch, held_out_texts
+    from release.loader import load_model
+
+    llama_cpp = _llama_cpp()
+    open_model = load_model(open_dir)
+    batch = _probe_batch(open_dir, held_out_texts(), 64, 8, int(open_model.config.vocab_size))
+    with torch.inference_mode():
+        reference = open_model(input_ids=batch).logits
+    (path,) = tier_dir.glob("*.gguf")
+    llm = llama_cpp.Llama(
+        model_path=str(path), n_ctx=64, logits_all=True, n_threads=1, verbose=False
+    )
+    rows = []
+    for window in batch.tolist():
+        llm.reset()
+        llm.eval(window)
+        rows.append(torch.from_numpy(np.array(llm.scores[: len(window)], dtype=np.float32)))
+    candidate = torch.stack(rows)
+    top1, kl = _compare(reference, candidate)
+    ratio = _perplexity(candidate, batch) / _perplexity(reference, batch)
+    print(
+        f"#   llama.cpp {llama_cpp.__version__} {label}: top-1 {top1:.2%}, mean KL {kl:.2e}, "
+        f"ppl ratio {ratio:.4f}"
+    )
 
 
 def _mse_tier(model: Path, out: Path, group: int) -> Any:
@@ -397,6 +453,12 @@ def _measure(src: str, out: str, variant: str, max_shard_size: str) -> None:
     before = _status_kib("VmRSS")
     start = time.perf_counter()
     method, _, calibration = variant.partition("+")
+    if calibration.endswith("/layerwise"):
+        # Force the one-block-at-a-time statistics (chosen by size past 8 GiB otherwise).
+        import release.calibration_layerwise as layerwise
+
+        layerwise.LAYERWISE_ABOVE_BYTES = 0
+        calibration = calibration.removesuffix("/layerwise")
     tier = write_optimized_artifact(
         src,
         out,
@@ -429,6 +491,9 @@ def memory_main(args: argparse.Namespace) -> None:
         )
         print(f"{'artifact':22s} {'files':>5s} {'peak MiB':>9s} {'vs open':>8s} {'GB/min':>7s}")
         for method in args.variants:
+            if method in _KQUANTS and _llama_cpp() is None:
+                print(f"# {method}: skipped, llama-cpp-python is not installed")
+                continue
             proc = subprocess.run(
                 [
                     sys.executable,
@@ -471,8 +536,17 @@ def main() -> None:
     parser.add_argument(
         "--variants",
         nargs="*",
-        default=["int8", "int8+smoothquant+gptq", "int4", "int4+gptq", "gguf-q8_0", "gguf-q4_0"],
-        help="--memory: artifacts to build (METHOD[+CALIBRATION])",
+        default=[
+            "int8",
+            "int8+smoothquant+gptq",
+            "int4",
+            "int4+gptq",
+            "int4+gptq/layerwise",
+            "gguf-q8_0",
+            "gguf-q4_0",
+            "gguf-q4_k_m",
+        ],
+        help="--memory: artifacts to build (METHOD[+CALIBRATION[/layerwise]])",
     )
     parser.add_argument("--_measure", nargs=4, help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -68,6 +68,8 @@ def statement_maps(
         recipe = _recipe(quantized.method, quantized.group_size, quantized.keep_dtype)
         recipe["format"] = "tiergate" if legacy_format else _FORMAT_NAMES[optimization.engine]
         recipe |= quantized.calibration
+        if quantized.quantizer:
+            recipe["quantizer"] = quantized.quantizer
         optimization_map |= _prefixed(name, recipe, i == 0)
         figures: dict[str, str | int] = dict(_fidelity_strings(artifacts[name].fidelity))
         record = measured.get(name)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -60,6 +60,7 @@ from release.formats import (
     tier_names,
 )
 from release.manifest import TierManifest, build_tier_manifest
+from release.ollama import OllamaChat
 from release.quantize import DEFAULT_MAX_SHARD_SIZE, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
 from release.tokenization_check import TokenizationReport
@@ -188,6 +189,16 @@ def _check_buildable(source: Path, optimization: Optimization, group_size: int |
         from release.compressed import DEFAULT_CT_GROUP_SIZE, check_compressed_exportable
 
         check_compressed_exportable(source, optimization.name, group_size or DEFAULT_CT_GROUP_SIZE)
+
+
+def _ollama_chat(tier_dir: Path, weight_files: Sequence[str]) -> OllamaChat | None:
+    """The card's Ollama TEMPLATE for a GGUF artifact, from the file's own metadata."""
+    gguf = next((f for f in weight_files if f.endswith(".gguf")), None)
+    if gguf is None:
+        return None
+    from release.ollama import chat_from_gguf
+
+    return chat_from_gguf(tier_dir / gguf)
 
 
 def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> TierRecord:
@@ -352,6 +363,8 @@ def _build_release_into(
                 grant=grant_tier(name, own_grant),
                 speed=measured[name].speed,
                 engine_fidelity=measured[name].engine_fidelity,
+                quantizer=built.quantized.quantizer,
+                ollama=_ollama_chat(out / name, built.quantized.weight_files),
             )
         )
     generated = render_model_card(

@@ -70,9 +70,10 @@ _SMOOTH_MAPS = (
     ("post_attention_layernorm", ("mlp.gate_proj", "mlp.up_proj")),
     ("mlp.up_proj", ("mlp.down_proj",)),
 )
-# What a default (not asked-for) calibration may hold in memory: the open model in float32
-# plus one float32 Hessian per distinct linear input. Past it the default is round-to-nearest,
-# which streams one tensor at a time (a 7B Llama would need ~50 GB to calibrate this way).
+# What calibration may hold in memory: the open model in float32 plus one float32 Hessian
+# per distinct linear input (a 7B Llama would need ~50 GB). Past it, statistics are gathered
+# one block at a time (release.calibration_layerwise, ~2 GB for a 7B Llama); past that too,
+# the default is round-to-nearest, which streams one tensor at a time.
 DEFAULT_CALIBRATION_MEMORY_BYTES = 8 * 2**30
 _MIN_FACTOR = 1e-5
 _DAMPENING = 0.01
@@ -456,9 +457,11 @@ def default_calibration(
     """The calibration a build uses when the publisher did not choose one.
 
     GPTQ for both methods, with SmoothQuant first for int8 where smoothing folds exactly
-    (``_SMOOTHABLE``: a GPT-2 int8 build would otherwise be refused); round-to-nearest when
-    calibrating would need more than ``memory_bytes`` (or the config cannot say), so a default
-    build stays memory-bounded whatever the model's size. An explicit choice is never changed.
+    (``_SMOOTHABLE``: a GPT-2 int8 build would otherwise be refused). Past ``memory_bytes``
+    for the whole-model pass the statistics are gathered one block at a time (the same
+    result, :mod:`release.calibration_layerwise`); round-to-nearest only when even that would
+    need more (or the config cannot say), so a default build stays memory-bounded whatever
+    the model's size. An explicit choice is never changed.
     """
     import json
 
@@ -469,8 +472,16 @@ def default_calibration(
     if not isinstance(config, dict):
         return "none"
     needed = calibration_memory_bytes(config)
-    if needed is None or needed > memory_bytes:
+    if needed is None:
         return "none"
+    if needed > memory_bytes:
+        # Past the bound, calibration runs one block at a time (release.calibration_layerwise,
+        # chosen by the writer from the same estimate); past that one too, round-to-nearest.
+        from release.calibration_layerwise import layerwise_memory_bytes
+
+        layerwise = layerwise_memory_bytes(config)
+        if layerwise is None or layerwise > memory_bytes:
+            return "none"
     if method == "int8" and config.get("model_type") in _SMOOTHABLE:
         return "smoothquant+gptq"
     return "gptq"

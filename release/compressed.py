@@ -42,7 +42,8 @@ from release._shards import (
     parse_size,
     read_tensors,
 )
-from release.calibration import Calibration, CalibrationMethod, CalibrationText, calibrate
+from release.calibration import Calibration, CalibrationMethod, CalibrationText
+from release.calibration_layerwise import calibrate_within_memory
 from release.errors import CalibrationError, QuantizationError, UnsupportedArchitectureError
 from release.quantize import _NOT_COPIED, _WEIGHT_SUFFIXES, QuantizedTier, _cast, _torch_dtype
 from release.safetensors_check import validate_model_folder
@@ -337,7 +338,8 @@ def _calibration(
     if calibration.startswith("smoothquant") and method != "int8":
         # W4A16 keeps activations in 16 bits: smoothing would only make weights harder.
         raise CalibrationError(f"{calibration} is for int8 (W8A8), not {method}")
-    return calibrate(
+    # The whole-model pass, or one decoder block at a time for models past its memory bound.
+    return calibrate_within_memory(
         src,
         arch.quantize,
         method=calibration,  # type: ignore[arg-type]

@@ -12,6 +12,8 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |   +-- UnknownOptimizationError      unknown_optimization: no such ``--optimize``
     |   +-- UnsupportedArchitectureError  unsupported_architecture: the format cannot express it
     |   +-- UnsupportedTokenizerError     unsupported_tokenizer: GGUF cannot express it
+    |   +-- QuantizerUnavailableError     quantizer_unavailable: the artifact needs llama.cpp's
+    |   |                                 quantizer and the [llamacpp] extra is not installed
     |   +-- CalibrationError              calibration_failed: no usable calibration text or
     |                                     statistics (release.calibration)
     +-- OptimizedTierInvalidError   optimized_tier_invalid: an optimized tier cannot be loaded
@@ -48,6 +50,7 @@ __all__ = [
     "ModelFolderInvalidError",
     "OptimizedTierInvalidError",
     "QuantizationError",
+    "QuantizerUnavailableError",
     "RebuildRefusedError",
     "ReleaseError",
     "SafetensorsInvalidError",
@@ -171,6 +174,13 @@ class UnsupportedTokenizerError(QuantizationError):
     """The tokenizer cannot be written as GGUF ``tokenizer.ggml.*`` metadata faithfully."""
 
     code = "unsupported_tokenizer"
+
+
+class QuantizerUnavailableError(QuantizationError):
+    """The artifact (a GGUF k-quant) is quantized by llama.cpp's own quantizer, and its Python
+    binding is not installed (``make llamacpp`` or ``pip install 'tiergate[llamacpp]'``)."""
+
+    code = "quantizer_unavailable"
 
 
 class CalibrationError(QuantizationError):

@@ -10,7 +10,13 @@ name            format                                      engines
 ``bf16``        plain bfloat16 safetensors                  vLLM, transformers, anything
 ``gguf-q8_0``   GGUF, Q8_0 linear weights                   llama.cpp, Ollama, transformers
 ``gguf-q4_0``   GGUF, Q4_0 linear weights                   llama.cpp, Ollama, transformers
+``gguf-q4_k_m`` GGUF, llama.cpp's Q4_K_M mix (k-quants)     llama.cpp, Ollama, transformers
+``gguf-q5_k_m`` GGUF, llama.cpp's Q5_K_M mix (k-quants)     llama.cpp, Ollama, transformers
+``gguf-q6_k``   GGUF, llama.cpp's Q6_K (k-quants)           llama.cpp, Ollama, transformers
 ==============  ==========================================  ===============================
+
+The k-quant artifacts are quantized by llama.cpp's own quantizer (the ``[llamacpp]`` extra)
+from an f16 GGUF our writer produces; see :mod:`release.gguf_kquant`.
 
 Tier names: the first artifact of a release is ``optimized`` (the name existing clients and
 grants use); each further one is ``optimized_<name>`` with hyphens as underscores
@@ -33,6 +39,7 @@ from typing import Literal
 from release.errors import BuildOptionsInvalidError, UnknownOptimizationError
 
 __all__ = [
+    "GGUF_LLAMACPP_TYPES",
     "GGUF_QUANT_TYPES",
     "OPTIMIZATIONS",
     "PRIMARY_TIER",
@@ -50,6 +57,8 @@ PRIMARY_TIER = "optimized"
 OWN_GRANT_KEY = "own_grant"
 # What the gguf package (0.19) can quantize itself; k-quants (Q4_K_M...) it only dequantizes.
 GGUF_QUANT_TYPES = ("q8_0", "q4_0")
+# What llama.cpp's quantizer (llama-cpp-python, the [llamacpp] extra) writes for us.
+GGUF_LLAMACPP_TYPES = ("q4_k_m", "q5_k_m", "q6_k")
 
 
 @dataclass(frozen=True)
@@ -63,6 +72,11 @@ class Optimization:
     @property
     def gguf_type(self) -> str | None:
         return self.name.removeprefix("gguf-") if self.engine == "gguf" else None
+
+    @property
+    def needs_llamacpp(self) -> bool:
+        """Built by llama.cpp's quantizer (the ``[llamacpp]`` extra), not by ``gguf`` alone."""
+        return self.gguf_type in GGUF_LLAMACPP_TYPES
 
 
 OPTIMIZATIONS: dict[str, Optimization] = {
@@ -84,6 +98,21 @@ OPTIMIZATIONS: dict[str, Optimization] = {
     "gguf-q4_0": Optimization(
         "gguf-q4_0", "gguf", "GGUF with Q4_0 linear weights (blocks of 32, one fp16 scale)"
     ),
+    "gguf-q4_k_m": Optimization(
+        "gguf-q4_k_m",
+        "gguf",
+        "GGUF in llama.cpp's Q4_K_M mix (4-bit k-quants, Q6_K for part of attn_v/ffn_down and "
+        "the output head), quantized by llama.cpp",
+    ),
+    "gguf-q5_k_m": Optimization(
+        "gguf-q5_k_m",
+        "gguf",
+        "GGUF in llama.cpp's Q5_K_M mix (5-bit k-quants, Q6_K for part of attn_v/ffn_down and "
+        "the output head), quantized by llama.cpp",
+    ),
+    "gguf-q6_k": Optimization(
+        "gguf-q6_k", "gguf", "GGUF with Q6_K weights (6-bit k-quants), quantized by llama.cpp"
+    ),
 }
 
 
@@ -100,8 +129,8 @@ def parse_optimizations(values: str | Iterable[str]) -> tuple[Optimization, ...]
             hint = ""
             if isinstance(name, str) and name.startswith("gguf-"):
                 hint = (
-                    f"; the gguf writer quantizes {', '.join(GGUF_QUANT_TYPES)} "
-                    "(k-quants such as q4_k_m need llama.cpp's llama-quantize)"
+                    f"; GGUF types: {', '.join(GGUF_QUANT_TYPES)} (the gguf package) and "
+                    f"{', '.join(GGUF_LLAMACPP_TYPES)} (llama.cpp's quantizer)"
                 )
             raise UnknownOptimizationError(
                 f"unknown optimization {name!r} (known: {', '.join(OPTIMIZATIONS)}){hint}"

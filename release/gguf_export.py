@@ -25,31 +25,33 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from collections.abc import Callable, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from release._gguf_tokenizer import read_tokenizer, write_tokenizer_metadata
 from release._paths import list_folder_files
 from release._progress import Progress, ProgressCallback
 from release._shards import loaded_weight_files, read_tensors
-from release.errors import (
-    QuantizationError,
-    UnsupportedArchitectureError,
-    UnsupportedTokenizerError,
-)
+from release.errors import QuantizationError, UnsupportedArchitectureError
 from release.quantize import _NOT_COPIED, _WEIGHT_SUFFIXES, QuantizedTier
-from release.safetensors_check import MAX_JSON_FILE_BYTES, validate_model_folder
+from release.safetensors_check import ModelFolderReport, validate_model_folder
 
 if TYPE_CHECKING:
     import numpy as np
     import torch
 
-__all__ = ["GGUF_ARCHITECTURES", "check_gguf_exportable", "gguf_file_name", "write_gguf_tier"]
+__all__ = [
+    "GGUF_ARCHITECTURES",
+    "check_gguf_exportable",
+    "gguf_file_name",
+    "iter_reference_tensors",
+    "write_gguf_tier",
+]
 
 GGUF_ARCHITECTURES = ("llama", "gpt2")
 _BLOCK = 32
-_TOKEN_NORMAL, _TOKEN_CONTROL, _TOKEN_USER, _TOKEN_UNUSED = 1, 3, 4, 5
 _GPT2_TRANSPOSED = (
     ".attn.c_attn.weight",
     ".attn.c_proj.weight",
@@ -62,112 +64,6 @@ _GPT2_SKIPPED = (".attn.bias", ".attn.masked_bias")
 
 def gguf_file_name(quant_type: str) -> str:
     return f"model-{quant_type}.gguf"
-
-
-@dataclass(frozen=True)
-class _Tokenizer:
-    tokens: list[str]
-    types: list[int]
-    merges: list[str]
-    special: Mapping[str, int]  # bos/eos/unk/pad -> id
-    add_bos: bool
-    chat_template: str | None
-
-
-def _read_json(path: Path) -> Any:
-    if path.stat().st_size > MAX_JSON_FILE_BYTES:
-        raise UnsupportedTokenizerError(f"{path.name}: too large")
-    try:
-        return json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError) as exc:
-        raise UnsupportedTokenizerError(f"{path.name}: not readable JSON: {exc}") from None
-
-
-def _is_byte_level(component: Any) -> bool:
-    if not isinstance(component, dict):
-        return False
-    if component.get("type") == "ByteLevel":
-        return component.get("use_regex", True) is True and not component.get("add_prefix_space")
-    return False
-
-
-def _prepends_special(post: Any) -> bool:
-    """Whether the post-processor puts a special token (BOS) before a single sequence."""
-    if not isinstance(post, dict) or post.get("type") != "TemplateProcessing":
-        return False
-    single = post.get("single")
-    return isinstance(single, list) and bool(single) and "SpecialToken" in (single[0] or {})
-
-
-def _read_tokenizer(src: Path, vocab_size: int) -> _Tokenizer:
-    """The tokenizer as GGUF metadata, or :class:`UnsupportedTokenizerError` when GGUF's
-    ``gpt2`` tokenizer (byte-level BPE with GPT-2's split) would tokenize differently."""
-    path = src / "tokenizer.json"
-    if not path.is_file():
-        raise UnsupportedTokenizerError(
-            "GGUF export needs a tokenizer.json (fast tokenizer) to embed the tokenizer"
-        )
-    doc = _read_json(path)
-    model = doc.get("model") if isinstance(doc, dict) else None
-    if not isinstance(model, dict) or model.get("type") != "BPE":
-        kind = model.get("type") if isinstance(model, dict) else None
-        raise UnsupportedTokenizerError(
-            f"GGUF export supports byte-level BPE tokenizers; this one is {kind!r}"
-        )
-    decoder = doc.get("decoder")
-    decodes_bytes = isinstance(decoder, dict) and decoder.get("type") == "ByteLevel"
-    if not _is_byte_level(doc.get("pre_tokenizer")) or not decodes_bytes:
-        raise UnsupportedTokenizerError(
-            "GGUF export supports GPT-2 byte-level pre-tokenization (ByteLevel with its regex, "
-            "no prefix space); llama.cpp would split this tokenizer's text differently"
-        )
-    if doc.get("normalizer") is not None:
-        raise UnsupportedTokenizerError(
-            "GGUF's byte-level BPE has no normalizer; this tokenizer normalizes its input"
-        )
-    if model.get("byte_fallback") or model.get("continuing_subword_prefix"):
-        raise UnsupportedTokenizerError("GGUF's byte-level BPE has no byte fallback or prefixes")
-    vocab = model.get("vocab")
-    merges = model.get("merges")
-    if not isinstance(vocab, dict) or not isinstance(merges, list):
-        raise UnsupportedTokenizerError("tokenizer.json has no BPE vocab or merges")
-    added = [a for a in doc.get("added_tokens") or [] if isinstance(a, dict)]
-    size = max([vocab_size, *(int(i) + 1 for i in vocab.values())])
-    size = max([size, *(int(a.get("id", 0)) + 1 for a in added)])
-    if size > vocab_size:
-        raise UnsupportedTokenizerError(
-            f"the tokenizer has ids up to {size - 1}, past the model's {vocab_size} embeddings"
-        )
-    # llama.cpp needs one token per embedding row: rows no token uses are named placeholders.
-    tokens = [f"[PAD{i}]" for i in range(vocab_size)]
-    types = [_TOKEN_UNUSED] * vocab_size
-    for token, index in vocab.items():
-        tokens[int(index)], types[int(index)] = token, _TOKEN_NORMAL
-    for entry in added:
-        index = int(entry["id"])
-        tokens[index] = str(entry["content"])
-        types[index] = _TOKEN_CONTROL if entry.get("special") else _TOKEN_USER
-    merge_lines = [m if isinstance(m, str) else " ".join(m) for m in merges]
-    config: dict[str, Any] = {}
-    if (src / "tokenizer_config.json").is_file():
-        loaded = _read_json(src / "tokenizer_config.json")
-        config = loaded if isinstance(loaded, dict) else {}
-    template = config.get("chat_template")
-    if template is None and (src / "chat_template.jinja").is_file():
-        template = (src / "chat_template.jinja").read_text("utf-8")
-    ids = {token: i for i, token in enumerate(tokens)}
-    special: dict[str, int] = {}
-    for key in ("bos", "eos", "unk", "pad"):
-        value = config.get(f"{key}_token")
-        if isinstance(value, dict):
-            value = value.get("content")
-        if isinstance(value, str) and value in ids:
-            special[key] = ids[value]
-    add_bos = bool(config.get("add_bos_token", False)) or _prepends_special(
-        doc.get("post_processor")
-    )
-    template = template if isinstance(template, str) else None
-    return _Tokenizer(tokens, types, merge_lines, special, add_bos, template)
 
 
 def _permute_rope(weight: torch.Tensor, heads: int) -> torch.Tensor:
@@ -215,25 +111,6 @@ def _hyper_parameters(writer: Any, arch: str, cfg: Mapping[str, Any]) -> None:
         writer.add_layer_norm_eps(float(need("layer_norm_epsilon")))
 
 
-def _tokenizer_metadata(writer: Any, tok: _Tokenizer) -> None:
-    writer.add_tokenizer_model("gpt2")
-    writer.add_tokenizer_pre("gpt-2")
-    writer.add_token_list(tok.tokens)
-    writer.add_token_types(tok.types)
-    writer.add_token_merges(tok.merges)
-    setters: dict[str, Callable[[int], None]] = {
-        "bos": writer.add_bos_token_id,
-        "eos": writer.add_eos_token_id,
-        "unk": writer.add_unk_token_id,
-        "pad": writer.add_pad_token_id,
-    }
-    for key, value in tok.special.items():
-        setters[key](value)
-    writer.add_add_bos_token(tok.add_bos)
-    if tok.chat_template:
-        writer.add_chat_template(tok.chat_template)
-
-
 @dataclass(frozen=True)
 class _Plan:
     source: str  # tensor name in the checkpoint
@@ -275,6 +152,7 @@ def _plan(arch: str, names: Mapping[str, tuple[int, ...]], blocks: int, tied: bo
 def _to_array(
     entry: _Plan, tensor: torch.Tensor, arch: str, cfg: Mapping[str, Any], qtype: Any
 ) -> np.ndarray[Any, Any]:
+    # qtype is used only for kind "q" entries.
     import gguf
     import numpy as np
     import torch
@@ -300,7 +178,13 @@ def check_gguf_exportable(model_dir: str | os.PathLike[str], quant_type: str = "
     src = Path(model_dir)
     cfg = json.loads((src / "config.json").read_text("utf-8"))
     _check_architecture(cfg, quant_type)
-    _read_tokenizer(src, int(cfg.get("vocab_size") or 0))
+    read_tokenizer(src, int(cfg.get("vocab_size") or 0))
+    from release.formats import GGUF_LLAMACPP_TYPES
+
+    if quant_type in GGUF_LLAMACPP_TYPES:
+        from release.gguf_kquant import check_quantizer_available
+
+        check_quantizer_available(quant_type)
 
 
 def _check_architecture(cfg: Mapping[str, Any], quant_type: str) -> None:
@@ -312,6 +196,55 @@ def _check_architecture(cfg: Mapping[str, Any], quant_type: str) -> None:
         )
 
 
+@dataclass(frozen=True)
+class _Export:
+    """What the export reads before writing: the checked folder, its config and the plan."""
+
+    report: ModelFolderReport
+    cfg: dict[str, Any]
+    arch: str
+    plan: list[_Plan]
+
+
+def _export(src: Path, quant_type: str) -> _Export:
+    report = validate_model_folder(src)
+    sources = loaded_weight_files(report)[0]
+    cfg: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
+    _check_architecture(cfg, quant_type)
+    if "quantization_config" in cfg:
+        raise QuantizationError("the source model is already quantized")
+    arch = str(cfg.get("model_type"))
+    blocks = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 0)
+    shapes = {e.name: tuple(e.shape) for f in sources for e in f.tensors}
+    tied = bool(cfg.get("tie_word_embeddings", True))
+    return _Export(report, cfg, arch, _plan(arch, shapes, blocks, tied))
+
+
+def iter_reference_tensors(
+    model_dir: str | os.PathLike[str],
+) -> Iterator[tuple[str, str, np.ndarray[Any, Any]]]:
+    """Each exported tensor of the open weights laid out as the GGUF file holds it (float32;
+    Llama's q/k rotary halves interleaved, GPT-2's Conv1D transposed), one at a time:
+    ``(checkpoint name, GGUF name, array)``. What a quantized file is measured against."""
+    src = Path(model_dir)
+    export = _export(src, "f16")
+    by_name = {e.source: e for e in export.plan}
+    for file_report in loaded_weight_files(export.report)[0]:
+        with read_tensors(src / file_report.file) as reader:
+            for tensor_entry in file_report.tensors:
+                entry = by_name.get(tensor_entry.name)
+                if entry is None:
+                    continue
+                reference = replace(entry, kind="f32")
+                tensor = reader.get_tensor(entry.source)
+                yield (
+                    entry.source,
+                    entry.target,
+                    _to_array(reference, tensor, export.arch, export.cfg, None),
+                )
+                del tensor
+
+
 def write_gguf_tier(
     model_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str],
@@ -321,7 +254,23 @@ def write_gguf_tier(
     on_progress: ProgressCallback | None = None,
 ) -> QuantizedTier:
     """Write ``out_dir/model-<quant_type>.gguf`` (plus the open tier's ``config.json``, which
-    transformers' GGUF loader needs for GPT-2 models whose context is not 1024)."""
+    transformers' GGUF loader needs for GPT-2 models whose context is not 1024).
+
+    ``q8_0``/``q4_0``/``f16`` are written by the gguf package here; the k-quants
+    (:data:`release.formats.GGUF_LLAMACPP_TYPES`) by llama.cpp's quantizer from an f16
+    export (:mod:`release.gguf_kquant`)."""
+    from release.formats import GGUF_LLAMACPP_TYPES
+
+    if quant_type in GGUF_LLAMACPP_TYPES:
+        from release.gguf_kquant import write_kquant_tier
+
+        return write_kquant_tier(
+            model_dir,
+            out_dir,
+            quant_type=quant_type,
+            show_progress=show_progress,
+            on_progress=on_progress,
+        )
     import gguf
     import numpy as np
 
@@ -340,19 +289,11 @@ def write_gguf_tier(
     if quant_type not in qtypes:
         raise QuantizationError(f"GGUF type {quant_type!r} is not one of {', '.join(qtypes)}")
     src, out = Path(model_dir), Path(out_dir)
-    report = validate_model_folder(src)
+    export = _export(src, quant_type)
+    report, cfg, arch, plan = export.report, export.cfg, export.arch, export.plan
     sources = loaded_weight_files(report)[0]
-    cfg: dict[str, Any] = json.loads((src / "config.json").read_text("utf-8"))
-    arch = cfg.get("model_type")
-    _check_architecture(cfg, quant_type)
-    if "quantization_config" in cfg:
-        raise QuantizationError("the source model is already quantized")
     vocab_size = int(cfg.get("vocab_size") or 0)
-    tokenizer = _read_tokenizer(src, vocab_size)  # refused before anything is written
-    blocks = int(cfg.get("num_hidden_layers") or cfg.get("n_layer") or 0)
-    shapes = {e.name: tuple(e.shape) for f in sources for e in f.tensors}
-    tied = bool(cfg.get("tie_word_embeddings", True))
-    plan = _plan(str(arch), shapes, blocks, tied)
+    tokenizer = read_tokenizer(src, vocab_size)  # refused before anything is written
     if quant_type == "f16":
         # The unquantized baseline llama.cpp's speed is compared with (and what its own
         # quantizer starts from): every 2-D weight float16, nothing block-quantized.
@@ -367,7 +308,7 @@ def write_gguf_tier(
         writer.add_name(str(cfg.get("_name_or_path") or src.name)[:200])
         writer.add_file_type(file_types[quant_type])
         _hyper_parameters(writer, str(arch), cfg)
-        _tokenizer_metadata(writer, tokenizer)
+        write_tokenizer_metadata(writer, tokenizer)
         for entry in plan:
             if entry.kind == "q":
                 nbytes = entry.shape[0] * (entry.shape[1] // _BLOCK)

@@ -18,6 +18,7 @@ from release.card_records import artifact_record_lines
 from release.engine_records import EngineFidelity, SpeedRecord
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest
+from release.ollama import OllamaChat, render_modelfile
 
 __all__ = ["DEFAULT_WATERMARK_STATEMENT", "TierCard", "render_model_card"]
 
@@ -52,6 +53,10 @@ class TierCard:
     # Decode speed against the open tier and vLLM fidelity (release.engine_records).
     speed: SpeedRecord | None = None
     engine_fidelity: EngineFidelity | None = None
+    # The external tool that quantized the weights (llama.cpp for GGUF k-quants), if any.
+    quantizer: str | None = None
+    # GGUF artifacts: the Ollama TEMPLATE and stops of the embedded chat template.
+    ollama: OllamaChat | None = None
 
 
 def _access(tier: TierCard) -> str:
@@ -140,6 +145,7 @@ def _fidelity_lines(tier: TierCard, fidelity: FidelityReport) -> list[str]:
         f"| Mean per-tensor relative error | {fidelity.mean_tensor_error:.3g} |",
         "",
         *_calibration_lines(tier.calibration),
+        *([f"Quantized by {_cell(tier.quantizer)}.", ""] if tier.quantizer else []),
     ]
 
 
@@ -245,10 +251,11 @@ def _usage_lines(repo_id: str, version: str, tier: TierCard) -> list[str]:
             'print(llm("Hello", max_tokens=64)["choices"][0]["text"])',
             "```",
             "",
-            "Ollama (`Modelfile` next to the download):",
+            "Ollama (`Modelfile` next to the download; the TEMPLATE is the embedded chat "
+            "template in Go's template syntax, which Ollama uses instead of Jinja):",
             "",
             "```",
-            f"FROM ./{slug}/{gguf}",
+            render_modelfile(f"./{slug}/{gguf}", tier.ollama),
             "```",
             "",
             "```bash",

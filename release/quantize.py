@@ -93,6 +93,8 @@ class QuantizedTier:
     index_file: str | None = None
     # How the weights were calibrated (release.calibration.Calibration.record); empty: not.
     calibration: Mapping[str, str | int] = field(default_factory=dict)
+    # The external tool that quantized the weights (llama.cpp for GGUF k-quants); None: ours.
+    quantizer: str | None = None
 
     @property
     def size_ratio(self) -> float:

@@ -10,7 +10,16 @@ import click
 
 # The names of release.formats.OPTIMIZATIONS (kept literal: importing release here would slow
 # `--help`); a test checks the two lists agree.
-OPTIMIZE_NAMES = ("int8", "int4", "bf16", "gguf-q8_0", "gguf-q4_0")
+OPTIMIZE_NAMES = (
+    "int8",
+    "int4",
+    "bf16",
+    "gguf-q8_0",
+    "gguf-q4_0",
+    "gguf-q4_k_m",
+    "gguf-q5_k_m",
+    "gguf-q6_k",
+)
 QUANT_CHOICE = click.Choice(OPTIMIZE_NAMES)
 # release.calibration.CALIBRATION_METHODS, literal for the same reason (a test compares them).
 CALIBRATION_NAMES = ("none", "gptq", "smoothquant", "smoothquant+gptq")
@@ -90,8 +99,10 @@ def build_options(func: Any) -> Any:
             default=("int8",),
             show_default=True,
             help="An optimized artifact to build (repeatable): int8 / int4 (compressed-tensors, "
-            "vLLM and transformers), bf16, gguf-q8_0 / gguf-q4_0 (llama.cpp, Ollama). The first "
-            "is tier 'optimized', the others 'optimized_<name>'.",
+            "vLLM and transformers), bf16, gguf-q8_0 / gguf-q4_0 (llama.cpp, Ollama), "
+            "gguf-q4_k_m / gguf-q5_k_m / gguf-q6_k (llama.cpp's k-quants; need the [llamacpp] "
+            "extra: make llamacpp). The first is tier 'optimized', the others "
+            "'optimized_<name>'.",
         ),
         click.option(
             "--own-grant",

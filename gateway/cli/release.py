@@ -100,7 +100,8 @@ def _fidelity_lines(fidelity: FidelityReport) -> list[str]:
     default="int8",
     show_default=True,
     help="int8 (compressed-tensors W8A8), int4 (compressed-tensors W4A16), bf16, "
-    "gguf-q8_0 or gguf-q4_0 (GGUF for llama.cpp).",
+    "gguf-q8_0 or gguf-q4_0 (GGUF for llama.cpp), gguf-q4_k_m, gguf-q5_k_m or gguf-q6_k "
+    "(k-quants by llama.cpp's quantizer; need the [llamacpp] extra: make llamacpp).",
 )
 @click.option(
     "--group-size",

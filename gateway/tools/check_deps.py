@@ -10,8 +10,9 @@ dependency groups its install promises:
 
 - ``licensing``: the base install; ``release`` and ``watermark``: base, or ``[engine]``
   (torch and transformers, imported lazily); ``release`` also ``[aibom]`` (the AI BOM
-  models, imported lazily) and ``[llamacpp]`` (a GGUF artifact's speed is measured in
-  llama.cpp when it imports, and recorded as not measured when it does not);
+  models, imported lazily) and ``[llamacpp]`` (llama.cpp's quantizer for the k-quants, and
+  a GGUF artifact's speed measured in llama.cpp when it imports, recorded as not measured
+  when it does not);
 - ``gateway``: every group but ``[dev]`` and ``[llamacpp]``; ``tests`` and ``bench``: every
   group.
 
@@ -51,7 +52,8 @@ BASE = ""
 _ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom", "safety"})
 PART_GROUPS: Mapping[str, frozenset[str]] = {
     "licensing": frozenset({BASE}),
-    # llama.cpp only where it is optional (a GGUF's speed record, release.engine_measure).
+    # [llamacpp], lazily and where optional: llama.cpp's quantizer for the GGUF k-quants
+    # (release.gguf_kquant) and a GGUF's speed record (release.engine_measure).
     "release": frozenset({BASE, "engine", "aibom", "llamacpp"}),
     "watermark": frozenset({BASE, "engine"}),
     "safety": frozenset({BASE, "engine", "safety"}),

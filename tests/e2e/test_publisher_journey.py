@@ -189,7 +189,7 @@ def test_build_refuses_bad_options_first_and_leaves_no_half_built_folder(
     assert "validating" not in bad.stdout + bad.stderr  # refused before any work
     assert not out.exists()
 
-    unknown = build("--repo", "acme/tiny", "--optimize", "gguf-q4_k_m")
+    unknown = build("--repo", "acme/tiny", "--optimize", "gguf-q3_k_s")
     assert unknown.returncode == 2  # a usage error, named with the choices that exist
     assert "gguf-q4_0" in unknown.stderr
     assert not out.exists()

@@ -206,9 +206,13 @@ def test_cli_calibration_names_are_the_library_methods() -> None:
           "intermediate_size": 128, "vocab_size": 256}, "int4", "gptq"),
         # GPT-2 has LayerNorm with bias: smoothing would be refused, so the default is GPTQ.
         ({"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "vocab_size": 256}, "int8", "gptq"),
-        # A 7B Llama would need ~50 GB to calibrate: the default stays streaming RTN.
+        # A 7B Llama would need ~50 GB for the whole-model pass: it is calibrated one block
+        # at a time (~2 GB).
         ({"model_type": "llama", "hidden_size": 4096, "num_hidden_layers": 32,
-          "intermediate_size": 11008, "vocab_size": 32000}, "int8", "none"),
+          "intermediate_size": 11008, "vocab_size": 32000}, "int8", "smoothquant+gptq"),
+        # A 70B-sized Llama needs more than the bound even one block at a time: RTN.
+        ({"model_type": "llama", "hidden_size": 8192, "num_hidden_layers": 80,
+          "intermediate_size": 28672, "vocab_size": 128256}, "int4", "none"),
         # A config that cannot say its size is not calibrated by default.
         ({"model_type": "llama"}, "int4", "none"),
     ],
@@ -220,7 +224,10 @@ def test_the_default_calibration_follows_the_architecture_and_stays_memory_bound
 
     (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
     assert default_calibration(tmp_path, method) == expected  # type: ignore[arg-type]
-    if expected == "none" and "hidden_size" in config:
-        needed = calibration_memory_bytes(config)
-        assert needed is not None
-        assert needed > 40 * 2**30
+    needed = calibration_memory_bytes(config)
+    if needed is not None and needed > 40 * 2**30:
+        from release.calibration_layerwise import layerwise_memory_bytes
+
+        layerwise = layerwise_memory_bytes(config)
+        assert layerwise is not None
+        assert (layerwise > 8 * 2**30) == (expected == "none")

@@ -46,6 +46,23 @@ def llama_cpp() -> ModuleType:
 
 
 @pytest.fixture(scope="module")
+def wide_llama(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained Llama whose rows are whole 256-blocks (hidden 256, MLP 768), so llama.cpp's
+    k-quants apply as such; the tiny models' 128-wide rows fall back to 32-block types."""
+    from release.testing import build_tiny_model
+    from tests.release.conftest import TRAIN_STEPS, one_thread
+
+    with one_thread():
+        return build_tiny_model(
+            tmp_path_factory.mktemp("wide") / "model",
+            arch="llama",
+            hidden_size=256,
+            num_layers=2,
+            train_steps=TRAIN_STEPS,
+        )
+
+
+@pytest.fixture(scope="module")
 def chat_llama(tiny_llama: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama with a chat template that uses its special tokens."""
     source = tmp_path_factory.mktemp("chat") / "model"
@@ -127,6 +144,12 @@ def _scores(
         ("tiny_llama", "gguf-q4_0"),
         ("tiny_gpt2_sharded", "gguf-q8_0"),
         ("tiny_gpt2_sharded", "gguf-q4_0"),
+        # k-quants, quantized by llama.cpp's own quantizer from our f16 export.
+        ("wide_llama", "gguf-q4_k_m"),
+        ("wide_llama", "gguf-q5_k_m"),
+        ("wide_llama", "gguf-q6_k"),
+        ("tiny_llama", "gguf-q4_k_m"),
+        ("tiny_gpt2_sharded", "gguf-q4_k_m"),
     ],
 )
 def test_llamacpp_loads_the_artifact_as_the_card_says_and_keeps_its_fidelity_record(
@@ -165,7 +188,7 @@ def test_llamacpp_loads_the_artifact_as_the_card_says_and_keeps_its_fidelity_rec
     got = _scores(_open_logits(source, windows), _llama_logits(scoring, windows), windows)
     record = tier.fidelity
     # 4-bit flips a few near-ties more than 8-bit; 256 positions, one flip is 0.4 points.
-    slack = 0.02 if method.endswith("q8_0") else 0.05
+    slack = 0.02 if method.endswith(("q8_0", "q6_k")) else 0.05
     assert got["top1"] >= record.top1_agreement - slack, (got, record)
     assert abs(got["ppl_ratio"] - record.perplexity_ratio) <= slack / 2, (got, record)
     assert got["kl"] <= max(4 * record.mean_kl, 1e-3), (got, record)
@@ -258,3 +281,71 @@ def _gguf_logits(model: Any, windows: torch.Tensor) -> torch.Tensor:
     with torch.inference_mode():
         logits: torch.Tensor = model(input_ids=windows).logits
     return logits.to(torch.float64)
+
+
+def test_kquant_is_written_by_llamacpps_quantizer_with_its_mix_and_recorded(
+    wide_llama: Path, llama_cpp: ModuleType, tmp_path: Path
+) -> None:
+    """Q4_K_M: llama.cpp's mix (Q4_K, Q6_K for the output head and part of attn_v/ffn_down),
+    the embedded tokenizer and chat template carried over, the quantizer named."""
+    import gguf
+
+    from release.gguf_kquant import quantizer_version
+
+    source = tmp_path / "chat"
+    shutil.copytree(wide_llama, source)
+    config = json.loads((source / "tokenizer_config.json").read_text())
+    config["chat_template"] = CHAT_TEMPLATE
+    (source / "tokenizer_config.json").write_text(json.dumps(config))
+    tier = _build(source, tmp_path / "g", "gguf-q4_k_m")
+    quantized = tier.quantized
+    assert quantized.weight_files == ("model-q4_k_m.gguf",)
+    # The same companions as every GGUF tier: config.json and the tokenizer files.
+    companions = {p.name for p in source.iterdir() if p.suffix != ".safetensors"}
+    assert {p.name for p in (tmp_path / "g").iterdir()} == companions | {"model-q4_k_m.gguf"}
+    assert not list(tmp_path.glob(".g.f16-*"))  # the f16 staging file is gone
+    assert quantized.quantizer == quantizer_version(llama_cpp)
+    assert quantized.quantizer.startswith("llama.cpp ")
+    assert quantized.quantization_config["quantizer"] == quantized.quantizer
+    kinds = dict(quantized.modules)
+    assert set(kinds.values()) == {"q4_k", "q6_k"}, kinds
+    assert kinds["model.embed_tokens"] == "q6_k"  # tied: it is the output head too
+    assert kinds["model.layers.0.self_attn.q_proj"] == "q4_k"
+    # The tensor errors are measured against the open weights: 4-bit with 6-bit parts.
+    errors = dict(quantized.tensor_errors)
+    assert 0.01 < errors["model.layers.0.self_attn.q_proj.weight"] < 0.2
+    assert errors["model.norm.weight"] == 0.0
+
+    reader = gguf.GGUFReader(str(tmp_path / "g" / "model-q4_k_m.gguf"))
+    fields = reader.fields
+    assert fields["tokenizer.chat_template"].contents() == CHAT_TEMPLATE
+    assert fields["general.file_type"].contents() == int(llama_cpp.LLAMA_FTYPE_MOSTLY_Q4_K_M)
+    # Half the size of f16 or less, and the record says transformers' GGUF loader (which
+    # dequantizes Q4_K/Q6_K itself) agrees with the open tier.
+    assert tier.fidelity.size_ratio < 0.2
+    assert tier.fidelity.top1_agreement >= 0.9
+
+
+def test_release_statement_and_card_name_the_quantizer(
+    wide_llama: Path, llama_cpp: ModuleType, tmp_path: Path
+) -> None:
+    from datetime import UTC, datetime
+
+    from licensing.keys import PrivateKey
+    from release.build import BuildOptions, build_release
+    from release.gguf_kquant import quantizer_version
+
+    built = build_release(
+        wide_llama,
+        tmp_path / "r",
+        key=PrivateKey.generate(),
+        options=BuildOptions(repo_id="acme/wide", version="1.0.0", optimize=("gguf-q4_k_m",)),
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+        show_progress=False,
+    )
+    version = quantizer_version(llama_cpp)
+    assert built.statement.optimization["method"] == "gguf-q4_k_m"
+    assert built.statement.optimization["quantizer"] == version
+    card = (tmp_path / "r" / "open" / "README.md").read_text()
+    assert f"Quantized by {version}." in card
+    assert "FROM ./wide-optimized/model-q4_k_m.gguf" in card

@@ -22,6 +22,7 @@ from release.build import BuildOptions, build_release
 from release.compressed import write_compressed_tier
 from release.errors import (
     QuantizationError,
+    QuantizerUnavailableError,
     UnknownOptimizationError,
     UnsupportedArchitectureError,
     UnsupportedTokenizerError,
@@ -331,8 +332,8 @@ def test_optimization_names_and_tier_names() -> None:
     assert tuple(OPTIMIZATIONS) == OPTIMIZE_NAMES
     chosen = parse_optimizations(["int8", "gguf-q4_0", "int4"])
     assert tier_names(chosen) == ("optimized", "optimized_gguf_q4_0", "optimized_int4")
-    with pytest.raises(UnknownOptimizationError, match=r"q4_k_m need llama\.cpp") as caught:
-        parse_optimizations("gguf-q4_k_m")
+    with pytest.raises(UnknownOptimizationError, match=r"q4_k_m.*llama\.cpp") as caught:
+        parse_optimizations("gguf-q3_k_s")
     assert caught.value.code == "unknown_optimization"
     with pytest.raises(UnknownOptimizationError, match="twice"):
         parse_optimizations(["int8", "int8"])
@@ -348,9 +349,10 @@ def test_unknown_optimize_value_is_refused_by_the_cli(tiny_llama: Path, tmp_path
     key = tmp_path / "k.pem"
     key.write_text("unused")
     args = ["build", str(tiny_llama), "--out", str(tmp_path / "r"), "--repo", "acme/t"]
-    args += ["--version", "1.0.0", "--key", str(key), "--optimize", "gguf-q4_k_m"]
+    args += ["--version", "1.0.0", "--key", str(key), "--optimize", "gguf-q3_k_s"]
     result = CliRunner().invoke(group, args)
     assert result.exit_code == 2
+    assert "gguf-q3_k_s" in result.output
     assert "gguf-q4_k_m" in result.output
     assert "gguf-q4_0" in result.output
     assert not (tmp_path / "r").exists()
@@ -369,6 +371,52 @@ def test_build_refuses_an_artifact_before_writing_anything(
             show_progress=False,
         )
     assert not (tmp_path / "r").exists()
+
+
+def test_kquant_without_llamacpp_is_refused_naming_the_install_before_writing(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)  # the import fails, as uninstalled
+    with pytest.raises(QuantizerUnavailableError, match=r"make llamacpp") as caught:
+        build_release(
+            tiny_llama,
+            tmp_path / "r",
+            key=PrivateKey.generate(),
+            options=BuildOptions(
+                repo_id="acme/t", version="1.0.0", optimize=("int8", "gguf-q4_k_m")
+            ),
+            now=datetime(2026, 1, 1, tzinfo=UTC),
+            show_progress=False,
+        )
+    assert caught.value.code == "quantizer_unavailable"
+    assert "tiergate[llamacpp]" in str(caught.value)
+    assert "gguf-q4_k_m" in str(caught.value)
+    assert not (tmp_path / "r").exists()
+    # The writer itself refuses before its f16 staging file too.
+    with pytest.raises(QuantizerUnavailableError):
+        write_gguf_tier(tiny_llama, tmp_path / "g", quant_type="q6_k")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_kquant_without_llamacpp_is_refused_by_the_cli_with_its_code(
+    tiny_llama: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    from click.testing import CliRunner
+
+    from gateway.cli.release import group
+
+    monkeypatch.setitem(sys.modules, "llama_cpp", None)
+    out = tmp_path / "q"
+    result = CliRunner().invoke(
+        group, ["quantize", str(tiny_llama), "--out", str(out), "--method", "gguf-q4_k_m"]
+    )
+    # The typed error reaches the CLI's one handler in main(), which prints its code.
+    assert isinstance(result.exception, QuantizerUnavailableError)
+    assert not out.exists()
 
 
 def test_release_with_two_artifacts_signs_lists_and_documents_each(
