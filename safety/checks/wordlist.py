@@ -1,0 +1,175 @@
+"""Multilingual word and phrase lists: the ``wordlist`` check.
+
+The lists are LDNOOBW's (English, French, German, Spanish, Russian, Kabyle), curated into
+categories and shipped as package data (``safety/data/wordlists``; source, license and the
+curation in ``SOURCE.md`` there). Each language is one Aho-Corasick automaton over folded
+terms (:mod:`safety.checks._fold`: NFKD, casefold, accents, leetspeak, stretched letters), so a
+scan is one pass over the text per language whatever the list size. A term matches a whole
+word, optionally followed by one of its language's inflection suffixes; a term written with a
+trailing ``*`` is a root and matches at the start of a word (compounds, Russian prefixes are
+listed as separate roots). Findings carry spans into the original text.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from importlib import resources
+
+import ahocorasick
+
+from safety.checks._fold import fold, fold_term, is_word_char
+from safety.errors import CheckFailedError, CheckUnavailableError
+from safety.findings import HAZARD_CATEGORIES, Finding, ScanContext
+
+__all__ = ["LANGUAGES", "WordListCheck", "load_wordlist"]
+
+LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "ru", "kab")
+"""The languages (ISO 639 codes, as the ``langid`` check names them) that have a list."""
+
+# Inflections a whole-word term may carry ("bitch" -> "bitches", "branleur" -> "branleurs").
+_SUFFIXES: Mapping[str, tuple[str, ...]] = {
+    "en": ("s", "es", "ed", "er", "ers", "ing", "in", "y", "ies"),
+    "fr": ("s", "e", "es", "x"),
+    "de": ("e", "en", "er", "n", "s", "es", "ern"),
+    "es": ("s", "es", "a", "as", "o", "os"),
+    "ru": (),
+    "kab": (),
+}
+_MAX_TERM_CHARS = 200
+# Below this language probability the text may be mixed or misidentified: every list runs.
+_MIN_LANG_SCORE = 0.5
+# Latin and Cyrillic vowels (escaped: the Cyrillic ones look like Latin letters).
+_VOWELS = frozenset("aeiouy\u0430\u0435\u0438\u043e\u0443\u044b\u044d\u044e\u044f\u0451")
+
+
+@dataclass(frozen=True, slots=True)
+class _Entry:
+    category: str
+    prefix: bool
+    length: int
+
+
+def load_wordlist(language: str) -> list[tuple[str, str, bool]]:
+    """The packaged list of ``language``: ``(category, term, is_root)`` rows.
+
+    Raises :class:`CheckUnavailableError` when the data file is missing or malformed.
+    """
+    try:
+        raw = (
+            resources.files("safety")
+            .joinpath("data", "wordlists", f"{language}.tsv")
+            .read_text(encoding="utf-8")
+        )
+    except (OSError, ValueError) as exc:
+        raise CheckUnavailableError(f"word list {language!r} cannot be read: {exc}") from exc
+    rows: list[tuple[str, str, bool]] = []
+    for number, line in enumerate(raw.splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        category, sep, term = line.partition("\t")
+        if not sep or category not in HAZARD_CATEGORIES or not term.strip():
+            raise CheckUnavailableError(f"word list {language!r}, line {number}: malformed")
+        root = term.endswith("*")
+        rows.append((category, term.rstrip("*").strip(), root))
+    return rows
+
+
+def _masked(term: str) -> list[str]:
+    """Spellings with one inner vowel masked by ``*`` ("f*ck", "c*nt"): the commonest
+    self-censorship, which folding cannot undo because ``*`` stands for any letter."""
+    if " " in term or len(term) > 12:
+        return []
+    return [term[:i] + "*" + term[i + 1 :] for i in range(1, len(term) - 1) if term[i] in _VOWELS]
+
+
+def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.Automaton:
+    automaton = ahocorasick.Automaton()
+    for category, term, root in rows:
+        folded = fold_term(term)
+        if not folded or len(folded) > _MAX_TERM_CHARS:
+            continue
+        forms = [folded] if root else [folded, *(folded + s for s in _SUFFIXES[language])]
+        for form in [*forms, *_masked(folded)]:
+            entries: list[_Entry] = automaton.get(form, [])
+            entries.append(_Entry(category, root, len(form)))
+            automaton.add_word(form, entries)
+    automaton.make_automaton()
+    return automaton
+
+
+class WordListCheck:
+    """Finds listed words and phrases; one finding (score 1.0) per match, with its span.
+
+    The text's language (``context.language``, from the ``langid`` check) selects its list;
+    without a confident language, or in a language no list covers, every list runs.
+    """
+
+    name = "wordlist"
+    categories: frozenset[str] = frozenset(HAZARD_CATEGORIES)
+
+    def __init__(self, languages: Sequence[str] = LANGUAGES) -> None:
+        unknown = sorted(set(languages) - set(LANGUAGES))
+        if unknown:
+            raise CheckUnavailableError(f"no packaged word list for {unknown}")
+        self._languages = tuple(languages)
+        self._automata: dict[str, ahocorasick.Automaton] = {}
+        self._lock = threading.Lock()
+
+    def _automaton(self, language: str) -> ahocorasick.Automaton:
+        automaton = self._automata.get(language)
+        if automaton is None:
+            with self._lock:
+                automaton = self._automata.get(language)
+                if automaton is None:
+                    automaton = _build(language, load_wordlist(language))
+                    self._automata[language] = automaton
+        return automaton
+
+    def languages_for(self, context: ScanContext) -> tuple[str, ...]:
+        """The lists a scan in ``context`` uses."""
+        confident = context.language_score is None or context.language_score >= _MIN_LANG_SCORE
+        if context.language in self._languages and confident:
+            return (context.language,)
+        return self._languages
+
+    def scan(self, text: str, context: ScanContext) -> Sequence[Finding]:
+        try:
+            return self._scan(text, context)
+        except CheckUnavailableError:
+            raise
+        except Exception as exc:  # a check's failure is the policy's to handle, typed
+            raise CheckFailedError(f"wordlist check failed: {exc}") from exc
+
+    def _scan(self, text: str, context: ScanContext) -> list[Finding]:
+        folded = fold(text)
+        haystack = folded.text
+        size = len(haystack)
+        found: dict[tuple[int, int, str], Finding] = {}
+        for language in self.languages_for(context):
+            automaton = self._automaton(language)
+            for end_index, entries in automaton.iter(haystack):
+                end = end_index + 1
+                for entry in entries:
+                    start = end - entry.length
+                    if start > 0 and is_word_char(haystack[start - 1]):
+                        continue
+                    stop = end
+                    if entry.prefix:
+                        # A root covers the whole word it starts, so redaction removes it all.
+                        while stop < size and is_word_char(haystack[stop]):
+                            stop += 1
+                    elif end < size and is_word_char(haystack[end]):
+                        continue
+                    span = folded.span(start, stop)
+                    key = (span[0], span[1], entry.category)
+                    if key not in found:
+                        found[key] = Finding(
+                            check=self.name,
+                            category=entry.category,
+                            score=1.0,
+                            span=span,
+                            language=language,
+                        )
+        return sorted(found.values(), key=lambda f: (f.span or (0, 0), f.category))
