@@ -14,13 +14,16 @@ import re
 import unicodedata
 from dataclasses import dataclass
 
+import numpy as np
+
 __all__ = ["FoldedText", "fold", "fold_term", "is_word_char"]
 
 # Substitutions that obfuscated profanity uses; digits that do not stand for letters are kept.
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
-_ASCII_RUN = re.compile(r"(.)\1\1")
+# Three or more of the same letter (not punctuation: "..." and "---" are ordinary).
+_RUN = re.compile(r"([^\W\d_])\1{2,}")
 # One entry per distinct character seen; the alphabet of real text is small, so this stays
 # bounded in practice, and a hard cap keeps adversarial input from growing it without limit.
 _CACHE: dict[str, str] = {}
@@ -30,14 +33,14 @@ _CACHE_MAX = 65536
 def _fold_char(char: str) -> str:
     folded = _CACHE.get(char)
     if folded is None:
-        parts = []
-        for piece in unicodedata.normalize("NFKD", char):
-            if unicodedata.combining(piece) or unicodedata.category(piece) == "Cf":
-                continue
-            parts.append(piece)
-        # Casefolding can itself produce combining marks ("İ" -> "i" + dot above).
-        lowered = unicodedata.normalize("NFKD", "".join(parts).casefold())
-        folded = "".join(p for p in lowered if not unicodedata.combining(p)).translate(_LEET)
+        # Casefold before and after decomposing: either can produce what the other undoes
+        # ("İ" -> "i" + dot above; U+0345 -> Greek iota; "℡" -> "TEL").
+        decomposed = unicodedata.normalize("NFKD", unicodedata.normalize("NFKD", char).casefold())
+        folded = "".join(
+            piece
+            for piece in decomposed.casefold()
+            if not unicodedata.combining(piece) and unicodedata.category(piece) != "Cf"
+        ).translate(_LEET)
         if len(_CACHE) < _CACHE_MAX:
             _CACHE[char] = folded
     return folded
@@ -64,43 +67,45 @@ class FoldedText:
         return self.starts[start], self.ends[end - 1]
 
 
-def _collapse(chars: list[str], starts: list[int], ends: list[int]) -> FoldedText:
-    out_c: list[str] = []
-    out_s: list[int] = []
-    out_e: list[int] = []
-    i = 0
-    n = len(chars)
-    while i < n:
-        j = i + 1
-        while j < n and chars[j] == chars[i]:
-            j += 1
-        # Runs of three or more ("fuuuck") become one character covering the whole run;
-        # doubled letters are ordinary spelling and stay.
-        keep = 1 if j - i >= 3 else j - i
-        for k in range(keep):
-            out_c.append(chars[i])
-            out_s.append(starts[i + k])
-            out_e.append(ends[j - 1] if keep == 1 else ends[i + k])
-        i = j
-    return FoldedText("".join(out_c), out_s, out_e)
+def _collapse(folded: FoldedText) -> FoldedText:
+    """Runs of three or more equal letters ("fuuuck") become one folded character covering
+    the whole run; doubled letters are ordinary spelling and stay."""
+    runs = list(_RUN.finditer(folded.text))
+    if not runs:
+        return folded
+    size = len(folded.text)
+    starts = folded.starts if folded.starts is not None else list(range(size))
+    ends = folded.ends if folded.ends is not None else list(range(1, size + 1))
+    text: list[str] = []
+    new_starts: list[int] = []
+    new_ends: list[int] = []
+    at = 0
+    for run in runs:
+        first, stop = run.span()
+        text.append(folded.text[at : first + 1])
+        new_starts.extend(starts[at : first + 1])
+        new_ends.extend(ends[at:first])
+        new_ends.append(ends[stop - 1])
+        at = stop
+    text.append(folded.text[at:])
+    new_starts.extend(starts[at:])
+    new_ends.extend(ends[at:])
+    return FoldedText("".join(text), new_starts, new_ends)
 
 
 def fold(text: str) -> FoldedText:
     """Fold ``text`` for matching (see the module docstring)."""
     if text.isascii():
         # ASCII lowercasing equals casefolding and keeps every character in place.
-        folded = text.lower().translate(_LEET)
-        if _ASCII_RUN.search(folded) is None:
-            return FoldedText(folded, None, None)
-    chars: list[str] = []
-    starts: list[int] = []
-    ends: list[int] = []
-    for index, char in enumerate(text):
-        for piece in _fold_char(char):
-            chars.append(piece)
-            starts.append(index)
-            ends.append(index + 1)
-    return _collapse(chars, starts, ends)
+        return _collapse(FoldedText(text.lower().translate(_LEET), None, None))
+    pieces = [_CACHE.get(char) or _fold_char(char) for char in text]
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
+    joined = "".join(pieces)
+    if len(joined) == len(text) and (lengths.size == 0 or lengths.max() == 1):
+        return _collapse(FoldedText(joined, None, None))
+    # Some characters vanished (accents, format characters) or expanded (ligatures, "ß").
+    starts = np.repeat(np.arange(len(text), dtype=np.int64), lengths)
+    return _collapse(FoldedText(joined, starts.tolist(), (starts + 1).tolist()))
 
 
 def fold_term(term: str) -> str:

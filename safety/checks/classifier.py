@@ -39,7 +39,7 @@ _LANGUAGES = frozenset({"en"})
 
 def identity_terms() -> frozenset[str]:
     """The packaged identity terms (lower case) masked before scoring."""
-    raw = resources.files("safety").joinpath("data", "identity_terms.txt").read_text("utf-8")
+    raw = resources.files("safety").joinpath("lexicons", "identity_terms.txt").read_text("utf-8")
     return frozenset(
         line.strip().lower() for line in raw.splitlines() if line.strip() and line[0] != "#"
     )

@@ -20,7 +20,7 @@ __all__ = ["LanguageIdCheck"]
 
 # Long texts are identified from their head: the answer is settled within a few hundred
 # characters, and the cost stays bounded whatever the caller sends.
-_MAX_CHARS = 4096
+_MAX_CHARS = 1024
 # Below this many letters an identification is noise ("ok", "42"): no language, every list runs.
 _MIN_LETTERS = 3
 

@@ -1,13 +1,14 @@
 """Multilingual word and phrase lists: the ``wordlist`` check.
 
 The lists are LDNOOBW's (English, French, German, Spanish, Russian, Kabyle), curated into
-categories and shipped as package data (``safety/data/wordlists``; source, license and the
+categories and shipped as package data (``safety/lexicons/wordlists``; source, license and the
 curation in ``SOURCE.md`` there). Each language is one Aho-Corasick automaton over folded
 terms (:mod:`safety.checks._fold`: NFKD, casefold, accents, leetspeak, stretched letters), so a
 scan is one pass over the text per language whatever the list size. A term matches a whole
 word, optionally followed by one of its language's inflection suffixes; a term written with a
-trailing ``*`` is a root and matches at the start of a word (compounds, Russian prefixes are
-listed as separate roots). Findings carry spans into the original text.
+trailing ``*`` is a root and matches at the start of a word (Russian prefixes are listed as
+separate roots), one written ``*term*`` matches inside a word (compounds: "assfucker"). A
+root's finding spans the whole word it is in. Findings carry spans into the original text.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ class _Entry:
     category: str
     prefix: bool
     length: int
+    infix: bool = False
 
 
 def load_wordlist(language: str) -> list[tuple[str, str, bool]]:
@@ -59,7 +61,7 @@ def load_wordlist(language: str) -> list[tuple[str, str, bool]]:
     try:
         raw = (
             resources.files("safety")
-            .joinpath("data", "wordlists", f"{language}.tsv")
+            .joinpath("lexicons", "wordlists", f"{language}.tsv")
             .read_text(encoding="utf-8")
         )
     except (OSError, ValueError) as exc:
@@ -72,7 +74,7 @@ def load_wordlist(language: str) -> list[tuple[str, str, bool]]:
         if not sep or category not in HAZARD_CATEGORIES or not term.strip():
             raise CheckUnavailableError(f"word list {language!r}, line {number}: malformed")
         root = term.endswith("*")
-        rows.append((category, term.rstrip("*").strip(), root))
+        rows.append((category, term.rstrip("*").strip() if root else term.strip(), root))
     return rows
 
 
@@ -87,13 +89,14 @@ def _masked(term: str) -> list[str]:
 def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.Automaton:
     automaton = ahocorasick.Automaton()
     for category, term, root in rows:
-        folded = fold_term(term)
+        infix = root and term.startswith("*")
+        folded = fold_term(term.lstrip("*") if infix else term)
         if not folded or len(folded) > _MAX_TERM_CHARS:
             continue
         forms = [folded] if root else [folded, *(folded + s for s in _SUFFIXES[language])]
         for form in [*forms, *_masked(folded)]:
             entries: list[_Entry] = automaton.get(form, [])
-            entries.append(_Entry(category, root, len(form)))
+            entries.append(_Entry(category, root, len(form), infix))
             automaton.add_word(form, entries)
     automaton.make_automaton()
     return automaton
@@ -116,6 +119,15 @@ class WordListCheck:
         self._languages = tuple(languages)
         self._automata: dict[str, ahocorasick.Automaton] = {}
         self._lock = threading.Lock()
+
+    @classmethod
+    def from_rows(cls, rows: Mapping[str, Iterable[tuple[str, str, bool]]]) -> WordListCheck:
+        """A check over given lists (``language -> (category, term, is_root)`` rows, as
+        :func:`load_wordlist` returns) instead of the packaged ones: held-out evaluations."""
+        check = cls(languages=tuple(rows))
+        for language, language_rows in rows.items():
+            check._automata[language] = _build(language, language_rows)
+        return check
 
     def _automaton(self, language: str) -> ahocorasick.Automaton:
         automaton = self._automata.get(language)
@@ -153,7 +165,11 @@ class WordListCheck:
                 end = end_index + 1
                 for entry in entries:
                     start = end - entry.length
-                    if start > 0 and is_word_char(haystack[start - 1]):
+                    if entry.infix:
+                        # An infix root ("*fuck*": "assfucker") flags the word it is part of.
+                        while start > 0 and is_word_char(haystack[start - 1]):
+                            start -= 1
+                    elif start > 0 and is_word_char(haystack[start - 1]):
                         continue
                     stop = end
                     if entry.prefix:

@@ -119,3 +119,20 @@ def test_case_and_nfkc_do_not_change_what_matches(term: str) -> None:
     counts = {len(CHECK.scan(form, NONE)) for form in forms}
     assert counts == {len(CHECK.scan(text, NONE))}
     assert counts != {0}
+
+
+def test_infix_roots_flag_the_whole_compound() -> None:
+    assert matched("what an assfucker", ScanContext(language="en", language_score=0.9)) == [
+        ("profanity", "assfucker")
+    ]
+    assert matched("pure horseshit.", ScanContext(language="en", language_score=0.9)) == [
+        ("profanity", "horseshit")
+    ]
+
+
+def test_regression_accent_folding_does_not_hit_ordinary_words() -> None:
+    # Folding drops accents, so "coño" as a root matched "conocimiento", "möse" matched
+    # "Moses" and "cumming" matched "Cummings" in the clean corpora.
+    assert matched("el conocimiento", ScanContext(language="es", language_score=0.9)) == []
+    assert matched("und Moses sprach", ScanContext(language="de", language_score=0.9)) == []
+    assert matched("e. e. Cummings wrote", ScanContext(language="en", language_score=0.9)) == []
