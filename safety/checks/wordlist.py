@@ -29,17 +29,18 @@ __all__ = ["LANGUAGES", "WordListCheck", "load_wordlist"]
 LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "ru", "kab")
 """The languages (ISO 639 codes, as the ``langid`` check names them) that have a list."""
 
-# Inflections a whole-word term may carry ("bitch" -> "bitches", "branleur" -> "branleurs").
+# Inflections a whole-word term may carry ("bitch" -> "bitches", "branleur" -> "branleurs");
+# the first is the plural, the only one a term shorter than five letters takes.
 _SUFFIXES: Mapping[str, tuple[str, ...]] = {
     "en": ("s", "es", "ed", "er", "ers", "ing", "in", "y", "ies"),
     "fr": ("s", "e", "es", "x"),
-    "de": ("e", "en", "er", "n", "s", "es", "ern"),
+    "de": ("s", "e", "en", "er", "n", "es", "ern"),
     "es": ("s", "es", "a", "as", "o", "os"),
     "ru": (),
     "kab": (),
 }
 _MAX_TERM_CHARS = 200
-# Below this language probability the text may be mixed or misidentified: every list runs.
+# Below this language probability the text may be mixed: English's list runs too.
 _MIN_LANG_SCORE = 0.5
 # Latin and Cyrillic vowels (escaped: the Cyrillic ones look like Latin letters).
 _VOWELS = frozenset("aeiouy\u0430\u0435\u0438\u043e\u0443\u044b\u044d\u044e\u044f\u0451")
@@ -93,7 +94,9 @@ def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.
         folded = fold_term(term.lstrip("*") if infix else term)
         if not folded or len(folded) > _MAX_TERM_CHARS:
             continue
-        forms = [folded] if root else [folded, *(folded + s for s in _SUFFIXES[language])]
+        # Short terms take only the plural: "spic" + "ed" is "spiced", "ass" + "y" "assy".
+        suffixes = _SUFFIXES[language] if len(folded) >= 5 else _SUFFIXES[language][:1]
+        forms = [folded] if root else [folded, *(folded + s for s in suffixes)]
         for form in [*forms, *_masked(folded)]:
             entries: list[_Entry] = automaton.get(form, [])
             entries.append(_Entry(category, root, len(form), infix))
@@ -105,8 +108,8 @@ def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.
 class WordListCheck:
     """Finds listed words and phrases; one finding (score 1.0) per match, with its span.
 
-    The text's language (``context.language``, from the ``langid`` check) selects its list;
-    without a confident language, or in a language no list covers, every list runs.
+    The text's language (``context.language``, from the ``langid`` check) selects its list
+    (see :meth:`languages_for`).
     """
 
     name = "wordlist"
@@ -140,11 +143,16 @@ class WordListCheck:
         return automaton
 
     def languages_for(self, context: ScanContext) -> tuple[str, ...]:
-        """The lists a scan in ``context`` uses."""
-        confident = context.language_score is None or context.language_score >= _MIN_LANG_SCORE
-        if context.language in self._languages and confident:
-            return (context.language,)
-        return self._languages
+        """The lists a scan in ``context`` uses: the text's language's list (with English's
+        when the identification is unsure: English is what other languages mix in), or every
+        list for a text in no listed language or in none identified."""
+        language = context.language
+        if language not in self._languages:
+            return self._languages
+        unsure = context.language_score is not None and context.language_score < _MIN_LANG_SCORE
+        if unsure and language != "en" and "en" in self._languages:
+            return (language, "en")
+        return (language,)
 
     def scan(self, text: str, context: ScanContext) -> Sequence[Finding]:
         try:

@@ -84,9 +84,13 @@ def test_the_language_selects_its_list() -> None:
     assert matched("quel con", ScanContext(language="fr", language_score=0.9)) != []
 
 
-def test_an_unsure_language_runs_every_list() -> None:
-    assert CHECK.languages_for(ScanContext(language="fr", language_score=0.2)) == LANGUAGES
+def test_an_unsure_language_adds_english_and_an_unlisted_one_runs_every_list() -> None:
+    # Regression: short Spanish texts identified as "es" at 0.3 ran every list, so French
+    # "con" flagged Spanish "con" (with).
+    assert CHECK.languages_for(ScanContext(language="es", language_score=0.3)) == ("es", "en")
+    assert CHECK.languages_for(ScanContext(language="en", language_score=0.1)) == ("en",)
     assert CHECK.languages_for(ScanContext(language="it", language_score=0.99)) == LANGUAGES
+    assert CHECK.languages_for(ScanContext()) == LANGUAGES
 
 
 def test_unknown_language_is_refused() -> None:
@@ -136,3 +140,5 @@ def test_regression_accent_folding_does_not_hit_ordinary_words() -> None:
     assert matched("el conocimiento", ScanContext(language="es", language_score=0.9)) == []
     assert matched("und Moses sprach", ScanContext(language="de", language_score=0.9)) == []
     assert matched("e. e. Cummings wrote", ScanContext(language="en", language_score=0.9)) == []
+    # Short terms take only the plural suffix ("spic" + "ed").
+    assert matched("spiced rum", ScanContext(language="en", language_score=0.9)) == []
