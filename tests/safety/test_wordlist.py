@@ -142,3 +142,21 @@ def test_regression_accent_folding_does_not_hit_ordinary_words() -> None:
     assert matched("e. e. Cummings wrote", ScanContext(language="en", language_score=0.9)) == []
     # Short terms take only the plural suffix ("spic" + "ed").
     assert matched("spiced rum", ScanContext(language="en", language_score=0.9)) == []
+
+
+def test_a_missing_list_is_unavailable() -> None:
+    with pytest.raises(CheckUnavailableError):
+        load_wordlist("xx")
+
+
+def test_a_malformed_list_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        def joinpath(self, *parts: str) -> Broken:
+            return self
+
+        def read_text(self, encoding: str) -> str:
+            return "not_a_category\tword\n"
+
+    monkeypatch.setattr("safety.checks.wordlist.resources.files", lambda _: Broken())
+    with pytest.raises(CheckUnavailableError, match="malformed"):
+        load_wordlist("en")
