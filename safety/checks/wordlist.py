@@ -96,7 +96,10 @@ def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.
             continue
         # Short terms take only the plural: "spic" + "ed" is "spiced", "ass" + "y" "assy".
         suffixes = _SUFFIXES[language] if len(folded) >= 5 else _SUFFIXES[language][:1]
-        forms = [folded] if root else [folded, *(folded + s for s in suffixes)]
+        # Phrases are also written hyphenated or closed up ("nig-nog", "wetback").
+        spellings = [folded, folded.replace(" ", "-"), folded.replace(" ", "")]
+        spellings = list(dict.fromkeys(spellings))
+        forms = spellings if root else [w + s for w in spellings for s in ("", *suffixes)]
         for form in [*forms, *_masked(folded)]:
             entries: list[_Entry] = automaton.get(form, [])
             entries.append(_Entry(category, root, len(form), infix))

@@ -74,8 +74,10 @@ def test_obfuscations_match_with_original_spans() -> None:
     assert found == ["\uff26\uff35\uff23\uff2b", "sh1t", "f*ck", "fuuuuck", "f\u200buck", "ENCULÉ"]
 
 
-def test_phrases_match_across_spaces() -> None:
+def test_phrases_match_across_spaces_hyphens_or_closed_up() -> None:
     assert ("profanity", "piece of shit") in matched("you piece of shit")
+    assert ("hate", "nig-nog") in matched("a nig-nog")
+    assert ("hate", "nignog") in matched("a nignog")
 
 
 def test_the_language_selects_its_list() -> None:
