@@ -13,6 +13,8 @@ root's finding spans the whole word it is in. Findings carry spans into the orig
 
 from __future__ import annotations
 
+import bisect
+import re
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -40,6 +42,8 @@ _SUFFIXES: Mapping[str, tuple[str, ...]] = {
     "kab": (),
 }
 _MAX_TERM_CHARS = 200
+# A run of word characters: ``[^\W_]`` is exactly ``str.isalnum`` (:func:`is_word_char`).
+_WORD = re.compile(r"[^\W_]+")
 # Below this language probability the text may be mixed: English's list runs too.
 _MIN_LANG_SCORE = 0.5
 # Latin and Cyrillic vowels (escaped: the Cyrillic ones look like Latin letters).
@@ -108,6 +112,25 @@ def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.
     return automaton
 
 
+class _Words:
+    """The word around a position, from one regex pass made on first use: walking to the
+    word's edges per match would be quadratic in a long word made of repeated roots."""
+
+    def __init__(self, text: str) -> None:
+        self._text = text
+        self._starts: list[int] | None = None
+        self._ends: list[int] = []
+
+    def around(self, position: int) -> tuple[int, int]:
+        """The ``[start, end)`` of the word holding ``position`` (a word character)."""
+        if self._starts is None:
+            spans = [m.span() for m in _WORD.finditer(self._text)]
+            self._starts = [a for a, _ in spans]
+            self._ends = [b for _, b in spans]
+        index = bisect.bisect_right(self._starts, position) - 1
+        return self._starts[index], self._ends[index]
+
+
 class WordListCheck:
     """Finds listed words and phrases; one finding (score 1.0) per match, with its span.
 
@@ -169,6 +192,7 @@ class WordListCheck:
         folded = fold(text)
         haystack = folded.text
         size = len(haystack)
+        words = _Words(haystack)
         found: dict[tuple[int, int, str], Finding] = {}
         for language in self.languages_for(context):
             automaton = self._automaton(language)
@@ -178,15 +202,13 @@ class WordListCheck:
                     start = end - entry.length
                     if entry.infix:
                         # An infix root ("*fuck*": "assfucker") flags the word it is part of.
-                        while start > 0 and is_word_char(haystack[start - 1]):
-                            start -= 1
+                        start = words.around(start)[0]
                     elif start > 0 and is_word_char(haystack[start - 1]):
                         continue
                     stop = end
                     if entry.prefix:
                         # A root covers the whole word it starts, so redaction removes it all.
-                        while stop < size and is_word_char(haystack[stop]):
-                            stop += 1
+                        stop = words.around(end - 1)[1]
                     elif end < size and is_word_char(haystack[end]):
                         continue
                     span = folded.span(start, stop)

@@ -162,3 +162,10 @@ def test_a_malformed_list_is_unavailable(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr("safety.checks.wordlist.resources.files", lambda _: Broken())
     with pytest.raises(CheckUnavailableError, match="malformed"):
         load_wordlist("en")
+
+
+def test_a_long_word_of_repeated_roots_is_linear() -> None:
+    # Regression: walking to the word's edges per root match was quadratic in the word.
+    text = "fuck" * 50_000
+    (finding,) = CHECK.scan(text, ScanContext(language="en", language_score=0.9))
+    assert finding.span == (0, len(text))
