@@ -7,6 +7,7 @@ import copy
 import hashlib
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -101,7 +102,8 @@ def test_a_run_is_preregistered_logged_sealed_and_recomputed(
     dev = make_account("dev")
     task, docs = small_task(tmp_path / "task")
     outcome = run_as(client, dev, task, docs, tmp_path / "journal.jsonl")
-    assert outcome is not None and outcome.asked == len(docs)
+    assert outcome is not None
+    assert outcome.asked == len(docs)
 
     [prereg] = entries(engine, "evaluation.preregistered")
     assert prereg["fields"]["run_id"] == outcome.run_id
@@ -157,11 +159,14 @@ def test_an_interrupted_run_resumes_without_duplicate_samples(
     asked = [c["fields"]["metadata"][RUN_DOC_KEY] for c in calls]
     assert sorted(asked) == sorted(d.id for d in docs)  # one call per document, no duplicate
     by_doc = {s.doc_id: s for s in outcome.samples}
-    assert by_doc[lost.id].output_sha256 is None and by_doc[lost.id].score == 0
+    assert by_doc[lost.id].output_sha256 is None
+    assert by_doc[lost.id].score == 0
     verify_evaluation(sign(task, outcome, key), outcome.bundle, task, docs, [vkey(client)])
     # Running it again rebuilds the same result from the sealed run, asking nothing.
     again = run_as(client, dev, task, docs, journal)
-    assert again is not None and again.asked == 0 and again.result == outcome.result
+    assert again is not None
+    assert again.asked == 0
+    assert again.result == outcome.result
 
 
 def test_the_verifier_rejects_altered_dropped_and_out_of_checkpoint_evidence(
@@ -208,19 +213,13 @@ def test_the_verifier_rejects_altered_dropped_and_out_of_checkpoint_evidence(
     dropped = sign(task, outcome, key, samples=outcome.samples[1:])
     assert rejected(dropped, outcome.bundle) == "samples"
 
-    # A sample whose log index is beyond the checkpoint: a log range not in the checkpoint.
+    # Evidence named beyond the checkpoint (a log range that does not exist, or not yet
+    # signed): the seal cited at an index the checkpoint does not cover.
     size = int(outcome.checkpoint_note.split("\n")[1])
-    beyond = [SampleResult(size + 5, first.doc_id, first.output_sha256, first.score)]
-    shifted = sign(task, outcome, key, samples=beyond + outcome.samples[1:])
+    beyond = replace(outcome, seal_index=size + 5)
     bundle = copy.deepcopy(outcome.bundle)
-    bundle["entries"][str(size + 5)] = bundle["entries"][str(first.log_index)]
-    assert rejected(shifted, bundle) in ("samples", "not_in_checkpoint")
-    with pytest.raises(EvalEvidenceError) as caught:
-        from release.evals.verify import _Evidence
-        from licensing.tlog.checkpoint import open_checkpoint
-
-        _Evidence(bundle, open_checkpoint(outcome.checkpoint_note, log_key)).entry(size + 5, "x")
-    assert caught.value.reason == "not_in_checkpoint"
+    bundle["entries"][str(size + 5)] = bundle["entries"][str(outcome.seal_index)]
+    assert rejected(sign(task, beyond, key), bundle) == "not_in_checkpoint"
 
     # A checkpoint signed by another log key is not evidence.
     from licensing.tlog.note import Signer
@@ -310,7 +309,8 @@ def test_samples_logged_before_the_preregistration_are_rejected(
         },
         headers=dev.headers,
     )
-    assert again.status_code == 409 and again.json()["code"] == "evaluation_run_exists"
+    assert again.status_code == 409
+    assert again.json()["code"] == "evaluation_run_exists"
 
 
 def test_a_task_whose_data_is_missing_fails_before_any_call(tmp_path: Path) -> None:
