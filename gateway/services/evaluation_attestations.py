@@ -24,6 +24,7 @@ from gateway.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, Valid
 from gateway.ledger.events import Actor, record_event
 from gateway.services import releases
 from licensing.keys import PublicKey
+from release.aibom import EvaluationResult
 from release.errors import EvalAttestationInvalidError
 from release.evals.attestation import EvalAttestation, open_eval_attestation
 
@@ -34,7 +35,10 @@ __all__ = [
     "EvaluationAttestationNotFound",
     "EvaluationDecisionInvalid",
     "attestation_envelope",
+    "bom_evaluations",
     "decide_attestation",
+    "endorsed_attestations",
+    "hub_files",
     "list_attestations",
     "submit_attestation",
 ]
@@ -275,3 +279,49 @@ def decide_attestation(
     )
     session.refresh(row)
     return _view(row)
+
+
+# Shown as the publisher's: signed by the org's key, or a community one it accepted.
+_ENDORSED = ("publisher", "accepted")
+
+
+def endorsed_attestations(session: Session, release: Release) -> list[EvaluationAttestation]:
+    """The release's attestations the publisher stands behind, oldest first."""
+    return list(
+        session.exec(
+            select(EvaluationAttestation)
+            .where(
+                EvaluationAttestation.release_id == release.id,
+                col(EvaluationAttestation.status).in_(_ENDORSED),
+            )
+            .order_by(col(EvaluationAttestation.id))
+        )
+    )
+
+
+def bom_evaluations(session: Session, release: Release) -> list[EvaluationResult]:
+    """The endorsed attestations as AI BOM evaluation results (``release.aibom``)."""
+    results = []
+    for row in endorsed_attestations(session, release):
+        view = _view(row)
+        runner = "third-party" if row.role == "third_party" else row.role
+        results.append(
+            EvaluationResult(
+                tier=row.tier,
+                task=row.task,
+                metric="accuracy",
+                value=row.score,
+                attestation_sha256=row.digest,
+                runner=runner,
+                interval=(view.interval[0], view.interval[1]),
+            )
+        )
+    return results
+
+
+def hub_files(session: Session, release: Release) -> dict[str, bytes]:
+    """``evaluations/<digest>.intoto.json`` -> envelope, for the Hub listing of each tier."""
+    return {
+        f"evaluations/{row.digest[:16]}.intoto.json": row.envelope
+        for row in endorsed_attestations(session, release)
+    }

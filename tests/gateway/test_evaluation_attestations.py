@@ -125,6 +125,19 @@ def test_the_signer_decides_how_an_attestation_is_shown_and_the_publisher_decide
     assert actions.count("evaluation.attested") == 3
     assert actions.count("evaluation.accepted") == 1
 
+    # Endorsed attestations (the publisher's, and the accepted one) reach the AI BOM and the
+    # Hub listing; the unverified one does neither.
+    cdx = client.get("/api/releases/acme/chatty/1.0.0/aibom.cdx.json").json()
+    [open_tier] = [c for c in cdx["components"] if c.get("bom-ref") == "tier:open"]
+    metrics = open_tier["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
+    assert {m["type"]: m["value"] for m in metrics}["tiny-mc@1.accuracy"] == outcome.result.value
+    tree = {e["path"] for e in client.get("/api/models/acme/chatty/tree/main").json()}
+    listed_files = {p for p in tree if p.startswith("evaluations/")}
+    assert listed_files == {
+        f"evaluations/{community.json()['digest'][:16]}.intoto.json",
+        f"evaluations/{own.json()['digest'][:16]}.intoto.json",
+    }
+
     # An attestation about another release is refused.
     other = envelope(outcome, task, dev_key, "third_party", release_digest="ab" * 32)
     wrong = submit(client, dev, other)
