@@ -27,6 +27,7 @@ from licensing.keys import PublicKey
 from release.aibom import EvaluationResult
 from release.errors import EvalAttestationInvalidError
 from release.evals.attestation import EvalAttestation, open_eval_attestation
+from release.evals.compare import AttestedScore
 
 __all__ = [
     "MAX_ATTESTATION_BYTES",
@@ -35,6 +36,7 @@ __all__ = [
     "EvaluationAttestationNotFound",
     "EvaluationDecisionInvalid",
     "attestation_envelope",
+    "attested_scores",
     "bom_evaluations",
     "decide_attestation",
     "endorsed_attestations",
@@ -325,3 +327,32 @@ def hub_files(session: Session, release: Release) -> dict[str, bytes]:
         f"evaluations/{row.digest[:16]}.intoto.json": row.envelope
         for row in endorsed_attestations(session, release)
     }
+
+
+def attested_scores(session: Session, release: Release) -> list[AttestedScore]:
+    """Every attestation of the release but rejected ones, as the release page shows them."""
+    rows = session.exec(
+        select(EvaluationAttestation)
+        .where(
+            EvaluationAttestation.release_id == release.id,
+            EvaluationAttestation.status != "rejected",
+        )
+        .order_by(col(EvaluationAttestation.id))
+    )
+    scores = []
+    for row in rows:
+        view = _view(row)
+        total = open_eval_attestation(row.envelope, None).predicate["score"]["total"]
+        scores.append(
+            AttestedScore(
+                tier=row.tier,
+                task=row.task,
+                value=row.score,
+                lower=view.interval[0],
+                upper=view.interval[1],
+                total=int(total),
+                status=row.status,
+                digest=row.digest,
+            )
+        )
+    return scores

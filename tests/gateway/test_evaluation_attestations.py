@@ -138,6 +138,13 @@ def test_the_signer_decides_how_an_attestation_is_shown_and_the_publisher_decide
         f"evaluations/{own.json()['digest'][:16]}.intoto.json",
     }
 
+    # The release page shows every attestation but rejected ones, each as what it is.
+    page = client.get("/models/acme/chatty/v/1.0.0").text
+    assert "Evaluations" in page
+    assert "accepted (community)" in page
+    assert "unverified signature" in page
+    assert outcome.result.value in page
+
     # An attestation about another release is refused.
     other = envelope(outcome, task, dev_key, "third_party", release_digest="ab" * 32)
     wrong = submit(client, dev, other)

@@ -137,3 +137,27 @@ def test_the_attestation_matches_its_json_schema_and_rejects_other_types() -> No
         open_eval_attestation(envelope, [PrivateKey.generate().public_key])
     with pytest.raises(EvalAttestationInvalidError):
         open_eval_attestation(b'{"payload": 1}', None)
+
+
+def test_tier_differences_carry_a_newcombe_interval_and_the_page_section_says_who() -> None:
+    from release.evals.compare import AttestedScore, difference, evaluation_lines
+
+    def score(tier: str, correct: int, status: str = "publisher") -> AttestedScore:
+        result = aggregate([1] * correct + [0] * (80 - correct))
+        return AttestedScore(
+            tier, "pydoc-topics-mc@1", result.value, result.lower, result.upper, 80, status,
+            tier[0] * 64,
+        )  # fmt: skip
+
+    optimized, open_tier = score("optimized", 30), score("open", 34)
+    diff = difference(optimized, open_tier)
+    assert diff.value == "-0.050000"
+    assert float(diff.lower) < -0.05 < float(diff.upper)
+    assert float(diff.lower) < 0 < float(diff.upper)  # 4 of 80 is within the noise
+    assert difference(optimized, open_tier) == diff  # the same digits every time
+    lines = evaluation_lines([optimized, open_tier, score("int4", 10, "unverified")])
+    text = "\n".join(lines)
+    assert "| pydoc-topics-mc@1 | optimized | -0.050000 |" in text
+    assert "unverified signature" in text
+    assert "| int4 | -" not in text  # an unverified score is never compared
+    assert evaluation_lines([]) == []
