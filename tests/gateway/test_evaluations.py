@@ -324,3 +324,47 @@ def test_a_task_whose_data_is_missing_fails_before_any_call(tmp_path: Path) -> N
     other = write_task(tmp_path / "other", data_sha256="0" * 64)
     with pytest.raises(EvalDataNotFoundError, match="not the"):
         resolve_docs(load_task(other))
+
+
+def test_call_metadata_is_bounded_as_openai_bounds_it(
+    client: TestClient, make_account: Callable[..., Account]
+) -> None:
+    dev = make_account("dev")
+    too_many = {f"k{i}": "v" for i in range(17)}
+    for metadata in (too_many, {"k" * 65: "v"}, {"k": "v" * 513}, {"k": 1}):
+        got = client.post(
+            "/v1/completions",
+            json={"model": MODEL, "prompt": "x", "metadata": metadata},
+            headers=dev.headers,
+        )
+        assert got.status_code == 422, metadata
+
+
+def test_runs_are_private_to_their_account(
+    client: TestClient, published: Account, make_account: Callable[..., Account], tmp_path: Path
+) -> None:
+    from release.evals.attestation import task_summary
+
+    dev, other = make_account("dev"), make_account("eve")
+    task, docs = small_task(tmp_path / "task")
+    body = {
+        "run_id": "a-private-run-000001",
+        "model": MODEL,
+        "task": task_summary(task),
+        "sampling": {"temperature": 0.0, "max_tokens": 2},
+        "documents": len(docs),
+    }
+    assert client.post("/api/evaluations/runs", json=body, headers=dev.headers).status_code == 201
+    run = "/api/evaluations/runs/a-private-run-000001"
+    assert client.get(run, headers=other.headers).status_code == 404
+    assert client.post(run + "/seal", headers=other.headers).status_code == 404
+    sealed = client.post(run + "/seal", headers=dev.headers)
+    assert sealed.json()["state"] == "sealed"
+    again = client.post(run + "/seal", headers=dev.headers)
+    assert again.status_code == 409
+    assert again.json()["code"] == "evaluation_run_sealed"
+    bad = {**body, "run_id": "short"}
+    assert client.post("/api/evaluations/runs", json=bad, headers=dev.headers).status_code == 422
+    wrong_task = {**body, "run_id": "a-private-run-000002", "task": {"name": "x"}}
+    refused = client.post("/api/evaluations/runs", json=wrong_task, headers=dev.headers)
+    assert refused.status_code == 422
