@@ -131,7 +131,7 @@ def test_the_signer_decides_how_an_attestation_is_shown_and_the_publisher_decide
     [open_tier] = [c for c in cdx["components"] if c.get("bom-ref") == "tier:open"]
     metrics = open_tier["modelCard"]["quantitativeAnalysis"]["performanceMetrics"]
     assert {m["type"]: m["value"] for m in metrics}["tiny-mc@1.accuracy"] == outcome.result.value
-    tree = {e["path"] for e in client.get("/api/models/acme/chatty/tree/main").json()}
+    tree = {e["path"] for e in client.get("/api/models/acme/chatty/tree/main/evaluations").json()}
     listed_files = {p for p in tree if p.startswith("evaluations/")}
     assert listed_files == {
         f"evaluations/{community.json()['digest'][:16]}.intoto.json",
