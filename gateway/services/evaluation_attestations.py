@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import update
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
@@ -201,7 +202,10 @@ def submit_attestation(
         created_at=now,
     )
     session.add(row)
-    session.flush()
+    try:
+        session.flush()
+    except IntegrityError:  # the same attestation stored concurrently: one wins
+        raise Conflict(f"attestation {digest[:16]} is already stored") from None
     return _view(row)
 
 

@@ -183,8 +183,25 @@ def verify_evaluation(
     """Check every claim of ``attestation`` against the logged evidence and recompute it.
 
     Raises :class:`EvalEvidenceError` (its ``reason`` names the failed check) on anything
-    altered, dropped, cherry-picked, logged before pre-registration or outside the checkpoint.
+    altered, dropped, cherry-picked, logged before pre-registration or outside the checkpoint,
+    and with reason ``malformed`` on a predicate or bundle of the wrong shape: never a
+    foreign exception.
     """
+    try:
+        return _verify(attestation, bundle, task, docs, list(log_verifiers))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise _reject(
+            "malformed", f"the attestation or bundle is malformed: {exc!r:.200}"
+        ) from None
+
+
+def _verify(
+    attestation: EvalAttestation,
+    bundle: Mapping[str, Any],
+    task: EvalTask,
+    docs: list[EvalDoc],
+    log_verifiers: list[Verifier],
+) -> VerifiedEvaluation:
     predicate = attestation.predicate
     if bundle.get("format") != BUNDLE_FORMAT:
         raise _reject("bundle", f"a run bundle has format {BUNDLE_FORMAT}")

@@ -89,6 +89,8 @@ def test_the_signer_decides_how_an_attestation_is_shown_and_the_publisher_decide
     community = submit(client, dev, envelope(outcome, task, dev_key, "third_party"))
     assert community.status_code == 201, community.text
     assert community.json()["status"] == "community"
+    twice = submit(client, dev, envelope(outcome, task, dev_key, "third_party"))
+    assert twice.status_code == 409
     own = submit(client, published, envelope(outcome, task, publisher_key, "publisher"))
     assert own.json()["status"] == "publisher"
     # A key nobody registered, claiming to be the publisher: shown, never as the publisher's.

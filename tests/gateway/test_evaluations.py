@@ -221,6 +221,11 @@ def test_the_verifier_rejects_altered_dropped_and_out_of_checkpoint_evidence(
     bundle["entries"][str(size + 5)] = bundle["entries"][str(outcome.seal_index)]
     assert rejected(sign(task, beyond, key), bundle) == "not_in_checkpoint"
 
+    # A bundle of the wrong shape is our error, never a foreign one.
+    bundle = copy.deepcopy(outcome.bundle)
+    bundle["entries"][str(outcome.seal_index)] = {"entry": "{}", "proof": 7}
+    assert rejected(honest, bundle) in ("inclusion", "malformed")
+
     # A checkpoint signed by another log key is not evidence.
     from licensing.tlog.note import Signer
 
