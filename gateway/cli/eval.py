@@ -57,6 +57,86 @@ def write_task(name: str, out: Path) -> None:
     click.echo(f"wrote {out} (data sha256 {task.data_sha256})")
 
 
+def _ran_by(role: str, name: str | None, on_behalf_of: str | None) -> dict[str, str]:
+    ran_by = {"role": role}
+    if name:
+        ran_by["name"] = name
+    if on_behalf_of:
+        ran_by["onBehalfOf"] = on_behalf_of
+    return ran_by
+
+
+def _run_one(
+    http: Any,
+    task: Any,
+    docs: list[Any],
+    settings: Any,
+    out: Path,
+    *,
+    key: Any,
+    ran_by: dict[str, str],
+    submit: bool,
+    show_bar: bool | None,
+    stop_after: int | None = None,
+) -> dict[str, Any] | None:
+    """One run into ``out``: journal, bundle, signed attestation (with a key), stored (with
+    ``submit``). None when stopped early on purpose."""
+    from release.evals.attestation import build_eval_statement, sign_eval_statement
+    from release.evals.runner import run_evaluation
+
+    out.mkdir(parents=True, exist_ok=True)
+    outcome = run_evaluation(
+        http, task, docs, settings, out / "journal.jsonl", show_bar=show_bar,
+        stop_after=stop_after,
+    )  # fmt: skip
+    if outcome is None:
+        return None
+    (out / "bundle.json").write_text(json.dumps(outcome.bundle), encoding="utf-8")
+    stored: dict[str, Any] | None = None
+    if key is not None:
+        statement = build_eval_statement(
+            task=task,
+            run_id=outcome.run_id,
+            model=outcome.model,
+            preregistration_index=outcome.preregistration_index,
+            seal_index=outcome.seal_index,
+            checkpoint_note=outcome.checkpoint_note,
+            samples=outcome.samples,
+            result=outcome.result,
+            passed=outcome.passed,
+            ran_by={**ran_by, "keyId": key.key_id},
+        )
+        envelope = sign_eval_statement(statement, key).to_json()
+        (out / "attestation.dsse.json").write_bytes(envelope)
+        if submit:
+            repo, _, rest = outcome.model["name"].partition("@")
+            version = rest.split(":")[0]
+            response = http.post(
+                f"/api/releases/{repo}/{version}/evaluations",
+                content=envelope,
+                headers={"Content-Type": "application/json"},
+            )
+            raise_for_problem(response, "storing the attestation")
+            stored = response.json()
+    result = outcome.result
+    return {
+        "run_id": outcome.run_id,
+        "task": f"{task.name}@{task.version}",
+        "model": outcome.model["name"],
+        "tier": outcome.model["tier"],
+        "score": result.value,
+        "interval": [result.lower, result.upper],
+        "correct": result.correct,
+        "total": result.total,
+        "result": "pass" if outcome.passed else "fail",
+        "preregistration_index": outcome.preregistration_index,
+        "seal_index": outcome.seal_index,
+        "stored": stored,
+        "_result": result,
+        "_outcome": outcome,
+    }
+
+
 @group.command("run")
 @click.option("--task", "task_spec", required=True, help="A built-in task name or a task file.")
 @click.option("--model", required=True, metavar="ORG/NAME@VERSION[:tier]")
@@ -110,69 +190,26 @@ def run(
 ) -> None:
     """Run a task through the gateway (resumable: run again with the same --out)."""
     from licensing.keys import load_private_key
-    from release.evals.attestation import build_eval_statement, sign_eval_statement
-    from release.evals.runner import RunSettings, run_evaluation
+    from release.evals.runner import RunSettings
     from release.evals.task import resolve_docs
 
     task = _task(task_spec)
     docs = resolve_docs(task)  # a task whose data cannot be found fails before any call
     key = load_private_key(key_path) if key_path is not None else None
-    out.mkdir(parents=True, exist_ok=True)
+    ran_by = _ran_by(role, ran_by_name, on_behalf_of)
     settings = RunSettings(model, temperature=temperature, seed=seed, concurrency=concurrency)
     with api_client(gateway, token, timeout=300.0) as http:
-        outcome = run_evaluation(
-            http, task, docs, settings, out / "journal.jsonl", show_bar=progress,
-            stop_after=max_calls,
+        summary = _run_one(
+            http, task, docs, settings, out, key=key, ran_by=ran_by, submit=submit,
+            show_bar=progress, stop_after=max_calls,
         )  # fmt: skip
-        if outcome is None:
-            click.echo(f"stopped after {max_calls} calls; run again with --out {out} to resume")
-            return
-        (out / "bundle.json").write_text(json.dumps(outcome.bundle), encoding="utf-8")
-        stored: dict[str, Any] | None = None
-        if key is not None:
-            ran_by = {"role": role, "keyId": key.key_id}
-            if ran_by_name:
-                ran_by["name"] = ran_by_name
-            if on_behalf_of:
-                ran_by["onBehalfOf"] = on_behalf_of
-            statement = build_eval_statement(
-                task=task,
-                run_id=outcome.run_id,
-                model=outcome.model,
-                preregistration_index=outcome.preregistration_index,
-                seal_index=outcome.seal_index,
-                checkpoint_note=outcome.checkpoint_note,
-                samples=outcome.samples,
-                result=outcome.result,
-                passed=outcome.passed,
-                ran_by=ran_by,
-            )
-            envelope = sign_eval_statement(statement, key).to_json()
-            (out / "attestation.dsse.json").write_bytes(envelope)
-            if submit:
-                repo, _, rest = outcome.model["name"].partition("@")
-                version = rest.split(":")[0]
-                response = http.post(
-                    f"/api/releases/{repo}/{version}/evaluations",
-                    content=envelope,
-                    headers={"Content-Type": "application/json"},
-                )
-                raise_for_problem(response, "storing the attestation")
-                stored = response.json()
-    result = outcome.result
-    summary = {
-        "run_id": outcome.run_id,
-        "task": f"{task.name}@{task.version}",
-        "model": outcome.model["name"],
-        "score": result.value,
-        "interval": [result.lower, result.upper],
-        "correct": result.correct,
-        "total": result.total,
-        "result": "pass" if outcome.passed else "fail",
-        "preregistration_index": outcome.preregistration_index,
-        "seal_index": outcome.seal_index,
-        "stored": stored,
-    }
+    if summary is None:
+        click.echo(f"stopped after {max_calls} calls; run again with --out {out} to resume")
+        return
+    result = summary["_result"]
+    outcome = summary.pop("_outcome")
+    summary.pop("_result")
+    stored = summary["stored"]
     if as_json:
         echo_json(summary)
         return
@@ -184,6 +221,95 @@ def run(
     )
     if stored is not None:
         click.echo(f"stored as attestation {stored['id']} ({stored['status']})")
+
+
+@group.command("compare")
+@click.option("--task", "task_spec", required=True, help="A built-in task name or a task file.")
+@click.option(
+    "--model",
+    "models",
+    multiple=True,
+    required=True,
+    metavar="ORG/NAME@VERSION:tier",
+    help="Tiers to run on the same task, the first being the reference; repeat.",
+)
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--key",
+    "key_path",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    default=None,
+    help="PEM private key that signs each run's attestation.",
+)
+@click.option(
+    "--role",
+    type=click.Choice(["publisher", "gateway", "third_party"]),
+    default="third_party",
+    show_default=True,
+)
+@click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 32))
+@click.option("--submit", is_flag=True, help="Store each attestation beside the release.")
+@json_option
+@gateway_options
+def compare(
+    task_spec: str,
+    models: tuple[str, ...],
+    out: Path,
+    key_path: Path | None,
+    role: str,
+    concurrency: int,
+    submit: bool,
+    as_json: bool,
+    gateway: str,
+    token: str | None,
+) -> None:
+    """Run the same task on several tiers in one command; print each tier minus the first,
+    with a Newcombe 95% interval (one pre-registered, sealed run and attestation per tier)."""
+    from licensing.keys import load_private_key
+    from release.evals.compare import AttestedScore, difference
+    from release.evals.runner import RunSettings
+    from release.evals.task import resolve_docs
+
+    if len(models) < 2:
+        raise click.UsageError("compare needs at least two --model options")
+    task = _task(task_spec)
+    docs = resolve_docs(task)
+    key = load_private_key(key_path) if key_path is not None else None
+    runs = []
+    with api_client(gateway, token, timeout=300.0) as http:
+        for number, model in enumerate(models):
+            settings = RunSettings(model, concurrency=concurrency)
+            folder = out / f"{number}-{model.replace('/', '_').replace(':', '_')}"
+            summary = _run_one(
+                http, task, docs, settings, folder, key=key, ran_by=_ran_by(role, None, None),
+                submit=submit, show_bar=None,
+            )  # fmt: skip
+            assert summary is not None  # no stop_after: a run either finishes or raises
+            summary.pop("_outcome")
+            result = summary.pop("_result")
+            runs.append((summary, result))
+
+    def scored(summary: dict[str, Any], result: Any) -> AttestedScore:
+        return AttestedScore(
+            summary["tier"], summary["task"], result.value, result.lower, result.upper,
+            result.total, "publisher", "",
+        )  # fmt: skip
+
+    reference = scored(*runs[0])
+    report = []
+    for summary, result in runs:
+        d = difference(scored(summary, result), reference)
+        report.append({**summary, "difference": {"value": d.value, "interval": [d.lower, d.upper]}})
+    if as_json:
+        echo_json(report)
+        return
+    for item in report:
+        diff = item["difference"]
+        click.echo(
+            f"{item['model']}: {item['score']} (95% CI {item['interval'][0]}-"
+            f"{item['interval'][1]}); minus {runs[0][0]['tier']}: {diff['value']} "
+            f"({diff['interval'][0]} to {diff['interval'][1]})"
+        )
 
 
 def _read(path: Path, what: str) -> bytes:

@@ -179,7 +179,7 @@ def test_eval_run_and_verify_on_the_command_line(
          "--key", str(key_file), "--submit", "--json", *where],
     )  # fmt: skip
     assert ran.exit_code == 0, ran.output
-    summary = json.loads(ran.output)
+    summary = json.loads(ran.stdout)
     assert summary["total"] == 6
     assert summary["stored"]["status"] == "community"
 
@@ -198,3 +198,33 @@ def test_eval_run_and_verify_on_the_command_line(
     tampered = CliRunner().invoke(cli, args)
     assert isinstance(tampered.exception, EvalEvidenceError)
     assert tampered.exception.reason == "output"
+
+
+def test_eval_compare_runs_open_and_optimized_on_the_same_task(
+    published: Account,
+    make_account: Callable[..., Account],
+    live_server: LiveServer,
+    engine: Engine,
+    tmp_path: Path,
+) -> None:
+    from gateway.cli.main import cli
+    from tests.gateway.download_fixtures import grant_access
+
+    dev = make_account("dev")
+    grant_access(engine, "dev", "acme/chatty", "1.0.0", "optimized")
+    task_file = write_task(tmp_path / "task")
+    compared = CliRunner().invoke(
+        cli,
+        ["eval", "compare", "--task", str(task_file), "--model", f"{MODEL}:open",
+         "--model", f"{MODEL}:optimized", "--out", str(tmp_path / "runs"), "--json",
+         "--gateway", live_server.url, "--token", dev.token],
+    )  # fmt: skip
+    assert compared.exit_code == 0, compared.output
+    reference, optimized = json.loads(compared.stdout)
+    assert (reference["tier"], optimized["tier"]) == ("open", "optimized")
+    assert reference["difference"]["value"] == "0.000000"
+    lower, upper = (float(x) for x in optimized["difference"]["interval"])
+    value = float(optimized["difference"]["value"])
+    assert lower <= value <= upper
+    assert value == pytest.approx(float(optimized["score"]) - float(reference["score"]))
+    assert optimized["run_id"] != reference["run_id"]  # one pre-registered run per tier
