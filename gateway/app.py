@@ -32,6 +32,7 @@ from gateway.routes import accounts, admin, clients, health, keys, oauth, releas
 from gateway.routes import detect as detect_routes
 from gateway.routes import discussions as discussion_routes
 from gateway.routes import engine_keys as engine_key_routes
+from gateway.routes import evaluations as evaluation_routes
 from gateway.routes import hub as hub_routes
 from gateway.routes import hub_refs as hub_ref_routes
 from gateway.routes import links as link_routes
@@ -172,6 +173,7 @@ def create_app(
     app.include_router(engine_key_routes.router)
     app.include_router(provenance_routes.router)
     app.include_router(report_routes.router)
+    app.include_router(evaluation_routes.router)
     app.include_router(discussion_routes.router)
     app.include_router(provenance_routes.well_known)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.

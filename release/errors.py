@@ -35,13 +35,32 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- RebuildRefusedError         rebuild_refused: a release cannot be migrated to the
     |                               standard formats as asked (release.migrate)
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
-                                    the gateway's own code when it sent one (release.upload)
+    |                               the gateway's own code when it sent one (release.upload)
+    +-- EvalError                   eval_error: an evaluation cannot be run or checked
+        |                           (release.evals)
+        +-- EvalTaskInvalidError    eval_task_invalid: a task file is malformed
+        +-- EvalDataNotFoundError   eval_data_not_found: a task's data is missing or is not
+        |                           the data its sha256 names (raised before any call)
+        +-- EvalRunError            eval_run_failed: the run journal or the gateway's answers
+        |                           cannot continue the run
+        +-- EvalAttestationInvalidError  eval_attestation_invalid: an attestation is
+        |                           malformed or its signature does not verify
+        +-- EvalEvidenceError       eval_evidence_rejected: the logged evidence does not
+                                    support the attested score (altered, dropped or
+                                    cherry-picked samples; samples before pre-registration;
+                                    a log range not in the checkpoint)
 """
 
 from __future__ import annotations
 
 __all__ = [
     "BuildOptionsInvalidError",
+    "EvalAttestationInvalidError",
+    "EvalDataNotFoundError",
+    "EvalError",
+    "EvalEvidenceError",
+    "EvalRunError",
+    "EvalTaskInvalidError",
     "CalibrationError",
     "ConfigTooLargeError",
     "DeclaredWeightsError",
@@ -259,3 +278,46 @@ class RebuildRefusedError(ReleaseError):
     is the old one (a signed version is never rewritten)."""
 
     code = "rebuild_refused"
+
+
+class EvalError(ReleaseError):
+    """An evaluation cannot be run or checked (release.evals)."""
+
+    code = "eval_error"
+
+
+class EvalTaskInvalidError(EvalError):
+    """A task file is malformed: a field missing, of the wrong type or out of bounds."""
+
+    code = "eval_task_invalid"
+
+
+class EvalDataNotFoundError(EvalError):
+    """A task's data source is missing, or it is not the data the task's sha256 names.
+    Raised before the run makes any call."""
+
+    code = "eval_data_not_found"
+
+
+class EvalRunError(EvalError):
+    """The run journal belongs to another run, or the gateway's answers cannot continue it."""
+
+    code = "eval_run_failed"
+
+
+class EvalAttestationInvalidError(EvalError):
+    """An evaluation attestation is malformed, or no trusted key verifies its signature."""
+
+    code = "eval_attestation_invalid"
+
+
+class EvalEvidenceError(EvalError):
+    """The logged evidence does not support the attestation: a sample altered, dropped or
+    cherry-picked, a sample logged before the pre-registration, or a log index outside the
+    checkpoint. ``reason`` names which check failed (stable, for tests and tools)."""
+
+    code = "eval_evidence_rejected"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason

@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "log": ("gateway.cli.log", "group", "Read and audit the transparency log."),
     "report": ("gateway.cli.report", "group", "Report flaws and bias; verified against the log."),
     "engine": ("gateway.cli.engine", "group", "Serve a verified release tier on vLLM."),
+    "eval": ("gateway.cli.eval", "group", "Run and verify evaluations as logged evidence."),
     "provenance": (
         "gateway.cli.provenance",
         "group",

@@ -490,3 +490,46 @@ class FlawReport(SQLModel, table=True):
     disclose_after: datetime = Field(sa_column=_ts())
     disclosed_at: datetime | None = Field(default=None, sa_column=_ts(nullable=True))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class EvaluationRun(SQLModel, table=True):
+    """A pre-registered evaluation run: its bar was logged before its first sample; sealing
+    logs the list of its calls once (state ``open`` -> ``sealed``, one conditional write)."""
+
+    __tablename__ = "evaluation_runs"
+
+    run_id: str = Field(sa_column=Column(String(64), primary_key=True))
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    model: str = Field(sa_column=Column(String(300), nullable=False))  # ORG/NAME@VERSION:tier
+    user_id: int = Field(foreign_key="users.id", index=True)
+    preregistration_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    seal_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    state: str = Field(sa_column=Column(String(16), nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class EvaluationAttestation(SQLModel, table=True):
+    """A signed evaluation attestation stored beside its release (the model is not re-signed).
+
+    ``status``: ``publisher`` (signed by a key of the release's org), ``community`` (a third
+    party's, verified by its submitter's registered key, until the publisher decides),
+    ``accepted``/``rejected`` (the publisher's logged decision), or ``unverified`` (no
+    registered key verifies it: shown, never as anyone's)."""
+
+    __tablename__ = "evaluation_attestations"
+    __table_args__ = (UniqueConstraint("digest", name="uq_evaluation_attestation_digest"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    submitter_id: int = Field(foreign_key="users.id", index=True)
+    digest: str = Field(sa_column=Column(String(64), nullable=False))
+    envelope: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    signer_key_id: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    role: str = Field(sa_column=Column(String(16), nullable=False))
+    task: str = Field(sa_column=Column(String(160), nullable=False))
+    tier: str = Field(sa_column=Column(String(32), nullable=False))
+    score: str = Field(sa_column=Column(String(16), nullable=False))
+    status: str = Field(sa_column=Column(String(16), nullable=False))
+    log_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -286,6 +286,7 @@ async def create_completion(
         prompts=prompts,
         endpoint="completions",
         max_tokens_explicit=body.max_tokens is not None,
+        metadata=body.metadata,
     )
     if body.stream:
         hook = provenance.log_hook(_choice_texts)
@@ -354,6 +355,7 @@ async def create_chat_completion(
         messages=[{"role": m.role, "content": m.text()} for m in body.messages],
         endpoint="chat.completions",
         max_tokens_explicit=(body.max_completion_tokens or body.max_tokens) is not None,
+        metadata=body.metadata,
     )
     hook = provenance.log_hook(_choice_texts)
     if body.stream:

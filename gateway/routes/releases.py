@@ -28,7 +28,7 @@ from gateway.schemas.releases import (
     UploadStatus,
     YankRequest,
 )
-from gateway.services import aibom, catalog, keys, releases, uploads
+from gateway.services import aibom, catalog, evaluation_attestations, keys, releases, uploads
 from gateway.storage.base import check_sha256
 
 router = APIRouter(tags=["releases"], responses=problem_responses(401, 403, 404, 503))
@@ -162,8 +162,9 @@ def release_signer_key(
     return SignerKey(key_id=record.key_id, key_type=record.key_type, pem=record.pem)
 
 
-def _aibom_response(release: Release, document: str) -> Response:
-    content, media_type = aibom.aibom_document(release, document)
+def _aibom_response(session: Session, release: Release, document: str) -> Response:
+    evaluations = evaluation_attestations.bom_evaluations(session, release)
+    content, media_type = aibom.aibom_document(release, document, evaluations)
     return Response(
         content,
         media_type=media_type,
@@ -194,7 +195,7 @@ def release_aibom_spdx(
     org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
 ) -> Response:
     release = releases.find_release(session, f"{org}/{name}", version, viewer=viewer)
-    return _aibom_response(release, aibom.SPDX_FILE)
+    return _aibom_response(session, release, aibom.SPDX_FILE)
 
 
 @router.get(
@@ -207,7 +208,7 @@ def release_aibom_cyclonedx(
     org: str, name: str, version: str, viewer: OptionalPrincipal, session: SessionDep
 ) -> Response:
     release = releases.find_release(session, f"{org}/{name}", version, viewer=viewer)
-    return _aibom_response(release, aibom.CYCLONEDX_FILE)
+    return _aibom_response(session, release, aibom.CYCLONEDX_FILE)
 
 
 @router.post(

@@ -25,6 +25,18 @@ class _Request(BaseModel):
     stop: str | list[str] | None = Field(default=None)
     seed: int | None = Field(default=None, ge=0, le=2**63 - 1)
     stream: bool = False
+    metadata: (
+        Annotated[
+            dict[Annotated[str, Field(max_length=64)], Annotated[str, Field(max_length=512)]],
+            Field(max_length=16),
+        ]
+        | None
+    ) = Field(
+        default=None,
+        description="Up to 16 key-value pairs (OpenAI's limits: keys 64, values 512 "
+        "characters), logged with the call in its generation.completed entry. Evaluation runs "
+        "name themselves here (tiergate_eval_run, tiergate_eval_doc); never put secrets in it.",
+    )
     c2pa_embed: bool = Field(
         default=False,
         description="tiergate extension: also embed each choice's C2PA Content Credential in "

@@ -4,8 +4,9 @@ The documents are derived, not stored: :func:`release.aibom.render_release_bom` 
 statement and the signed card, so anyone can regenerate and compare them. A release row never
 changes its statement or card, so the rendered bytes are cached per statement digest (a
 process-local cache of a pure function: replicas agree without sharing it).
-Evaluation attestations, once ``tiergate eval`` records them, are passed as ``evaluations``
-and become part of the cache key.
+The release's endorsed evaluation attestations (``evaluation_attestations.bom_evaluations``:
+the publisher's own and accepted community ones) are passed as ``evaluations`` and become part
+of the cache key.
 """
 
 from __future__ import annotations
@@ -70,8 +71,10 @@ def release_aibom_files(
     return files
 
 
-def aibom_document(release: Release, name: str) -> tuple[bytes, str]:
+def aibom_document(
+    release: Release, name: str, evaluations: Sequence[EvaluationResult] = ()
+) -> tuple[bytes, str]:
     """One document's bytes and media type; ``AiBomNotFound`` for another name."""
     if name not in AIBOM_MEDIA_TYPES:
         raise AiBomNotFound(f"no AI BOM document {name!r}: {', '.join(AIBOM_FILES)}")
-    return release_aibom_files(release)[name], AIBOM_MEDIA_TYPES[name]
+    return release_aibom_files(release, evaluations)[name], AIBOM_MEDIA_TYPES[name]

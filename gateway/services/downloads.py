@@ -28,6 +28,7 @@ from gateway.errors import (
 )
 from gateway.services.access import active_grant
 from gateway.services.aibom import release_aibom_files
+from gateway.services.evaluation_attestations import bom_evaluations, hub_files
 from gateway.services.releases import (
     OPEN_TIER,
     holds_blob,
@@ -196,7 +197,8 @@ def tier_files(session: Session, ref: TierRef) -> list[ServedFile]:
 
     The AI BOMs (``aibom.spdx.json``, ``aibom.cdx.json``) describe the whole release and are
     derived from its signed statement and card, not signed themselves (like ``model.sig``);
-    ``tiergate pull`` fetches the signed files only."""
+    ``tiergate pull`` fetches the signed files only. The release's endorsed evaluation
+    attestations follow as ``evaluations/<digest>.intoto.json`` (each signed in itself)."""
     files = [
         ServedFile(f.path, f.sha256, f.size)
         for f in release_files(session, ref.release, ref.tier.tier)
@@ -207,11 +209,13 @@ def tier_files(session: Session, ref: TierRef) -> list[ServedFile]:
     )
     signed = {f.path for f in files}
     try:
-        documents = release_aibom_files(ref.release)
+        documents = release_aibom_files(ref.release, bom_evaluations(session, ref.release))
     except ReleaseError as exc:
         # A BOM the libraries cannot express must not stop the release's downloads.
         log.warning("AI BOM of %s skipped: %s", ref.release.repo_id, exc.message)
         documents = {}
+    # The endorsed evaluation attestations, so snapshot_download brings the evidence along.
+    documents = {**documents, **hub_files(session, ref.release)}
     for name, content in documents.items():
         if name not in signed:  # a publisher's own file of that name wins
             files.append(

@@ -96,6 +96,8 @@ class GenerationInput:
     endpoint: str = "completions"
     # The client chose max_tokens (else it shrinks to the context left, never past it).
     max_tokens_explicit: bool = True
+    # The request's metadata (bounded by the HTTP schema), logged with the call as sent.
+    metadata: dict[str, str] | None = None
 
 
 @dataclass
@@ -446,6 +448,8 @@ class GenerationService:
         }
         if len(encoded.digests) > 1:
             fields["prompt_sha256s"] = encoded.digests
+        if request.metadata:
+            fields["metadata"] = dict(request.metadata)
         if retain:
             if request.messages is not None:
                 fields["prompt"] = json.dumps(request.messages, ensure_ascii=False)

@@ -16,10 +16,12 @@ from gateway.auth.principal import Principal
 from gateway.db.models import Org, Release, ReleaseFile, ReleaseStatus, ReleaseTier
 from gateway.services import releases
 from gateway.services.access import active_grant
+from gateway.services.evaluation_attestations import attested_scores
 from gateway.services.grants import grant_tier_of
 from gateway.services.hub import approval_mode
 from gateway.services.releases import OPEN_TIER
 from release.card_sections import GENERATED_BEGIN, GENERATED_END
+from release.evals.compare import evaluation_lines
 
 __all__ = [
     "ReleasePage",
@@ -140,6 +142,9 @@ def release_page(
     approval = approval_mode(session, release, gated[0].row.tier) if gated else ""
     ordered = sorted(versions, key=lambda r: r.id or 0, reverse=True)
     comparison = versions_comparison(ordered)
+    evaluations = "\n".join(evaluation_lines(attested_scores(session, release)))
+    if evaluations:
+        comparison = evaluations + ("\n\n" + comparison if comparison else "")
     card = card_for_page(release.model_card)
     return ReleasePage(
         release=release,
