@@ -318,7 +318,7 @@ def test_bad_alpha_and_key_types() -> None:
 
 
 @settings(max_examples=25, deadline=None)
-@given(n=st.integers(3000, 400_000), ratio=st.floats(0.5, 2.0))
+@given(n=st.integers(3000, 50_000), ratio=st.floats(0.7, 1.5))
 def test_gamma_tail_of_long_texts_equals_mpmath(n: int, ratio: float) -> None:
     # Long texts take the windowed sum (terms near the largest only): same value.
     x = n * ratio
