@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import numpy.typing as npt
 
 __all__ = ["log_gamma_sf"]
 
@@ -33,7 +34,34 @@ def log_gamma_sf(x: float, n: int) -> float:
         return min(0.0, -x)
     width = int(_WIDTH_SIGMAS * math.sqrt(x)) + 64
     windowed = _windowed(x, n, log_x, width) if 4 * width < n else None
-    return windowed if windowed is not None else _full(x, n, log_x)
+    if windowed is not None:
+        return windowed
+    return _from_table(x, n, log_x) if n <= _TABLE_SIZE else _full(x, n, log_x)
+
+
+_TABLE_SIZE = 4096
+_table: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
+
+
+def _tables() -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """``k`` and ``ln k!`` for ``k < _TABLE_SIZE``, built once (lgamma: exact to an ulp)."""
+    global _table
+    if _table is None:
+        ks = np.arange(_TABLE_SIZE, dtype=np.float64)
+        _table = ks, np.array([math.lgamma(k + 1.0) for k in range(_TABLE_SIZE)])
+    return _table
+
+
+def _from_table(x: float, n: int, log_x: float) -> float:
+    """Every term as ``k ln x - ln k!`` from the tables: six NumPy calls and no logarithm
+    over ``n`` (on a few hundred tokens the calls, not the terms, are the cost)."""
+    ks, log_factorials = _tables()
+    terms = ks[:n] * log_x
+    terms -= log_factorials[:n]
+    peak = float(terms.max())
+    terms -= peak
+    np.exp(terms, out=terms)
+    return min(0.0, -x + peak + math.log(float(terms.sum())))
 
 
 def _windowed(x: float, n: int, log_x: float, width: int) -> float | None:
