@@ -27,6 +27,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -113,7 +114,13 @@ def wait_http(url: str, process: subprocess.Popen[bytes], what: str, limit: floa
 
 
 def start_gateway(
-    data: Path, engines: Path, port: int, database_url: str | None
+    data: Path,
+    engines: Path,
+    port: int,
+    database_url: str | None,
+    *,
+    source: Path = ROOT,
+    server: str = "",
 ) -> subprocess.Popen[bytes]:
     code = (
         "import uvicorn\n"
@@ -124,9 +131,10 @@ def start_gateway(
         " generation_tokens_per_minute=10**9, rate_limit_tokens_per_account=10**6,"
         " generation_max_tokens=4096)\n"
         f"uvicorn.run(create_app(s), host='127.0.0.1', port={port}, log_config=None, "
-        "access_log=False)\n"
+        f"access_log=False{server})\n"
     )
-    process = subprocess.Popen([sys.executable, "-c", code], cwd=ROOT)
+    env = {**os.environ, "PYTHONPATH": str(source)}
+    process = subprocess.Popen([sys.executable, "-c", code], cwd=source, env=env)
     wait_http(f"http://127.0.0.1:{port}/healthz", process, "the gateway", 120)
     return process
 
@@ -154,6 +162,31 @@ def start_vllm(
         process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
     wait_http(f"http://127.0.0.1:{port}/health", process, f"vLLM (log: {log})", 900)
     return process
+
+
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def cpu_seconds(root: int) -> float:
+    """CPU time (user + system) of process ``root`` and every descendant, from /proc (0 where
+    /proc is missing): the gateway's and the engine's share of the shared cores."""
+    children: dict[int, list[int]] = {}
+    times: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = entry.read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        pid = int(entry.parent.name)
+        children.setdefault(int(fields[1]), []).append(pid)
+        times[pid] = (int(fields[11]) + int(fields[12])) / _TICK
+    total, todo = 0.0, [root]
+    while todo:
+        pid = todo.pop()
+        total += times.get(pid, 0.0)
+        todo.extend(children.get(pid, []))
+    return total
 
 
 class Refused(Exception):
@@ -215,9 +248,15 @@ async def run_round(
     return total / (time.perf_counter() - start), ttfts
 
 
-async def measure(args: argparse.Namespace, gateway: str, engine: str, token: str, key_id: str,
-                  prompt_ids: list[list[int]]) -> None:  # fmt: skip
-    auth = {"Authorization": f"Bearer {token}"}
+async def measure(
+    args: argparse.Namespace,
+    gateways: dict[str, tuple[str, str]],
+    engine: str,
+    key_id: str,
+    prompt_ids: list[list[int]],
+    pids: dict[str, int],
+) -> None:
+    """``gateways``: side name -> (URL, developer token); ``pids``: process name -> pid."""
     limits = httpx.Limits(max_connections=None, max_keepalive_connections=64)
     async with httpx.AsyncClient(timeout=600, limits=limits) as http:
 
@@ -231,46 +270,106 @@ async def measure(args: argparse.Namespace, gateway: str, engine: str, token: st
             }  # fmt: skip
             return f"{engine}/v1/completions", body, {}
 
-        def through(i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
-            body = {
-                "model": TIER, "prompt": PROMPTS[i % len(PROMPTS)], "max_tokens": args.tokens,
-                "temperature": 1.0, "seed": i, "stream": True,
-            }  # fmt: skip
-            return f"{gateway}/v1/completions", body, auth
+        def through(url: str, token: str) -> Any:
+            def make(i: int) -> tuple[str, dict[str, Any], dict[str, str]]:
+                body = {
+                    "model": TIER, "prompt": PROMPTS[i % len(PROMPTS)],
+                    "max_tokens": args.tokens, "temperature": 1.0, "seed": i, "stream": True,
+                }  # fmt: skip
+                return f"{url}/v1/completions", body, {"Authorization": f"Bearer {token}"}
 
-        await run_round(http, 4, 8, direct)  # warm both paths
-        await run_round(http, 4, 8, through)
+            return make
+
+        sides = [("direct", direct)] + [(n, through(*g)) for n, g in gateways.items()]
+        for _, make in sides:
+            await run_round(http, 4, 8, make)  # warm every path
         print(
             f"{args.tokens} tokens per request, {args.rounds} rounds per level, "
             f"requests per round = max(2 x level, 8), streamed"
         )
         print(
-            "level  direct tok/s  gateway tok/s  ratio   TTFT ms direct  gateway  delta   "
-            "(per-round ratios)"
+            "level  side      tok/s    ratio   TTFT ms  delta   CPU ms/1000 tok: engine, "
+            "gateway(s), client   (per-round ratios)"
         )
         for level in (int(x) for x in args.levels.split(",")):
             requests = max(2 * level, 8)
-            rates: dict[str, list[float]] = {"direct": [], "gateway": []}
-            ttfts: dict[str, list[float]] = {"direct": [], "gateway": []}
+            rates: dict[str, list[float]] = {name: [] for name, _ in sides}
+            ttfts: dict[str, list[float]] = {name: [] for name, _ in sides}
+            # CPU seconds per side and process (gateways, engine, this client) and tokens.
+            cpu: dict[str, dict[str, float]] = {
+                name: dict.fromkeys((*pids, "client", "tokens"), 0.0) for name, _ in sides
+            }
             for r in range(args.rounds):
-                # Alternate which side goes first, so a load drift hits both alike.
-                order = [("direct", direct), ("gateway", through)]
-                for name, make in order if r % 2 == 0 else order[::-1]:
+                # Rotate which side goes first, so a load drift hits every side alike.
+                order = sides[r % len(sides) :] + sides[: r % len(sides)]
+                for name, make in order:
+                    before = {p: cpu_seconds(pid) for p, pid in pids.items()}
+                    client = time.process_time()
+                    start = time.perf_counter()
                     rate, times = await run_round(http, level, requests, make)
+                    wall = time.perf_counter() - start
+                    for p, pid in pids.items():
+                        cpu[name][p] += cpu_seconds(pid) - before[p]
+                    cpu[name]["client"] += time.process_time() - client
+                    cpu[name]["tokens"] += rate * wall
                     rates[name].append(rate)
                     ttfts[name].extend(times)
-            d, g = statistics.median(rates["direct"]), statistics.median(rates["gateway"])
+            d = statistics.median(rates["direct"])
             td = statistics.median(ttfts["direct"]) * 1e3
-            tg = statistics.median(ttfts["gateway"]) * 1e3
-            pairs = " ".join(
-                f"{b / a:.2f}" for a, b in zip(rates["direct"], rates["gateway"], strict=True)
-            )
-            print(
-                f"{level:>5}  {d:>12.1f}  {g:>13.1f}  {g / d:.3f}   {td:>14.1f}  {tg:>7.1f}  "
-                f"{tg - td:>+6.1f}   ({pairs})"
-                + (f"  FAILED requests: {len(FAILURES)} ({FAILURES[0]})" if FAILURES else "")
-            )
+            for name, _ in sides:
+                g = statistics.median(rates[name])
+                tg = statistics.median(ttfts[name]) * 1e3
+                pairs = " ".join(
+                    f"{b / a:.2f}" for a, b in zip(rates["direct"], rates[name], strict=True)
+                )
+                spent = cpu[name]
+                per_k = {p: 1e6 * v / max(spent["tokens"], 1) for p, v in spent.items()}
+                own = "" if name == "direct" else f"{per_k[name]:.0f}"
+                print(
+                    f"{level:>5}  {name:<8} {g:>7.1f}  {g / d:.3f}  {tg:>7.1f}  {tg - td:>+6.1f}"
+                    f"   {per_k['engine']:>5.0f}, {own:>4}, {per_k['client']:>4.0f}   ({pairs})"
+                )
+            if FAILURES:
+                print(f"       FAILED requests: {len(FAILURES)} ({FAILURES[0]})")
             FAILURES.clear()
+
+
+def start_baseline(
+    ref: str, tmp: Path, engines: Path, out: Path
+) -> tuple[str, str, subprocess.Popen[bytes]]:
+    """A second gateway running this repository's code at ``ref`` (``git archive``) on its
+    own SQLite database with the first one's keys (so the engine's key set fits both), on
+    uvicorn's pure-Python loop and HTTP parser (``loop="asyncio", http="h11"``: what ran
+    before uvloop and httptools were declared). Its publisher token publishes the release."""
+    from release.upload import publish_release_folder
+    from tests.conftest import free_port
+
+    source = tmp / "baseline-src"
+    source.mkdir()
+    archive = subprocess.run(
+        ["git", "-C", str(ROOT), "archive", "--format=tar", ref], check=True, capture_output=True
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
+    data = tmp / "baseline-data"
+    shutil.copytree(tmp / "data" / "keys", data / "keys")
+    pub, dev = make_tokens(data, None)
+    port = free_port()
+    process = start_gateway(
+        data, engines, port, None, source=source, server=", loop='asyncio', http='h11'"
+    )
+    url = f"http://127.0.0.1:{port}"
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {pub}"}) as h:
+        h.post("/api/keys", json={"pem": (tmp / "pub.pem").read_text()}).raise_for_status()
+        publish_release_folder(out, client=h)
+    probe = httpx.post(
+        f"{url}/v1/completions",
+        json={"model": TIER, "prompt": "warm", "max_tokens": 4},
+        headers={"Authorization": f"Bearer {dev}"},
+        timeout=600,
+    )
+    if probe.status_code != 200:
+        sys.exit(f"the baseline gateway cannot use the engine: {probe.text}")
+    return url, dev, process
 
 
 def main() -> None:
@@ -284,7 +383,16 @@ def main() -> None:
         help="the gateway's database (default: SQLite in the scratch dir); an EMPTY PostgreSQL "
         "database for the scale-out setup, e.g. postgresql+psycopg://postgres@127.0.0.1/bench",
     )
+    parser.add_argument(
+        "--baseline",
+        default=None,
+        metavar="GIT_REF",
+        help="also measure a second gateway running this repository at GIT_REF on uvicorn's "
+        "pure-Python loop and parser (before/after in the same run; SQLite only)",
+    )
     args = parser.parse_args()
+    if args.baseline and args.database_url:
+        parser.error("--baseline runs on SQLite only")
 
     sys.path.insert(0, str(ROOT / "packaging"))
     from build_watermark_wheel import build_wheel
@@ -342,7 +450,15 @@ def main() -> None:
             )
             if probe.status_code != 200:
                 sys.exit(f"the gateway cannot use the engine: {probe.text}")
-            asyncio.run(measure(args, gateway, engine, dev, entry.key.key_id, prompt_ids))
+            gateways = {"gateway": (gateway, dev)}
+            pids = {"gateway": processes[0].pid, "engine": processes[1].pid}
+            if args.baseline:
+                url, token, process = start_baseline(args.baseline, tmp, engines, out)
+                processes.append(process)
+                gateways["baseline"] = (url, token)
+                pids["baseline"] = process.pid
+            print(f"pids: {pids}", flush=True)
+            asyncio.run(measure(args, gateways, engine, entry.key.key_id, prompt_ids, pids))
         finally:
             for process in processes:
                 process.terminate()

@@ -6,7 +6,7 @@ Every route declares one authorization rule, built here: `Public`, `Authenticate
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -31,7 +31,14 @@ _bearer = HTTPBearer(auto_error=False, description="A tiergate API token (tg_...
 AUTHZ_ATTRIBUTE = "__tiergate_authz__"
 
 
-def get_state(request: Request) -> GatewayState:
+# Dependencies that only read memory are async: FastAPI runs a plain function dependency in
+# its thread pool, a round trip per dependency per request (issue 17's overhead target).
+async def get_state(request: Request) -> GatewayState:
+    return gateway_state(request)
+
+
+def gateway_state(request: Request) -> GatewayState:
+    """The app's state, for code that has the request but is not a dependency."""
     state: GatewayState = request.app.state.gateway
     return state
 
@@ -59,7 +66,7 @@ def get_session(state: StateDep) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 
 
-def get_now() -> datetime:
+async def get_now() -> datetime:
     """The clock, as a dependency so tests can move it."""
     return utcnow()
 
@@ -76,7 +83,7 @@ def _mark(rule: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
 
 
 @_mark("public")
-def public() -> None:
+async def public() -> None:
     """Rule for routes anyone may call without a token."""
 
 
@@ -110,16 +117,16 @@ def current_principal(
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
-_scope_checkers: dict[str, Callable[..., Principal]] = {}
+_scope_checkers: dict[str, Callable[..., Awaitable[Principal]]] = {}
 
 
-def require_scope(scope: str) -> Callable[..., Principal]:
+def require_scope(scope: str) -> Callable[..., Awaitable[Principal]]:
     """A dependency that authenticates the caller and requires ``scope`` on their token."""
     if scope in _scope_checkers:
         return _scope_checkers[scope]
 
     @_mark(f"scope:{scope}")
-    def check(principal: CurrentPrincipal) -> Principal:
+    async def check(principal: CurrentPrincipal) -> Principal:
         if not principal.has_scope(scope):
             raise InsufficientScope(f"this call needs the {scope!r} scope")
         return principal

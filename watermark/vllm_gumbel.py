@@ -20,9 +20,9 @@ numba is importable (the ``cpu-kernel`` extra) the per-token work runs in a comp
 
 from __future__ import annotations
 
-import array
 import math
 import re
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,7 +63,7 @@ GUMBEL_SCHEME = "vllm-gumbel"
 DEFAULT_ALPHA = 1e-6
 MAX_CONTEXT_WIDTH = 64
 MAX_TOKENS = 1 << 20
-GREEN, RED, UNSCORED = 1, 0, -1
+GREEN, RED, UNSCORED = 1, 0, -1  # _detect_one writes a bool as GREEN / RED
 _LOG10 = math.log(10.0)
 _MAX_KEY_FILE_BYTES = 256
 _KEY_TEXT = re.compile(r"(?:0[xX][0-9a-fA-F]{1,16}|[0-9]{1,20})")
@@ -216,19 +216,25 @@ def _check_alpha(alpha: float) -> float:
 
 
 def _list_ids(token_ids: list[Any]) -> npt.NDArray[np.int64] | None:
-    """A list of Python ints as int64 through ``array.array`` (2-3x ``np.asarray``'s speed:
-    list -> array is half the detector's time on long texts), or None to take the general
-    path: anything but ints (a float, a str, a nested list, a too-large int), or a leading
-    bool (so an all-bool list is refused as NumPy's bool dtype is)."""
+    """A list of Python ints as int64 through ``struct.pack`` (~4 ns an id, against ~11 for
+    ``array.array`` and ~15 for ``np.asarray``: list -> array is the largest part of the
+    detector's time on long texts), or None to take the general path: anything but ints (a
+    float, a str, a nested list, a too-large int), or a leading bool (so an all-bool list is
+    refused as NumPy's bool dtype is)."""
     if token_ids and type(token_ids[0]) is bool:
         return None
+    packed = bytearray(8 * len(token_ids))  # writable: the kernel's argument type says so
     try:
-        return np.frombuffer(array.array("q", token_ids), dtype=np.int64)
-    except (TypeError, OverflowError):
+        struct.pack_into(f"{len(token_ids)}q", packed, 0, *token_ids)
+    except (struct.error, TypeError, OverflowError):
         return None
+    return np.frombuffer(packed, dtype=np.int64)
 
 
 def _as_ids(token_ids: Any) -> npt.NDArray[np.int64]:
+    if type(token_ids) is list and len(token_ids) > MAX_TOKENS:
+        # Before any conversion: the bound is on what the caller sent.
+        raise InvalidTokensError(f"at most {MAX_TOKENS} token ids per text")
     fast = _list_ids(token_ids) if type(token_ids) is list else None
     try:
         ids = np.asarray(token_ids) if fast is None else fast
@@ -239,7 +245,8 @@ def _as_ids(token_ids: Any) -> npt.NDArray[np.int64]:
     if ids.size > MAX_TOKENS:
         raise InvalidTokensError(f"at most {MAX_TOKENS} token ids per text")
     # vLLM's ids are int32; the bound also keeps every id's 32 bits apart from the -1 padding.
-    if ids.size and (int(ids.min()) < 0 or int(ids.max()) > 0x7FFFFFFF):
+    # One pass: the OR of all ids has a bit above 30 set (or is negative) iff one is out.
+    if ids.size and int(np.bitwise_or.reduce(ids)) & ~0x7FFFFFFF:
         raise InvalidTokensError("token ids must be in 0 .. 2**31 - 1")
     return ids.astype(np.int64, copy=False)
 
@@ -344,10 +351,12 @@ def detect_many(
     if not isinstance(config, GumbelConfig) or not isinstance(key, GumbelKey):
         raise WatermarkConfigError("detect needs a GumbelConfig and a GumbelKey")
     all_ids = [_as_ids(t) for t in texts]
+    kernel = gumbel_kernel()
+    if len(all_ids) == 1 and kernel is not None:
+        return [_detect_one(kernel, all_ids[0], config, key, alpha)]
     lengths = np.array([ids.shape[0] for ids in all_ids], dtype=np.int64)
     total = int(lengths.sum())
     text_index = np.repeat(np.arange(len(all_ids), dtype=np.intp), lengths)
-    kernel = gumbel_kernel()
     if kernel is not None:
         picked, uniforms = _pick_compiled(kernel, all_ids, lengths, config, key)
     else:
@@ -390,6 +399,45 @@ def detect_many(
             )
         )
     return out
+
+
+def _detect_one(
+    kernel: Any, ids: npt.NDArray[np.int64], config: GumbelConfig, key: GumbelKey, alpha: float
+) -> GumbelDetection:
+    """:func:`detect_many` for one text on the kernel, in a dozen NumPy calls instead of ~30:
+    on a few hundred tokens the calls, not the tokens, are the detector's time (the same
+    arithmetic as the general path, so the same bits)."""
+    total = ids.shape[0]
+    picked = np.empty(total, dtype=np.int64)
+    uniforms = np.empty(total, dtype=np.float32)
+    n = kernel(
+        np.ascontiguousarray(ids, dtype=np.int64),
+        np.array((0, total), dtype=np.int64),
+        config.context_width,
+        np.uint64(key.value),
+        config.deduplicate_contexts,
+        picked,
+        uniforms,
+    )
+    scored = uniforms[:n]
+    score = 0.0 - float(np.add.reduce(np.log1p(np.negative(scored), dtype=np.float64)))
+    green = scored >= np.float32(0.5)
+    flags = np.full(total, UNSCORED, dtype=np.int8)
+    flags[picked[:n]] = green  # GREEN is 1, RED 0
+    log_p = log_gamma_sf(score, n)
+    return GumbelDetection(
+        watermarked=n > 0 and log_p <= math.log(alpha),
+        score=score,
+        z_score=(score - n) / math.sqrt(n) if n else 0.0,
+        p_value=math.exp(log_p),
+        log10_p_value=log_p / _LOG10,
+        tokens_total=total,
+        tokens_scored=n,
+        green_count=int(np.count_nonzero(green)),
+        alpha=alpha,
+        config=config,
+        flags=flags,
+    )
 
 
 def detect(

@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import Request, Response
 
-from gateway.deps import get_state
+from gateway.deps import gateway_state
 from gateway.routes._files import base_url_of
 
 
@@ -16,7 +16,7 @@ def next_link(request: Request, **params: Any) -> str:
     """The header value pointing at this URL with ``params`` replaced; absolute URL."""
     query = request.url.include_query_params(**params).query
     # base_url_of honours the configured public URL (the gateway may sit behind a proxy).
-    base = base_url_of(request, get_state(request)).rstrip("/")
+    base = base_url_of(request, gateway_state(request)).rstrip("/")
     return f'<{base}{request.url.path}?{query}>; rel="next"'
 
 

@@ -120,9 +120,8 @@ def _eos_ids(tokenizer: Any) -> set[int]:
 
 
 def _token_ids(model: str, value: Any) -> list[int]:
-    if not isinstance(value, list) or not all(
-        isinstance(t, int) and not isinstance(t, bool) for t in value
-    ):
+    # type() is: a JSON parser makes exact ints, and a bool is refused.
+    if not isinstance(value, list) or not all(type(t) is int for t in value):
         raise EngineFailed(
             f"the engine serving {model} returned no token ids (is it vLLM >= 0.10 with "
             "return_token_ids?)"
@@ -199,8 +198,11 @@ async def remote_stream(
 ) -> AsyncGenerator[tuple[int, str] | list[Choice], None]:
     """(choice index, text) as the engine streams them, then every choice, finished.
 
-    Chunks are relayed as they arrive (no buffering); an error of any choice's stream is
-    raised here, and closing this iterator cancels every engine stream of the call.
+    Chunks are relayed as they arrive (no buffering, no waiting): what arrived while the
+    relay was busy goes out merged, one piece per choice, so under load the gateway's cost
+    per token falls instead of its backlog growing. An error of any choice's stream is
+    raised here (after the text that preceded it), and closing this iterator cancels every
+    engine stream of the call.
     """
     queue: asyncio.Queue[tuple[int, str, list[int]] | _Done | BaseException] = asyncio.Queue()
     model = pool.model
@@ -208,14 +210,21 @@ async def remote_stream(
     async def pump(index: int, body: dict[str, Any]) -> None:
         finish = None
         try:
-            async for chunk in pool.stream(body, canary):
-                for part in chunk.get("choices") or []:
-                    text = part.get("text") or ""
-                    ids = part.get("token_ids") or []
-                    if text or ids:
-                        queue.put_nowait((index, text, _token_ids(model, ids)))
-                    if part.get("finish_reason") is not None:
-                        finish = _finish(model, part["finish_reason"])
+            async for batch in pool.stream(body, canary):
+                parts: list[str] = []
+                new: list[int] = []
+                for chunk in batch:
+                    for part in chunk.get("choices") or []:
+                        text = part.get("text")
+                        if text:
+                            parts.append(text)
+                        ids = part.get("token_ids")
+                        if ids:
+                            new.extend(_token_ids(model, ids))
+                        if part.get("finish_reason") is not None:
+                            finish = _finish(model, part["finish_reason"])
+                if parts or new:
+                    queue.put_nowait((index, "".join(parts), new))
             if finish is None:
                 raise EngineFailed(f"the engine serving {model} ended a stream without a reason")
             queue.put_nowait(_Done(index, finish))
@@ -223,29 +232,43 @@ async def remote_stream(
             queue.put_nowait(exc)
 
     tasks = [asyncio.ensure_future(pump(i, body)) for i, body in enumerate(bodies)]
-    texts = [""] * len(bodies)
+    texts: list[list[str]] = [[] for _ in bodies]
     ids: list[list[int]] = [[] for _ in bodies]
     finishes: list[str] = [""] * len(bodies)
     try:
         remaining = len(bodies)
         while remaining:
-            item = await queue.get()
-            if isinstance(item, BaseException):
-                raise item
-            if isinstance(item, _Done):
-                finishes[item.index] = item.finish
-                remaining -= 1
-                continue
-            index, text, new = item
-            ids[index].extend(new)
-            if text:
-                texts[index] += text
+            items = [await queue.get()]
+            while not queue.empty():
+                items.append(queue.get_nowait())
+            fresh: dict[int, list[str]] = {}
+            failure: BaseException | None = None
+            for item in items:
+                if isinstance(item, BaseException):
+                    failure = item
+                    break
+                if isinstance(item, _Done):
+                    finishes[item.index] = item.finish
+                    remaining -= 1
+                    continue
+                index, text, new = item
+                ids[index].extend(new)
+                if text:
+                    fresh.setdefault(index, []).append(text)
+            for index, parts in fresh.items():
+                text = "".join(parts)
+                texts[index].append(text)
                 yield (index, text)
+            if failure is not None:
+                raise failure
     finally:
         for task in tasks:
             task.cancel()  # a dropped client: the engine streams close, vLLM aborts them
     eos = _eos_ids(tokenizer)
-    yield [Choice(_strip_eos(i, eos), t, f) for i, t, f in zip(ids, texts, finishes, strict=True)]
+    yield [
+        Choice(_strip_eos(i, eos), "".join(t), f)
+        for i, t, f in zip(ids, texts, finishes, strict=True)
+    ]
 
 
 async def run_canary(pool: VllmPool, replica: Replica, model: LoadedModel) -> str | None:

@@ -315,3 +315,15 @@ def test_bad_alpha_and_key_types() -> None:
         GumbelKey(1 << 64)
     with pytest.raises(WatermarkKeyError):
         GumbelKey(True)
+
+
+@settings(max_examples=25, deadline=None)
+@given(n=st.integers(3000, 50_000), ratio=st.floats(0.7, 1.5))
+def test_gamma_tail_of_long_texts_equals_mpmath(n: int, ratio: float) -> None:
+    # Long texts take the windowed sum (terms near the largest only): same value.
+    x = n * ratio
+    with mpmath.workdps(40):
+        want = float(mpmath.log(mpmath.gammainc(n, x, mpmath.inf, regularized=True)))
+    got = log_gamma_sf(x, n)
+    assert got <= 0.0
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-9)

@@ -1,0 +1,134 @@
+"""The relay of an engine's stream: SSE bytes parsed per read, and what arrived together merged
+(issue 17's gateway-overhead target), without losing text, ids, order or errors."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from gateway.generation.sampler import Choice
+from gateway.generation.sse import MAX_LINE_BYTES, BadStream, SseChunks
+from gateway.generation.upstream import EngineFailed
+from gateway.services.engines import remote_stream
+
+
+def _event(text: str, ids: list[int], finish: str | None = None) -> bytes:
+    choice = {"index": 0, "text": text, "token_ids": ids, "finish_reason": finish}
+    return f"data: {json.dumps({'choices': [choice]})}\n\n".encode()
+
+
+def test_events_split_across_reads_come_out_whole_and_in_order() -> None:
+    stream = b"".join(_event(t, [i]) for i, t in enumerate("abcdef")) + b"data: [DONE]\n\n"
+    events = SseChunks()
+    got: list[dict[str, Any]] = []
+    for start in range(0, len(stream), 7):  # reads that cut lines anywhere
+        got.extend(events.feed(stream[start : start + 7]))
+    assert "".join(c["choices"][0]["text"] for c in got) == "abcdef"
+    assert [c["choices"][0]["token_ids"] for c in got] == [[i] for i in range(6)]
+    assert events.done
+
+
+def test_one_read_of_many_events_is_one_batch_and_nothing_after_done_is_read() -> None:
+    events = SseChunks()
+    batch = events.feed(
+        b": comment\r\n" + _event("a", [1]) + _event("b", [2]) + b"data: [DONE]\n\n"
+        + _event("late", [3])
+    )  # fmt: skip
+    assert [c["choices"][0]["text"] for c in batch] == ["a", "b"]
+    assert events.done
+    assert events.feed(_event("later", [4])) == []
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"data: {not json\n", "bad chunk"),
+        (b'data: {"error": {"message": "engine core died"}}\n', "failed mid-stream: engine core"),
+        (b'data: {"error": "plain"}\n', "failed mid-stream: plain"),
+    ],
+)
+def test_a_bad_or_failed_chunk_is_refused(data: bytes, reason: str) -> None:
+    with pytest.raises(BadStream, match=reason):
+        SseChunks().feed(data)
+
+
+def test_an_endless_line_is_refused_before_it_grows_past_the_bound() -> None:
+    events = SseChunks()
+    events.feed(b"data: " + b"x" * (MAX_LINE_BYTES // 2))
+    with pytest.raises(BadStream, match="longer than"):
+        events.feed(b"x" * (MAX_LINE_BYTES // 2 + 16))
+
+
+class _Pool:
+    """Stands in for a VllmPool: each body's stream is a list of batches (lists of chunks)."""
+
+    model = "acme/tiny@1.0.0:open"
+
+    def __init__(self, batches: dict[int, list[list[dict[str, Any]]]], gate: asyncio.Event):
+        self.batches = batches
+        self.gate = gate
+
+    async def stream(self, body: dict[str, Any], canary: Any) -> AsyncIterator[Any]:
+        for batch in self.batches[body["i"]]:
+            await self.gate.wait()
+            yield batch
+
+
+def _chunk(text: str, ids: list[int], finish: str | None = None) -> dict[str, Any]:
+    return {"choices": [{"text": text, "token_ids": ids, "finish_reason": finish}]}
+
+
+class _Tokenizer:
+    eos_token_id = 0
+
+
+async def _relay(pool: _Pool, count: int) -> list[Any]:
+    out: list[Any] = []
+    async for piece in remote_stream(pool, None, [{"i": i} for i in range(count)], _Tokenizer()):  # type: ignore[arg-type]
+        out.append(piece)
+    return out
+
+
+def test_what_arrived_together_goes_out_merged_per_choice_with_every_id() -> None:
+    gate = asyncio.Event()
+    pool = _Pool(
+        {
+            0: [[_chunk("Hel", [1]), _chunk("lo", [2])], [_chunk("", [0], "stop")]],
+            1: [[_chunk("Wor", [3])], [_chunk("ld", [4]), _chunk("", [], "length")]],
+        },
+        gate,
+    )
+
+    async def run() -> list[Any]:
+        task = asyncio.ensure_future(_relay(pool, 2))
+        await asyncio.sleep(0.01)  # both pumps wait; then everything arrives at once
+        gate.set()
+        return await task
+
+    out = asyncio.run(run())
+    pieces, choices = out[:-1], out[-1]
+    # One piece per choice per catch-up, each choice's text in order.
+    assert "".join(t for i, t in pieces if i == 0) == "Hello"
+    assert "".join(t for i, t in pieces if i == 1) == "World"
+    assert len(pieces) < 4
+    assert choices == [Choice([1, 2], "Hello", "stop"), Choice([3, 4], "World", "length")]
+
+
+def test_text_before_a_failure_is_relayed_then_the_failure_raised() -> None:
+    gate = asyncio.Event()
+    gate.set()
+    pool = _Pool({0: [[_chunk("ok", [1])], [{"choices": [{"text": "x", "token_ids": "?"}]}]]}, gate)
+
+    out: list[Any] = []
+
+    async def run() -> None:
+        async for piece in remote_stream(pool, None, [{"i": 0}], _Tokenizer()):  # type: ignore[arg-type]
+            out.append(piece)
+
+    with pytest.raises(EngineFailed, match="no token ids"):
+        asyncio.run(run())
+    assert out == [(0, "ok")]
