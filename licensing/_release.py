@@ -24,7 +24,7 @@ from licensing._fields import (
 )
 from licensing._paths import path_sort_key
 from licensing.canonical import MAX_SAFE_INTEGER, canonical_json, is_sha256_hex, sha256_hex
-from licensing.errors import ReleaseStatementError, TierFileInvalidError
+from licensing.errors import CanonicalJSONError, ReleaseStatementError, TierFileInvalidError
 from licensing.intoto import Statement, Subject
 from licensing.layout import REPO_ID_PATTERN, TierFile
 from licensing.sigstore_bundle import compute_manifest_digest
@@ -169,6 +169,10 @@ class ReleaseStatement:
     # How far the tokenizer round-trips decoded text (release.tokenization_check): short
     # strings by metric name; signed only when present, so older statements stay valid.
     tokenization: Mapping[str, str] = field(default_factory=dict)
+    # The output-safety policy (the ``safety`` library's wire form). Licensing only checks
+    # that it is a small canonical-JSON object: what it means is the safety library's, which
+    # licensing may not import. Signed only when present, so older statements stay valid.
+    safety_policy: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         c.check(self.repo_id, REPO_ID_PATTERN, "repo_id", _E)
@@ -193,6 +197,9 @@ class ReleaseStatement:
         for key, value in self.tokenization.items():
             c.check(key, c.METRIC_NAME, "tokenization key", _E)
             c.check(value, _SHORT_VALUE, f"tokenization {key}", _E)
+        if self.safety_policy is not None:
+            _check_safety_policy(self.safety_policy)
+            object.__setattr__(self, "safety_policy", MappingProxyType(dict(self.safety_policy)))
         object.__setattr__(self, "tiers", tiers)
         object.__setattr__(self, "tokenization", MappingProxyType(dict(self.tokenization)))
         object.__setattr__(self, "created_at", normalize_time(self.created_at, _E))
@@ -236,6 +243,8 @@ class ReleaseStatement:
         }
         if self.tokenization:
             predicate["tokenization"] = dict(self.tokenization)
+        if self.safety_policy is not None:
+            predicate["safety_policy"] = dict(self.safety_policy)
         return Statement(self.subjects(), RELEASE_PREDICATE_TYPE, predicate)
 
     def to_payload(self) -> bytes:
@@ -249,7 +258,22 @@ _PREDICATE_KEYS = frozenset(
 )
 
 
-_OPTIONAL_KEYS = frozenset({"tokenization"})
+_OPTIONAL_KEYS = frozenset({"tokenization", "safety_policy"})
+# A policy is a few checks and a rule per category: a few KiB at most.
+MAX_SAFETY_POLICY_BYTES = 16 * 1024
+
+
+def _check_safety_policy(policy: object) -> None:
+    if not isinstance(policy, Mapping):
+        raise _E("safety_policy must be an object")
+    try:
+        size = len(canonical_json(policy))
+    except CanonicalJSONError as exc:  # floats, other types, too deep
+        raise _E(f"safety_policy is not canonical JSON: {exc}") from None
+    if size > MAX_SAFETY_POLICY_BYTES:
+        raise _E(f"safety_policy is larger than {MAX_SAFETY_POLICY_BYTES} bytes")
+
+
 _SHORT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 
 
@@ -285,6 +309,11 @@ def release_from_statement(statement: Statement) -> ReleaseStatement:
         optimization=as_object(p["optimization"], "predicate.optimization", _E),
         fidelity=as_object(p["fidelity"], "predicate.fidelity", _E),
         tokenization=as_object(p.get("tokenization", {}), "predicate.tokenization", _E),
+        safety_policy=(
+            None
+            if p.get("safety_policy") is None
+            else as_object(p["safety_policy"], "predicate.safety_policy", _E)
+        ),
     )
     if statement.subjects != release.subjects():
         raise _E("statement subjects do not match the release predicate")

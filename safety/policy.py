@@ -47,6 +47,7 @@ __all__ = [
     "SafetyPolicy",
     "format_threshold",
     "parse_policy",
+    "policy_digest",
     "strongest_action",
 ]
 
@@ -113,11 +114,14 @@ class SafetyPolicy:
     @property
     def digest(self) -> str:
         """``sha256:<hex>`` of the canonical JSON of :meth:`to_dict`."""
-        # Strings, integers and null only: this is the RFC 8785 form too.
-        canonical = json.dumps(
-            self.to_dict(), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return policy_digest(self.to_dict())
+
+
+def policy_digest(wire: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of a policy's wire form (as a release statement carries it)."""
+    # Strings, integers and null only: this is its RFC 8785 form too.
+    canonical = json.dumps(dict(wire), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def format_threshold(value: float) -> str:

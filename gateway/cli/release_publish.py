@@ -172,6 +172,14 @@ def build_options(func: Any) -> Any:
             help="Your model card (Markdown, optional YAML front matter), kept verbatim with "
             "the generated sections added; default: MODEL_DIR/README.md.",
         ),
+        click.option(
+            "--safety-policy",
+            "safety_policy",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="The output-safety policy (JSON, TOML or YAML; docs/safety.md), checked "
+            "before the build and signed into the release statement.",
+        ),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
     ]
     for option in reversed(options):
@@ -193,7 +201,10 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
     from licensing.keys import load_private_key
     from release.build import BuildOptions, build_release
     from release.calibration import read_calibration_text
+    from release.safety_policy import load_policy_file
 
+    # Read first: an unknown check is refused before any work (UnknownCheckError).
+    policy = load_policy_file(kw["safety_policy"]) if kw.get("safety_policy") else None
     options = BuildOptions(
         repo_id=kw["repo_id"],
         version=kw["version"],
@@ -213,6 +224,7 @@ def _run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         calibration_text=(
             read_calibration_text(kw["calibration_text"]) if kw.get("calibration_text") else None
         ),
+        safety_policy=policy,
     )
     built = build_release(
         model_dir,
