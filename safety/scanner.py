@@ -105,9 +105,18 @@ class Verdict:
 class SafetyScanner:
     """A policy with the checks it names. Thread-safe as its checks are."""
 
-    def __init__(self, policy: SafetyPolicy, checks: Mapping[str, Check]) -> None:
+    def __init__(
+        self,
+        policy: SafetyPolicy,
+        checks: Mapping[str, Check],
+        *,
+        unavailable: Mapping[str, str] | None = None,
+    ) -> None:
+        """``unavailable``: why the host could not provide a check the policy names (a guard
+        model that failed verification); each scan records it as that check's failure."""
         self.policy = policy
         self.checks = dict(checks)
+        self.unavailable = dict(unavailable or {})
 
     # ------------------------------------------------------------------ scan
 
@@ -120,7 +129,7 @@ class SafetyScanner:
             check = self.checks.get(name)
             if check is None:
                 if name != _LANGID:
-                    failures.append(CheckFailure(name, "not loaded"))
+                    failures.append(CheckFailure(name, self.unavailable.get(name, "not loaded")))
                 continue
             if name == _LANGID and callable(getattr(check, "identify", None)):
                 continue  # already ran as the language identifier
@@ -137,7 +146,7 @@ class SafetyScanner:
             return ScanContext()
         check = self.checks.get(_LANGID)
         if check is None:
-            failures.append(CheckFailure(_LANGID, "not loaded"))
+            failures.append(CheckFailure(_LANGID, self.unavailable.get(_LANGID, "not loaded")))
             return ScanContext()
         # Duck-typed: the packaged language identifier exposes identify(text) -> (lang, score).
         identify = getattr(check, "identify", None)
