@@ -117,6 +117,7 @@ class SafetyScanner:
         self.policy = policy
         self.checks = dict(checks)
         self.unavailable = dict(unavailable or {})
+        self.policy_digest = policy.digest  # once: a stream scans many times
 
     # ------------------------------------------------------------------ scan
 
@@ -192,7 +193,7 @@ class SafetyScanner:
             scores=scores,
             flagged=tuple(flagged),
             action=strongest_action(actions),
-            policy_digest=self.policy.digest,
+            policy_digest=self.policy_digest,
             language=context.language,
             language_score=context.language_score,
             failures=tuple(failures),

@@ -1,13 +1,15 @@
 """Scanning a stream with a hold-back window: text goes out only once it is scanned and more
 than ``hold_back_chars`` behind the generated edge.
 
-Why this catches a flagged term split across chunks: each scan covers the window of text
-already released before the held text (``[released - window, edge)``), and text is released
-only up to ``edge - window``. A term no longer than the window that crosses the new release
-point therefore lies wholly inside the scanned segment, so it is found and its unreleased
-part removed before any of it goes out; one that crossed the previous release point was
-found by the previous scan. Nothing past the window is ever held: after :meth:`feed` at most
-``hold_back_chars`` characters wait (none once a block stops the stream).
+Why this catches a flagged term split across chunks: a scan runs once more than the window
+is held, covers the window of text already released before the held text (``[released -
+window, edge)``), and releases up to ``edge - lag`` where ``lag = window - step`` (``step``
+is an eighth of the window: one scan per ``step`` characters instead of one per token). A
+term no longer than ``lag`` that crosses the new release point therefore lies wholly inside
+the scanned segment, so it is found and its unreleased part removed before any of it goes
+out; one that crossed the previous release point was found by the previous scan. Nothing
+past the window is ever held: after :meth:`feed` at most ``hold_back_chars`` characters wait
+(none once a block stops the stream).
 
 The trade-offs, documented in docs/safety.md: a classifier scores a segment of about two
 windows, not the whole answer; ``regenerate`` cannot take back released text, so a stream
@@ -41,6 +43,9 @@ class HoldBackStream:
     def __init__(self, scanner: SafetyScanner, window: int | None = None) -> None:
         self.scanner = scanner
         self.window = scanner.policy.hold_back_chars if window is None else window
+        # Released text stays `lag` behind the edge; a scan per `step` new characters.
+        self.step = max(1, self.window // 8)
+        self.lag = max(0, self.window - self.step)
         self._text = ""  # everything generated so far, as generated
         self._released = 0  # how much of it has been decided and sent on
         self._sent: list[str] = []  # what went out (redactions in place)
@@ -63,7 +68,7 @@ class HoldBackStream:
         self._text += piece
         if self._blocked_at is not None or len(self._text) - self._released <= self.window:
             return ""
-        return self._advance(len(self._text) - self.window)
+        return self._advance(len(self._text) - self.lag)
 
     def finish(self) -> str:
         """The generation ended: scan and release the tail (what the window still held)."""

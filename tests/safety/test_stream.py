@@ -52,12 +52,13 @@ def test_a_term_split_across_chunks_is_caught_and_redacted() -> None:
     assert outcome.verdict.action == "redact"
 
 
-def test_text_goes_out_once_it_is_a_window_behind_the_edge() -> None:
-    stream = HoldBackStream(_scanner(window=8))
-    assert stream.feed("abcdefgh") == ""  # exactly the window: held
-    assert stream.feed("ij") == "ab"
-    assert stream.held == 8
-    assert stream.finish() == "cdefghij"
+def test_text_goes_out_once_more_than_a_window_is_held() -> None:
+    stream = HoldBackStream(_scanner(window=16))  # step 2, lag 14
+    assert stream.feed("abcdefghijklmnop") == ""  # exactly the window: held
+    assert stream.feed("qr") == "abcd"  # down to the lag behind the edge
+    assert stream.held == 14
+    assert stream.feed("s") == ""  # within the window again: no scan, nothing out
+    assert stream.finish() == "efghijklmnopqrs"
 
 
 def test_window_zero_releases_every_piece_at_once() -> None:
@@ -105,7 +106,7 @@ def test_a_whole_text_score_is_kept_as_the_highest_seen() -> None:
     prefix=st.text(alphabet="ab ", max_size=40),
     suffix=st.text(alphabet="ab ", max_size=40),
     cuts=st.lists(st.integers(min_value=1, max_value=7), max_size=30),
-    window=st.integers(min_value=5, max_value=20),
+    window=st.integers(min_value=6, max_value=40),  # lag (7/8 of it) >= the term's length
 )
 def test_any_chunking_gives_the_same_redacted_text(
     prefix: str, suffix: str, cuts: list[int], window: int
