@@ -1,8 +1,8 @@
 """Errors of the gateway, and the registry of every error code of the project.
 
-Each gateway error maps to one problem+json response with a stable code. The four parts have
+Each gateway error maps to one problem+json response with a stable code. The five parts have
 their own roots (:class:`GatewayError`, ``ReleaseError``, ``LicensingError``,
-``WatermarkError``); :func:`error_roots` is the one marker the drivers catch, and
+``WatermarkError``, ``SafetyError``); :func:`error_roots` is the one marker the drivers catch, and
 :func:`error_registry` the one table of codes (unique across the parts, checked by test).
 
 Exception tree (this module's classes; services add subclasses next to their rules)::

@@ -97,3 +97,14 @@ def test_the_policy_is_read_from_the_signed_statement() -> None:
     none = json.dumps({"payload": base64.b64encode(b'{"predicate": {}}').decode()})
     assert policy_of_statement(none) is None
     assert policy_of_statement("not json") is None
+
+
+def test_publish_refuses_a_signed_policy_this_gateway_cannot_enforce() -> None:
+    from gateway.services.releases import ReleaseRejected, _check_safety_policy
+    from tests.licensing._builders import make_release
+
+    policy = {**_policy("open").to_dict(), "checks": ["wordlist", "vibes"], "guard": None}
+    with pytest.raises(ReleaseRejected, match="unknown safety checks"):
+        _check_safety_policy(make_release(safety_policy=policy))
+    _check_safety_policy(make_release(safety_policy=_policy("open").to_dict()))
+    _check_safety_policy(make_release())
