@@ -38,6 +38,7 @@ from gateway.routes import hub_refs as hub_ref_routes
 from gateway.routes import links as link_routes
 from gateway.routes import log as log_routes
 from gateway.routes import metrics as metrics_routes
+from gateway.routes import moderations as moderation_routes
 from gateway.routes import openai as openai_routes
 from gateway.routes import provenance as provenance_routes
 from gateway.routes import reports as report_routes
@@ -169,6 +170,7 @@ def create_app(
     app.include_router(link_routes.router)
     app.include_router(openai_routes.router)
     app.include_router(detect_routes.router)
+    app.include_router(moderation_routes.router)
     app.include_router(watermark_key_routes.router)
     app.include_router(engine_key_routes.router)
     app.include_router(provenance_routes.router)

@@ -181,6 +181,8 @@ class Settings(BaseSettings):
     watermark_delta: float = Field(default=2.0, gt=0, le=20)
     watermark_payload_bits: int = Field(default=20, ge=8, le=32)
     rate_limit_detections_per_account: int = Field(default=120, ge=1)
+    # POST /v1/moderations calls per account per rate_limit_window_seconds (checks are CPU).
+    rate_limit_moderations_per_account: int = Field(default=120, ge=1)
     # C2PA Content Credentials (docs/provenance.md): the gateway signs a manifest per choice.
     c2pa_cert_chain: Path | None = Field(
         default=None,

@@ -1,8 +1,8 @@
 """Errors of the gateway, and the registry of every error code of the project.
 
-Each gateway error maps to one problem+json response with a stable code. The four parts have
+Each gateway error maps to one problem+json response with a stable code. The five parts have
 their own roots (:class:`GatewayError`, ``ReleaseError``, ``LicensingError``,
-``WatermarkError``); :func:`error_roots` is the one marker the drivers catch, and
+``WatermarkError``, ``SafetyError``); :func:`error_roots` is the one marker the drivers catch, and
 :func:`error_registry` the one table of codes (unique across the parts, checked by test).
 
 Exception tree (this module's classes; services add subclasses next to their rules)::
@@ -166,13 +166,13 @@ class ConfigurationError(GatewayError):
 
 # --- the project's one marker and one registry of codes -------------------------------------
 
-PARTS = ("gateway", "release", "licensing", "watermark")
+PARTS = ("gateway", "release", "licensing", "watermark", "safety")
 """The packages whose error roots make up the project's errors."""
 
 
 @functools.cache
 def error_roots() -> tuple[type[Exception], ...]:
-    """The roots of the four error trees: what "one of tiergate's errors" means, in one place.
+    """The roots of the five error trees: what "one of tiergate's errors" means, in one place.
 
     The pure parts may not import ``gateway`` (and licensing and watermark no other part), so
     no shared base class can exist; this tuple stands in for it. Every driver catches it (the
@@ -181,9 +181,10 @@ def error_roots() -> tuple[type[Exception], ...]:
     """
     from licensing.errors import LicensingError
     from release.errors import ReleaseError
+    from safety.errors import SafetyError
     from watermark.errors import WatermarkError
 
-    return (GatewayError, ReleaseError, LicensingError, WatermarkError)
+    return (GatewayError, ReleaseError, LicensingError, WatermarkError, SafetyError)
 
 
 def is_project_error(exc: BaseException) -> bool:
@@ -212,6 +213,7 @@ PART_STATUS: Mapping[str, int] = {
     "attestation_too_large": 413,
     "envelope_too_large": 413,
     "watermark_backend_unavailable": 503,
+    "safety_check_unavailable": 503,
 }
 _DEFAULT_PART_STATUS = 422
 

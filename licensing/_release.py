@@ -24,7 +24,7 @@ from licensing._fields import (
 )
 from licensing._paths import path_sort_key
 from licensing.canonical import MAX_SAFE_INTEGER, canonical_json, is_sha256_hex, sha256_hex
-from licensing.errors import ReleaseStatementError, TierFileInvalidError
+from licensing.errors import CanonicalJSONError, ReleaseStatementError, TierFileInvalidError
 from licensing.intoto import Statement, Subject
 from licensing.layout import REPO_ID_PATTERN, TierFile
 from licensing.sigstore_bundle import compute_manifest_digest
@@ -172,6 +172,10 @@ class ReleaseStatement:
     # What each optimized tier measured in an engine at build time (release.engine_records):
     # ``<tier>.<record>.<field>`` -> short string or integer; signed only when present.
     measurements: Mapping[str, str | int] = field(default_factory=dict)
+    # The output-safety policy (the ``safety`` library's wire form). Licensing only checks
+    # that it is a small canonical-JSON object: what it means is the safety library's, which
+    # licensing may not import. Signed only when present, so older statements stay valid.
+    safety_policy: Mapping[str, object] | None = None
 
     def __post_init__(self) -> None:
         c.check(self.repo_id, REPO_ID_PATTERN, "repo_id", _E)
@@ -192,6 +196,9 @@ class ReleaseStatement:
         for key, value in self.tokenization.items():
             c.check(key, c.METRIC_NAME, "tokenization key", _E)
             c.check(value, _SHORT_VALUE, f"tokenization {key}", _E)
+        if self.safety_policy is not None:
+            _check_safety_policy(self.safety_policy)
+            object.__setattr__(self, "safety_policy", MappingProxyType(dict(self.safety_policy)))
         object.__setattr__(self, "tiers", tiers)
         object.__setattr__(self, "tokenization", MappingProxyType(dict(self.tokenization)))
         object.__setattr__(self, "created_at", normalize_time(self.created_at, _E))
@@ -238,6 +245,8 @@ class ReleaseStatement:
             predicate["tokenization"] = dict(self.tokenization)
         if self.measurements:
             predicate["measurements"] = dict(self.measurements)
+        if self.safety_policy is not None:
+            predicate["safety_policy"] = dict(self.safety_policy)
         return Statement(self.subjects(), RELEASE_PREDICATE_TYPE, predicate)
 
     def to_payload(self) -> bytes:
@@ -251,7 +260,6 @@ _PREDICATE_KEYS = frozenset(
 )
 
 
-_OPTIONAL_KEYS = frozenset({"tokenization", "measurements"})
 # Far above what eight tiers' records hold (~40 entries each); bounds what a reader parses.
 _MAX_SHORT_ENTRIES = 1024
 
@@ -265,6 +273,20 @@ def _check_short_values(values: Mapping[str, object], what: str) -> None:
         ok_int = ok_int and abs(value) <= MAX_SAFE_INTEGER  # type: ignore[arg-type]
         if not (ok_int or (isinstance(value, str) and len(value) <= 256)):
             raise _E(f"{what} {key}: value must be a short string or an integer")
+_OPTIONAL_KEYS = frozenset({"tokenization", "measurements", "safety_policy"})
+# A policy is a few checks and a rule per category: a few KiB at most.
+MAX_SAFETY_POLICY_BYTES = 16 * 1024
+
+
+def _check_safety_policy(policy: object) -> None:
+    if not isinstance(policy, Mapping):
+        raise _E("safety_policy must be an object")
+    try:
+        size = len(canonical_json(policy))
+    except CanonicalJSONError as exc:  # floats, other types, too deep
+        raise _E(f"safety_policy is not canonical JSON: {exc}") from None
+    if size > MAX_SAFETY_POLICY_BYTES:
+        raise _E(f"safety_policy is larger than {MAX_SAFETY_POLICY_BYTES} bytes")
 
 
 _SHORT_VALUE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
@@ -303,6 +325,11 @@ def release_from_statement(statement: Statement) -> ReleaseStatement:
         fidelity=as_object(p["fidelity"], "predicate.fidelity", _E),
         tokenization=as_object(p.get("tokenization", {}), "predicate.tokenization", _E),
         measurements=as_object(p.get("measurements", {}), "predicate.measurements", _E),
+        safety_policy=(
+            None
+            if p.get("safety_policy") is None
+            else as_object(p["safety_policy"], "predicate.safety_policy", _E)
+        ),
     )
     if statement.subjects != release.subjects():
         raise _E("statement subjects do not match the release predicate")

@@ -28,6 +28,7 @@ from licensing.layout import TierFile
 from licensing.statements import ReleaseStatement, TierRecord
 from release.card_sections import card_front_matter, card_section
 from release.errors import ReleaseError
+from release.safety_policy import statement_policy_digest
 
 __all__ = [
     "CYCLONEDX_FILE",
@@ -509,6 +510,28 @@ def _spdx_file_purpose(path: str) -> str:
 
 
 def _absent_statement(facts: _Facts) -> str:
+    digest = statement_policy_digest(facts.statement.safety_policy)
+    if digest is not None:
+        # The policy says what the gateway does to outputs; it is no risk assessment.
+        return (
+            _evaluations_sentence(facts)
+            + f" The release signs an output-safety policy ({digest}); "
+            "no safety risk assessment is asserted."
+        )
+    return _absent_statement_without_policy(facts)
+
+
+def _evaluations_sentence(facts: _Facts) -> str:
+    if facts.evaluations:
+        return (
+            "Evaluation results are backed by signed attestations: "
+            + ", ".join(sorted({r.attestation_sha256 for r in facts.evaluations}))
+            + "."
+        )
+    return "This release records no evaluation attestation."
+
+
+def _absent_statement_without_policy(facts: _Facts) -> str:
     if facts.evaluations:
         return (
             "Evaluation results are backed by signed attestations: "
@@ -622,7 +645,10 @@ def _cyclonedx(facts: _Facts) -> dict[str, Any]:
                     if not facts.evaluations
                     else []
                 ),
-                Property(name="tiergate:safety_policy", value="none recorded"),
+                Property(
+                    name="tiergate:safety_policy",
+                    value=statement_policy_digest(statement.safety_policy) or "none recorded",
+                ),
             ],
         ),
         components=components,

@@ -64,6 +64,7 @@ from release.ollama import OllamaChat
 from release.quantize import DEFAULT_MAX_SHARD_SIZE, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
 from release.tokenization_check import TokenizationReport
+from safety.policy import SafetyPolicy, parse_policy
 
 __all__ = [
     "MODEL_CARD_FILE",
@@ -136,6 +137,9 @@ class BuildOptions:
     # "tiergate" writes the private format of releases built before the standard formats
     # (int8, int4, bf16 only): for tests of migration and of old releases, never the CLI.
     tier_format: TierWriter = "standard"
+    # The output-safety policy (safety.policy; release.safety_policy reads a file): signed
+    # into the statement as ``safety_policy`` and named by digest on the card.
+    safety_policy: SafetyPolicy | None = None
 
 
 @dataclass(frozen=True)
@@ -274,6 +278,10 @@ def _build_release_into(
     source = Path(model_dir)
     out = Path(out_dir)
     parse_size(options.max_shard_size)  # a bad size fails before anything is written
+    # So does a policy this install cannot enforce (an unknown check: UnknownCheckError).
+    policy = None if options.safety_policy is None else options.safety_policy.to_dict()
+    if policy is not None:
+        parse_policy(policy)
     publisher_card = _publisher_card(source, options)  # so does an unusable card
     optimizations = parse_optimizations(options.optimize)
     names = tier_names(optimizations)
@@ -379,6 +387,7 @@ def _build_release_into(
         gated_prompt="The optimized tiers are released under signed usage attestations.",
         gated_fields={f.label: f.type for f in options.approval.fields},
         tokenization=tokenization_record,
+        safety_policy=policy,
     )
     card = merge_model_card(generated, publisher_card)
     for directory in directories.values():
@@ -415,6 +424,7 @@ def _build_release_into(
         fidelity=fidelity_map,
         tokenization=tokenization_record,
         measurements=measurements,
+        safety_policy=policy,
     )
     envelope = sign_release_statement(statement, key)
     (out / RELEASE_STATEMENT_FILE).write_bytes(envelope.to_json())

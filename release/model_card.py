@@ -19,6 +19,7 @@ from release.engine_records import EngineFidelity, SpeedRecord
 from release.fidelity import FidelityReport
 from release.manifest import TierManifest
 from release.ollama import OllamaChat, render_modelfile
+from release.safety_policy import safety_policy_lines
 
 __all__ = ["DEFAULT_WATERMARK_STATEMENT", "TierCard", "render_model_card"]
 
@@ -323,6 +324,7 @@ def render_model_card(
     gated_fields: Mapping[str, object] | None = None,
     tokenization: Mapping[str, str] | None = None,
     evaluations: Sequence[EvaluationResult] = (),
+    safety_policy: Mapping[str, Any] | None = None,
 ) -> str:
     """Render ``README.md`` for a release.
 
@@ -401,6 +403,8 @@ def render_model_card(
     lines += ["## Watermark", "", watermark_statement.strip(), ""]
     if tokenization:
         lines += _tokenization_lines(tokenization)
+    if safety_policy is not None:
+        lines += safety_policy_lines(safety_policy)
     license_line = f"License: `{_cell(license_name or license)}`."
     if license_link:
         license_line += f" Full text: {license_link}"

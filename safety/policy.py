@@ -6,9 +6,9 @@ Wire form (the ``safety_policy`` object of the release statement)::
       "version": 1,
       "checks": ["langid", "wordlist", "classifier"],      # names from safety.registry
       "rules": {                                            # category (or "*") -> rule
-        "*":         {"action": "annotate", "threshold": 0.5},
-        "hate":      {"action": "redact",   "threshold": 0.5},
-        "child_sexual_exploitation": {"action": "block", "threshold": 0.2}
+        "*":         {"action": "annotate", "threshold": "0.5"},
+        "hate":      {"action": "redact",   "threshold": "0.5"},
+        "child_sexual_exploitation": {"action": "block", "threshold": "0.2"}
       },
       "hold_back_chars": 256,                               # streaming hold-back window
       "on_check_failure": "closed",                         # "open" | "closed"
@@ -20,6 +20,10 @@ Actions, weakest to strongest: ``annotate`` (verdict reported, text unchanged), 
 flagged again the strongest of the other actions applies, at least ``redact``), ``block``
 (no text returned). The digest is sha256 over the canonical JSON (sorted keys, no spaces),
 so the card, the log and the statement all name the same policy.
+
+Thresholds travel as decimal strings (``"0.5"``): the release statement is canonical JSON
+(RFC 8785, integer-only profile, :mod:`licensing.canonical`), which refuses floats. A policy
+file may give them as numbers; :meth:`SafetyPolicy.to_dict` always writes strings.
 """
 
 from __future__ import annotations
@@ -41,7 +45,9 @@ __all__ = [
     "CategoryRule",
     "GuardRef",
     "SafetyPolicy",
+    "format_threshold",
     "parse_policy",
+    "policy_digest",
     "strongest_action",
 ]
 
@@ -50,6 +56,7 @@ ACTIONS: tuple[Action, ...] = ("annotate", "redact", "regenerate", "block")
 """Every action, weakest first."""
 
 _MAX_HOLD_BACK = 4096
+_DECIMAL = re.compile(r"(0|1)(\.[0-9]{1,6})?")
 _RELEASE_REF = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*@[^\s:@]+(:[a-z0-9_-]+)?$"
 )
@@ -96,7 +103,7 @@ class SafetyPolicy:
             "version": self.version,
             "checks": list(self.checks),
             "rules": {
-                name: {"action": rule.action, "threshold": rule.threshold}
+                name: {"action": rule.action, "threshold": format_threshold(rule.threshold)}
                 for name, rule in sorted(self.rules.items())
             },
             "hold_back_chars": self.hold_back_chars,
@@ -107,8 +114,35 @@ class SafetyPolicy:
     @property
     def digest(self) -> str:
         """``sha256:<hex>`` of the canonical JSON of :meth:`to_dict`."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+        return policy_digest(self.to_dict())
+
+
+def policy_digest(wire: Mapping[str, Any]) -> str:
+    """``sha256:<hex>`` of a policy's wire form (as a release statement carries it)."""
+    # Strings, integers and null only: this is its RFC 8785 form too.
+    canonical = json.dumps(dict(wire), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def format_threshold(value: float) -> str:
+    """A threshold as the decimal string the statement signs (at most 6 places)."""
+    text = f"{value:.6f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+def _threshold(category: str, raw: object) -> float:
+    if isinstance(raw, str):
+        if not _DECIMAL.fullmatch(raw):
+            raise SafetyPolicyError(f"rule for {category!r}: threshold {raw[:20]!r} is no decimal")
+        value = float(raw)
+    elif isinstance(raw, bool) or not isinstance(raw, int | float):
+        raise SafetyPolicyError(f"rule for {category!r}: threshold must be a number")
+    else:
+        value = float(raw)
+    if not 0.0 <= value <= 1.0:
+        raise SafetyPolicyError(f"rule for {category!r}: threshold must be in [0, 1]")
+    # Rounded as it is signed, so a parsed policy and its wire form agree.
+    return float(format_threshold(value))
 
 
 def _rule(category: str, raw: object) -> CategoryRule:
@@ -120,12 +154,8 @@ def _rule(category: str, raw: object) -> CategoryRule:
     action = raw.get("action")
     if action not in ACTIONS:
         raise SafetyPolicyError(f"rule for {category!r}: action must be one of {list(ACTIONS)}")
-    threshold = raw.get("threshold", 0.5)
-    if isinstance(threshold, bool) or not isinstance(threshold, int | float):
-        raise SafetyPolicyError(f"rule for {category!r}: threshold must be a number")
-    if not 0.0 <= float(threshold) <= 1.0:
-        raise SafetyPolicyError(f"rule for {category!r}: threshold must be in [0, 1]")
-    return CategoryRule(action=cast(Action, action), threshold=float(threshold))
+    threshold = _threshold(category, raw.get("threshold", 0.5))
+    return CategoryRule(action=cast(Action, action), threshold=threshold)
 
 
 def parse_policy(data: object) -> SafetyPolicy:

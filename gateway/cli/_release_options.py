@@ -181,6 +181,14 @@ def build_options(func: Any) -> Any:
             help="Your model card (Markdown, optional YAML front matter), kept verbatim with "
             "the generated sections added; default: MODEL_DIR/README.md.",
         ),
+        click.option(
+            "--safety-policy",
+            "safety_policy",
+            type=click.Path(exists=True, dir_okay=False, path_type=Path),
+            default=None,
+            help="The output-safety policy (JSON, TOML or YAML; docs/safety.md), checked "
+            "before the build and signed into the release statement.",
+        ),
         click.option("--force", is_flag=True, help="Overwrite a non-empty --out folder."),
     ]
     for option in reversed(options):

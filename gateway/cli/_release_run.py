@@ -16,7 +16,10 @@ def run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
     from licensing.keys import load_private_key
     from release.build import BuildOptions, build_release
     from release.calibration import read_calibration_text
+    from release.safety_policy import load_policy_file
 
+    # Read first: an unknown check is refused before any work (UnknownCheckError).
+    policy = load_policy_file(kw["safety_policy"]) if kw.get("safety_policy") else None
     options = BuildOptions(
         repo_id=kw["repo_id"],
         version=kw["version"],
@@ -36,6 +39,7 @@ def run_build(model_dir: Path, out: Path, **kw: Any) -> Any:
         calibration_text=(
             read_calibration_text(kw["calibration_text"]) if kw.get("calibration_text") else None
         ),
+        safety_policy=policy,
         **engine_build_options(kw),
     )
     built = build_release(

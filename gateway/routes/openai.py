@@ -124,6 +124,7 @@ def _tiergate(
         payloads=result.payloads,
         model=result.model,
         content_credentials=[c.to_response(base_url) for c in credentials],
+        safety=result.safety,
     )
 
 

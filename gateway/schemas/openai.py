@@ -117,6 +117,12 @@ class TiergateInfo(BaseModel):
         description="One C2PA Content Credential per choice, by index: the signed manifest "
         "store (base64, application/c2pa), its id, the text's sha256 and the soft binding.",
     )
+    safety: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The release's safety policy: each choice's verdict, by index, as the "
+        "call's log entry records it (categories, scores, action applied, sha256 of each "
+        "removed span; docs/safety.md). Null when the release has no policy.",
+    )
 
 
 class Usage(BaseModel):

@@ -65,8 +65,11 @@ from gateway.services.engines import (
     run_canary,
 )
 from gateway.services.models import resolve_model
+from gateway.services.safety import SafetyService, StreamSafety
 from gateway.services.text_detectability import check_generation_allowed
 from gateway.state import GatewayState
+from safety.policy import GuardRef
+from safety.scanner import SafetyScanner
 
 __all__ = [
     "ContextLengthExceeded",
@@ -80,6 +83,10 @@ __all__ = [
     "StreamEvent",
     "StreamPiece",
 ]
+
+
+# How far a regenerated choice's seed moves (any fixed offset: choices of one call use +k).
+_RESEED = 1_000_003
 
 
 class _Stale(Exception):
@@ -117,6 +124,8 @@ class GenerationResult:
     logged_at: str | None = None  # the log entry's ``time``
     release_digest: str | None = None  # the release statement's digest (logged with the call)
     attached: Any = None  # what the call's LogHook returned (the Content Credentials)
+    # The release's safety policy: each choice's verdict record (services.safety), or None.
+    safety: list[dict[str, Any]] | None = None
 
 
 # Called inside the log transaction once the ``generation.completed`` entry and its call tags
@@ -152,6 +161,9 @@ class _Admitted:
     # Chat: the release's reasoning markers, and whether the prompt ended inside a trace.
     markers: ReasoningMarkers | None = None
     inside: bool = False
+    # The release's safety policy with its checks (None: it has none), and a stream's windows.
+    scanner: SafetyScanner | None = None
+    stream_safety: StreamSafety | None = None
 
     def splits(self, choices: list[Choice]) -> list[ReasoningSplit] | None:
         if self.markers is None:
@@ -194,6 +206,7 @@ class GenerationService:
             health_interval_s=settings.engine_health_interval_seconds,
             canary_interval_s=settings.engine_canary_interval_seconds,
         )
+        self.safety = SafetyService(state.engine, guard_loader=self._load_guard)
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -308,6 +321,8 @@ class GenerationService:
             model=loaded.ref.name,
         )
         params = replace(request.params, max_tokens=max_tokens)
+        # Before any charge: a policy whose checks cannot load fails the call here.
+        scanner = self.safety.scanner_for(entry.ref.release_id)
         choices = len(encoded.prompts) * request.n
         charged = encoded.tokens + max_tokens * choices
         config = loaded.extras["config"]
@@ -350,6 +365,7 @@ class GenerationService:
             pool,
             markers,
             inside,
+            scanner,
         )
 
     def _ensure_watermark(self, loaded: LoadedModel) -> None:
@@ -418,6 +434,8 @@ class GenerationService:
                 reasoning = split.reasoning
                 output["reasoning_sha256"] = None if reasoning is None else sha256_of(reasoning)
                 output["answer_sha256"] = sha256_of(split.answer)
+            if result.safety is not None:
+                output["safety"] = result.safety[index]
             if retain:
                 output["text"] = choice.text
             outputs.append(output)
@@ -446,6 +464,8 @@ class GenerationService:
             "prompt_sha256": encoded.digest,
             "outputs": outputs,
         }
+        if admitted.scanner is not None:
+            fields["safety"] = self.safety.log_fields(admitted.scanner)
         if len(encoded.digests) > 1:
             fields["prompt_sha256s"] = encoded.digests
         if request.metadata:
@@ -490,7 +510,16 @@ class GenerationService:
             logged.attached,
         )
 
-    def _result(self, admitted: _Admitted, choices: list[Choice]) -> GenerationResult:
+    def _result(
+        self,
+        admitted: _Admitted,
+        choices: list[Choice],
+        safety: list[dict[str, Any]] | None = None,
+    ) -> GenerationResult:
+        if admitted.stream_safety is not None:
+            # A stream's last windows are scanned here, before the call is logged.
+            choices = admitted.stream_safety.finalize(choices)
+            safety = admitted.stream_safety.records
         return GenerationResult(
             call_id=admitted.call_id,
             created=int(time.time()),
@@ -503,6 +532,7 @@ class GenerationService:
             tokenizer=admitted.loaded.tokenizer,
             splits=admitted.splits(choices),
             release_digest=admitted.model.ref.statement_digest,
+            safety=safety,
         )
 
     # ------------------------------------------------------------------ public
@@ -528,11 +558,16 @@ class GenerationService:
                 )
             else:
                 choices = await self.batcher.submit(admitted.loaded, job)
+            safety = None
+            if admitted.scanner is not None:
+                choices, safety = await self.safety.enforce(
+                    admitted.scanner, choices, lambda again: self._regenerate(admitted, again)
+                )
         except BaseException:
             job.cancel.set()
             await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
             raise
-        result = self._result(admitted, choices)
+        result = self._result(admitted, choices, safety)
         await asyncio.to_thread(self._record, principal, request, admitted, result, now, on_logged)
         return result
 
@@ -559,9 +594,41 @@ class GenerationService:
             events = self._remote_events(principal, request, admitted, now, on_logged)
         else:
             events = self._stream_events(principal, request, admitted, now, on_logged)
+        if admitted.scanner is not None:
+            admitted.stream_safety = self.safety.stream(admitted.scanner, len(admitted.payloads))
+            events = admitted.stream_safety.wrap(events, StreamPiece)
         if admitted.markers is not None:
             events = _split_stream(events, admitted.markers, admitted.inside)
         return admitted.call_id, admitted.model.ref.name, events
+
+    async def _regenerate(self, admitted: _Admitted, indices: list[int]) -> list[Choice]:
+        """The choices at ``indices`` drawn once more (the safety policy's ``regenerate``),
+        with their own call tags; a seeded call moves its seed, or it would repeat itself."""
+        n = len(admitted.payloads) // len(admitted.encoded.prompts)
+        prompts = [admitted.encoded.prompts[i // n] for i in indices]
+        payloads = [admitted.payloads[i] for i in indices]
+        seed = admitted.params.seed
+        params = replace(admitted.params, seed=None if seed is None else seed + _RESEED)
+        if admitted.pool is None:
+            return await self.batcher.submit(admitted.loaded, SampleJob(prompts, params, payloads))
+        bodies = engine_bodies(
+            admitted.pool,
+            prompts=prompts,
+            params=params,
+            key_id=admitted.loaded.extras["config"].key_id,
+            payloads=payloads,
+        )
+        tokenizer = admitted.loaded.tokenizer
+        return await remote_choices(admitted.pool, self._canary, bodies, tokenizer, params)
+
+    def _load_guard(self, guard: GuardRef) -> Any:
+        """A guard release's check, only once its tier verified against the publisher's
+        signature (the model cache's materialize, as for every served model)."""
+        from gateway.services.safety_guard import GuardCheck
+
+        with session_scope(self.engine) as session:
+            _, ref = resolve_model(session, None, guard.release, _utcnow(), for_use=True)
+        return GuardCheck(self.cache.materialize(ref))
 
     def _bodies(self, admitted: _Admitted) -> list[dict[str, Any]]:
         assert admitted.pool is not None

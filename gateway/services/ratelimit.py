@@ -104,6 +104,11 @@ def detection_limits(user_id: int, *, per_account: int, window_seconds: int) -> 
     return [Limit(bucket_key("detect-user", str(user_id)), per_account, window_seconds)]
 
 
+def moderation_limits(user_id: int, *, per_account: int, window_seconds: int) -> list[Limit]:
+    """``POST /v1/moderations`` calls per account: every input runs the safety checks."""
+    return [Limit(bucket_key("moderate-user", str(user_id)), per_account, window_seconds)]
+
+
 def token_limits(
     address: str,
     account: str | None,

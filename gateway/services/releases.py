@@ -84,11 +84,27 @@ def _verify_statement(session: Session, org_id: int, envelope: bytes) -> Verifie
             "your org has no registered signing key: run `tiergate keys register KEY.pub.pem`"
         )
     try:
-        return verify_release_statement(envelope, keys)
+        verified = verify_release_statement(envelope, keys)
     except LicensingError as exc:
         raise ReleaseRejected(
             f"the release statement does not verify against your org's keys: {exc.message}"
         ) from exc
+    _check_safety_policy(verified.release)
+    return verified
+
+
+def _check_safety_policy(release: ReleaseStatement) -> None:
+    """A signed safety policy this gateway could not enforce (an unknown check) is refused
+    at publish, not discovered at the first call."""
+    if release.safety_policy is None:
+        return
+    from safety.errors import SafetyError
+    from safety.policy import parse_policy
+
+    try:
+        parse_policy(release.safety_policy)
+    except SafetyError as exc:
+        raise ReleaseRejected(f"the signed safety policy is unusable here: {exc.message}") from exc
 
 
 def _check_bundles(verified: VerifiedRelease, bundles: dict[str, bytes]) -> dict[str, str]:

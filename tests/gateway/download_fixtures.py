@@ -54,8 +54,11 @@ class PublishedRelease:
         return self.built.version
 
 
-def sign_release(model: Path, out: Path, repo_id: str, version: str) -> BuiltRelease:
-    """Build and sign a two-tier release of ``model`` (open; optimized int8, gated)."""
+def sign_release(
+    model: Path, out: Path, repo_id: str, version: str, *, safety_policy: object = None
+) -> BuiltRelease:
+    """Build and sign a two-tier release of ``model`` (open; optimized int8, gated), with
+    ``safety_policy`` (a ``safety.policy.SafetyPolicy``) when given."""
     from licensing.keys import PrivateKey
     from licensing.statements import ApprovalPolicy
     from release.build import BuildOptions, build_release
@@ -74,6 +77,7 @@ def sign_release(model: Path, out: Path, repo_id: str, version: str) -> BuiltRel
             # Random-weight models sample token sequences their BPE re-merges: the publisher
             # of such a test model accepts that detection from text is unreliable.
             allow_unreliable_text_detection=True,
+            safety_policy=safety_policy,  # type: ignore[arg-type]
         ),
         now=datetime(2026, 1, 1, tzinfo=UTC),
         show_progress=False,

@@ -27,6 +27,7 @@ from gateway.tools.error_codes import main as error_codes_main
 from gateway.tools.error_codes import render_table
 from licensing.errors import AttestationTooLargeError, LicensingError
 from release.errors import ReleaseError
+from safety.errors import SafetyError
 from watermark.errors import WatermarkError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -37,8 +38,14 @@ def registry() -> dict[str, ErrorCode]:
     return error_registry()
 
 
-def test_roots_are_the_four_parts() -> None:
-    assert error_roots() == (GatewayError, ReleaseError, LicensingError, WatermarkError)
+def test_roots_are_the_five_parts() -> None:
+    assert error_roots() == (
+        GatewayError,
+        ReleaseError,
+        LicensingError,
+        WatermarkError,
+        SafetyError,
+    )
 
 
 def test_error_codes_are_unique_across_the_four_parts(registry: dict[str, ErrorCode]) -> None:
