@@ -273,6 +273,8 @@ def _check_short_values(values: Mapping[str, object], what: str) -> None:
         ok_int = ok_int and abs(value) <= MAX_SAFE_INTEGER  # type: ignore[arg-type]
         if not (ok_int or (isinstance(value, str) and len(value) <= 256)):
             raise _E(f"{what} {key}: value must be a short string or an integer")
+
+
 _OPTIONAL_KEYS = frozenset({"tokenization", "measurements", "safety_policy"})
 # A policy is a few checks and a rule per category: a few KiB at most.
 MAX_SAFETY_POLICY_BYTES = 16 * 1024
