@@ -113,20 +113,26 @@ def prepare(args: argparse.Namespace) -> tuple[Any, Any, list[str], list[str], d
     tokenizer = build_tokenizer(
         train_texts, recipe.vocab, CACHE / f"tokenizer-v{recipe.vocab}-{digest}"
     )
-    train, held = token_stream(train_texts, tokenizer), token_stream(held_out, tokenizer)
-    human = torch.cat([held, train])
-    windows = [
-        str(tokenizer.decode(human[w * LENGTH : (w + 1) * LENGTH].tolist()))
-        for w in range(min(args.null_windows, len(human) // LENGTH))
-    ]
     if args.model == "tests-tiny":
-        return (*tests_model(), held_out, windows, {"steps": 30, "held_out_perplexity": math.nan})
+        model, tiny = tests_model()
+        meta = {"steps": 30, "held_out_perplexity": math.nan}
+        return model, tiny, held_out, human_windows(tiny, texts, args.null_windows), meta
+    train, held = token_stream(train_texts, tokenizer), token_stream(held_out, tokenizer)
     model, meta = train_model(
         recipe, train, held, CACHE / recipe.name(digest), args.train_seconds, tokenizer.eos_token_id
     )
     if not meta.get("complete"):
         raise SystemExit("training not finished (time cap): run again to resume it")
-    return model, tokenizer, held_out, windows, meta
+    return model, tokenizer, held_out, human_windows(tokenizer, texts, args.null_windows), meta
+
+
+def human_windows(tokenizer: Any, texts: list[str], count: int) -> list[str]:
+    """Consecutive 300-token windows of the fortunes, in the model's own tokenizer, as text."""
+    stream = token_stream(texts, tokenizer)
+    return [
+        str(tokenizer.decode(stream[w * LENGTH : (w + 1) * LENGTH].tolist()))
+        for w in range(min(count, len(stream) // LENGTH))
+    ]
 
 
 def tests_model() -> tuple[Any, Any]:
