@@ -1,7 +1,7 @@
 """Content Credentials benchmark: what signing a C2PA manifest adds to a completion.
 
 Run: ``.venv/bin/python bench/c2pa_signing.py`` (default: 300 completions of ~300 tokens of
-text, one choice each, SQLite in a temporary directory, the local CA's ES256 chain).
+text, one choice each, SQLite in a temporary directory, the local CA's Ed25519 signer).
 
 Cases, interleaved completion by completion (in a shuffled order each time) so a load spike
 hits all alike:
@@ -12,7 +12,9 @@ hits all alike:
 - ``log+sign``: the same transaction with the credentials hook of the completion endpoints
   (:meth:`ProvenanceService.issue_in`: build and sign the manifest, insert its store), still
   one commit: what a completion pays now;
-- ``sign``: building and signing one manifest (c2pa-rs: JUMBF, COSE ES256, data hash) only;
+- ``sign``: building and signing one manifest (c2pa-rs: JUMBF, COSE Ed25519, data hash) only;
+- ``sign-es256``: the same with an ECDSA P-256 signer from the same root (what the local CA
+  issued before), for comparison;
 - ``separate``: the hook as it was before issue 18 (:meth:`ProvenanceService.issue_for_call`:
   read the entry back, sign, store in a commit of its own), for comparison.
 
@@ -42,6 +44,7 @@ from gateway.db.timeutil import utcnow
 from gateway.ledger.events import Actor, digest_of, entry_time, record_event
 from gateway.services.generation import GenerationResult
 from gateway.services.provenance import ProvenanceService, manifest_id_for
+from gateway.services.provenance_certs import ROOT_FILE, ROOT_KEY_FILE, load_signing_credentials
 
 WORDS = [
     "the",
@@ -90,6 +93,56 @@ def _fields(call_id: str, payload: int, text: str) -> dict[str, Any]:
     }
 
 
+def _es256_service(keys_dir: Path, engine: Any) -> ProvenanceService:
+    """A service signing with an ECDSA P-256 leaf issued by the local root (ES256)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    root = x509.load_pem_x509_certificate((keys_dir / ROOT_FILE).read_bytes())
+    root_key = serialization.load_pem_private_key((keys_dir / ROOT_KEY_FILE).read_bytes(), None)
+    assert isinstance(root_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = utcnow()
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "bench ES256")]))
+        .issuer_name(root.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, False, False, False, False),
+            critical=True,
+        )
+        .add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
+            critical=False,
+        )
+        .sign(root_key, hashes.SHA256())
+    )
+    chain, key_path = keys_dir / "bench-es256-chain.pem", keys_dir / "bench-es256-key.pem"
+    chain.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    credentials = load_signing_credentials(chain, key_path, keys_dir / ROOT_FILE, now=now)
+    return ProvenanceService(engine, credentials, "https://gateway.example")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--completions", type=int, default=300)
@@ -103,7 +156,9 @@ def main() -> int:
         service = ProvenanceService.for_gateway(
             settings, engine, settings.resolved_keys_dir, now=utcnow()
         )
-        names = ("log", "log+sign", "sign", "separate")
+        es256 = _es256_service(settings.resolved_keys_dir, engine)
+        print(f"signing with {service.credentials.alg} (comparison: {es256.credentials.alg})")
+        names = ("log", "log+sign", "sign", "sign-es256", "separate")
         cases: dict[str, list[float]] = {n: [] for n in names}
         cpu: dict[str, list[float]] = {n: [] for n in names}
 
@@ -135,8 +190,8 @@ def main() -> int:
                     )
                     service.issue_in(session, result, [text])
 
-        def sign_only(i: int, text: str) -> None:
-            manifest = service._manifest(
+        def sign_only(i: int, text: str, signer: ProvenanceService) -> None:
+            manifest = signer._manifest(
                 manifest_id=manifest_id_for(f"bench-sign-{i}", 0),
                 call_id=f"bench-sign-{i}",
                 choice_index=0,
@@ -148,7 +203,7 @@ def main() -> int:
                 text_sha256="0" * 64,
                 logged_at="2026-12-02T00:00:00.000000Z",
             )
-            service.sign_text(manifest, text)
+            signer.sign_text(manifest, text)
 
         def separate(i: int, text: str) -> None:
             service.issue_for_call(
@@ -165,7 +220,8 @@ def main() -> int:
             runs: dict[str, Callable[[], None]] = {
                 "log": partial(log_call, i, text, False),
                 "log+sign": partial(log_call, i, text, True),
-                "sign": partial(sign_only, i, text),
+                "sign": partial(sign_only, i, text, service),
+                "sign-es256": partial(sign_only, i, text, es256),
                 "separate": partial(separate, i, text),
             }
             order = list(runs)
@@ -182,7 +238,7 @@ def main() -> int:
     for clock, measured in (("wall", cases), ("cpu", cpu)):
         for name, samples in measured.items():
             p50, p95 = _quantiles(samples)
-            print(f"{clock:>4} {name:>9}: p50 {p50:6.2f} ms   p95 {p95:6.2f} ms")
+            print(f"{clock:>4} {name:>10}: p50 {p50:6.2f} ms   p95 {p95:6.2f} ms")
         for name, base in (("log+sign", "log"), ("separate", "log")):
             added = [b - a for a, b in zip(measured[base], measured[name], strict=True)]
             p50, p95 = _quantiles(added)

@@ -9,7 +9,10 @@ encodes ``hello``). This module measures both (:func:`measure_roundtrip`, used a
 time) and builds the small, fixed set of re-tokenizations a detector scores
 (:func:`candidate_tokenizations`): each is a function of the text and the tokenizer alone,
 never of the watermark key, so a Bonferroni correction over the candidates keeps the
-p-value valid. :func:`assess_text` reports when a text's tokenization looks foreign.
+p-value valid. Two of them read the text as it was likely before a paste changed it (typographic
+quotes and odd spaces back to ASCII; line breaks back to spaces): character-for-character
+substitutions, so their offsets still point into the posted text. :func:`assess_text`
+reports when a text's tokenization looks foreign.
 
 Tokenizers are duck-typed (``encode``/``decode`` of ``transformers``; the fast backend when
 present), so this module imports neither ``transformers`` nor ``tokenizers``.
@@ -27,8 +30,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 __all__ = [
+    "ASCII_PUNCTUATION",
     "PLAIN",
     "RELIABLE_TOKEN_RATE",
+    "UNWRAPPED",
     "CandidateTokenization",
     "RoundTrip",
     "TextTrust",
@@ -45,6 +50,23 @@ __all__ = [
 # evidence: 1.5x at 0.9, 4.2x at 0.7. 1.5x is the most we accept without the publisher's word.
 RELIABLE_TOKEN_RATE = 0.9
 PLAIN = "plain"
+ASCII_PUNCTUATION = "ascii-punctuation"
+UNWRAPPED = "unwrapped"
+# What editors, chat apps and word processors substitute when text is pasted, mapped back
+# one character to one character (so offsets keep pointing into the posted text): "smart"
+# quotes and primes, and the no-break / thin / ideographic spaces some apps insert for ' '.
+_PASTED_PUNCTUATION = str.maketrans(
+    {
+        **dict.fromkeys("\u2018\u2019\u201a\u201b\u2032", "'"),
+        **dict.fromkeys("\u201c\u201d\u201e\u201f\u2033", '"'),
+        **dict.fromkeys("\u00a0\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007"
+                        "\u2008\u2009\u200a\u202f\u205f\u3000", " "),
+    }
+)  # fmt: skip
+# Line wrapping and whitespace collapsing replace spaces by line breaks or the reverse; the
+# original line breaks are lost either way, but reading every break as the space it most
+# often was restores the tokens around each wrap point.
+_BREAKS_TO_SPACES = str.maketrans(dict.fromkeys("\n\r\t\v\f\u2028\u2029", " "))
 _MAX_PIECE_CHARS = 48
 _BYTE_PIECE = re.compile(r"^<0x[0-9A-Fa-f]{2}>$")
 
@@ -217,24 +239,41 @@ def _pieces(tokenizer: Any, text: str) -> CandidateTokenization | None:
     return CandidateTokenization("pieces", tuple(ids), tuple(offsets))
 
 
+def _pasted(tokenizer: Any, text: str) -> list[tuple[str, CandidateTokenization]]:
+    """Plain encodings of the text as it likely was before a paste changed it, each with the
+    text it must spell: ASCII quotes and spaces, then also every line break as a space."""
+    out: list[tuple[str, CandidateTokenization]] = []
+    ascii_text = text.translate(_PASTED_PUNCTUATION)
+    unwrapped = ascii_text.translate(_BREAKS_TO_SPACES)
+    for name, changed in ((ASCII_PUNCTUATION, ascii_text), (UNWRAPPED, unwrapped)):
+        if changed != text and not any(changed == seen for seen, _ in out):
+            read = _plain(tokenizer, changed)
+            out.append((changed, CandidateTokenization(name, read.ids, read.offsets)))
+    return out
+
+
 def candidate_tokenizations(
     tokenizer: Any, text: str, *, plain: CandidateTokenization | None = None
 ) -> list[CandidateTokenization]:
     """The distinct re-tokenizations of ``text`` a detector scores, the plain one first.
 
     Only the plain encoding is kept unconditionally; the others must decode back to exactly
-    ``text`` (a candidate that spells another text is not a reading of this one). The set
-    depends on the text and the tokenizer only, so scoring all of them and keeping the best
-    is corrected for by multiplying by ``len(result)`` (Bonferroni).
+    the text they read (``text`` itself, or for the pasted readings its character-for-character
+    de-pasted form): a candidate that spells another text is not a reading of this one. The
+    set depends on the text and the tokenizer only, so scoring all of them and keeping the
+    best is corrected for by multiplying by ``len(result)`` (Bonferroni).
     """
     out = [plain if plain is not None else _plain(tokenizer, text)]
-    for make in (_unnormalized, _pieces):
-        candidate = make(tokenizer, text)
+    readings: list[tuple[str, CandidateTokenization | None]] = [
+        (text, make(tokenizer, text)) for make in (_unnormalized, _pieces)
+    ]
+    readings += list(_pasted(tokenizer, text))
+    for spelled, candidate in readings:
         if candidate is None or not candidate.ids:
             continue
         if any(candidate.ids == seen.ids for seen in out):
             continue
-        if _decode(tokenizer, candidate.ids) != text:
+        if _decode(tokenizer, candidate.ids) != spelled:
             continue
         out.append(candidate)
     return out

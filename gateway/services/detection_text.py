@@ -23,10 +23,12 @@ from gateway.ledger.events import digest_of
 from gateway.schemas.openai import PublishedRoundTrip, TokenizationReport, TokenizationTrust
 from gateway.services.text_detectability import tokenization_record
 from watermark.text_detection import TextReading
+from watermark.tokenization import ASCII_PUNCTUATION, UNWRAPPED
 
 __all__ = ["PublishedModel", "judge_tokenization", "logged_output_matches"]
 
 TOKEN_IDS = "token_ids"  # noqa: S105 (an input kind, not a secret)
+PASTED_READINGS = (ASCII_PUNCTUATION, UNWRAPPED)
 
 
 @dataclass(frozen=True)
@@ -88,7 +90,12 @@ def judge_tokenization(
             f"the text was read {count} ways ({', '.join(reading.names)}); the p-value is "
             f"corrected for all {count} (Bonferroni)"
         )
-    if scored_with is not None and scored_with != reading.names[0]:
+    if scored_with in PASTED_READINGS:
+        notes.append(
+            f"the evidence comes from the {scored_with!r} reading: the text as it likely was "
+            "before pasting changed it (typographic quotes or line breaks)"
+        )
+    elif scored_with is not None and scored_with != reading.names[0]:
         notes.append(
             f"the evidence comes from the {scored_with!r} tokenization: the tokenizer's own "
             "encoding of this text differs from what the model sampled"

@@ -143,8 +143,9 @@ class ProvenanceService:
         self.engine = engine
         self.credentials = credentials
         self.base_url = base_url.rstrip("/")
+        alg = getattr(c2pa.C2paSigningAlg, credentials.alg.upper())
         self._signer_info = c2pa.C2paSignerInfo(
-            c2pa.C2paSigningAlg.ES256, credentials.chain_pem, credentials.key_pem, None
+            alg, credentials.chain_pem, credentials.key_pem, None
         )
         # A c2pa Signer (parsed chain and key) and Context are reusable across signatures;
         # one pair per thread, so concurrent signing never waits on another thread's native

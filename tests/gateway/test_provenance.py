@@ -35,6 +35,8 @@ from gateway.services.provenance import (
     verify_text_credential,
 )
 from gateway.services.provenance_certs import (
+    ED25519,
+    ES256,
     C2paCertificateInvalid,
     ensure_local_ca,
     load_signing_credentials,
@@ -62,6 +64,7 @@ def _write_chain(
     not_after: dt.timedelta = dt.timedelta(days=30),
     eku: bool = True,
     leaf_is_ca: bool = False,
+    key_ids: bool = False,
 ) -> tuple[Path, Path, Path]:
     """A root and a signing certificate made by hand, to break one rule at a time."""
     now = utcnow()
@@ -93,6 +96,13 @@ def _write_chain(
     if eku:
         builder = builder.add_extension(
             x509.ExtendedKeyUsage([ExtendedKeyUsageOID.EMAIL_PROTECTION]), critical=False
+        )
+    if key_ids:  # what c2pa-rs needs to sign with it (the refusal tests never get there)
+        builder = builder.add_extension(
+            x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False
+        ).add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(root_key.public_key()),
+            critical=False,
         )
     leaf = builder.sign(root_key, hashes.SHA256())
     directory.mkdir(parents=True, exist_ok=True)
@@ -171,6 +181,49 @@ def test_a_key_that_is_not_the_certificates_is_refused(tmp_path: Path) -> None:
     _, other_key, _ = _write_chain(tmp_path / "b")
     with pytest.raises(C2paCertificateInvalid, match="does not match"):
         load_signing_credentials(chain, other_key, root, now=utcnow())
+
+
+def test_a_signing_key_of_another_algorithm_is_refused(tmp_path: Path) -> None:
+    chain, key, root = _write_chain(tmp_path)
+    key.write_bytes(
+        ec.generate_private_key(ec.SECP384R1()).private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    with pytest.raises(C2paCertificateInvalid, match="Ed25519 key or an ECDSA P-256"):
+        load_signing_credentials(chain, key, root, now=utcnow())
+
+
+def test_the_local_ca_signs_with_ed25519_and_replaces_an_older_ecdsa_signer(
+    tmp_path: Path,
+) -> None:
+    """Issue 18 (signing cost): c2pa-rs signs faster with Ed25519; a local signer made before
+    (ECDSA P-256) is re-issued once from the same root."""
+    chain, key, root = ensure_local_ca(tmp_path, utcnow())
+    assert load_signing_credentials(chain, key, root, now=utcnow()).alg == ED25519
+    old_chain, old_key, _ = _write_chain(tmp_path / "old")
+    chain.write_bytes(old_chain.read_bytes())
+    key.write_bytes(old_key.read_bytes())
+    ensure_local_ca(tmp_path, utcnow())
+    assert load_signing_credentials(chain, key, root, now=utcnow()).alg == ED25519
+
+
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_a_configured_es256_chain_still_signs_credentials_readers_trust(
+    tmp_path: Path, engine: Engine
+) -> None:
+    credentials = load_signing_credentials(*_write_chain(tmp_path, key_ids=True), now=utcnow())
+    assert credentials.alg == ES256
+    service = ProvenanceService(engine, credentials, "https://gateway.example")
+    (credential,) = service._sign_choices(
+        call_id="cmpl-es256", log_index=0, model="acme/tiny@1.0.0:open",
+        key_id="0123456789abcdef", payloads=[5], texts=[TEXT], release_digest=None,
+        logged_at=None,
+    )  # fmt: skip
+    checked = verify_text_credential(credential.store, TEXT, trust_anchor=credentials.root_pem)
+    assert checked.state == "Trusted"
 
 
 def test_the_chain_settings_go_together(tmp_path: Path) -> None:

@@ -17,7 +17,9 @@ from watermark.detector import detect, detect_text
 from watermark.keys import WatermarkKey
 from watermark.text_detection import detect_text_robust
 from watermark.tokenization import (
+    ASCII_PUNCTUATION,
     PLAIN,
+    UNWRAPPED,
     assess_text,
     candidate_tokenizations,
     measure_roundtrip,
@@ -153,3 +155,70 @@ def test_unwatermarked_text_stays_unwatermarked(lowercasing: Any, key: Watermark
     found = detect_text_robust(lowercasing.decode(ids), lowercasing, config, key)
     assert not found.result.watermarked
     assert found.result.p_value > 1e-3
+
+
+def test_pasted_readings_spell_the_depasted_text_with_offsets_into_the_posted_one(
+    bpe: Any,
+) -> None:
+    posted = "\u201cThe gateway\u2019s log\u201d\nis\u00a0signed."
+    candidates = {c.name: c for c in candidate_tokenizations(bpe, posted)}
+    ascii_text = '"The gateway\'s log"\nis signed.'
+    assert bpe.decode(list(candidates[ASCII_PUNCTUATION].ids)) == ascii_text
+    assert bpe.decode(list(candidates[UNWRAPPED].ids)) == ascii_text.replace("\n", " ")
+    # Character-for-character substitutions: the offsets cover the posted text as it is.
+    offsets = candidates[UNWRAPPED].offsets
+    assert offsets is not None
+    assert offsets[0][0] == 0
+    assert offsets[-1][1] == len(posted)
+    # Text no paste touched gets no pasted reading.
+    plain = "the release gateway keeps open weights free"
+    names = [c.name for c in candidate_tokenizations(bpe, plain)]
+    assert names[0] == PLAIN
+    assert ASCII_PUNCTUATION not in names
+
+
+def _watermarked_words(bpe: Any, config: WatermarkConfig, key: WatermarkKey) -> list[int]:
+    """300 watermarked tokens drawn (seeded) from words, quotes and line breaks: text that
+    pasting changes."""
+    import re
+
+    import torch
+
+    from watermark.processor import GreenListProcessor
+
+    allowed = [
+        i
+        for i in range(len(bpe))
+        if re.fullmatch(r" [a-z]{2,}", bpe.decode([i])) or bpe.decode([i]) in ("\n", '"', "'")
+    ]
+    generator = torch.Generator().manual_seed(18)
+    processor = GreenListProcessor(config, key)
+    bias = torch.full((config.vocab_size,), -30.0)
+    bias[allowed] = 0.0
+    ids = torch.tensor([[allowed[0]]])
+    for _ in range(300):
+        scores = processor(ids, torch.randn(1, config.vocab_size, generator=generator) * 2 + bias)
+        nxt = torch.multinomial(torch.softmax(scores, dim=-1), 1, generator=generator)
+        ids = torch.cat([ids, nxt], dim=1)
+    return [int(i) for i in ids[0, 1:].tolist()]
+
+
+def test_regression_pasted_text_is_read_as_it_was_before_the_paste(
+    bpe: Any, key: WatermarkKey
+) -> None:
+    """Issue 18: smart quotes and line wrapping cost resolution by content most of its
+    misses; the detector now also reads the text with ASCII quotes and line breaks as spaces."""
+    import textwrap
+
+    config = config_for(bpe, key)
+    text = bpe.decode(_watermarked_words(bpe, config, key))
+    assert "\n" in text
+    assert '"' in text
+    curly = text.replace('"', "\u201d").replace("'", "\u2019")
+    wrapped = textwrap.fill(text, 40)
+    for pasted, reading in ((curly, ASCII_PUNCTUATION), (wrapped, UNWRAPPED)):
+        old = detect_text(pasted, bpe, config, key)
+        found = detect_text_robust(pasted, bpe, config, key)
+        assert found.tokenization == reading
+        # Corrected for every reading tried, still far stronger than the plain one.
+        assert found.result.log10_p_value < old.log10_p_value - 5
