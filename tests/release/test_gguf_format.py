@@ -11,6 +11,7 @@ import json
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,26 +64,30 @@ def test_gguf_loads_in_transformers_with_its_own_tokenizer(
     assert top1_agreement(reference, loaded) >= min_agreement
 
 
+def _copy_editing(model: Path, dest: Path, name: str, **changes: Any) -> dict[str, Any]:
+    """A copy of ``model`` at ``dest`` whose JSON file ``name`` has ``changes``; that document."""
+    shutil.copytree(model, dest)
+    doc: dict[str, Any] = json.loads((dest / name).read_text())
+    doc.update(changes)
+    (dest / name).write_text(json.dumps(doc))
+    return doc
+
+
 def test_gguf_embeds_the_chat_template(tiny_llama: Path, tmp_path: Path) -> None:
     import gguf
 
     source = tmp_path / "src"
-    shutil.copytree(tiny_llama, source)
-    config = json.loads((source / "tokenizer_config.json").read_text())
-    config["chat_template"] = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
-    (source / "tokenizer_config.json").write_text(json.dumps(config))
+    template = "{% for m in messages %}{{ m['content'] }}{% endfor %}"
+    config = _copy_editing(tiny_llama, source, "tokenizer_config.json", chat_template=template)
     tier = write_gguf_tier(source, tmp_path / "g", show_progress=False)
     fields = gguf.GGUFReader(str(tmp_path / "g" / tier.weight_files[0])).fields
-    template = bytes(fields["tokenizer.chat_template"].parts[-1]).decode()
-    assert template == config["chat_template"]
+    embedded = bytes(fields["tokenizer.chat_template"].parts[-1]).decode()
+    assert embedded == config["chat_template"] == template
 
 
 def test_gguf_refuses_an_unsupported_architecture(tiny_llama: Path, tmp_path: Path) -> None:
     source = tmp_path / "src"
-    shutil.copytree(tiny_llama, source)
-    config = json.loads((source / "config.json").read_text())
-    config["model_type"] = "mistral"
-    (source / "config.json").write_text(json.dumps(config))
+    _copy_editing(tiny_llama, source, "config.json", model_type="mistral")
     with pytest.raises(UnsupportedArchitectureError, match=r"gguf-q8_0 \(llama.cpp"):
         write_gguf_tier(source, tmp_path / "g")
     assert not (tmp_path / "g").exists()
