@@ -36,8 +36,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from lm_sampling import Marking, oracle, ppl, ppl_ratio, sample  # noqa: E402
 from vllm_watermark_cost import _server  # noqa: E402
-from watermark_eval_lm import Marking, oracle, ppl, ppl_ratio, sample  # noqa: E402
 
 PROMPT = 8
 
