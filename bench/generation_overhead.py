@@ -80,8 +80,11 @@ def build(root: Path, hidden_size: int = 128, num_layers: int = 4) -> Path:
     return out
 
 
-def start_server(data_dir: Path, threads: int | None = None) -> tuple[str, subprocess.Popen[bytes]]:
-    """The gateway in its own process, as deployed (the HTTP client here shares no GIL)."""
+def start_server(
+    data_dir: Path, threads: int | None = None, extra: dict[str, int] | None = None
+) -> tuple[str, subprocess.Popen[bytes]]:
+    """The gateway in its own process, as deployed (the HTTP client here shares no GIL);
+    ``extra`` settings (numbers) on top of the generous generation budgets."""
     import httpx
 
     from tests.conftest import free_port
@@ -92,7 +95,9 @@ def start_server(data_dir: Path, threads: int | None = None) -> tuple[str, subpr
         "from gateway.app import create_app\n"
         "from gateway.config import Settings\n"
         f"s = Settings(data_dir={str(data_dir)!r}, log_level='warning', "
-        "generation_tokens_per_minute=10**9, rate_limit_tokens_per_account=10**6)\n"
+        "generation_tokens_per_minute=10**9, rate_limit_tokens_per_account=10**6"
+        + "".join(f", {name}={value!r}" for name, value in (extra or {}).items())
+        + ")\n"
         f"uvicorn.run(create_app(s), host='127.0.0.1', port={port}, log_config=None, "
         "access_log=False)\n"
     )

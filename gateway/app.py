@@ -40,6 +40,7 @@ from gateway.routes import metrics as metrics_routes
 from gateway.routes import openai as openai_routes
 from gateway.routes import provenance as provenance_routes
 from gateway.routes import publisher_policy as publisher_policy_routes
+from gateway.routes import reasoning as reasoning_routes
 from gateway.routes import reports as report_routes
 from gateway.routes import watermark_keys as watermark_key_routes
 from gateway.services.detection import DetectionRuntime
@@ -174,6 +175,7 @@ def create_app(
     app.include_router(provenance_routes.router)
     app.include_router(report_routes.router)
     app.include_router(publisher_policy_routes.router)
+    app.include_router(reasoning_routes.router)
     app.include_router(discussion_routes.router)
     app.include_router(provenance_routes.well_known)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.
