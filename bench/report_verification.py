@@ -166,6 +166,20 @@ def file_reports(url: str, token: str, quotes: list[str]) -> list[dict[str, Any]
         return list(pool.map(one, quotes))
 
 
+def _print_row(name: str, checks: list[dict[str, Any]]) -> None:
+    hits = [c for c in checks if c["status"] == "verified"]
+    low, high = wilson(len(hits), len(checks))
+    methods: dict[str, int] = {}
+    for c in hits:
+        methods[c["method"]] = methods.get(c["method"], 0) + 1
+    rate = len(hits) / len(checks) if checks else float("nan")
+    print(
+        f"{name:<34} {len(checks):>5} {len(hits):>8} {rate:>7.4f}  "
+        f"[{low:.4f}, {high:.4f}]  {methods or '-'}",
+        flush=True,
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--calls", type=int, default=40, help="logged calls per model")
@@ -211,10 +225,13 @@ def main() -> None:
         }
         phases["generate"] = time.perf_counter() - started - phases["build"]
         results = {}
+        print(f"built in {phases['build']:.0f} s, generated in {phases['generate']:.0f} s")
+        print(f"{'class':<34} {'n':>5} {'verified':>8} {'rate':>7}  {'Wilson 95%':>17}  methods")
         for name, quotes in classes.items():
             begun = time.perf_counter()
             results[name] = file_reports(url, dev, quotes)
             phases[name] = time.perf_counter() - begun
+            _print_row(name, results[name])
     finally:
         server.terminate()
         server.wait(30)
@@ -225,18 +242,6 @@ def main() -> None:
         f"{foreign_short} other key; {time.perf_counter() - started:.0f} s in all"
     )
     print("seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in phases.items()))
-    print(f"{'class':<34} {'n':>5} {'verified':>8} {'rate':>7}  {'Wilson 95%':>17}  methods")
-    for name, checks in results.items():
-        hits = [c for c in checks if c["status"] == "verified"]
-        low, high = wilson(len(hits), len(checks))
-        methods: dict[str, int] = {}
-        for c in hits:
-            methods[c["method"]] = methods.get(c["method"], 0) + 1
-        rate = len(hits) / len(checks) if checks else float("nan")
-        print(
-            f"{name:<34} {len(checks):>5} {len(hits):>8} {rate:>7.4f}  "
-            f"[{low:.4f}, {high:.4f}]  {methods or '-'}"
-        )
 
 
 if __name__ == "__main__":
