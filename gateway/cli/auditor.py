@@ -18,8 +18,10 @@ from typing import Any
 
 import click
 
+from gateway.cli._audit import AuditFailed
+from gateway.cli._audit import read_bounded as _read_bounded
+from gateway.cli._audit import verifier_of as _verifier
 from gateway.cli._client import api_client, call, gateway_options
-from gateway.cli.log import AuditFailed, _ok, _read_bounded, _verifier
 
 __all__ = ["group"]
 
@@ -74,6 +76,10 @@ def disclose(call_id: str, out: Path, gateway: str, token: str | None) -> None:
         )
     out.write_text(json.dumps(body, indent=2) + "\n", encoding="utf-8")
     click.echo(f"disclosure of call {call_id} logged as entry {body['disclosure_log_index']}")
+
+
+def _ok(message: str) -> None:
+    click.echo(f"ok: {message}")
 
 
 def _private_key(path: Path) -> bytes:

@@ -4,18 +4,26 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.ledger.integrate import pending_entries
 from gateway.ledger.reads import current_checkpoint, receipt_for
+from gateway.ledger.runtime import LedgerRuntime
 from gateway.problems import problem_responses
-from gateway.routes.log import LedgerDep
 from gateway.services.sealed_reasoning import disclose_traces
 
 router = APIRouter(prefix="/api/calls", tags=["log"], responses=problem_responses(401, 503))
 Publisher = Annotated[Principal, Depends(require_scope("publish"))]
+
+
+def _ledger(request: Request) -> LedgerRuntime:
+    runtime: LedgerRuntime = request.app.state.ledger
+    return runtime
+
+
+LedgerDep = Annotated[LedgerRuntime, Depends(_ledger)]
 CallId = Annotated[str, Path(min_length=1, max_length=40)]
 
 
