@@ -81,11 +81,17 @@ def build(root: Path, hidden_size: int = 128, num_layers: int = 4) -> Path:
 
 
 def start_server(
-    data_dir: Path, threads: int | None = None, settings: str = ""
+    data_dir: Path,
+    threads: int | None = None,
+    settings: str = "",
+    extra: dict[str, int] | None = None,
 ) -> tuple[str, subprocess.Popen[bytes]]:
     """The gateway in its own process, as deployed (the HTTP client here shares no GIL).
 
-    ``settings``: more ``Settings`` keyword arguments, as Python source (``"a=1, b=2"``)."""
+    ``settings``: more ``Settings`` keyword arguments, as Python source (``"a=1, b=2"``);
+    ``extra``: more numeric settings, by name."""
+    if extra:
+        settings = ", ".join([settings, *(f"{k}={v!r}" for k, v in extra.items())]).strip(", ")
     import httpx
 
     from tests.conftest import free_port

@@ -41,6 +41,8 @@ from gateway.routes import metrics as metrics_routes
 from gateway.routes import moderations as moderation_routes
 from gateway.routes import openai as openai_routes
 from gateway.routes import provenance as provenance_routes
+from gateway.routes import publisher_policy as publisher_policy_routes
+from gateway.routes import reasoning as reasoning_routes
 from gateway.routes import reports as report_routes
 from gateway.routes import watermark_keys as watermark_key_routes
 from gateway.services.detection import DetectionRuntime
@@ -176,6 +178,8 @@ def create_app(
     app.include_router(provenance_routes.router)
     app.include_router(report_routes.router)
     app.include_router(evaluation_routes.router)
+    app.include_router(publisher_policy_routes.router)
+    app.include_router(reasoning_routes.router)
     app.include_router(discussion_routes.router)
     app.include_router(provenance_routes.well_known)
     # Web pages (HTML, `/`, `/models/...`, `/static/...`); also renders page errors as HTML.

@@ -183,6 +183,10 @@ class Settings(BaseSettings):
     rate_limit_detections_per_account: int = Field(default=120, ge=1)
     # POST /v1/moderations calls per account per rate_limit_window_seconds (checks are CPU).
     rate_limit_moderations_per_account: int = Field(default=120, ge=1)
+    # Flaw reports and their comments (API, Hub discussion routes, web form): report spam.
+    rate_limit_reports_per_account: int = Field(default=20, ge=1)
+    rate_limit_reports_per_address: int = Field(default=60, ge=1)
+    rate_limit_reports_window_seconds: int = Field(default=3600, ge=1)
     # C2PA Content Credentials (docs/provenance.md): the gateway signs a manifest per choice.
     c2pa_cert_chain: Path | None = Field(
         default=None,

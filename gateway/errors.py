@@ -26,6 +26,11 @@ Exception tree (this module's classes; services add subclasses next to their rul
     +-- ConfigurationError             500 configuration_error (data dir not writable, ...)
         +-- DuplicateErrorCode         500 duplicate_error_code (two classes share a code)
 
+Subclasses in the services include (issue 19, reports and publisher policy)::
+
+    ValidationFailed  422 disclosure_window_invalid, auditor_key_invalid, report_link_invalid
+    Conflict          409 report_link_exists
+
 ``docs/errors.md`` lists every code of the project (``python -m gateway.tools.error_codes``).
 """
 

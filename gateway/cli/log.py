@@ -10,6 +10,10 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from gateway.cli._audit import AuditFailed
+from gateway.cli._audit import read_bounded as _read_bounded
+from gateway.cli._audit import verifier_of as _verifier
+
 if TYPE_CHECKING:
     import httpx
 
@@ -17,39 +21,7 @@ if TYPE_CHECKING:
     from licensing.tlog.cosignature import CosignatureVerifier
     from licensing.tlog.note import Verifier
 
-_MAX_FILE_BYTES = 4 * 1024 * 1024
 _PAGE = 1000
-
-
-class AuditFailed(click.ClickException):
-    """A check failed: printed as one line, exit status 1."""
-
-    exit_code = 1
-
-    def format_message(self) -> str:
-        return f"FAIL: {self.message}"
-
-
-def _read_bounded(path: Path, what: str) -> bytes:
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(_MAX_FILE_BYTES + 1)
-    except OSError as exc:
-        # A path the user typed: their mistake, said plainly (not an internal error).
-        raise click.FileError(str(path), hint=exc.strerror or str(exc)) from None
-    if len(data) > _MAX_FILE_BYTES:
-        raise click.UsageError(f"{what} {path} is larger than {_MAX_FILE_BYTES} bytes")
-    return data
-
-
-def _verifier(vkey: str) -> Verifier:
-    from licensing.errors import TransparencyLogError
-    from licensing.tlog.note import Verifier
-
-    try:
-        return Verifier.from_vkey(vkey.strip())
-    except TransparencyLogError as exc:
-        raise click.BadParameter(f"not a note verifier key: {exc}") from None
 
 
 def _b64(text: str, what: str) -> bytes:

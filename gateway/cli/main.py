@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "watermark": ("gateway.cli.watermark", "group", "Detect watermarks in text."),
     "log": ("gateway.cli.log", "group", "Read and audit the transparency log."),
     "report": ("gateway.cli.report", "group", "Report flaws and bias; verified against the log."),
+    "auditor": ("gateway.cli.auditor", "group", "Auditor keys; open sealed reasoning traces."),
     "engine": ("gateway.cli.engine", "group", "Serve a verified release tier on vLLM."),
     "eval": ("gateway.cli.eval", "group", "Run and verify evaluations as logged evidence."),
     "provenance": (

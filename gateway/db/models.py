@@ -533,3 +533,61 @@ class EvaluationAttestation(SQLModel, table=True):
     status: str = Field(sa_column=Column(String(16), nullable=False))
     log_index: int = Field(sa_column=Column(BigInteger, nullable=False))
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class PublisherPolicy(SQLModel, table=True):
+    """An org's choices as a publisher that are not part of any one release: how long its
+    reports stay private, and the auditor key its models' reasoning traces are sealed to."""
+
+    __tablename__ = "publisher_policies"
+
+    org_id: int = Field(foreign_key="orgs.id", primary_key=True)
+    report_disclosure_days: int = Field(nullable=False)
+    # Raw X25519 public key, hex; None keeps no trace (only its digest is logged).
+    auditor_key: str | None = Field(default=None, sa_column=Column(String(64), nullable=True))
+    auditor_key_id: str | None = Field(default=None, sa_column=Column(String(16), nullable=True))
+    updated_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ReportLink(SQLModel, table=True):
+    """A report linked by the model's org to a yank or to a new version (a logged event)."""
+
+    __tablename__ = "report_links"
+    __table_args__ = (UniqueConstraint("report_id", "kind", "version", name="uq_report_link"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="flaw_reports.id", index=True)
+    kind: str = Field(sa_column=Column(String(16), nullable=False))  # "yank" or "version"
+    version: str = Field(sa_column=Column(String(64), nullable=False))
+    log_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class ReportComment(SQLModel, table=True):
+    """A comment on a report (Hub discussion comments); logged by digest, shown like the report."""
+
+    __tablename__ = "report_comments"
+
+    id: int | None = Field(default=None, primary_key=True)
+    report_id: int = Field(foreign_key="flaw_reports.id", index=True)
+    author_id: int = Field(foreign_key="users.id")
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    log_index: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
+class SealedReasoning(SQLModel, table=True):
+    """A choice's reasoning trace sealed to the publisher's auditor key (HPKE, RFC 9180); the
+    gateway cannot read it back. The call's log entry holds the sealed bytes' digest."""
+
+    __tablename__ = "sealed_reasoning"
+    __table_args__ = (UniqueConstraint("call_id", "choice_index", name="uq_sealed_choice"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    call_id: str = Field(sa_column=Column(String(40), nullable=False, index=True))
+    choice_index: int = Field(nullable=False)
+    org_id: int = Field(foreign_key="orgs.id", index=True)
+    log_index: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
+    key_id: str = Field(sa_column=Column(String(16), nullable=False))
+    sealed: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())

@@ -1,7 +1,8 @@
 """Hugging Face Hub compatible discussion routes: a discussion is a flaw or bias report.
 
 `HfApi(endpoint=GATEWAY).create_discussion(repo_id, title, description=...)`,
-`get_repo_discussions(repo_id)` and `get_discussion_details(repo_id, num)` work unchanged;
+`get_repo_discussions(repo_id)`, `get_discussion_details(repo_id, num)` and
+`comment_discussion(repo_id, num, comment)` work unchanged;
 the mapping (title prefix -> category, fenced block -> quoted output) is
 :mod:`gateway.services.discussions`.
 """
@@ -18,6 +19,7 @@ from gateway.deps import NowDep, OptionalPrincipal, RowId, SessionDep, require_s
 from gateway.problems import problem_responses
 from gateway.services import discussions
 from gateway.services.detection import DetectionRuntime
+from gateway.services.reports import ReportLimits
 
 router = APIRouter(tags=["hub"], responses=problem_responses(401, 404, 503))
 Reader = Annotated[Principal, Depends(require_scope("read"))]
@@ -40,12 +42,21 @@ def _runtime(request: Request) -> DetectionRuntime:
     return runtime
 
 
+def _limits(request: Request) -> ReportLimits:
+    return ReportLimits.from_settings(request.app.state.gateway.settings)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
+
+
 @router.post(
     PREFIX,
     summary="Hub: open a discussion, filed as a report verified against the log.",
     responses=problem_responses(403, 409, 413, 422, 429),
 )
 def create(
+    request: Request,
     org: str,
     name: str,
     body: DiscussionCreate,
@@ -62,6 +73,8 @@ def create(
         title=body.title,
         description=body.description,
         pull_request=body.pull_request,
+        limits=_limits(request),
+        client_address=_address(request),
         now=now,
     )
 
@@ -101,16 +114,51 @@ def details(
     return discussions.discussion_details(session, principal, f"{org}/{name}", num, now)
 
 
+class DiscussionComment(BaseModel):
+    """The body `HfApi.comment_discussion` posts (its length is the service's rule: 413)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    comment: str
+
+
+@router.post(
+    PREFIX + "/{num}/comment",
+    summary="Hub: comment on a discussion (a report comment, logged by digest).",
+    responses=problem_responses(413, 422, 429),
+)
+def comment(
+    request: Request,
+    org: str,
+    name: str,
+    num: RowId,
+    body: DiscussionComment,
+    principal: Reader,
+    session: SessionDep,
+    now: NowDep,
+) -> dict[str, Any]:
+    return discussions.comment_discussion(
+        session,
+        principal,
+        f"{org}/{name}",
+        num,
+        comment=body.comment,
+        limits=_limits(request),
+        client_address=_address(request),
+        now=now,
+    )
+
+
 @router.post(
     PREFIX + "/{num}/{action}",
-    summary="Hub: comments, status and title changes are refused (a report has a lifecycle).",
+    summary="Hub: status and title changes are refused (a report has a lifecycle).",
     responses=problem_responses(400),
 )
 def refuse(
     org: str,
     name: str,
     num: RowId,
-    action: Literal["comment", "status", "title", "merge"],
+    action: Literal["status", "title", "merge"],
     principal: Reader,
     session: SessionDep,
     now: NowDep,

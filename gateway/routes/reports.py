@@ -1,4 +1,5 @@
-"""Flaw and bias reports: submit (`POST /api/reports`), read, list per model, move along."""
+"""Flaw and bias reports: submit (`POST /api/reports`), read, list per model, move along,
+link to a yank or a new version, comment."""
 
 from __future__ import annotations
 
@@ -9,8 +10,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, OptionalPrincipal, RowId, SessionDep, require_scope
 from gateway.problems import problem_responses
-from gateway.schemas.reports import ReportCreate, ReportPublic, ReportStep
-from gateway.services import reports
+from gateway.schemas.reports import (
+    ReportCommentCreate,
+    ReportCreate,
+    ReportLinkCreate,
+    ReportPublic,
+    ReportStep,
+)
+from gateway.services import report_avid, report_lifecycle, reports
 from gateway.services.detection import DetectionRuntime
 
 router = APIRouter(prefix="/api/reports", tags=["reports"], responses=problem_responses(401, 503))
@@ -21,6 +28,14 @@ Publisher = Annotated[Principal, Depends(require_scope("publish"))]
 def _runtime(request: Request) -> DetectionRuntime:
     runtime: DetectionRuntime = request.app.state.detection
     return runtime
+
+
+def _limits(request: Request) -> reports.ReportLimits:
+    return reports.ReportLimits.from_settings(request.app.state.gateway.settings)
+
+
+def _address(request: Request) -> str:
+    return request.client.host if request.client else "unknown"
 
 
 def _public(view: reports.ReportView) -> ReportPublic:
@@ -36,6 +51,7 @@ def _public(view: reports.ReportView) -> ReportPublic:
     responses=problem_responses(403, 404, 409, 413, 422, 429),
 )
 def submit(
+    request: Request,
     body: ReportCreate,
     principal: Reader,
     session: SessionDep,
@@ -51,6 +67,8 @@ def submit(
         description=body.description,
         quoted_output=body.quoted_output,
         call_id=body.call_id,
+        limits=_limits(request),
+        client_address=_address(request),
         now=now,
     )
     return _public(view)
@@ -89,9 +107,14 @@ def read(
     responses=problem_responses(404),
 )
 def read_avid(
-    report_id: RowId, principal: OptionalPrincipal, session: SessionDep, now: NowDep
+    request: Request,
+    report_id: RowId,
+    principal: OptionalPrincipal,
+    session: SessionDep,
+    now: NowDep,
 ) -> dict[str, Any]:
-    return reports.avid_report(reports.get_report(session, principal, report_id, now))
+    view = reports.get_report(session, principal, report_id, now)
+    return report_avid.avid_report(view, str(request.base_url))
 
 
 @router.post(
@@ -103,7 +126,7 @@ def read_avid(
 def step(
     report_id: RowId, body: ReportStep, principal: Publisher, session: SessionDep, now: NowDep
 ) -> ReportPublic:
-    view = reports.transition_report(
+    view = report_lifecycle.transition_report(
         session,
         principal,
         report_id,
@@ -113,3 +136,47 @@ def step(
         now=now,
     )
     return _public(view)
+
+
+@router.post(
+    "/{report_id}/links",
+    response_model=ReportPublic,
+    summary="Link a report to a yank of its model or to a new version (the model's org).",
+    responses=problem_responses(403, 404, 409, 422),
+)
+def link(
+    report_id: RowId,
+    body: ReportLinkCreate,
+    principal: Publisher,
+    session: SessionDep,
+    now: NowDep,
+) -> ReportPublic:
+    view = report_lifecycle.link_report(
+        session, principal, report_id, kind=body.kind, version=body.version, now=now
+    )
+    return _public(view)
+
+
+@router.post(
+    "/{report_id}/comments",
+    status_code=201,
+    summary="Comment on a report the caller may read (logged by digest).",
+    responses=problem_responses(404, 413, 422, 429),
+)
+def comment(
+    request: Request,
+    report_id: RowId,
+    body: ReportCommentCreate,
+    principal: Reader,
+    session: SessionDep,
+    now: NowDep,
+) -> dict[str, Any]:
+    return report_lifecycle.comment_report(
+        session,
+        principal,
+        report_id,
+        text=body.text,
+        limits=_limits(request),
+        client_address=_address(request),
+        now=now,
+    )

@@ -48,3 +48,41 @@ class ReportPublic(BaseModel):
     created_at: datetime
     reporter: str | None
     log_index: int = Field(description="The `report.received` log entry.")
+    links: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="Yanks and new versions the model's org linked the report to "
+        "(`kind`, `version`, `log_index` of the `report.linked` event, `time`).",
+    )
+    comments: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="`id`, `author` (to insiders only), `text`, `time`, `log_index`.",
+    )
+
+
+class ReportLinkCreate(WriteModel):
+    kind: str = Field(max_length=16, description="`yank` (a yanked version) or `version`.")
+    version: str = Field(min_length=1, max_length=64)
+
+
+class ReportCommentCreate(WriteModel):
+    # The length is the service's rule (413 report_too_large), one home.
+    text: str = Field(description="Logged as a digest; shown to whoever may read the report.")
+
+
+class PublisherPolicyUpdate(WriteModel):
+    report_disclosure_days: int | None = Field(
+        default=None, description="Days a report stays private (7-365; default 90)."
+    )
+    auditor_key: str | None = Field(
+        default=None,
+        max_length=128,
+        description="Raw X25519 public key in hex: reasoning traces are sealed to it. "
+        "An empty string removes it; leave it out to keep the current one.",
+    )
+
+
+class PublisherPolicyPublic(BaseModel):
+    org: str
+    report_disclosure_days: int
+    auditor_key: str | None
+    auditor_key_id: str | None

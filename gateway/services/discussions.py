@@ -12,7 +12,9 @@ the log, the same lifecycle and the same visibility. The mapping, all of it here
   the title is its first line;
 - ``status`` is ``open`` while received, triaged or accepted, ``closed`` after;
 - ``events``: the description as the author's first comment, the verification statement as a
-  comment by ``tiergate``, and one ``status-change`` per lifecycle step in the log.
+  comment by ``tiergate``, then the report's comments and one ``status-change`` per lifecycle
+  step in the log, in log order;
+- ``POST .../comment`` is a report comment (:func:`report_lifecycle.comment_report`).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from sqlmodel import Session, col, select
 from gateway.auth.principal import Principal
 from gateway.db.models import LogEntry
 from gateway.errors import BadRequest, ValidationFailed
-from gateway.services import reports
+from gateway.services import report_lifecycle, reports
 from gateway.services.detection import DetectionRuntime
 from gateway.services.reports import CATEGORIES, ReportNotFound, ReportView
 
@@ -36,6 +38,7 @@ __all__ = [
     "PAGE_SIZE",
     "DiscussionActionUnsupported",
     "PullRequestUnsupported",
+    "comment_discussion",
     "create_discussion",
     "discussion_details",
     "list_discussions",
@@ -49,6 +52,8 @@ _PREFIX = re.compile(r"^\s*(?:\[(?P<bracket>[A-Za-z]+)\]|(?P<colon>[A-Za-z]+)\s*
 _FENCE = re.compile(
     r"^(?P<fence>`{3,}|~{3,})[^\n`]*\n(?P<body>.*?)\n?^(?P=fence)[ \t]*$", re.M | re.S
 )
+# Log events of a report that are not status changes (comments are read from their rows).
+_NOT_STEPS = frozenset({"report.received", "report.commented", "report.linked"})
 _STEP_STATUS = {"triaged": "open", "accepted": "open", "rewarded": None}
 
 
@@ -115,7 +120,7 @@ def _summary(view: ReportView) -> dict[str, Any]:
         "author": _author(view.reporter),
         "repo": {"name": repo_id, "type": "model"},
         "isPullRequest": False,
-        "numComments": 2,
+        "numComments": 2 + len(view.comments),
         "pinned": False,
         "topReactions": [],
         # tiergate's own fields, ignored by huggingface_hub
@@ -135,6 +140,14 @@ def _comment(event_id: str, at: str, author: dict[str, Any], text: str) -> dict[
     }
 
 
+def _hub_comment(comment: dict[str, Any]) -> dict[str, Any]:
+    event = _comment(
+        f"comment-{comment['id']}", comment["time"], _author(comment["author"]), comment["text"]
+    )
+    event["data"]["log_index"] = comment["log_index"]
+    return event
+
+
 def _steps(session: Session, report_id: int) -> list[dict[str, Any]]:
     """The report's lifecycle events, read back from the log."""
     marker = f'"resource":"report:{report_id}"'
@@ -147,7 +160,7 @@ def _steps(session: Session, report_id: int) -> list[dict[str, Any]]:
     out = []
     for row in rows:
         entry = json.loads(row.entry)
-        if entry.get("resource") != f"report:{report_id}" or row.action == "report.received":
+        if entry.get("resource") != f"report:{report_id}" or row.action in _NOT_STEPS:
             continue
         step = row.action.removeprefix("report.")
         status = _STEP_STATUS.get(step, "closed")
@@ -176,7 +189,10 @@ def _details(session: Session, view: ReportView) -> dict[str, Any]:
             view.verification["statement"],
         ),
         *_steps(session, view.id),
+        *(_hub_comment(c) for c in view.comments),
     ]
+    # Comments and steps interleave in the order the log has them.
+    events[2:] = sorted(events[2:], key=lambda e: int(e["data"].get("log_index") or 0))
     return {**_summary(view), "events": events, "diff": None}
 
 
@@ -194,6 +210,8 @@ def create_discussion(
     title: str,
     description: str,
     pull_request: bool,
+    limits: reports.ReportLimits,
+    client_address: str,
     now: datetime,
 ) -> dict[str, Any]:
     if pull_request:
@@ -208,6 +226,8 @@ def create_discussion(
         description=parsed.description,
         quoted_output=parsed.quoted_output,
         call_id=None,
+        limits=limits,
+        client_address=client_address,
         now=now,
     )
     return _details(session, view)
@@ -219,6 +239,31 @@ def discussion_details(
     view = reports.get_report(session, principal, num, now)
     _check_repo(view, repo_id)
     return _details(session, view)
+
+
+def comment_discussion(
+    session: Session,
+    principal: Principal,
+    repo_id: str,
+    num: int,
+    *,
+    comment: str,
+    limits: reports.ReportLimits,
+    client_address: str,
+    now: datetime,
+) -> dict[str, Any]:
+    """``HfApi.comment_discussion``: a report comment, answered as ``{"newMessage": event}``."""
+    _check_repo(reports.get_report(session, principal, num, now), repo_id)
+    made = report_lifecycle.comment_report(
+        session,
+        principal,
+        num,
+        text=comment,
+        limits=limits,
+        client_address=client_address,
+        now=now,
+    )
+    return {"newMessage": _hub_comment(made)}
 
 
 def refuse_action(

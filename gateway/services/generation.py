@@ -66,6 +66,7 @@ from gateway.services.engines import (
 )
 from gateway.services.models import resolve_model
 from gateway.services.safety import SafetyService, StreamSafety
+from gateway.services.sealed_reasoning import auditor_seal_for, store_sealed
 from gateway.services.text_detectability import check_generation_allowed
 from gateway.state import GatewayState
 from safety.policy import GuardRef
@@ -418,6 +419,13 @@ class GenerationService:
         encoded = admitted.encoded
         outputs = []
         digests = [digest_of(choice.text) for choice in choices]
+        # The org's auditor key, if any: traces are sealed to it before the transaction.
+        seal = (
+            None
+            if admitted.markers is None
+            else auditor_seal_for(self.engine, admitted.model.org_id)
+        )
+        sealed: dict[int, bytes] = {}
         for index, (choice, payload) in enumerate(zip(choices, admitted.payloads, strict=True)):
             output: dict[str, Any] = {
                 "index": index,
@@ -434,6 +442,10 @@ class GenerationService:
                 reasoning = split.reasoning
                 output["reasoning_sha256"] = None if reasoning is None else sha256_of(reasoning)
                 output["answer_sha256"] = sha256_of(split.answer)
+                if seal is not None and reasoning is not None:
+                    sealed[index], output["reasoning_sealed"] = seal.seal(
+                        reasoning, call_id=admitted.call_id, choice=index
+                    )
             if result.safety is not None:
                 output["safety"] = result.safety[index]
             if retain:
@@ -498,6 +510,16 @@ class GenerationService:
                 tier=ref.tier,
                 now=now,
             )
+            if seal is not None and sealed:
+                store_sealed(
+                    session,
+                    call_id=admitted.call_id,
+                    org_id=admitted.model.org_id,
+                    log_index=index,
+                    key_id=seal.key_id,
+                    sealed=sealed,
+                    now=now,
+                )
             unused = admitted.charged - encoded.tokens - completion_tokens
             self.quota.refund(session, principal.user_id, unused, admitted.window)
             logged = replace(result, log_index=index, logged_at=entry_time(now))

@@ -129,3 +129,14 @@ def soft_binding_limits(address: str, *, per_address: int, window_seconds: int) 
     """The public soft-binding resolution API (``/c2pa/v1/...``), per client address: no
     account is needed to look up a Content Credential, so the address is what is limited."""
     return [Limit(bucket_key("softbinding-addr", address), per_address, window_seconds)]
+
+
+def report_limits(
+    user_id: int, address: str, *, per_account: int, per_address: int, window_seconds: int
+) -> list[Limit]:
+    """Reports and comments filed per account and per client address (API, Hub routes and web
+    form alike): each one may run a detector and adds to the log and a publisher's queue."""
+    return [
+        Limit(bucket_key("report-user", str(user_id)), per_account, window_seconds),
+        Limit(bucket_key("report-addr", address), per_address, window_seconds),
+    ]

@@ -1,12 +1,9 @@
-"""Flaw and bias reports: submit one, verify its quoted output against the log, move it along.
+"""Flaw and bias reports: submit one, read it, list a model's; who may see what, and when.
 
-A report names a model and may quote its output. The quote is checked against the log, first
-by output digest (every ``generation.completed`` entry carries the sha256 of each output text,
-and each logged choice's row in ``generation_calls`` carries it too, indexed),
-then by watermark attribution (:mod:`gateway.services.detection`). A verified report says
-"genuine output of ORG/NAME@VERSION, logged call N" with the entry's inclusion proof; anything
-else says "not verified" and why. The answer names only the entry's public facts (call id,
-log index, model, time, proof): never the other call's prompt, requester or other outputs.
+A report names a model and may quote its output; the quote is checked against the log by
+:mod:`gateway.services.report_verification`. Lifecycle steps and links to a yank or a new
+version are :mod:`gateway.services.report_lifecycle`; the AVID export is
+:mod:`gateway.services.report_avid`.
 
 Every lifecycle step is a log event (``report.received``, ``report.triaged``, ...), carrying
 digests, not the report's text, so a publisher cannot silently drop a report, and the report
@@ -23,52 +20,38 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
-from gateway.db.engine import begin_write
-from gateway.db.models import FlawReport, GenerationCall, LogEntry, Release, Role, User
-from gateway.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
+from gateway.config import Settings
+from gateway.db.models import FlawReport, Release, ReportComment, ReportLink, Role, User
+from gateway.errors import Conflict, NotFound, PayloadTooLarge, ValidationFailed
 from gateway.generation.models import parse_model_name
 from gateway.ledger.events import Actor, digest_of, record_event
-from gateway.ledger.reads import inclusion
-from gateway.services import catalog, releases
-from gateway.services.detection import DetectionRuntime, detect
+from gateway.services import catalog, publisher_policy, ratelimit, releases
+from gateway.services.detection import DetectionRuntime
+from gateway.services.report_verification import not_verified, verify_quote
 
 __all__ = [
     "CATEGORIES",
     "DISCLOSURE_DAYS",
     "InvalidTransition",
     "ReportCategoryInvalid",
+    "ReportLimits",
     "ReportNotFound",
     "ReportTooLarge",
     "ReportView",
-    "avid_report",
     "get_report",
     "list_reports",
     "submit_report",
-    "transition_report",
 ]
 
 log = logging.getLogger("tiergate.reports")
 CATEGORIES = ("bias", "toxicity", "harmful", "factuality", "privacy", "security", "other")
-DISCLOSURE_DAYS = 90
+DISCLOSURE_DAYS = publisher_policy.DEFAULT_DISCLOSURE_DAYS  # unless the publisher's policy says
 MAX_DESCRIPTION_CHARS = 20_000
 MAX_QUOTE_CHARS = 100_000
 MAX_NOTE_CHARS = 2_000
-
-# state -> the steps a publisher may take from it ("rewarded" is a flag, set once).
-_NEXT: dict[str, frozenset[str]] = {
-    "received": frozenset({"triaged", "rejected", "disclosed"}),
-    "triaged": frozenset({"accepted", "rejected", "disclosed"}),
-    "accepted": frozenset({"fixed", "disclosed"}),
-    "fixed": frozenset({"disclosed"}),
-    "rejected": frozenset({"disclosed"}),
-    "disclosed": frozenset(),
-}
-STEPS = ("triaged", "accepted", "rejected", "fixed", "disclosed", "rewarded")
-_REWARDABLE = frozenset({"accepted", "fixed", "disclosed"})
 
 
 class ReportNotFound(NotFound):
@@ -96,6 +79,43 @@ class InvalidTransition(Conflict):
 
 
 @dataclass(frozen=True, slots=True)
+class ReportLimits:
+    """How many reports and comments one account and one client address may file per window
+    (Settings.rate_limit_reports_*): verification runs a detector, and a flood of reports
+    would fill the log and the publisher's queue."""
+
+    per_account: int = 20
+    per_address: int = 60
+    window_seconds: int = 3600
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReportLimits:
+        return cls(
+            per_account=settings.rate_limit_reports_per_account,
+            per_address=settings.rate_limit_reports_per_address,
+            window_seconds=settings.rate_limit_reports_window_seconds,
+        )
+
+
+def charge_report(
+    session: Session, principal: Principal, limits: ReportLimits, address: str, now: datetime
+) -> None:
+    """One report or comment against the account's and the address's budgets, refused ones
+    included (before anything is checked or written)."""
+    ratelimit.hit_in(
+        session,
+        ratelimit.report_limits(
+            principal.user_id,
+            address,
+            per_account=limits.per_account,
+            per_address=limits.per_address,
+            window_seconds=limits.window_seconds,
+        ),
+        now=now,
+    )
+
+
+@dataclass(frozen=True, slots=True)
 class ReportView:
     """What a reader of a report sees."""
 
@@ -114,11 +134,16 @@ class ReportView:
     created_at: datetime
     reporter: str | None  # shown to the model's org and the reporter only
     log_index: int  # of the ``report.received`` event
+    # Yanks and versions the model's org linked the report to: kind, version, log_index, time.
+    links: tuple[dict[str, Any], ...] = ()
+    comments: tuple[dict[str, Any], ...] = ()  # author (insiders only), text, time, log_index
 
     def to_dict(self) -> dict[str, Any]:
         out = {k: getattr(self, k) for k in self.__slots__}
         out["disclose_after"] = _iso(self.disclose_after)
         out["created_at"] = _iso(self.created_at)
+        out["links"] = list(self.links)
+        out["comments"] = list(self.comments)
         return out
 
 
@@ -139,13 +164,54 @@ def _is_insider(principal: Principal | None, report: FlawReport) -> bool:
     return principal.role is Role.publisher and principal.org_id == report.org_id
 
 
-def _can_manage(principal: Principal, report: FlawReport) -> bool:
+def can_manage(principal: Principal, report: FlawReport) -> bool:
     if principal.role is Role.admin:
         return True
     return principal.role is Role.publisher and principal.org_id == report.org_id
 
 
-def _view(
+def visible_report(
+    session: Session, principal: Principal | None, report_id: int, now: datetime
+) -> FlawReport:
+    """The row, if the caller may see it; else the same 404 as for no report at all."""
+    report = session.get(FlawReport, report_id, populate_existing=True)
+    if report is None or not (_is_insider(principal, report) or _is_public(report, now)):
+        raise ReportNotFound(f"no report {report_id}")
+    return report
+
+
+def _links(session: Session, report_id: int) -> tuple[dict[str, Any], ...]:
+    rows = session.exec(
+        select(ReportLink).where(ReportLink.report_id == report_id).order_by(col(ReportLink.id))
+    )
+    return tuple(
+        {"kind": r.kind, "version": r.version, "log_index": r.log_index, "time": _iso(r.created_at)}
+        for r in rows
+    )
+
+
+def _comments(session: Session, report_id: int, insider: bool) -> tuple[dict[str, Any], ...]:
+    rows = session.exec(
+        select(ReportComment)
+        .where(ReportComment.report_id == report_id)
+        .order_by(col(ReportComment.id))
+    )
+    out = []
+    for row in rows:
+        author = session.get(User, row.author_id) if insider else None
+        out.append(
+            {
+                "id": row.id,
+                "author": author.username if author is not None else None,
+                "text": row.text,
+                "time": _iso(row.created_at),
+                "log_index": row.log_index,
+            }
+        )
+    return tuple(out)
+
+
+def view_of(
     session: Session, principal: Principal | None, report: FlawReport, now: datetime
 ) -> ReportView:
     assert report.id is not None
@@ -171,161 +237,9 @@ def _view(
         created_at=report.created_at,
         reporter=reporter,
         log_index=report.log_index if report.log_index is not None else -1,
+        links=_links(session, report.id),
+        comments=_comments(session, report.id, insider),
     )
-
-
-# ------------------------------------------------------------------ verification
-
-
-def _proof(session: Session, index: int) -> dict[str, Any] | None:
-    try:
-        found = inclusion(session, index, None)
-    except Exception:  # not integrated yet, or no checkpoint: the index still stands
-        return None
-    return {
-        "index": found.index,
-        "tree_size": found.size,
-        "leaf_hash": found.leaf_hash.hex(),
-        "root_hash": found.root_hash.hex(),
-        "inclusion_path": [h.hex() for h in found.proof],
-        "checkpoint": found.checkpoint,
-    }
-
-
-def _not_verified(reason: str) -> dict[str, Any]:
-    return {"status": "not_verified", "statement": f"not verified: {reason}", "reason": reason}
-
-
-def _verified(
-    session: Session,
-    *,
-    method: str,
-    model: str,
-    call_id: str,
-    log_index: int,
-    time: str,
-    **more: Any,
-) -> dict[str, Any]:
-    return {
-        "status": "verified",
-        "method": method,
-        "statement": f"genuine output of {model}, logged call {log_index}",
-        "model": model,
-        "call_id": call_id,
-        "log_index": log_index,
-        "time": time,
-        "inclusion_proof": _proof(session, log_index),
-        **more,
-    }
-
-
-def _by_digest(
-    session: Session, release: Release, quote: str, call_id: str | None
-) -> dict[str, Any] | None:
-    """The logged call whose output has exactly the quote's sha256, if any.
-
-    Found by the indexed per-choice digest (``generation_calls.text_sha256``), then confirmed
-    against the log entry itself: the entry, not the index, is what the answer vouches for."""
-    digest = digest_of(quote)
-    query = (
-        select(LogEntry)
-        .join(GenerationCall, col(GenerationCall.log_index) == col(LogEntry.idx))
-        .where(GenerationCall.text_sha256 == digest)
-        .where(GenerationCall.release_id == release.id)
-        .where(LogEntry.action == "generation.completed")
-        .where(LogEntry.org_id == release.org_id)
-        .order_by(col(LogEntry.idx))
-    )
-    if call_id is not None:
-        query = query.where(GenerationCall.call_id == call_id)
-    for row in session.exec(query):
-        fields = json.loads(row.entry).get("fields", {})
-        model = fields.get("model", {})
-        if model.get("repo_id") != release.repo_id or model.get("version") != release.version:
-            continue
-        if call_id is not None and fields.get("call_id") != call_id:
-            continue
-        if not any(o.get("sha256") == digest for o in fields.get("outputs", [])):
-            continue  # the digest was in another field (a prompt digest): not an output
-        return _verified(
-            session,
-            method="output_digest",
-            model=f"{release.repo_id}@{release.version}",
-            call_id=str(fields.get("call_id")),
-            log_index=row.idx,
-            time=json.loads(row.entry).get("time", ""),
-            output_sha256=digest,
-        )
-    return None
-
-
-def _by_watermark(
-    session: Session,
-    principal: Principal,
-    runtime: DetectionRuntime,
-    release: Release,
-    quote: str,
-    call_id: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    result = detect(
-        session,
-        principal,
-        runtime,
-        text=quote,
-        token_ids=None,
-        model=f"{release.repo_id}@{release.version}",
-        alpha=1e-6,
-        now=now,
-    )
-    call = result.attribution
-    if not result.watermarked:
-        return _not_verified(
-            f"the text is not a logged output of {release.repo_id}@{release.version}, and its "
-            f"watermark test does not attribute it (verdict {result.verdict}, "
-            f"{result.tokens_scored} tokens scored, p={result.p_value:.3g})"
-        )
-    if call is None:
-        return _not_verified("the watermark is present but no single logged call is attributed")
-    if call_id is not None and call.call_id != call_id:
-        return _not_verified(f"the watermark attributes the text to another call than {call_id}")
-    name = f"{release.repo_id}@{release.version}"
-    return {
-        **_verified(
-            session,
-            method="watermark",
-            model=name,
-            call_id=call.call_id,
-            log_index=call.log_index,
-            time=call.time,
-            p_value=call.p_value,
-            tokens_scored=result.tokens_scored,
-        ),
-        "inclusion_proof": call.inclusion_proof,
-    }
-
-
-def verify_quote(
-    session: Session,
-    principal: Principal,
-    runtime: DetectionRuntime,
-    release: Release,
-    quote: str,
-    call_id: str | None,
-    now: datetime,
-) -> dict[str, Any]:
-    """Digest first (exact and cheap), then the watermark (edited or partial quotes)."""
-    try:  # a proof needs the call's entry in a signed tree; a call may have just been logged
-        runtime.integrate()
-    except Exception as exc:  # the log being unavailable must not hide the verification
-        log.warning("log integration before a proof failed: %s", type(exc).__name__)
-    found = _by_digest(session, release, quote, call_id)
-    if found is not None:
-        return found
-    return _by_watermark(session, principal, runtime, release, quote, call_id, now)
-
-
-# ------------------------------------------------------------------ use cases
 
 
 def _release_named(session: Session, principal: Principal | None, model: str) -> Release:
@@ -347,8 +261,13 @@ def submit_report(
     description: str,
     quoted_output: str | None,
     call_id: str | None,
+    limits: ReportLimits,
+    client_address: str,
     now: datetime,
 ) -> ReportView:
+    """File a report: charged to the reporter's and the address's budgets first, bounded in
+    size before any work, its quote verified, and the receipt logged with its deadline."""
+    charge_report(session, principal, limits, client_address, now)
     if category not in CATEGORIES:
         raise ReportCategoryInvalid(
             f"category must be one of {', '.join(CATEGORIES)}; got {category!r:.50}"
@@ -363,7 +282,7 @@ def submit_report(
         raise ValidationFailed("call_id is not a call id of this gateway")
     release = _release_named(session, principal, model)
     if quoted_output is None or not quoted_output.strip():
-        verification = _not_verified("the report quotes no model output")
+        verification = not_verified("the report quotes no model output")
     else:
         verification = verify_quote(
             session, principal, runtime, release, quoted_output, call_id, now
@@ -380,7 +299,8 @@ def submit_report(
         call_id=call_id,
         verification=json.dumps(verification),
         state="received",
-        disclose_after=now + timedelta(days=DISCLOSURE_DAYS),
+        disclose_after=now
+        + timedelta(days=publisher_policy.disclosure_days(session, release.org_id)),
         created_at=now,
     )
     session.add(report)
@@ -407,16 +327,13 @@ def submit_report(
         },
     )
     session.flush()
-    return _view(session, principal, report, now)
+    return view_of(session, principal, report, now)
 
 
 def get_report(
     session: Session, principal: Principal | None, report_id: int, now: datetime
 ) -> ReportView:
-    report = session.get(FlawReport, report_id)
-    if report is None or not (_is_insider(principal, report) or _is_public(report, now)):
-        raise ReportNotFound(f"no report {report_id}")
-    return _view(session, principal, report, now)
+    return view_of(session, principal, visible_report(session, principal, report_id, now), now)
 
 
 def list_reports(
@@ -429,147 +346,7 @@ def list_reports(
         select(FlawReport).where(FlawReport.repo_id == repo_id).order_by(col(FlawReport.id))
     )
     return [
-        _view(session, principal, r, now)
+        view_of(session, principal, r, now)
         for r in rows
         if _is_insider(principal, r) or _is_public(r, now)
     ]
-
-
-def transition_report(
-    session: Session,
-    principal: Principal,
-    report_id: int,
-    *,
-    step: str,
-    version: str | None,
-    note: str | None,
-    now: datetime,
-) -> ReportView:
-    """One lifecycle step by the model's org, as one conditional write and one log event."""
-    begin_write(session)
-    report = session.get(FlawReport, report_id, populate_existing=True)
-    if report is None or not (_is_insider(principal, report) or _is_public(report, now)):
-        raise ReportNotFound(f"no report {report_id}")
-    if not _can_manage(principal, report):
-        raise Forbidden("only the model's org moves a report along")
-    if step not in STEPS:
-        raise ValidationFailed(f"step must be one of {', '.join(STEPS)}; got {step!r:.50}")
-    if note is not None and len(note) > MAX_NOTE_CHARS:
-        raise ReportTooLarge(f"note is over {MAX_NOTE_CHARS} characters")
-    was = report.state
-    values: dict[str, Any]
-    where: list[Any]
-    if step == "rewarded":
-        if was not in _REWARDABLE or report.rewarded:
-            raise InvalidTransition(
-                f"report {report_id} is {was}{' and rewarded' if report.rewarded else ''}: "
-                "only an accepted report is rewarded, once",
-                extra={"state": was},
-            )
-        values = {"rewarded": True}
-        where = [col(FlawReport.rewarded).is_(False), FlawReport.state == was]
-    else:
-        if step not in _NEXT[was]:
-            raise InvalidTransition(
-                f"report {report_id} is {was}; it cannot become {step}", extra={"state": was}
-            )
-        values = {"state": step}
-        if step == "fixed":
-            if version is None:
-                raise ValidationFailed("a fix names the version that fixes it")
-            fixed = releases.find_release(session, report.repo_id, version, viewer=principal)
-            values["fixed_version"] = fixed.version
-        if step == "disclosed":
-            values["disclosed_at"] = now
-        where = [FlawReport.state == was]
-    done = session.execute(
-        update(FlawReport).where(col(FlawReport.id) == report_id, *where).values(**values)
-    )
-    if done.rowcount != 1:  # type: ignore[attr-defined]
-        session.refresh(report)
-        raise InvalidTransition(
-            f"report {report_id} changed meanwhile; it is now {report.state}",
-            extra={"state": report.state},
-        )
-    fields: dict[str, Any] = {"report_id": report_id, "from": was, "step": step}
-    if "fixed_version" in values:
-        fields["version"] = values["fixed_version"]
-    if note:
-        fields["note_sha256"] = digest_of(note)
-    record_event(
-        session,
-        action=f"report.{step}",
-        actor=Actor.of(principal),
-        resource=f"report:{report_id}",
-        now=now,
-        org_id=report.org_id,
-        fields=fields,
-    )
-    session.refresh(report)
-    return _view(session, principal, report, now)
-
-
-# ------------------------------------------------------------------ AVID export
-
-# category -> (AVID risk domain, SEP view entry); names as the AVID taxonomy (v0.2) spells them.
-_AVID_TAXONOMY: dict[str, tuple[str, str]] = {
-    "bias": ("Ethics", "E0100: Bias/ Discrimination"),
-    "toxicity": ("Ethics", "E0301: Toxicity"),
-    "factuality": ("Ethics", "E0402: Generative Misinformation"),
-    "harmful": ("Performance", "P0400: Safety"),
-    "privacy": ("Performance", "P0300: Privacy"),
-    "security": ("Security", "S0100: Software Vulnerability"),
-}
-
-
-def avid_report(view: ReportView) -> dict[str, Any]:
-    """The report in the AVID report format (the shape of ``avidtools.datamodels.report``),
-    with the log verification as its metric. Built from what the reader may already see."""
-    check = view.verification
-    metrics = []
-    if check["status"] == "verified":
-        method = check["method"]
-        metrics.append(
-            {
-                "name": "output verified against the tiergate transparency log",
-                "detection_method": {
-                    "type": "Significance Test" if method == "watermark" else "Static Threshold",
-                    "name": "watermark attribution" if method == "watermark" else "sha256 digest",
-                },
-                "results": {
-                    k: check[k]
-                    for k in ("statement", "call_id", "log_index", "p_value", "output_sha256")
-                    if k in check
-                },
-            }
-        )
-    domain, sep = _AVID_TAXONOMY.get(view.category, (None, None))
-    org = view.model.split("/", 1)[0]
-    return {
-        "data_type": "AVID",
-        "data_version": "0.2",
-        "metadata": {"report_id": f"tiergate-report-{view.id}"},
-        "affects": {
-            "developer": [org],
-            "deployer": [org],
-            "artifacts": [{"type": "Model", "name": view.model}],
-        },
-        "problemtype": {
-            "classof": "LLM Evaluation",
-            "type": "Issue",
-            "description": {"lang": "eng", "value": f"{view.category}: {check['statement']}"},
-        },
-        "metrics": metrics,
-        "references": [],
-        "description": {"lang": "eng", "value": view.description},
-        "impact": {
-            "avid": {
-                "risk_domain": [domain] if domain else [],
-                "sep_view": [sep] if sep else [],
-                "lifecycle_view": ["L06: Deployment"],
-                "taxonomy_version": "0.2",
-            }
-        },
-        "credit": [{"lang": "eng", "value": view.reporter}] if view.reporter else [],
-        "reported_date": view.created_at.date().isoformat(),
-    }

@@ -78,6 +78,8 @@ def report_submit(
             description=description,
             quoted_output=quoted_output or None,
             call_id=None,
+            limits=reports.ReportLimits.from_settings(request.app.state.gateway.settings),
+            client_address=request.client.host if request.client else "unknown",
             now=now,
         )
         context = {**_context(session, principal, repo_id, now), "submitted": made}

@@ -4,18 +4,27 @@ visibility as `/api/reports`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.engine import Engine
 
+from gateway.ledger.events import digest_of
 from gateway.services.discussions import parse_discussion
 from tests.conftest import Account, LiveServer
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
 from tests.gateway.test_hub import clean_env, run_client
-from tests.gateway.test_reports import generate, published, settings, step  # noqa: F401
+from tests.gateway.test_reports import (  # noqa: F401
+    entries,
+    generate,
+    published,
+    settings,
+    step,
+)
 
 CLIENT = r"""
 import json, sys
@@ -38,6 +47,8 @@ out["genuine"] = shape(made)
 fake = api.create_discussion("acme/chatty", "Wrong answer",
                              description="```\nI never said this at all, honestly.\n```")
 out["fake"] = shape(fake)
+said = api.comment_discussion("acme/chatty", made.num, "Same here, **twice**.")
+out["comment"] = [said.type, said.content, said.author]
 out["listed"] = [shape(d) for d in api.get_repo_discussions("acme/chatty")]
 listed = api.get_repo_discussions
 out["closed"] = [d.num for d in listed("acme/chatty", discussion_status="closed")]
@@ -47,7 +58,10 @@ for label, call in (
     ("other_repo", lambda: api.get_discussion_details("acme/other", made.num)),
     ("anonymous", lambda: HfApi(endpoint=endpoint, token=False).get_discussion_details(
         "acme/chatty", 1)),
-    ("comment", lambda: api.comment_discussion("acme/chatty", made.num, "me too")),
+    ("status", lambda: api.change_discussion_status("acme/chatty", made.num, "closed")),
+    ("long_comment", lambda: api.comment_discussion("acme/chatty", made.num, "x" * 10_001)),
+    ("anonymous_comment", lambda: HfApi(endpoint=endpoint, token=False).comment_discussion(
+        "acme/chatty", made.num, "me too")),
     ("no_model", lambda: api.create_discussion("acme/nothing", "[bias] x y z")),
 ):
     try:
@@ -77,6 +91,7 @@ def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
     make_account: Callable[..., Account],
     live_server: LiveServer,
     tmp_path: Path,
+    engine: Engine,
 ) -> None:
     dev = make_account("dev")
     made = generate(client, dev)
@@ -103,13 +118,21 @@ def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
     assert out["other_repo"] == [404, "report_not_found"]
     assert out["anonymous"] == [404, "report_not_found"]  # private until disclosed
     assert out["no_model"][0] == 404
-    assert out["comment"] == [400, "discussion_action_unsupported"]
+    assert out["comment"] == ["comment", "Same here, **twice**.", "dev"]
+    assert out["status"] == [400, "discussion_action_unsupported"]
+    assert out["long_comment"] == [413, "report_too_large"]
+    assert out["anonymous_comment"][0] == 401
 
     # The same reports through the report API, with the category from the title.
     one = client.get("/api/reports/1", headers=dev.headers).json()
     assert one["category"] == "bias"
     assert one["quoted_output"] == quote
     assert one["verification"]["method"] == "output_digest"
+    [comment] = one["comments"]
+    assert (comment["author"], comment["text"]) == ("dev", "Same here, **twice**.")
+    [logged] = [e for e in entries(engine, "report.commented")]
+    assert logged["fields"]["text_sha256"] == digest_of("Same here, **twice**.")
+    assert "Same here" not in json.dumps(logged)
     two = client.get("/api/reports/2", headers=dev.headers).json()
     assert two["category"] == "other"
     assert two["quoted_output"] == "I never said this at all, honestly."
@@ -118,7 +141,11 @@ def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
     assert step(client, published, 1, step="rejected").status_code == 200
     after: dict[str, Any] = run_client(AFTER_STEPS, [live_server.url, dev.token], env)
     assert after["status"] == "closed"
-    assert after["events"][2:] == [["status-change", "open"], ["status-change", "closed"]]
+    assert after["events"][2:] == [
+        ["comment", None],  # new_status of a comment; its text is checked above
+        ["status-change", "open"],
+        ["status-change", "closed"],
+    ]
     assert after["closed"] == [1]
 
 
