@@ -131,7 +131,10 @@ def list_for_release(
     _RELEASE + "/{attestation_id}",
     summary="One attestation's DSSE envelope, as submitted.",
     response_class=Response,
-    responses={200: {"content": {"application/json": {"schema": {"type": "object"}}}}},
+    responses={
+        200: {"content": {"application/json": {"schema": {"type": "object"}}}},
+        **problem_responses(404),
+    },
 )
 def read_envelope(
     org: str,
