@@ -10,16 +10,14 @@ generation runs on the batcher's dedicated executor; the event loop only waits.
 from __future__ import annotations
 
 import asyncio
-import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from datetime import datetime
-from typing import Any, NamedTuple
+from typing import Any
 
 from sqlalchemy.engine import Engine
-from sqlmodel import Session
 
 from gateway.auth.principal import Principal
 from gateway.db.engine import session_scope
@@ -38,7 +36,6 @@ from gateway.generation.keys import tier_keyset_entry
 from gateway.generation.models import LoadedModel, ModelCache, ModelRef, parse_model_name
 from gateway.generation.prompts import (
     ContextLengthExceeded,
-    EncodedPrompts,
     NoChatTemplate,
     Prompt,
     PromptTooLong,
@@ -47,15 +44,12 @@ from gateway.generation.prompts import (
 )
 from gateway.generation.reasoning import (
     ReasoningMarkers,
-    ReasoningSplit,
     ReasoningSplitter,
     markers_for,
-    sha256_of,
-    split_reasoning,
 )
-from gateway.generation.sampler import Choice, SampleJob, SamplingParams, run_jobs
+from gateway.generation.sampler import Choice, SampleJob, run_jobs
 from gateway.generation.upstream import CanaryDeferred, Replica, VllmPool
-from gateway.ledger.events import Actor, digest_of, entry_time, record_event
+from gateway.ledger.events import Actor, entry_time, record_event
 from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
 from gateway.services.engines import (
     EngineRouter,
@@ -64,13 +58,21 @@ from gateway.services.engines import (
     remote_stream,
     run_canary,
 )
+from gateway.services.generation_log import completed_entry
+from gateway.services.generation_types import (
+    AdmittedCall,
+    GenerationInput,
+    GenerationResult,
+    LogHook,
+    StreamEvent,
+    StreamPiece,
+)
 from gateway.services.models import resolve_model
-from gateway.services.safety import SafetyService, StreamSafety
+from gateway.services.safety import SafetyService
 from gateway.services.sealed_reasoning import auditor_seal_for, store_sealed
 from gateway.services.text_detectability import check_generation_allowed
 from gateway.state import GatewayState
 from safety.policy import GuardRef
-from safety.scanner import SafetyScanner
 
 __all__ = [
     "ContextLengthExceeded",
@@ -92,84 +94,6 @@ _RESEED = 1_000_003
 
 class _Stale(Exception):
     """The cached resolution of a model name no longer holds: resolve it afresh."""
-
-
-@dataclass(frozen=True)
-class GenerationInput:
-    model: str
-    params: SamplingParams
-    n: int = 1  # choices per prompt
-    prompts: list[Prompt] | None = None  # completions: one or more prompts
-    messages: list[dict[str, Any]] | None = None  # chat: one conversation
-    endpoint: str = "completions"
-    # The client chose max_tokens (else it shrinks to the context left, never past it).
-    max_tokens_explicit: bool = True
-    # The request's metadata (bounded by the HTTP schema), logged with the call as sent.
-    metadata: dict[str, str] | None = None
-
-
-@dataclass
-class GenerationResult:
-    call_id: str
-    created: int
-    model: str
-    choices: list[Choice]  # by choice index: prompt p's i-th choice is p * n + i
-    prompt_tokens: int
-    completion_tokens: int
-    watermark_key_id: str
-    payloads: list[int]
-    log_index: int | None = None
-    tokenizer: Any = field(default=None, repr=False)
-    # Chat: each choice's text split into its reasoning trace and its answer.
-    splits: list[ReasoningSplit] | None = None
-    logged_at: str | None = None  # the log entry's ``time``
-    release_digest: str | None = None  # the release statement's digest (logged with the call)
-    attached: Any = None  # what the call's LogHook returned (the Content Credentials)
-    # The release's safety policy: each choice's verdict record (services.safety), or None.
-    safety: list[dict[str, Any]] | None = None
-
-
-# Called inside the log transaction once the ``generation.completed`` entry and its call tags
-# are written (``result.log_index`` and ``logged_at`` set): rows it adds commit with the
-# entry, in one commit; if it raises, none of the call is logged. Its return value becomes
-# ``result.attached``. Blocking: it runs in the log append's worker thread.
-LogHook = Callable[[Session, GenerationResult], Any]
-
-
-class StreamPiece(NamedTuple):
-    """A piece of one choice's text; chat splits it into ``reasoning`` and ``content``."""
-
-    choice: int  # the choice index
-    text: str
-    kind: str = "content"
-
-
-# A streamed call yields pieces of text, then its logged result.
-StreamEvent = StreamPiece | GenerationResult
-
-
-@dataclass
-class _Admitted:
-    call_id: str
-    model: CachedModel
-    loaded: LoadedModel
-    encoded: EncodedPrompts
-    payloads: list[int]
-    charged: int
-    window: int
-    params: SamplingParams  # the request's, max_tokens fitted to the context
-    pool: VllmPool | None  # the remote engine pool, or None: the local engine
-    # Chat: the release's reasoning markers, and whether the prompt ended inside a trace.
-    markers: ReasoningMarkers | None = None
-    inside: bool = False
-    # The release's safety policy with its checks (None: it has none), and a stream's windows.
-    scanner: SafetyScanner | None = None
-    stream_safety: StreamSafety | None = None
-
-    def splits(self, choices: list[Choice]) -> list[ReasoningSplit] | None:
-        if self.markers is None:
-            return None
-        return [split_reasoning(c.text, self.markers, inside=self.inside) for c in choices]
 
 
 class GenerationService:
@@ -277,7 +201,7 @@ class GenerationService:
         self.refs.put(name, entry)
         return entry
 
-    def _admit(self, principal: Principal, request: GenerationInput, now: datetime) -> _Admitted:
+    def _admit(self, principal: Principal, request: GenerationInput, now: datetime) -> AdmittedCall:
         entry = self.refs.get(request.model)
         for _ in range(3):
             loaded = self._in_memory(entry.ref) if entry is not None else None
@@ -299,7 +223,7 @@ class GenerationService:
         entry: CachedModel,
         loaded: LoadedModel,
         now: datetime,
-    ) -> _Admitted:
+    ) -> AdmittedCall:
         settings = self.state.settings
         self._ensure_watermark(loaded)
         encoded = encode_prompts(
@@ -354,7 +278,7 @@ class GenerationService:
             # A template may open the trace for the model (the prompt ends with the marker).
             tail = str(loaded.tokenizer.decode(encoded.prompts[0][-16:]))
             inside = tail.rstrip().endswith(markers.open)
-        return _Admitted(
+        return AdmittedCall(
             new_call_id(),
             entry,
             loaded,
@@ -404,91 +328,33 @@ class GenerationService:
         self,
         principal: Principal,
         request: GenerationInput,
-        admitted: _Admitted,
+        admitted: AdmittedCall,
         result: GenerationResult,
         now: datetime,
         on_logged: LogHook | None,
     ) -> None:
         """One transaction: the ``generation.completed`` entry, its call tags, the refund, and
         ``on_logged``'s rows. Sets ``result.log_index`` (and ``attached``) once committed."""
-        choices = result.choices
         ref = admitted.model.ref
         config = admitted.loaded.extras["config"]
-        retain = self.state.settings.generation_retain_plaintext
-        params = admitted.params
-        encoded = admitted.encoded
-        outputs = []
-        digests = [digest_of(choice.text) for choice in choices]
         # The org's auditor key, if any: traces are sealed to it before the transaction.
         seal = (
             None
             if admitted.markers is None
             else auditor_seal_for(self.engine, admitted.model.org_id)
         )
-        sealed: dict[int, bytes] = {}
-        for index, (choice, payload) in enumerate(zip(choices, admitted.payloads, strict=True)):
-            output: dict[str, Any] = {
-                "index": index,
-                "prompt_index": index // request.n,
-                "payload": payload,
-                "sha256": digests[index],
-                "tokens": len(choice.token_ids),
-                "finish_reason": choice.finish_reason,
-            }
-            if admitted.markers is not None:
-                # Chat: the trace and the answer each get a digest, so either can be shown
-                # later and proved to be the one generated (reasoning.check_trace).
-                split = split_reasoning(choice.text, admitted.markers, inside=admitted.inside)
-                reasoning = split.reasoning
-                output["reasoning_sha256"] = None if reasoning is None else sha256_of(reasoning)
-                output["answer_sha256"] = sha256_of(split.answer)
-                if seal is not None and reasoning is not None:
-                    sealed[index], output["reasoning_sealed"] = seal.seal(
-                        reasoning, call_id=admitted.call_id, choice=index
-                    )
-            if result.safety is not None:
-                output["safety"] = result.safety[index]
-            if retain:
-                output["text"] = choice.text
-            outputs.append(output)
-        completion_tokens = sum(len(c.token_ids) for c in choices)
-        fields: dict[str, Any] = {
-            "call_id": admitted.call_id,
-            "endpoint": request.endpoint,
-            "model": {
-                "repo_id": ref.repo_id,
-                "version": ref.version,
-                "tier": ref.tier,
-                "release_digest": ref.statement_digest,
-                "tier_manifest_digest": ref.manifest_digest,
-            },
-            "watermark": {"config": admitted.loaded.extras["config_json"], "key_id": config.key_id},
-            "sampling": {
-                "max_tokens": params.max_tokens,
-                "temperature": repr(params.temperature),
-                "top_p": repr(params.top_p),
-                "n": request.n,
-                "stop": list(params.stop),
-                "seed": params.seed,
-                "logprobs": params.logprobs,
-            },
-            "usage": {"prompt_tokens": encoded.tokens, "completion_tokens": completion_tokens},
-            "prompt_sha256": encoded.digest,
-            "outputs": outputs,
-        }
-        if admitted.scanner is not None:
-            fields["safety"] = self.safety.log_fields(admitted.scanner)
-        if len(encoded.digests) > 1:
-            fields["prompt_sha256s"] = encoded.digests
-        if request.metadata:
-            fields["metadata"] = dict(request.metadata)
-        if retain:
-            if request.messages is not None:
-                fields["prompt"] = json.dumps(request.messages, ensure_ascii=False)
-            elif len(request.prompts or [""]) == 1:
-                fields["prompt"] = (request.prompts or [""])[0]
-            else:
-                fields["prompts"] = request.prompts
+        entry = completed_entry(
+            request,
+            admitted,
+            result,
+            retain=self.state.settings.generation_retain_plaintext,
+            seal=seal,
+            safety_fields=(
+                None if admitted.scanner is None else self.safety.log_fields(admitted.scanner)
+            ),
+        )
+        fields, digests, sealed = entry.fields, entry.digests, entry.sealed
+        completion_tokens = entry.completion_tokens
         with session_scope(self.engine) as session:
             index = record_event(
                 session,
@@ -520,7 +386,7 @@ class GenerationService:
                     sealed=sealed,
                     now=now,
                 )
-            unused = admitted.charged - encoded.tokens - completion_tokens
+            unused = admitted.charged - admitted.encoded.tokens - completion_tokens
             self.quota.refund(session, principal.user_id, unused, admitted.window)
             logged = replace(result, log_index=index, logged_at=entry_time(now))
             if on_logged is not None:
@@ -534,7 +400,7 @@ class GenerationService:
 
     def _result(
         self,
-        admitted: _Admitted,
+        admitted: AdmittedCall,
         choices: list[Choice],
         safety: list[dict[str, Any]] | None = None,
     ) -> GenerationResult:
@@ -623,7 +489,7 @@ class GenerationService:
             events = _split_stream(events, admitted.markers, admitted.inside)
         return admitted.call_id, admitted.model.ref.name, events
 
-    async def _regenerate(self, admitted: _Admitted, indices: list[int]) -> list[Choice]:
+    async def _regenerate(self, admitted: AdmittedCall, indices: list[int]) -> list[Choice]:
         """The choices at ``indices`` drawn once more (the safety policy's ``regenerate``),
         with their own call tags; a seeded call moves its seed, or it would repeat itself."""
         n = len(admitted.payloads) // len(admitted.encoded.prompts)
@@ -652,7 +518,7 @@ class GenerationService:
             _, ref = resolve_model(session, None, guard.release, _utcnow(), for_use=True)
         return GuardCheck(self.cache.materialize(ref))
 
-    def _bodies(self, admitted: _Admitted) -> list[dict[str, Any]]:
+    def _bodies(self, admitted: AdmittedCall) -> list[dict[str, Any]]:
         assert admitted.pool is not None
         return engine_bodies(
             admitted.pool,
@@ -666,7 +532,7 @@ class GenerationService:
         self,
         principal: Principal,
         request: GenerationInput,
-        admitted: _Admitted,
+        admitted: AdmittedCall,
         now: datetime,
         on_logged: LogHook | None,
     ) -> AsyncIterator[StreamEvent]:
@@ -698,7 +564,7 @@ class GenerationService:
         self,
         principal: Principal,
         request: GenerationInput,
-        admitted: _Admitted,
+        admitted: AdmittedCall,
         now: datetime,
         on_logged: LogHook | None,
     ) -> AsyncIterator[StreamEvent]:
