@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
-from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
+from gateway.schemas.openai import TokenSpan
 from gateway.services import detection
 from gateway.services.call_explanation import (
     LogprobsInvalid,
@@ -21,67 +21,14 @@ from gateway.services.call_explanation import (
 )
 from tests.conftest import Account
 from tests.web.conftest import csrf_of, sign_in
-
-ATTACK = "<script>alert(1)</script>"
-REMOVED = "sha256:" + "ab" * 32
-POLICY = "sha256:" + "cd" * 32
-
-
-def generation_fields(safety: bool = True) -> dict[str, Any]:
-    output: dict[str, Any] = {
-        "index": 0,
-        "prompt_index": 0,
-        "payload": 5,
-        "sha256": "sha256:" + "01" * 32,
-        "tokens": 3,
-        "finish_reason": "stop",
-    }
-    fields: dict[str, Any] = {
-        "call_id": "chatcmpl-xyz",
-        "endpoint": "chat.completions",
-        "model": {"repo_id": "acme/chatty", "version": "1.0.0", "tier": "open"},
-        "outputs": [output],
-    }
-    if safety:
-        output["reasoning_sha256"] = "sha256:" + "02" * 32
-        output["answer_sha256"] = "sha256:" + "03" * 32
-        output["safety"] = {
-            "policy_digest": POLICY,
-            "language": "fr",
-            "categories": ["hate", ATTACK],
-            "scores": {"hate": "1", "profanity": "0.12", ATTACK: "0.5"},
-            "action": "regenerate",
-            "applied": "redact",
-            "removed_sha256": [REMOVED],
-            "regenerated": True,
-            "failed_checks": ["guard"],
-        }
-        fields["safety"] = {
-            "policy_digest": POLICY,
-            "on_check_failure": "closed",
-            "hold_back_chars": 256,
-            "unavailable_checks": {"guard": f"guard refused: {ATTACK}"},
-        }
-    return fields
-
-
-def log_generation(engine: Engine, username: str, fields: dict[str, Any]) -> int:
-    from gateway.db.engine import session_scope
-    from gateway.db.timeutil import utcnow
-    from gateway.ledger.events import Actor, record_event
-    from gateway.services import accounts
-
-    with session_scope(engine) as session:
-        user = accounts.get_user(session, username)
-        return record_event(
-            session,
-            action="generation.completed",
-            actor=Actor(kind="account", name=username, user_id=user.id),
-            resource="model/acme/chatty@1.0.0",
-            now=utcnow(),
-            fields=fields,
-        )
-
+from tests.web.explain_fixtures import (
+    ATTACK,
+    POLICY,
+    REMOVED,
+    attributed,
+    generation_fields,
+    log_generation,
+)
 
 # ---------------------------------------------------------------- the service, alone
 
@@ -198,43 +145,6 @@ def test_the_detect_form_preselects_a_linked_model(client: TestClient) -> None:
 # ---------------------------------------------------------------- the detector page
 
 
-def _attributed(log_index: int) -> DetectResponse:
-    return DetectResponse(
-        verdict="watermarked",
-        confidence="high",
-        watermarked=True,
-        z_score=9.5,
-        p_value=1e-20,
-        log10_p_value=-20,
-        raw_p_value=1e-21,
-        tokens_total=3,
-        tokens_scored=2,
-        green_fraction=0.5,
-        model="acme/chatty@1.0.0:open",
-        watermark_key_id="k",
-        keys_tried=1,
-        tests_corrected_for=2,
-        payload=5,
-        window=None,
-        spans=[
-            TokenSpan(start=0, end=5, token_index=0, kind="green", text="Hello"),
-            TokenSpan(start=5, end=11, token_index=1, kind="red", text=" world"),
-            TokenSpan(start=11, end=12, token_index=2, kind="skip", text="!"),
-        ],
-        attribution=CallAttribution(
-            call_id="chatcmpl-xyz",
-            choice_index=0,
-            log_index=log_index,
-            time="2026-01-01T00:00:00Z",
-            model="acme/chatty@1.0.0:open",
-            payload=5,
-            p_value=1e-19,
-            requester="dev",
-            inclusion_proof=None,
-        ),
-    )
-
-
 def _detect(client: TestClient, **data: str) -> Any:
     token = csrf_of(client.get("/detect").text)
     return client.post("/detect", data={"text": "Hello world!", "csrf_token": token, **data})
@@ -248,7 +158,7 @@ def test_the_detector_explains_tokens_and_shows_the_call_verdicts(
 ) -> None:
     web_account("dev")
     index = log_generation(engine, "dev", generation_fields())
-    monkeypatch.setattr(detection, "detect_text", lambda *a, **k: _attributed(index))
+    monkeypatch.setattr(detection, "detect_text", lambda *a, **k: attributed(index))
     sign_in(client, "dev")
     logprobs = {
         "content": [
@@ -289,7 +199,7 @@ def test_without_logprobs_the_page_says_where_they_are(
     web_account("dev")
     web_account("eve")
     index = log_generation(engine, "dev", generation_fields())
-    monkeypatch.setattr(detection, "detect_text", lambda *a, **k: _attributed(index))
+    monkeypatch.setattr(detection, "detect_text", lambda *a, **k: attributed(index))
     sign_in(client, "eve")  # attributed to dev's call: eve sees no verdicts
     html = _detect(client).text
     assert "only available to the caller at call time" in html

@@ -1,0 +1,109 @@
+"""In a browser: a logged call's safety verdicts on the log entry view and on the detector,
+and each token's explanation on hover and keyboard focus (issue 19, item 3).
+
+The entry is recorded directly (a real call with a policy is covered server-side in
+tests/gateway/test_generation_safety.py); its category names and reasons carry
+``<script>`` and must show as text with no script run. CSP is bypassed on purpose, so an
+unescaped value would execute rather than be stopped by the policy.
+
+Skips cleanly without /usr/bin/chromium or playwright unless TIERGATE_REQUIRE_BROWSER=1.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from gateway.services import detection
+from tests.conftest import Account, LiveServer
+from tests.e2e.browser import Pages, database_url, sign_in  # noqa: F401 (fixtures)
+from tests.web.conftest import set_password
+from tests.web.explain_fixtures import (
+    ATTACK,
+    REMOVED,
+    attributed,
+    generation_fields,
+    log_generation,
+)
+
+pytestmark = pytest.mark.e2e
+
+# Injected markup would show up as a script element in the page (and its alert as a dialog).
+_NO_SCRIPT_RAN = (
+    "() => document.querySelectorAll('main script:not([type=\"application/json\"])').length"
+)
+
+
+def test_verdicts_and_token_explanations_are_readable_and_escaped(
+    browser: Any,
+    live_server: LiveServer,
+    app: Any,
+    engine: Engine,
+    make_account: Callable[..., Account],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    base = live_server.url
+    make_account("dev")
+    set_password(engine, "dev")
+    index = log_generation(engine, "dev", generation_fields())
+    app.state.ledger.integrate_now()
+    # The server runs in this process: the detector names the logged call.
+    monkeypatch.setattr(detection, "detect_text", lambda *a, **k: attributed(index))
+
+    ctx = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(15_000)
+    page = ctx.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in(page, base, "dev")
+
+    page.goto(f"{base}/transparency/entries/{index}")
+    section = page.locator("#call-explained")
+    shown = section.inner_text()
+    assert ATTACK in shown  # as text, readable
+    assert REMOVED in shown
+    assert "redact" in shown
+    assert "guard" in shown
+    assert page.locator("#call-explained .safety-categories .badge").count() == 2
+    assert section.locator("a", has_text="detector").get_attribute("href") == (
+        "/detect?model=acme/chatty"
+    )
+    assert page.evaluate(_NO_SCRIPT_RAN) == 0
+    Pages(None).check(page, "20-log-entry-explained")
+
+    page.goto(f"{base}/detect")
+    page.get_by_label("Text to check").fill("Hello world!")
+    page.get_by_label("Token logprobs you received").fill(
+        json.dumps(
+            {
+                "content": [
+                    {
+                        "token": "Hello",
+                        "logprob": -0.25,
+                        "top_logprobs": [{"token": ATTACK, "logprob": -3}],
+                    },
+                    {"token": " world", "logprob": -1.5, "top_logprobs": []},
+                ]
+            }
+        )
+    )
+    page.get_by_role("button", name="Detect").click()
+    page.wait_for_selector("#call-safety")
+    assert ATTACK in page.locator("#call-safety").inner_text()
+    explain = page.locator("#token-explain")
+    page.locator('[data-token="0"]').focus()  # keyboard
+    assert "token 0: green-list token" in explain.inner_text()
+    assert "logprob -0.250" in explain.inner_text()
+    assert ATTACK in explain.inner_text()  # an alternative, as text
+    page.locator('[data-token="1"]').hover()  # pointer
+    assert "token 1: red" in explain.inner_text()
+    assert page.locator("details.logprobs").inner_text().count(ATTACK) == 1
+    Pages(None).check(page, "21-detector-explained")
+
+    assert dialogs == []
+    assert page.evaluate(_NO_SCRIPT_RAN) == 0
+    ctx.close()
