@@ -99,8 +99,12 @@ def test_verdicts_and_token_explanations_are_readable_and_escaped(
     assert "token 0: green-list token" in explain.inner_text()
     assert "logprob -0.250" in explain.inner_text()
     assert ATTACK in explain.inner_text()  # an alternative, as text
-    page.locator('[data-token="1"]').hover()  # pointer
+    page.keyboard.press("ArrowRight")  # one tab stop; arrows move between tokens
+    assert page.evaluate("() => document.activeElement.dataset.token") == "1"
     assert "token 1: red" in explain.inner_text()
+    assert page.locator('[data-token="0"]').get_attribute("tabindex") == "-1"
+    page.locator('[data-token="2"]').hover()  # pointer
+    assert "token 2: not scored" in explain.inner_text()
     assert page.locator("details.logprobs").inner_text().count(ATTACK) == 1
     Pages(None).check(page, "21-detector-explained")
 

@@ -182,7 +182,7 @@ def test_the_detector_explains_tokens_and_shows_the_call_verdicts(
         in html
     )
     assert "alternatives: &lt;script&gt;alert(1)&lt;/script&gt; -3.000" in html
-    assert 'data-token="1" title="token 1: red: not on the green list' in html
+    assert 'tabindex="-1" data-token="1" title="token 1: red: not on the green list' in html
     assert 'title="token 2: not scored"' in html
     assert "2 matched to the detector" in html
     assert 'id="token-explain"' in html
