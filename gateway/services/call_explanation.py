@@ -58,7 +58,7 @@ class SafetyVerdict:
     action: str
     applied: str
     removed_sha256: tuple[str, ...]
-    failed_checks: tuple[str, ...]
+    failed_checks: tuple[tuple[str, str], ...]  # (check, reason) as the scanner logged them
     regenerated: bool
 
 
@@ -116,6 +116,18 @@ def _strings(value: Any) -> tuple[str, ...]:
     return tuple(str(v) for v in value) if isinstance(value, list) else ()
 
 
+def _failures(value: Any) -> tuple[tuple[str, str], ...]:
+    """``[{"check", "reason"}]`` (safety.scanner); a bare name is tolerated as a reasonless one."""
+    if not isinstance(value, list):
+        return ()
+    return tuple(
+        (str(v.get("check", "")), str(v.get("reason", "")))
+        if isinstance(v, Mapping)
+        else (str(v), "")
+        for v in value
+    )
+
+
 def _score_key(item: tuple[str, str]) -> tuple[float, str]:
     try:
         return (-float(item[1]), item[0])
@@ -140,7 +152,7 @@ def _verdict(raw: Any) -> SafetyVerdict | None:
         action=str(raw.get("action", "")),
         applied=str(raw.get("applied", raw.get("action", ""))),
         removed_sha256=_strings(raw.get("removed_sha256")),
-        failed_checks=_strings(raw.get("failed_checks")),
+        failed_checks=_failures(raw.get("failed_checks")),
         regenerated=raw.get("regenerated") is True,
     )
 

@@ -1,10 +1,11 @@
 """In a browser: a logged call's safety verdicts on the log entry view and on the detector,
 and each token's explanation on hover and keyboard focus (issue 19, item 3).
 
-The entry is recorded directly (a real call with a policy is covered server-side in
-tests/gateway/test_generation_safety.py); its category names and reasons carry
-``<script>`` and must show as text with no script run. CSP is bypassed on purpose, so an
-unescaped value would execute rather than be stopped by the policy.
+Two ways in: an entry recorded directly, whose category names, reasons and a logprob
+alternative carry ``<script>``; and a real call of a release with a safety policy, whose
+failing check's reason carries it, attributed by the detector from the generated text.
+Either must show as text with no script run. CSP is bypassed on purpose, so an unescaped
+value would execute rather than be stopped by the policy.
 
 Skips cleanly without /usr/bin/chromium or playwright unless TIERGATE_REQUIRE_BROWSER=1.
 """
@@ -12,15 +13,22 @@ Skips cleanly without /usr/bin/chromium or playwright unless TIERGATE_REQUIRE_BR
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy.engine import Engine
 
 from gateway.services import detection
+from safety.findings import Finding, ScanContext
+from safety.policy import parse_policy
 from tests.conftest import Account, LiveServer
 from tests.e2e.browser import Pages, database_url, sign_in  # noqa: F401 (fixtures)
+from tests.gateway.download_fixtures import publish, sign_release
+from tests.gateway.generation_fixtures import REPO_ID, build_generation_release
+from tests.safety.fakes import TermCheck
 from tests.web.conftest import set_password
 from tests.web.explain_fixtures import (
     ATTACK,
@@ -108,6 +116,93 @@ def test_verdicts_and_token_explanations_are_readable_and_escaped(
     assert page.locator("details.logprobs").inner_text().count(ATTACK) == 1
     Pages(None).check(page, "21-detector-explained")
 
+    assert dialogs == []
+    assert page.evaluate(_NO_SCRIPT_RAN) == 0
+    ctx.close()
+
+
+# Open: a check that fails lets the text through (so the detector can find it) and says so.
+OPEN_ANNOTATE = {
+    "checks": ["wordlist", "classifier"],
+    "rules": {"*": {"action": "annotate"}},
+    "hold_back_chars": 8,
+    "on_check_failure": "open",
+}
+
+
+class ScriptRaisingCheck:
+    """A classifier whose failure message is markup: the reason lands in the log entry."""
+
+    name = "classifier"
+    categories = frozenset({"hate"})
+
+    def scan(self, text: str, context: ScanContext) -> Sequence[Finding]:
+        raise RuntimeError(ATTACK)
+
+
+def test_a_real_call_with_a_policy_shows_its_verdict_on_both_pages(
+    browser: Any,
+    live_server: LiveServer,
+    app: Any,
+    engine: Engine,
+    make_account: Callable[..., Account],
+    tmp_path: Path,
+) -> None:
+    base = live_server.url
+    built = sign_release(
+        build_generation_release().out_dir.parent / "model",
+        tmp_path / "out",
+        REPO_ID,
+        "1.4.0",
+        safety_policy=parse_policy(OPEN_ANNOTATE),
+    )
+    pat = make_account("pat", "publisher", org="acme")
+    dev = make_account("dev")
+    set_password(engine, "dev")
+    checks = {"wordlist": TermCheck({"e": "profanity"}), "classifier": ScriptRaisingCheck()}
+    app.state.generation.safety.check_factory = checks.__getitem__
+    with httpx.Client(base_url=base, timeout=120) as http:
+        publish(built, http, pat)
+        made = http.post(
+            "/v1/completions",
+            json={
+                "model": f"{REPO_ID}@1.4.0",
+                "prompt": "The release gateway",
+                "max_tokens": 120,
+                "seed": 5,
+            },
+            headers=dev.headers,
+        )
+    assert made.status_code == 200, made.text
+    text = made.json()["choices"][0]["text"]
+    index = made.json()["tiergate"]["log_index"]
+    app.state.ledger.integrate_now()
+
+    ctx = browser.new_context(bypass_csp=True, viewport={"width": 1280, "height": 900})
+    ctx.set_default_timeout(15_000)
+    page = ctx.new_page()
+    dialogs: list[str] = []
+    page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    sign_in(page, base, "dev")
+
+    page.goto(f"{base}/transparency/entries/{index}")
+    failed = page.locator("#call-explained .failed-checks").inner_text()
+    assert f"classifier: RuntimeError: {ATTACK}" in failed
+    assert "profanity" in page.locator("#call-explained .safety-categories").inner_text()
+    assert "applied annotate" in page.locator("#call-explained").inner_text()
+    assert page.evaluate(_NO_SCRIPT_RAN) == 0
+
+    page.goto(f"{base}/detect")
+    page.get_by_label("Text to check").fill(text)
+    page.get_by_role("button", name="Detect").click()
+    page.wait_for_selector("#call-safety")
+    verdict = page.locator("#call-safety").inner_text()
+    assert "profanity" in verdict
+    assert ATTACK in verdict
+    assert "only available to the caller at call time" in page.locator("main").inner_text()
+    page.locator(".tokens [data-token]").first.focus()
+    assert page.locator("#token-explain").inner_text().startswith("token ")
+    Pages(None).check(page, "22-detector-policy-call")
     assert dialogs == []
     assert page.evaluate(_NO_SCRIPT_RAN) == 0
     ctx.close()

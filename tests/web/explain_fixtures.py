@@ -42,7 +42,7 @@ def generation_fields(safety: bool = True) -> dict[str, Any]:
             "applied": "redact",
             "removed_sha256": [REMOVED],
             "regenerated": True,
-            "failed_checks": ["guard"],
+            "failed_checks": [{"check": "guard", "reason": f"RuntimeError: {ATTACK}"}],
         }
         fields["safety"] = {
             "policy_digest": POLICY,

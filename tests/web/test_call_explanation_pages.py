@@ -45,6 +45,7 @@ def test_only_generation_entries_explain_and_old_ones_add_nothing() -> None:
     assert verdict is not None
     assert verdict.scores[0] == ("hate", "1")  # highest first
     assert verdict.removed_sha256 == (REMOVED,)
+    assert verdict.failed_checks == (("guard", f"RuntimeError: {ATTACK}"),)
     assert new.output(0) is new.outputs[0]
     assert new.output(7) is None
     assert new.model == "acme/chatty@1.0.0:open"
@@ -116,7 +117,7 @@ def test_the_entry_view_shows_verdicts_digests_and_a_detector_link_escaped(
     assert "sha256:" + "02" * 32 in html
     assert "sha256:" + "03" * 32 in html
     assert "fail closed" in html
-    assert "<code>guard</code>" in html
+    assert "<code>guard</code>: RuntimeError: &lt;script&gt;" in html
     assert 'href="/detect?model=acme/chatty"' in html
     assert 'id="call-explained"' not in client.get(f"/transparency/entries/{old}").text
 
