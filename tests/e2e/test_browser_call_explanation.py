@@ -25,7 +25,7 @@ from gateway.services import detection
 from safety.findings import Finding, ScanContext
 from safety.policy import parse_policy
 from tests.conftest import Account, LiveServer
-from tests.e2e.browser import Pages, database_url, sign_in  # noqa: F401 (fixtures)
+from tests.e2e.browser import Pages, axe_source, database_url, sign_in  # noqa: F401 (fixtures)
 from tests.gateway.download_fixtures import publish, sign_release
 from tests.gateway.generation_fixtures import REPO_ID, build_generation_release
 from tests.safety.fakes import TermCheck
@@ -81,7 +81,7 @@ def test_verdicts_and_token_explanations_are_readable_and_escaped(
         "/detect?model=acme/chatty"
     )
     assert page.evaluate(_NO_SCRIPT_RAN) == 0
-    Pages(None).check(page, "20-log-entry-explained")
+    Pages(axe_source()).check(page, "20-log-entry-explained")
 
     page.goto(f"{base}/detect")
     page.get_by_label("Text to check").fill("Hello world!")
@@ -114,7 +114,7 @@ def test_verdicts_and_token_explanations_are_readable_and_escaped(
     page.locator('[data-token="2"]').hover()  # pointer
     assert "token 2: not scored" in explain.inner_text()
     assert page.locator("details.logprobs").inner_text().count(ATTACK) == 1
-    Pages(None).check(page, "21-detector-explained")
+    Pages(axe_source()).check(page, "21-detector-explained")
 
     assert dialogs == []
     assert page.evaluate(_NO_SCRIPT_RAN) == 0
@@ -202,7 +202,7 @@ def test_a_real_call_with_a_policy_shows_its_verdict_on_both_pages(
     assert "only available to the caller at call time" in page.locator("main").inner_text()
     page.locator(".tokens [data-token]").first.focus()
     assert page.locator("#token-explain").inner_text().startswith("token ")
-    Pages(None).check(page, "22-detector-policy-call")
+    Pages(axe_source()).check(page, "22-detector-policy-call")
     assert dialogs == []
     assert page.evaluate(_NO_SCRIPT_RAN) == 0
     ctx.close()
