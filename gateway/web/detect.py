@@ -10,7 +10,7 @@ import base64
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from fastapi import Form, Request
+from fastapi import Form, Query, Request
 from fastapi.responses import Response
 from pydantic import SecretStr, ValidationError
 from sqlmodel import Session
@@ -21,7 +21,7 @@ from gateway.deps import NowDep, SessionDep, StateDep
 from gateway.errors import GatewayError
 from gateway.ledger.runtime import LedgerRuntime
 from gateway.schemas.openai import DetectResponse, TokenSpan, VllmGumbelParams
-from gateway.services import detection, provenance, releases
+from gateway.services import call_explanation, detection, provenance, releases
 from gateway.web.common import page_router
 from gateway.web.csrf import CsrfChecked
 from gateway.web.render import render
@@ -36,6 +36,7 @@ MAX_TEXT = 100_000
 class Segment:
     text: str
     kind: str  # "green", "red", "skip" (not scored) or "plain" (between tokens)
+    token_index: int | None = None  # the detector's token position (None for "plain")
 
 
 def segments(text: str, spans: list[TokenSpan]) -> list[Segment]:
@@ -46,13 +47,15 @@ def segments(text: str, spans: list[TokenSpan]) -> list[Segment]:
         (s for s in spans if s.start is not None and s.end is not None), key=lambda s: s.start or 0
     )
     if not located:
-        return [Segment(s.text or "", s.kind) for s in spans] or [Segment(text, "plain")]
+        return [Segment(s.text or "", s.kind, s.token_index) for s in spans] or [
+            Segment(text, "plain")
+        ]
     for span in located:
         start, end = max(span.start or 0, at), min(span.end or 0, len(text))
         if start > at:
             out.append(Segment(text[at:start], "plain"))
         if end > start:
-            out.append(Segment(text[start:end], span.kind))
+            out.append(Segment(text[start:end], span.kind, span.token_index))
             at = end
     if at < len(text):
         out.append(Segment(text[at:], "plain"))
@@ -107,9 +110,15 @@ def _browser_proof(
 
 
 @router.get("/detect")
-def detect_form(request: Request, viewer: ViewerDep, session: SessionDep) -> Response:
+def detect_form(
+    request: Request,
+    viewer: ViewerDep,
+    session: SessionDep,
+    model: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    """``?model=`` preselects a model: the log entry view links here for its call's model."""
     principal = viewer.principal if viewer else None
-    return render(request, "detect.html", _context(session, principal, "", ""))
+    return render(request, "detect.html", _context(session, principal, "", model))
 
 
 @router.post("/detect", dependencies=[CsrfChecked])
@@ -124,11 +133,15 @@ def detect(
     scheme: Annotated[Literal["tg-kgw-v1", "vllm-gumbel"], Form()] = "tg-kgw-v1",
     vllm_key: Annotated[str, Form(max_length=24)] = "",
     context_width: Annotated[int, Form(ge=1, le=64)] = 4,
+    logprobs: Annotated[str, Form(max_length=call_explanation.MAX_LOGPROBS_CHARS)] = "",
 ) -> Response:
     principal = viewer.principal
     context = _context(session, principal, text, model, scheme, context_width)
+    context["logprobs_json"] = logprobs
     status = 200
     try:
+        # Parsed first: a malformed paste is refused before the detector does any work.
+        views = call_explanation.parse_logprobs(logprobs) if logprobs.strip() else None
         params = None
         if scheme == "vllm-gumbel" and vllm_key:  # no key: the registered keys are tried
             params = VllmGumbelParams(key=SecretStr(vllm_key), context_width=context_width)
@@ -143,6 +156,9 @@ def detect(
         )
         context["result"] = result
         context["segments"] = segments(text, result.spans)
+        context["logprobs"] = views
+        if views is not None:
+            context["token_logprobs"] = call_explanation.align_logprobs(result.spans, text, views)
         if result.attribution is not None:
             a = result.attribution
             service: provenance.ProvenanceService = request.app.state.provenance
@@ -150,6 +166,10 @@ def detect(
                 session, service, a.call_id, a.choice_index, text
             )
             context["proof_data"] = _browser_proof(request, session, a.inclusion_proof)
+            explained = call_explanation.explain_call(session, principal, a.log_index)
+            if explained is not None:
+                context["explanation"] = explained
+                context["explained_output"] = explained.output(a.choice_index)
     except (GatewayError, WatermarkError) as exc:
         context["error"] = exc.message
         status = int(getattr(exc, "status", 422))

@@ -21,6 +21,7 @@ from gateway.ledger.reads import (
     receipt_for,
 )
 from gateway.ledger.runtime import LedgerRuntime
+from gateway.services.call_explanation import explain_entry
 from gateway.web.common import page_router
 from gateway.web.render import render
 from gateway.web.sessions import SignedIn, ViewerDep
@@ -116,6 +117,8 @@ def entry(
         "vkey": _vkey(request, session),
         "data": data,
         "signed_in": principal is not None,
+        # Safety verdicts and digests of a generation, readable; None for other entries.
+        "explanation": explain_entry(index, json.loads(row.entry)) if visible else None,
     }
     return render(request, "log_entry.html", context)
 

@@ -24,10 +24,10 @@ def test_segments_cover_the_whole_text() -> None:
     out = segments(text, [span(0, 2, "green"), span(2, 5, "red"), span(6, 8, "skip")])
     assert "".join(s.text for s in out) == text
     assert out == [
-        Segment("ab", "green"),
-        Segment(" cd", "red"),
+        Segment("ab", "green", 0),
+        Segment(" cd", "red", 0),
         Segment(" ", "plain"),
-        Segment("ef", "skip"),
+        Segment("ef", "skip", 0),
     ]
     assert segments("xyz", []) == [Segment("xyz", "plain")]
 
@@ -91,7 +91,7 @@ def test_detect_needs_sign_in_and_renders_the_result(
     assert page.status_code == 200
     assert seen == {"text": "<b>hi</b> there you", "model": None, "user": "dev"}
     html = page.text
-    assert '<span class="tok-green" title="green">&lt;b&gt;hi</span>' in html
+    assert 'title="token 0: green-list token (raises the z-score)">&lt;b&gt;hi</span>' in html
     assert "<b>hi</b>" not in html
     assert "cmpl-123" in html
     assert 'href="/transparency/receipts/4"' in html

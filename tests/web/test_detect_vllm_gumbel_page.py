@@ -51,6 +51,9 @@ def test_vllm_gumbel_text_is_detected_on_the_page(
     assert 'value="vllm-gumbel" checked' in html
     assert "carries no payload" in html
     assert KEY not in html  # the key field comes back empty
+    # The marks are explained in the scheme's own terms (r, not a green list).
+    assert "r &ge; 1/2</span>" in html
+    assert "(adds at least ln 2 to the score)" in html
 
     wrong = client.post("/detect", data=form(str(int(KEY) + 1)))
     assert wrong.status_code == 200
