@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends
 
 from gateway.auth.principal import Principal
-from gateway.deps import NowDep, SessionDep, require_scope
+from gateway.deps import NowDep, Public, SessionDep, require_scope
 from gateway.problems import problem_responses
 from gateway.schemas.reports import PublisherPolicyPublic, PublisherPolicyUpdate
 from gateway.services import publisher_policy
@@ -27,6 +27,7 @@ def _public(view: publisher_policy.PolicyView) -> PublisherPolicyPublic:
 
 @router.get(
     "/{org}/policy",
+    dependencies=[Public],
     response_model=PublisherPolicyPublic,
     summary="An org's publisher policy (public: reporters and auditors rely on it).",
     responses=problem_responses(404),
