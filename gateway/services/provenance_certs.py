@@ -14,7 +14,11 @@ C2PA reader must accept it. A configured chain may use either; the algorithm fol
 from __future__ import annotations
 
 import datetime as dt
+import fcntl
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -105,14 +109,30 @@ def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> byt
 
 
 def _write_private(path: Path, data: bytes) -> None:
-    """Write ``path`` with mode 0600 (replacing it atomically)."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
+    """Write ``path`` with mode 0600 (replacing it atomically; a temporary name of its own, so
+    two writers never replace each other's half-written file)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:  # mkstemp creates it with mode 0600
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@contextmanager
+def _exclusive(directory: Path) -> Iterator[None]:
+    """Hold the keys folder's lock: replicas that share it (one volume) and start together
+    must agree on one root and one signing key, not each write its own over the other's."""
+    fd = os.open(directory / ".local-ca.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
 
 
 def _issue_leaf(
@@ -150,6 +170,11 @@ def ensure_local_ca(keys_dir: Path, now: dt.datetime) -> tuple[Path, Path, Path]
     """
     directory = keys_dir
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _exclusive(directory):
+        return _ensure_local_ca(directory, now)
+
+
+def _ensure_local_ca(directory: Path, now: dt.datetime) -> tuple[Path, Path, Path]:
     root_path, root_key_path = directory / ROOT_FILE, directory / ROOT_KEY_FILE
     chain_path, key_path = directory / CHAIN_FILE, directory / KEY_FILE
     if not root_path.exists() or not root_key_path.exists():

@@ -124,10 +124,41 @@ def test_local_ca_is_made_once_with_private_key_files(tmp_path: Path) -> None:
     chain, key, root = ensure_local_ca(tmp_path, utcnow())
     for path in tmp_path.iterdir():  # like the gateway's other key files
         assert path.stat().st_mode & 0o777 == 0o600, path
-    assert len(list(tmp_path.iterdir())) == 4
+    # root, its key, the signing chain, its key, and the lock replicas take to make them
+    assert len(list(tmp_path.iterdir())) == 5
     again = ensure_local_ca(tmp_path, utcnow())
     assert again == (chain, key, root)
     assert load_signing_credentials(*again, now=utcnow()).root_pem == root.read_bytes()
+
+
+def test_replicas_starting_together_agree_on_one_local_ca(tmp_path: Path) -> None:
+    """Regression: replicas sharing the keys volume and starting at once each wrote the same
+    temporary file and replaced each other's (FileNotFoundError at start), or could pair one
+    replica's signing key with another's certificate."""
+    import threading
+
+    start = threading.Barrier(8)
+    results: list[tuple[Path, Path, Path]] = []
+    errors: list[BaseException] = []
+
+    def replica() -> None:
+        start.wait()
+        try:
+            results.append(ensure_local_ca(tmp_path, utcnow()))
+        except BaseException as exc:  # collected: a thread's exception would be lost
+            errors.append(exc)
+
+    threads = [threading.Thread(target=replica) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(set(results)) == 1
+    chain, key, root = results[0]
+    # The key on disk is the certificate's: signing with them verifies under the root.
+    assert load_signing_credentials(chain, key, root, now=utcnow()).root_pem == root.read_bytes()
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_local_signing_certificate_is_reissued_before_it_expires(tmp_path: Path) -> None:
