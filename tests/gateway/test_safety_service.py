@@ -3,7 +3,6 @@ and a guard release that fails verification (fail open or closed, and the reason
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 from typing import Any
@@ -15,6 +14,7 @@ from gateway.generation.sampler import Choice
 from gateway.services.safety import BLOCKED_TEXT, SafetyService, policy_of_statement
 from safety.errors import CheckUnavailableError
 from safety.policy import GuardRef, parse_policy
+from tests._async import run_async
 from tests.safety.fakes import TermCheck
 
 
@@ -49,7 +49,7 @@ def test_a_guard_that_fails_verification_fails_as_the_policy_says(
     async def never(_: list[int]) -> list[Choice]:
         raise AssertionError("no regenerate rule")
 
-    out, records = asyncio.run(service.enforce(scanner, choices, never))
+    out, records = run_async(service.enforce(scanner, choices, never))
     assert records[0]["applied"] == action
     assert records[0]["failed_checks"][0]["check"] == "guard"
     assert "failed verification" in records[0]["failed_checks"][0]["reason"]

@@ -14,6 +14,7 @@ from gateway.generation.sampler import Choice
 from gateway.generation.sse import MAX_LINE_BYTES, BadStream, SseChunks
 from gateway.generation.upstream import EngineFailed
 from gateway.services.engines import remote_stream
+from tests._async import run_async
 
 
 def _event(text: str, ids: list[int], finish: str | None = None) -> bytes:
@@ -109,7 +110,7 @@ def test_what_arrived_together_goes_out_merged_per_choice_with_every_id() -> Non
         gate.set()
         return await task
 
-    out = asyncio.run(run())
+    out = run_async(run())
     pieces, choices = out[:-1], out[-1]
     # One piece per choice per catch-up, each choice's text in order.
     assert "".join(t for i, t in pieces if i == 0) == "Hello"
@@ -130,5 +131,5 @@ def test_text_before_a_failure_is_relayed_then_the_failure_raised() -> None:
             out.append(piece)
 
     with pytest.raises(EngineFailed, match="no token ids"):
-        asyncio.run(run())
+        run_async(run())
     assert out == [(0, "ok")]
