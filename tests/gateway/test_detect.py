@@ -16,7 +16,6 @@ from gateway.db.timeutil import utcnow
 from gateway.services import ratelimit
 from licensing.tlog.merkle import leaf_hash
 from tests.conftest import Account
-from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
 
 HUMAN = (
@@ -24,17 +23,6 @@ HUMAN = (
     "revised the budget section, clarified the timeline for the second phase, and added the "
     "letters of support you asked for. Please let me know if anything else is missing."
 )
-
-
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
 
 
 def generate(client: TestClient, account: Account, tokens: int = 120) -> dict[str, Any]:

@@ -16,7 +16,6 @@ from sqlmodel import Session, select
 
 from gateway.db.models import LogEntry
 from tests.conftest import Account
-from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.generation_fixtures import generation_release  # noqa: F401
 from watermark.vllm_gumbel import GumbelConfig, GumbelKey, detect, prf_uniforms
 
@@ -26,17 +25,6 @@ VECTORS: dict[str, Any] = json.loads(
 MARKED = next(s for s in VECTORS["samples"] if s["watermarked"] and s["context_width"] == 4)
 PLAIN = next(s for s in VECTORS["samples"] if not s["watermarked"])
 SECRET = MARKED["key"]  # a 19-digit decimal: easy to spot if it leaks anywhere
-
-
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
 
 
 def gumbel(key: str, **params: Any) -> dict[str, Any]:

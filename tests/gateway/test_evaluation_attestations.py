@@ -20,22 +20,10 @@ from release.errors import EvalEvidenceError
 from release.evals.attestation import build_eval_statement, sign_eval_statement
 from release.evals.runner import RunOutcome
 from tests.conftest import Account, LiveServer
-from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.eval_fixtures import run_as, small_task, write_task
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
 
 EVALUATIONS = "/api/releases/acme/chatty/1.0.0/evaluations"
-
-
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
 
 
 def envelope(outcome: RunOutcome, task: Any, key: PrivateKey, role: str, **model: str) -> bytes:

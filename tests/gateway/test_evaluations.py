@@ -32,20 +32,8 @@ from release.evals.scoring import aggregate, passes
 from release.evals.task import EvalTask
 from release.evals.verify import RUN_DOC_KEY, RUN_ID_KEY, verify_evaluation
 from tests.conftest import Account
-from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.eval_fixtures import run_as, small_task
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
-
-
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
 
 
 def entries(engine: Engine, action: str) -> list[dict[str, Any]]:

@@ -25,17 +25,6 @@ from tests.gateway.generation_fixtures import (  # noqa: F401
 PROMPT = "The release gateway"
 
 
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
-
-
 def complete(client: TestClient, account: Account, **body: Any) -> Any:
     payload = {"model": MODEL, "prompt": PROMPT, "max_tokens": 12, **body}
     return client.post("/v1/completions", json=payload, headers=account.headers)

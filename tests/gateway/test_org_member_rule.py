@@ -9,12 +9,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from tests.conftest import Account
-from tests.gateway.download_fixtures import BuiltRelease, grant_access, publish
+from tests.gateway.download_fixtures import grant_access
 from tests.gateway.generation_fixtures import (  # noqa: F401
     MODEL,
     REPO_ID,
@@ -24,17 +23,6 @@ from tests.gateway.generation_fixtures import (  # noqa: F401
 
 GATED = f"{MODEL}:optimized"
 WEIGHTS = "/acme/chatty/resolve/optimized/model.safetensors"
-
-
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
 
 
 def complete(client: TestClient, account: Account, model: str) -> Any:

@@ -28,7 +28,6 @@ from gateway.generation.reasoning import (
 )
 from gateway.generation.sampler import Choice
 from tests.conftest import Account
-from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.generation_fixtures import (  # noqa: F401
     MODEL,
     generation_release,
@@ -119,17 +118,6 @@ def test_markers_come_from_the_release() -> None:
 
 
 # ------------------------------------------------------------------ through the app
-
-
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
 
 
 def _chat(client: TestClient, account: Account, **body: Any) -> Any:

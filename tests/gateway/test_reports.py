@@ -20,7 +20,6 @@ from gateway.db.timeutil import utcnow
 from gateway.deps import get_now
 from licensing.tlog.merkle import leaf_hash
 from tests.conftest import Account, LiveServer, write_test_watermark_key
-from tests.gateway.download_fixtures import BuiltRelease, publish
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
 
 SECRET_PROMPT = "The confidential merger codename is"
@@ -39,17 +38,6 @@ def settings(tmp_path: Path, database_url: str) -> object:
     )
     write_test_watermark_key(made.resolved_keys_dir)
     return made
-
-
-@pytest.fixture
-def published(
-    generation_release: BuiltRelease,  # noqa: F811
-    client: TestClient,
-    make_account: Callable[..., Account],
-) -> Account:
-    publisher = make_account("pat", "publisher", org="acme")
-    publish(generation_release, client, publisher)  # type: ignore[arg-type]
-    return publisher
 
 
 def generate(client: TestClient, account: Account, tokens: int = 120) -> dict[str, Any]:
