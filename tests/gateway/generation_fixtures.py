@@ -10,11 +10,14 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
-from tests.gateway.download_fixtures import BuiltRelease, sign_release
+from tests.conftest import Account
+from tests.gateway.download_fixtures import BuiltRelease, publish, sign_release
 
 REPO_ID = "acme/chatty"
 VERSION = "1.0.0"
@@ -59,3 +62,15 @@ def generation_release() -> BuiltRelease:
 
 def model_dir(built: BuiltRelease, tier: str = "open") -> Path:
     return built.out_dir / tier
+
+
+@pytest.fixture
+def published(
+    generation_release: BuiltRelease,
+    client: TestClient,
+    make_account: Callable[..., Account],
+) -> Account:
+    """The generation test release published by `pat`, a publisher of `acme`."""
+    publisher = make_account("pat", "publisher", org="acme")
+    publish(generation_release, client, publisher)  # type: ignore[arg-type]
+    return publisher

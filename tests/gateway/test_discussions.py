@@ -21,7 +21,6 @@ from tests.gateway.test_hub import clean_env, run_client
 from tests.gateway.test_reports import (  # noqa: F401
     entries,
     generate,
-    published,
     settings,
     step,
 )
@@ -87,7 +86,7 @@ print(json.dumps({"status": d.status, "events": [[e.type, getattr(e, "new_status
 
 def test_huggingface_hub_files_reads_and_lists_reports_as_discussions(
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     live_server: LiveServer,
     tmp_path: Path,

@@ -18,14 +18,14 @@ from gateway.generation.sampler import Choice
 from tests.conftest import Account
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
 from tests.gateway.test_generation import entry
-from tests.gateway.test_reasoning import _chat, _fixed_output, published  # noqa: F401
+from tests.gateway.test_reasoning import _chat, _fixed_output
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
 
 def test_an_unterminated_think_block_is_all_trace_with_an_empty_answer(
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
@@ -49,7 +49,7 @@ def test_an_unterminated_think_block_is_all_trace_with_an_empty_answer(
 
 def test_a_stream_cut_inside_the_trace_by_a_stop_sequence(
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     engine: Engine,
     monkeypatch: pytest.MonkeyPatch,

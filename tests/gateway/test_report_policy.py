@@ -19,7 +19,7 @@ from gateway.deps import get_now
 from gateway.ledger.events import digest_of
 from tests.conftest import Account, write_test_watermark_key
 from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
-from tests.gateway.test_reports import entries, published, report  # noqa: F401
+from tests.gateway.test_reports import entries, report
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -47,7 +47,7 @@ def _when(text: str) -> datetime:
 def test_report_spam_is_refused_per_account_and_per_address(
     app: FastAPI,
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     engine: Engine,
 ) -> None:
@@ -80,7 +80,7 @@ def _h(account: Account) -> dict[str, Any]:
 
 def test_a_publisher_sets_the_disclosure_window_of_its_reports(
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     engine: Engine,
 ) -> None:
@@ -119,7 +119,7 @@ def test_a_publisher_sets_the_disclosure_window_of_its_reports(
 
 def test_reports_link_to_a_yank_and_a_version_shown_on_the_report_and_its_export(
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     engine: Engine,
 ) -> None:
@@ -187,7 +187,7 @@ def _indexes(engine: Engine, action: str) -> list[int]:
 
 def test_comments_follow_the_report_s_visibility_and_are_logged_by_digest(
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     engine: Engine,
 ) -> None:

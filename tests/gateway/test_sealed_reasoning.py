@@ -29,7 +29,7 @@ from gateway.ledger.events import digest_of
 from tests.conftest import Account
 from tests.gateway.generation_fixtures import generation_release  # noqa: F401
 from tests.gateway.test_generation import entry
-from tests.gateway.test_reasoning import TEXT, TRACE, _chat, _fixed_output, published  # noqa: F401
+from tests.gateway.test_reasoning import TEXT, TRACE, _chat, _fixed_output
 from tests.gateway.test_reports import entries
 
 
@@ -58,7 +58,7 @@ def test_a_sealed_trace_opens_only_with_its_key_for_its_call_and_choice() -> Non
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_an_auditor_opens_a_disclosed_trace_offline_and_proves_it_was_logged(
     client: TestClient,
-    published: Account,  # noqa: F811
+    published: Account,
     make_account: Callable[..., Account],
     engine: Engine,
     monkeypatch: pytest.MonkeyPatch,

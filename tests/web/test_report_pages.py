@@ -10,8 +10,8 @@ from collections.abc import Callable
 from fastapi.testclient import TestClient
 
 from tests.conftest import Account
-from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
-from tests.gateway.test_reports import generate, published, settings  # noqa: F401
+from tests.gateway.generation_fixtures import MODEL, generation_release, published  # noqa: F401
+from tests.gateway.test_reports import generate, settings  # noqa: F401
 from tests.web.conftest import csrf_of, sign_in
 
 PAGE = "/models/acme/chatty/reports"
