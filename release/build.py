@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -40,27 +40,32 @@ from licensing.statements import (
     sign_release_statement,
     tier_record,
 )
+from release._build_card import compose_model_card
+from release._build_inputs import check_build_options, engine_settings, read_publisher_card
+from release._release_layout import (
+    MODEL_CARD_FILE,
+    OPEN_TIER,
+    OPTIMIZED_TIER,
+    RELEASE_STATEMENT_FILE,
+    TERMS_FILE,
+)
 from release._statement_maps import statement_maps
 from release.calibration import CalibrationMethod, CalibrationText
 from release.declared import check_declared_weights
 from release.engine_measure import (
-    AUTO_SPEED_MAX_BYTES,
     DEFAULT_DECODE_TOKENS,
     ArtifactMeasurements,
-    EngineSettings,
     measure_artifacts,
 )
-from release.errors import BuildOptionsInvalidError, ReleaseError
+from release.errors import ReleaseError
 from release.fidelity import FidelityReport, OptimizedTier, TierWriter
 from release.formats import (
     Optimization,
-    grant_tier,
     own_grant_tiers,
     parse_optimizations,
     tier_names,
 )
 from release.manifest import TierManifest, build_tier_manifest
-from release.ollama import OllamaChat
 from release.quantize import DEFAULT_MAX_SHARD_SIZE, parse_size
 from release.safetensors_check import ModelFolderReport, validate_model_folder
 from release.tokenization_check import TokenizationReport
@@ -79,11 +84,6 @@ __all__ = [
     "build_release",
 ]
 
-OPEN_TIER = "open"
-OPTIMIZED_TIER = "optimized"
-MODEL_CARD_FILE = "README.md"
-RELEASE_STATEMENT_FILE = "release.dsse.json"
-TERMS_FILE = "terms.md"
 # Files of a model folder that are never part of a tier: ours, or local clutter.
 _SKIP_NAMES = frozenset({SIGNATURE_FILE, MODEL_CARD_FILE, ".DS_Store"})
 
@@ -195,16 +195,6 @@ def _check_buildable(source: Path, optimization: Optimization, group_size: int |
         check_compressed_exportable(source, optimization.name, group_size or DEFAULT_CT_GROUP_SIZE)
 
 
-def _ollama_chat(tier_dir: Path, weight_files: Sequence[str]) -> OllamaChat | None:
-    """The card's Ollama TEMPLATE for a GGUF artifact, from the file's own metadata."""
-    gguf = next((f for f in weight_files if f.endswith(".gguf")), None)
-    if gguf is None:
-        return None
-    from release.ollama import chat_from_gguf
-
-    return chat_from_gguf(tier_dir / gguf)
-
-
 def _licensing_tier(name: str, manifest: TierManifest, *, gated: bool) -> TierRecord:
     return tier_record(name, manifest.files, gated=gated)
 
@@ -228,13 +218,7 @@ def build_release(
     complete: a failed or interrupted build leaves no half-built folder, and ``force``
     replaces an existing one only once the new one is whole.
     """
-    from licensing.layout import is_repo_id
-
-    if not is_repo_id(options.repo_id):
-        raise BuildOptionsInvalidError(f"repo id must look like ORG/NAME, got {options.repo_id!r}")
-    if not options.version or any(c.isspace() or c in "/@:" for c in options.version):
-        raise BuildOptionsInvalidError(f"version {options.version!r} is not usable in a revision")
-    _check_engine_options(options)
+    check_build_options(options)
     final = Path(out_dir)
     if final.exists() and (not final.is_dir() or any(final.iterdir())) and not force:
         raise OutputExistsError(f"{final} is not empty; choose another --out or pass --force")
@@ -270,9 +254,7 @@ def _build_release_into(
     on_step: Progress | None = None,
 ) -> BuiltRelease:
     force = False  # ``out_dir`` is the fresh work folder of build_release
-    from release.card_sections import merge_model_card
     from release.fidelity import build_optimized_tier
-    from release.model_card import TierCard, render_model_card
 
     step = on_step or (lambda _message: None)
     source = Path(model_dir)
@@ -282,7 +264,7 @@ def _build_release_into(
     policy = None if options.safety_policy is None else options.safety_policy.to_dict()
     if policy is not None:
         parse_policy(policy)
-    publisher_card = _publisher_card(source, options)  # so does an unusable card
+    publisher_card = read_publisher_card(source, options)  # so does an unusable card
     optimizations = parse_optimizations(options.optimize)
     names = tier_names(optimizations)
     own_grant = own_grant_tiers(optimizations, options.own_grant)
@@ -316,7 +298,7 @@ def _build_release_into(
     measured = measure_artifacts(
         open_dir,
         {name: (o, out / name) for name, o in zip(names, optimizations, strict=True)},
-        settings=_engine_settings(options, report.weights_bytes),
+        settings=engine_settings(options, report.weights_bytes),
         now=now,
         on_step=lambda message: step(f"  {message}"),
         show_progress=show_progress,
@@ -347,49 +329,20 @@ def _build_release_into(
     terms_digest = (
         hashlib.sha256(options.terms.encode("utf-8")).hexdigest() if options.terms else None
     )
-    cards = [
-        TierCard(
-            OPEN_TIER,
-            weights[OPEN_TIER],
-            gated=False,
-            description="The weights as published, for everyone.",
-        )
-    ]
-    for name, optimization in zip(names, optimizations, strict=True):
-        built = artifacts[name]
-        cards.append(
-            TierCard(
-                name,
-                weights[name],
-                gated=True,
-                description=f"{optimization.description}; needs a grant.",
-                revision=name,
-                fidelity=built.fidelity,
-                artifact=optimization.name,
-                weight_files=built.quantized.weight_files,
-                calibration=built.quantized.calibration,
-                grant=grant_tier(name, own_grant),
-                speed=measured[name].speed,
-                engine_fidelity=measured[name].engine_fidelity,
-                quantizer=built.quantized.quantizer,
-                ollama=_ollama_chat(out / name, built.quantized.weight_files),
-            )
-        )
-    generated = render_model_card(
-        repo_id=options.repo_id,
-        version=options.version,
-        license=options.license,
-        tiers=tuple(cards),
-        base_model=options.base_model,
-        terms_sha256=terms_digest,
-        intended_use=_card_text(options.intended_use, publisher_card, "Intended use"),
-        limitations=_card_text(options.limitations, publisher_card, "Limitations"),
-        gated_prompt="The optimized tiers are released under signed usage attestations.",
-        gated_fields={f.label: f.type for f in options.approval.fields},
-        tokenization=tokenization_record,
-        safety_policy=policy,
+    card = compose_model_card(
+        options,
+        out=out,
+        weights=weights,
+        names=names,
+        optimizations=optimizations,
+        artifacts=artifacts,
+        measured=measured,
+        own_grant=own_grant,
+        terms_digest=terms_digest,
+        publisher_card=publisher_card,
+        tokenization_record=tokenization_record,
+        policy=policy,
     )
-    card = merge_model_card(generated, publisher_card)
     for directory in directories.values():
         (directory / MODEL_CARD_FILE).write_text(card, encoding="utf-8")
     manifests = {
@@ -441,78 +394,3 @@ def _build_release_into(
         tokenization=tokenization,
         measurements=measured,
     )
-
-
-# The gateway refuses a larger card (gateway.services.releases.MAX_MODEL_CARD_BYTES); the
-# generated block adds a few KiB per file listed, so this leaves room for it.
-MAX_PUBLISHER_CARD_BYTES = 512 * 1024
-
-
-def _publisher_card(source: Path, options: BuildOptions) -> str | None:
-    """What the publisher wrote: the card template, else the model folder's README.md
-    (a symlinked README.md is ignored, as the open tier never holds symlinks)."""
-    if options.card_template is not None:
-        text = options.card_template
-    else:
-        readme = source / MODEL_CARD_FILE
-        if not readme.is_file() or readme.is_symlink():
-            return None
-        if readme.stat().st_size > MAX_PUBLISHER_CARD_BYTES:
-            raise BuildOptionsInvalidError(
-                f"{readme}: larger than {MAX_PUBLISHER_CARD_BYTES // 1024} KiB; the gateway "
-                "refuses such a model card"
-            )
-        try:
-            text = readme.read_text("utf-8")
-        except UnicodeDecodeError as exc:
-            raise BuildOptionsInvalidError(f"{readme}: not UTF-8 text ({exc.reason})") from None
-    if len(text.encode("utf-8")) > MAX_PUBLISHER_CARD_BYTES:
-        raise BuildOptionsInvalidError(
-            f"the card template is larger than {MAX_PUBLISHER_CARD_BYTES // 1024} KiB; the "
-            "gateway refuses such a model card"
-        )
-    return text
-
-
-def _card_text(given: str | None, publisher_card: str | None, heading: str) -> str:
-    """A generated section's text: the CLI option's, else a pointer to the publisher's own
-    section of that name, else empty (the card then says it is not specified)."""
-    from release.card_sections import card_section, publisher_text
-
-    if given and given.strip():
-        return given
-    if publisher_card is not None and card_section(publisher_text(publisher_card)[1], heading):
-        return f"See the publisher's *{heading}* section above."
-    return ""
-
-
-# Enough for a steady rate on any model, few enough that a build never stalls on timing.
-MAX_SPEED_TOKENS = 1024
-
-
-def _check_engine_options(options: BuildOptions) -> None:
-    tokens = options.speed_tokens
-    if isinstance(tokens, bool) or not isinstance(tokens, int):
-        tokens = 0
-    if not 1 <= tokens <= MAX_SPEED_TOKENS:
-        raise BuildOptionsInvalidError(
-            f"speed tokens must be an integer from 1 to {MAX_SPEED_TOKENS}, "
-            f"got {options.speed_tokens!r}"
-        )
-    if options.vllm_python is not None and not Path(options.vllm_python).is_file():
-        raise BuildOptionsInvalidError(
-            f"no vLLM interpreter at {options.vllm_python} (a vLLM environment's bin/python)"
-        )
-
-
-def _engine_settings(options: BuildOptions, open_bytes: int) -> EngineSettings:
-    settings = EngineSettings(vllm_python=options.vllm_python, decode_tokens=options.speed_tokens)
-    if options.measure_speed is None and open_bytes > AUTO_SPEED_MAX_BYTES:
-        reason = (
-            f"the open weights are {open_bytes / 2**30:.1f} GiB, past the "
-            f"{AUTO_SPEED_MAX_BYTES // 2**30} GiB measured by default; pass --measure-speed"
-        )
-        return replace(settings, measure_speed=False, skip_reason=reason)
-    if options.measure_speed is False:
-        return replace(settings, measure_speed=False)
-    return settings

@@ -34,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from release._gptq import gptq_quantize
+from release._gptq import inverse_hessian as inverse_hessian
 from release.errors import CalibrationError
 
 if TYPE_CHECKING:
@@ -76,8 +78,6 @@ _SMOOTH_MAPS = (
 # the default is round-to-nearest, which streams one tensor at a time.
 DEFAULT_CALIBRATION_MEMORY_BYTES = 8 * 2**30
 _MIN_FACTOR = 1e-5
-_DAMPENING = 0.01
-_GPTQ_BLOCK = 128
 
 
 @dataclass(frozen=True)
@@ -299,6 +299,56 @@ def _smoothing(
     return columns, rows, inputs
 
 
+def _calibration_input(
+    root: Path,
+    method: CalibrationMethod,
+    text: CalibrationText | None,
+    smoothing_strength: float,
+    seq_len: int,
+    num_sequences: int,
+) -> tuple[CalibrationText, Any]:
+    """The options checked, then the corpus and its token batch (both calibration paths)."""
+    if method not in CALIBRATION_METHODS or method == "none":
+        raise CalibrationError(f"calibration method {method!r} is not one of gptq, smoothquant…")
+    if not 0.0 < smoothing_strength < 1.0:
+        raise CalibrationError(f"smoothing strength {smoothing_strength} is not in (0, 1)")
+    corpus = text or default_calibration_text()
+    return corpus, _calibration_batch(root, corpus, seq_len, num_sequences)
+
+
+def _smooths(method: CalibrationMethod, model_type: str) -> bool:
+    """Whether ``method`` smooths; refused where smoothing cannot fold exactly."""
+    smooth = method.startswith("smoothquant")
+    if smooth and model_type not in _SMOOTHABLE:
+        raise CalibrationError(
+            f"smoothing folds into {', '.join(sorted(_SMOOTHABLE))} norms only, not {model_type}"
+        )
+    return smooth
+
+
+def _gptq_hessians(
+    collector: _Collector, modules: Collection[str], smoothed: Mapping[str, torch.Tensor]
+) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The GPTQ step's statistics: each distinct input's Hessian (by the module that owns
+    the input) and the owner of each of ``modules`` that has one. ``smoothed``: the
+    smoothing factors by owner; the smoothed input is X / s, so H' = diag(1/s) H diag(1/s).
+    Both calibration paths use it, so they give bit-identical Hessians."""
+    import torch
+
+    by_owner: dict[str, torch.Tensor] = {}
+    owners: dict[str, str] = {}
+    for name in modules:
+        owner = collector.owner(name)
+        if owner not in collector.hessians:
+            continue
+        if owner not in by_owner:
+            h = collector.hessians[owner]
+            s = smoothed.get(owner)
+            by_owner[owner] = h / torch.outer(s, s) if s is not None else h
+        owners[name] = owner
+    return by_owner, owners
+
+
 def calibrate(
     model_dir: str | os.PathLike[str],
     modules: Collection[str],
@@ -314,38 +364,19 @@ def calibrate(
     ``smoothquant`` needs a Llama-style architecture (see ``_SMOOTHABLE``); others are refused
     with :class:`~release.errors.CalibrationError` rather than smoothed wrongly.
     """
-    import torch
-
-    if method not in CALIBRATION_METHODS or method == "none":
-        raise CalibrationError(f"calibration method {method!r} is not one of gptq, smoothquant…")
-    if not 0.0 < smoothing_strength < 1.0:
-        raise CalibrationError(f"smoothing strength {smoothing_strength} is not in (0, 1)")
     root = Path(model_dir)
-    corpus = text or default_calibration_text()
-    batch = _calibration_batch(root, corpus, seq_len, num_sequences)
+    corpus, batch = _calibration_input(
+        root, method, text, smoothing_strength, seq_len, num_sequences
+    )
     collector, model_type, weights = _collect(root, modules, batch)
-    smooth = method.startswith("smoothquant")
-    if smooth and model_type not in _SMOOTHABLE:
-        raise CalibrationError(
-            f"smoothing folds into {', '.join(sorted(_SMOOTHABLE))} norms only, not {model_type}"
-        )
+    smooth = _smooths(method, model_type)
     columns, rows, inputs = (
         _smoothing(collector, weights, modules, smoothing_strength) if smooth else ({}, {}, {})
     )
     hessians: dict[str, torch.Tensor] = {}
     if method.endswith("gptq"):
-        for name in modules:
-            owner = collector.owner(name)
-            if owner not in collector.hessians:
-                continue
-            h = collector.hessians[owner]
-            s = inputs.get(owner)
-            if s is not None and owner not in hessians:
-                # The smoothed input is X / s: H' = diag(1/s) H diag(1/s).
-                h = h / torch.outer(s, s)
-                collector.hessians[owner] = h
-                inputs.pop(owner)
-            hessians[name] = collector.hessians[owner]
+        by_owner, owners = _gptq_hessians(collector, modules, inputs)
+        hessians = {name: by_owner[owner] for name, owner in owners.items()}
     return Calibration(
         method=method,
         text=corpus,
@@ -358,68 +389,13 @@ def calibrate(
     )
 
 
-def inverse_hessian(hessian: torch.Tensor) -> torch.Tensor:
-    """Upper Cholesky factor of the dampened inverse Hessian (the GPTQ recipe)."""
-    import torch
-
-    h = hessian.to(torch.float64).clone()
-    dead = torch.diag(h) == 0
-    h[dead, dead] = 1.0
-    h += torch.eye(h.shape[0], dtype=h.dtype) * (_DAMPENING * torch.diag(h).mean())
-    try:
-        lower = torch.linalg.cholesky(h)
-        inverse = torch.cholesky_inverse(lower)
-        upper: torch.Tensor = torch.linalg.cholesky(inverse, upper=True)
-        return upper.to(torch.float32)
-    except RuntimeError as exc:  # torch.linalg errors are RuntimeError subclasses
-        raise CalibrationError(f"the calibration Hessian is not positive definite: {exc}") from None
-
-
-def gptq_quantize(
-    w: torch.Tensor,
-    hinv: torch.Tensor,
-    *,
-    group: int,
-    scale_of: Any,
-    qmin: int,
-    qmax: int,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """GPTQ over the rows ``w`` ``[out, in]`` -> (weights on the grid, scales ``[out, in/group]``).
-
-    ``scale_of(columns)`` gives the scale of a ``[out, group]`` slice as stored (so codes are
-    computed against the stored value); ``group`` divides ``_GPTQ_BLOCK``, or is ``in``
-    (one scale per row, from the whole row before any compensation).
-    """
-    import torch
-
-    w = w.to(torch.float32).clone()
-    rows, cols = w.shape
-    q = torch.zeros_like(w)
-    scales = torch.zeros(rows, cols // group)
-    per_channel = group >= cols
-    if not per_channel and _GPTQ_BLOCK % group:
-        raise CalibrationError(f"GPTQ group size {group} does not divide {_GPTQ_BLOCK}")
-    scale = scale_of(w) if per_channel else torch.zeros(rows)
-    for i1 in range(0, cols, _GPTQ_BLOCK):
-        i2 = min(i1 + _GPTQ_BLOCK, cols)
-        w1 = w[:, i1:i2].clone()
-        err1 = torch.zeros_like(w1)
-        h1 = hinv[i1:i2, i1:i2]
-        for i in range(i2 - i1):
-            if per_channel:
-                scales[:, 0] = scale
-            elif i % group == 0:
-                # Later columns of the group already carry earlier columns' error.
-                scale = scale_of(w1[:, i : i + group])
-                scales[:, (i1 + i) // group] = scale
-            col = w1[:, i]
-            code = torch.clamp(torch.round(col / scale), qmin, qmax) * scale
-            q[:, i1 + i] = code
-            err = (col - code) / h1[i, i]
-            w1[:, i:] -= err.unsqueeze(1) * h1[i, i:].unsqueeze(0)
-            err1[:, i] = err
-        w[:, i2:] -= err1 @ hinv[i1:i2, i2:]
-    return q, scales
+def _config_number(config: Mapping[str, object], *keys: str) -> int | None:
+    """The first of ``keys`` a model config sets to a positive integer."""
+    for key in keys:
+        value = config.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
 
 
 def calibration_memory_bytes(config: dict[str, object]) -> int | None:
@@ -429,20 +405,12 @@ def calibration_memory_bytes(config: dict[str, object]) -> int | None:
     inputs: three of width ``hidden`` (attention in, attention out, MLP in) and one of width
     ``intermediate`` (MLP out), float32.
     """
-
-    def number(*keys: str) -> int | None:
-        for key in keys:
-            value = config.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
-        return None
-
-    hidden = number("hidden_size", "n_embd", "d_model")
-    layers = number("num_hidden_layers", "n_layer", "num_layers")
-    vocab = number("vocab_size")
+    hidden = _config_number(config, "hidden_size", "n_embd", "d_model")
+    layers = _config_number(config, "num_hidden_layers", "n_layer", "num_layers")
+    vocab = _config_number(config, "vocab_size")
     if hidden is None or layers is None or vocab is None:
         return None
-    inner = number("intermediate_size", "n_inner") or 4 * hidden
+    inner = _config_number(config, "intermediate_size", "n_inner") or 4 * hidden
     params = layers * (4 * hidden * hidden + 3 * hidden * inner) + vocab * hidden
     hessians = layers * (3 * hidden * hidden + inner * inner)
     return 4 * (params + hessians)

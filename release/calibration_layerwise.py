@@ -24,18 +24,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from release.calibration import (
-    _SMOOTHABLE,
-    CALIBRATION_METHODS,
     DEFAULT_CALIBRATION_MEMORY_BYTES,
     Calibration,
     CalibrationMethod,
     CalibrationText,
-    _calibration_batch,
+    _calibration_input,
     _Collector,
+    _config_number,
+    _gptq_hessians,
     _smoothing,
+    _smooths,
     calibrate,
     calibration_memory_bytes,
-    default_calibration_text,
 )
 from release.errors import CalibrationError
 
@@ -51,19 +51,12 @@ def layerwise_memory_bytes(
     """Estimated peak of :func:`calibrate_layerwise`, or None if the config cannot say: the
     embeddings, one block's weights and Hessians, and the batch's hidden states in and out
     of a block, float32 (the Hessians written to the spill folder are on disk, not here)."""
-
-    def number(*keys: str) -> int | None:
-        for key in keys:
-            value = config.get(key)
-            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-                return value
+    hidden = _config_number(config, "hidden_size", "n_embd", "d_model")
+    vocab = _config_number(config, "vocab_size")
+    layers = _config_number(config, "num_hidden_layers", "n_layer")
+    if hidden is None or vocab is None or layers is None:
         return None
-
-    hidden = number("hidden_size", "n_embd", "d_model")
-    vocab = number("vocab_size")
-    if hidden is None or vocab is None or number("num_hidden_layers", "n_layer") is None:
-        return None
-    inner = number("intermediate_size", "n_inner") or 4 * hidden
+    inner = _config_number(config, "intermediate_size", "n_inner") or 4 * hidden
     block = 4 * hidden * hidden + 3 * hidden * inner
     hessians = 3 * hidden * hidden + inner * inner
     activations = 2 * num_sequences * seq_len * hidden
@@ -185,22 +178,15 @@ def calibrate_layerwise(
     from release._shards import loaded_weight_files
     from release.safetensors_check import validate_model_folder
 
-    if method not in CALIBRATION_METHODS or method == "none":
-        raise CalibrationError(f"calibration method {method!r} is not one of gptq, smoothquant…")
-    if not 0.0 < smoothing_strength < 1.0:
-        raise CalibrationError(f"smoothing strength {smoothing_strength} is not in (0, 1)")
     root = Path(model_dir)
-    corpus = text or default_calibration_text()
-    batch = _calibration_batch(root, corpus, seq_len, num_sequences)
+    corpus, batch = _calibration_input(
+        root, method, text, smoothing_strength, seq_len, num_sequences
+    )
     report = validate_model_folder(root)
     files = {t.name: root / f.file for f in loaded_weight_files(report)[0] for t in f.tensors}
     config = AutoConfig.from_pretrained(os.fspath(root), local_files_only=True)
     model_type = str(getattr(config, "model_type", ""))
-    smooth = method.startswith("smoothquant")
-    if smooth and model_type not in _SMOOTHABLE:
-        raise CalibrationError(
-            f"smoothing folds into {', '.join(sorted(_SMOOTHABLE))} norms only, not {model_type}"
-        )
+    smooth = _smooths(method, model_type)
     with init_empty_weights():
         model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)  # type: ignore[no-untyped-call]
     model.train(False)
@@ -260,18 +246,13 @@ def calibrate_layerwise(
             rows |= divs
             if method.endswith("gptq"):
                 file = f"block-{index}.safetensors"
-                owned: dict[str, torch.Tensor] = {}
-                for name in own:
-                    owner = collector.owner(name)
-                    if owner not in collector.hessians:
-                        continue
-                    if owner not in owned:
-                        h = collector.hessians[owner]
-                        s = smoothed.get(owner)
-                        owned[owner] = (h / torch.outer(s, s) if s is not None else h).contiguous()
-                    spilled[name] = (file, owner)
+                owned, owners = _gptq_hessians(collector, own, smoothed)
+                spilled |= {name: (file, owner) for name, owner in owners.items()}
                 if owned:
-                    save_file(owned, os.fspath(folder / file))
+                    save_file(
+                        {owner: h.contiguous() for owner, h in owned.items()},
+                        os.fspath(folder / file),
+                    )
             del collector, weights
             inputs = [
                 (hidden, args, kwargs)

@@ -58,6 +58,7 @@ __all__ = [
     "GENERATION_ASSERTION",
     "C2paWrapperInvalid",
     "CheckpointUnverified",
+    "CredentialClaims",
     "HardBindingMismatch",
     "LogProof",
     "LogProofInvalid",
@@ -232,8 +233,9 @@ def read_manifest(store: bytes) -> VerifiedCredential:
 
 
 @dataclass(frozen=True)
-class OfflineVerification:
-    """What was verified, for a person (``checks``) and for a program (the fields)."""
+class CredentialClaims:
+    """What a generated text's Content Credential says: who signed it, for which model,
+    release, call and choice, where the call is logged and when it was made."""
 
     manifest_id: str
     signer: str
@@ -243,6 +245,12 @@ class OfflineVerification:
     choice_index: int
     log_index: int
     created: str | None
+
+
+@dataclass(frozen=True)
+class OfflineVerification(CredentialClaims):
+    """What was verified, for a person (``checks``) and for a program (the fields)."""
+
     text_source: str  # "wrapper" (the store came embedded in the text) or "sidecar"
     checkpoint_origin: str | None
     checkpoint_size: int | None

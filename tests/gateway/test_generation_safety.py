@@ -21,8 +21,8 @@ from safety.policy import parse_policy
 from safety.scanner import REDACTION
 from tests.conftest import Account
 from tests.gateway.download_fixtures import BuiltRelease, publish, sign_release
+from tests.gateway.generation_calls import entry
 from tests.gateway.generation_fixtures import REPO_ID, build_generation_release
-from tests.gateway.test_generation import entry
 from tests.safety.fakes import BrokenCheck, TermCheck, WholeTextCheck
 
 # The safety layer sits above the database: SQLite is enough (test_generation covers both).

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,20 +25,22 @@ from gateway.generation.reasoning import (
     sha256_of,
     split_reasoning,
 )
-from gateway.generation.sampler import Choice
 from tests.conftest import Account
+from tests.gateway.generation_calls import entry
 from tests.gateway.generation_fixtures import (  # noqa: F401
     MODEL,
     generation_release,
     model_dir,
 )
-from tests.gateway.test_generation import entry
+from tests.gateway.reasoning_calls import (
+    ANSWER,
+    TEXT,
+    TRACE,
+    chat,
+    fixed_output,
+    stream_chat_pieces,
+)
 from tests.gateway.test_ledger import ledger_of
-
-TRACE = "The user asks who signs. </thin is not the end; the log key does"
-ANSWER = "\n\nThe log's signing key."
-TEXT = f"<think>{TRACE}</think>{ANSWER}"
-
 
 # ------------------------------------------------------------------ the splitter
 
@@ -120,26 +121,6 @@ def test_markers_come_from_the_release() -> None:
 # ------------------------------------------------------------------ through the app
 
 
-def _chat(client: TestClient, account: Account, **body: Any) -> Any:
-    payload = {
-        "model": MODEL,
-        "messages": [{"role": "user", "content": "Who signs the checkpoints?"}],
-        "max_tokens": 8,
-        **body,
-    }
-    return client.post("/v1/chat/completions", json=payload, headers=account.headers)
-
-
-def _fixed_output(monkeypatch: pytest.MonkeyPatch, text: str) -> None:
-    """The sampler's output replaced by ``text`` (a tiny model cannot be made to think)."""
-    from gateway.services import generation as service
-
-    def fixed(loaded: Any, config: Any, key: Any, jobs: list[Any]) -> list[list[Choice]]:
-        return [[Choice([1, 2, 3], text, "stop") for _ in range(len(job.payloads))] for job in jobs]
-
-    monkeypatch.setattr(service, "run_jobs", fixed)
-
-
 @pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_chat_returns_the_trace_apart_and_logs_both_digests(
     client: TestClient,
@@ -148,9 +129,9 @@ def test_chat_returns_the_trace_apart_and_logs_both_digests(
     engine: Engine,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _fixed_output(monkeypatch, TEXT)
+    fixed_output(monkeypatch, TEXT)
     dev = make_account("dev")
-    response = _chat(client, dev, n=2)
+    response = chat(client, dev, n=2)
     assert response.status_code == 200, response.text
     body = response.json()
     for choice in body["choices"]:
@@ -186,7 +167,7 @@ def test_chat_without_a_trace_has_null_reasoning(
     make_account: Callable[..., Account],
     engine: Engine,
 ) -> None:
-    response = _chat(client, make_account("dev"))
+    response = chat(client, make_account("dev"))
     assert response.status_code == 200, response.text
     body = response.json()
     message = body["choices"][0]["message"]
@@ -205,8 +186,6 @@ def test_streamed_chat_sends_reasoning_deltas_across_cut_markers(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The engine's pieces cut both markers; the deltas split as the whole text does."""
-    from gateway.services import generation as service
-
     pieces = [
         "<thi",
         "nk>The user",
@@ -217,43 +196,11 @@ def test_streamed_chat_sends_reasoning_deltas_across_cut_markers(
         ANSWER[3:],
     ]
     assert "".join(pieces) == TEXT
-
-    async def engine_pieces(
-        self: Any,
-        principal: Any,
-        request: Any,
-        admitted: Any,
-        now: datetime,
-        on_logged: Any = None,
-    ) -> AsyncIterator[Any]:
-        for piece in pieces:
-            yield service.StreamPiece(0, piece)
-        result = self._result(admitted, [Choice([1, 2, 3], TEXT, "stop")])
-        self._record(principal, request, admitted, result, now, on_logged)
-        yield result
-
-    monkeypatch.setattr(service.GenerationService, "_stream_events", engine_pieces)
-    with client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Who signs?"}],
-            "max_tokens": 8,
-            "stream": True,
-        },
-        headers=make_account("dev").headers,
-    ) as response:
-        assert response.status_code == 200
-        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(e) for e in events[:-1]]
-    deltas = [c["choices"][0]["delta"] for c in chunks]
-    reasoning = "".join(d.get("reasoning", "") for d in deltas)
-    content = "".join(d.get("content") or "" for d in deltas)
+    streamed = stream_chat_pieces(client, make_account("dev"), monkeypatch, pieces)
+    reasoning, content = streamed.reasoning, streamed.content
     assert (reasoning, content) == (TRACE, ANSWER)
-    assert not any("reasoning" in d and "content" in d for d in deltas)
-    final = chunks[-1]
+    assert not any("reasoning" in d and "content" in d for d in streamed.deltas)
+    final = streamed.chunks[-1]
     output = entry(engine, final["tiergate"]["log_index"])["fields"]["outputs"][0]
     assert (
         check_trace(
@@ -278,9 +225,9 @@ def test_cli_proves_a_trace_with_the_entry_s_receipt(
 ) -> None:
     """`tiergate log verify-receipt --reasoning/--answer`: the receipt proves the entry is in
     the log, the entry's digests prove the trace and answer shown are the ones generated."""
-    _fixed_output(monkeypatch, TEXT)
+    fixed_output(monkeypatch, TEXT)
     dev = make_account("dev")
-    response = _chat(client, dev)
+    response = chat(client, dev)
     assert response.status_code == 200, response.text
     body = response.json()
     ledger_of(app).integrate_now()
@@ -326,8 +273,8 @@ def test_a_prompt_ending_with_the_open_marker_starts_inside_the_trace(
     monkeypatch.setattr(
         service, "markers_for", lambda _: ReasoningMarkers("assistant:", "</think>")
     )
-    _fixed_output(monkeypatch, "thought here</think>the answer")
-    response = _chat(client, make_account("dev"))
+    fixed_output(monkeypatch, "thought here</think>the answer")
+    response = chat(client, make_account("dev"))
     assert response.status_code == 200, response.text
     message = response.json()["choices"][0]["message"]
     assert (message["reasoning"], message["content"]) == ("thought here", "the answer")

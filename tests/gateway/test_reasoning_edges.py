@@ -5,20 +5,17 @@ digests prove what the client received."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Callable
-from datetime import datetime
-from typing import Any
+from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.engine import Engine
 
 from gateway.generation.reasoning import check_trace, sha256_of
-from gateway.generation.sampler import Choice
 from tests.conftest import Account
-from tests.gateway.generation_fixtures import MODEL, generation_release  # noqa: F401
-from tests.gateway.test_generation import entry
-from tests.gateway.test_reasoning import _chat, _fixed_output
+from tests.gateway.generation_calls import entry
+from tests.gateway.generation_fixtures import generation_release  # noqa: F401
+from tests.gateway.reasoning_calls import chat, fixed_output, stream_chat_pieces
 
 pytestmark = pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 
@@ -31,8 +28,8 @@ def test_an_unterminated_think_block_is_all_trace_with_an_empty_answer(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     cut = "<think>The user asks who signs, and the budget ran out before"
-    _fixed_output(monkeypatch, cut)
-    response = _chat(client, make_account("dev"))
+    fixed_output(monkeypatch, cut)
+    response = chat(client, make_account("dev"))
     assert response.status_code == 200, response.text
     body = response.json()
     message = body["choices"][0]["message"]
@@ -57,49 +54,15 @@ def test_a_stream_cut_inside_the_trace_by_a_stop_sequence(
     """The client's stop sequence is the close marker: the engine ends the text just before
     it (the stop itself is never sent), so the stream ends inside the trace. The held-back
     bytes go out before the result; the answer is empty; both digests match."""
-    from gateway.services import generation as service
-
     final = "<think>The user asks who signs; the log key</th"
     # What the engine streams: the text up to the stop, in pieces that cut the open marker
     # and end on what could be the start of the close marker.
     pieces = ["<th", "ink>The user asks", " who signs; the log key", "</th"]
     assert "".join(pieces) == final
-
-    async def engine_pieces(
-        self: Any,
-        principal: Any,
-        request: Any,
-        admitted: Any,
-        now: datetime,
-        on_logged: Any = None,
-    ) -> AsyncIterator[Any]:
-        assert "</think>" in admitted.params.stop  # the request's stop reached the engine
-        for piece in pieces:
-            yield service.StreamPiece(0, piece)
-        result = self._result(admitted, [Choice([1, 2, 3], final, "stop")])
-        self._record(principal, request, admitted, result, now, on_logged)
-        yield result
-
-    monkeypatch.setattr(service.GenerationService, "_stream_events", engine_pieces)
-    with client.stream(
-        "POST",
-        "/v1/chat/completions",
-        json={
-            "model": MODEL,
-            "messages": [{"role": "user", "content": "Who signs?"}],
-            "max_tokens": 8,
-            "stop": ["</think>"],
-            "stream": True,
-        },
-        headers=make_account("dev").headers,
-    ) as response:
-        assert response.status_code == 200
-        events = [line[6:] for line in response.iter_lines() if line.startswith("data: ")]
-    assert events[-1] == "[DONE]"
-    chunks = [json.loads(e) for e in events[:-1]]
-    deltas = [c["choices"][0]["delta"] for c in chunks]
-    reasoning = "".join(d.get("reasoning", "") for d in deltas)
-    content = "".join(d.get("content") or "" for d in deltas)
+    streamed = stream_chat_pieces(
+        client, make_account("dev"), monkeypatch, pieces, stop=["</think>"]
+    )
+    chunks, reasoning, content = streamed.chunks, streamed.reasoning, streamed.content
     # A close marker never completed is trace text: "</th" included, nothing lost.
     assert reasoning == final.removeprefix("<think>")
     assert content == ""

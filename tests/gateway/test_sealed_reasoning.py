@@ -27,9 +27,9 @@ from gateway.generation.sealing import (
 )
 from gateway.ledger.events import digest_of
 from tests.conftest import Account
+from tests.gateway.generation_calls import entry
 from tests.gateway.generation_fixtures import generation_release  # noqa: F401
-from tests.gateway.test_generation import entry
-from tests.gateway.test_reasoning import TEXT, TRACE, _chat, _fixed_output
+from tests.gateway.reasoning_calls import TEXT, TRACE, chat, fixed_output
 from tests.gateway.test_reports import entries
 
 
@@ -80,9 +80,9 @@ def test_an_auditor_opens_a_disclosed_trace_offline_and_proves_it_was_logged(
     assert set_.status_code == 200, set_.text
     key_id = set_.json()["auditor_key_id"]
 
-    _fixed_output(monkeypatch, TEXT)
+    fixed_output(monkeypatch, TEXT)
     dev = make_account("dev")
-    response = _chat(client, dev, n=2)
+    response = chat(client, dev, n=2)
     assert response.status_code == 200, response.text
     body = response.json()
     call_id, index = body["id"], body["tiergate"]["log_index"]
@@ -151,7 +151,7 @@ def test_an_auditor_opens_a_disclosed_trace_offline_and_proves_it_was_logged(
     # Removing the key stops sealing; the traces already sealed stay disclosable.
     removed = client.put("/api/orgs/acme/policy", json={"auditor_key": ""}, **_h(published))
     assert removed.json()["auditor_key"] is None
-    later = _chat(client, dev).json()
+    later = chat(client, dev).json()
     assert (
         "reasoning_sealed"
         not in entry(engine, later["tiergate"]["log_index"])["fields"]["outputs"][0]

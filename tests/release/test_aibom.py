@@ -291,11 +291,11 @@ def test_non_spdx_licences_and_odd_paths_stay_valid() -> None:
     spaces or non-ASCII letters still give valid element IRIs."""
     from licensing.layout import TierFile
     from licensing.statements import ApprovalPolicy, tier_record
-    from release.aibom import _spdx_license_expression
+    from release._aibom_facts import spdx_license_expression
 
-    assert _spdx_license_expression("apache-2.0") == "Apache-2.0"
-    assert _spdx_license_expression("other") == "LicenseRef-other"
-    assert _spdx_license_expression("llama3") == "LicenseRef-llama3"
+    assert spdx_license_expression("apache-2.0") == "Apache-2.0"
+    assert spdx_license_expression("other") == "LicenseRef-other"
+    assert spdx_license_expression("llama3") == "LicenseRef-llama3"
     files = (TierFile("docs/read me é.md", "ab" * 32, 3), TierFile("model.gguf", "cd" * 32, 9))
     for licence in ("other", "llama3", "MIT"):
         statement = ReleaseStatement(

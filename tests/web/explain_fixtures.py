@@ -71,8 +71,22 @@ def log_generation(engine: Engine, username: str, fields: dict[str, Any]) -> int
         )
 
 
-def attributed(log_index: int) -> DetectResponse:
-    """A detector result for "Hello world!" naming the call logged at ``log_index``."""
+def attributed(
+    log_index: int,
+    *,
+    call_id: str = "chatcmpl-xyz",
+    spans: list[TokenSpan] | None = None,
+    tokens_scored: int = 2,
+    green_fraction: float = 0.5,
+) -> DetectResponse:
+    """A detector result naming the call ``call_id`` logged at ``log_index``; by default for
+    "Hello world!" (``spans``: the token spans of another text)."""
+    if spans is None:
+        spans = [
+            TokenSpan(start=0, end=5, token_index=0, kind="green", text="Hello"),
+            TokenSpan(start=5, end=11, token_index=1, kind="red", text=" world"),
+            TokenSpan(start=11, end=12, token_index=2, kind="skip", text="!"),
+        ]
     return DetectResponse(
         verdict="watermarked",
         confidence="high",
@@ -82,21 +96,17 @@ def attributed(log_index: int) -> DetectResponse:
         log10_p_value=-20,
         raw_p_value=1e-21,
         tokens_total=3,
-        tokens_scored=2,
-        green_fraction=0.5,
+        tokens_scored=tokens_scored,
+        green_fraction=green_fraction,
         model="acme/chatty@1.0.0:open",
         watermark_key_id="k",
         keys_tried=1,
         tests_corrected_for=2,
         payload=5,
         window=None,
-        spans=[
-            TokenSpan(start=0, end=5, token_index=0, kind="green", text="Hello"),
-            TokenSpan(start=5, end=11, token_index=1, kind="red", text=" world"),
-            TokenSpan(start=11, end=12, token_index=2, kind="skip", text="!"),
-        ],
+        spans=spans,
         attribution=CallAttribution(
-            call_id="chatcmpl-xyz",
+            call_id=call_id,
             choice_index=0,
             log_index=log_index,
             time="2026-01-01T00:00:00Z",

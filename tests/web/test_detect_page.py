@@ -8,11 +8,12 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from gateway.schemas.openai import CallAttribution, DetectResponse, TokenSpan
+from gateway.schemas.openai import DetectResponse, TokenSpan
 from gateway.services import detection
 from gateway.web.detect import Segment, segments
 from tests.conftest import Account
 from tests.web.conftest import csrf_of, sign_in
+from tests.web.explain_fixtures import attributed
 
 
 def span(start: int, end: int, kind: str) -> TokenSpan:
@@ -33,35 +34,12 @@ def test_segments_cover_the_whole_text() -> None:
 
 
 def _result() -> DetectResponse:
-    return DetectResponse(
-        verdict="watermarked",
-        confidence="high",
-        watermarked=True,
-        z_score=9.5,
-        p_value=1e-20,
-        log10_p_value=-20,
-        raw_p_value=1e-21,
-        tokens_total=3,
+    return attributed(
+        4,
+        call_id="cmpl-123",
+        spans=[span(0, 5, "green"), span(5, 11, "red"), span(11, 16, "green")],
         tokens_scored=3,
         green_fraction=0.67,
-        model="acme/chatty@1.0.0:open",
-        watermark_key_id="k",
-        keys_tried=1,
-        tests_corrected_for=2,
-        payload=5,
-        window=None,
-        spans=[span(0, 5, "green"), span(5, 11, "red"), span(11, 16, "green")],
-        attribution=CallAttribution(
-            call_id="cmpl-123",
-            choice_index=0,
-            log_index=4,
-            time="2026-01-01T00:00:00Z",
-            model="acme/chatty@1.0.0:open",
-            payload=5,
-            p_value=1e-19,
-            requester="dev",
-            inclusion_proof=None,
-        ),
     )
 
 
