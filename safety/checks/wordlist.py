@@ -51,6 +51,9 @@ _SUFFIXES: Mapping[str, tuple[str, ...]] = {
 _MAX_TERM_CHARS = 200
 # A run of word characters: ``[^\W_]`` is exactly ``str.isalnum`` (:func:`is_word_char`).
 _WORD = re.compile(r"[^\W_]+")
+# Two words joined by one hyphen, at every word start (a zero-width match, so "a-b-c" gives
+# both "a-b" and "b-c").
+_HYPHENATED = re.compile(r"(?=(?<![^\W_])([^\W_]+)-([^\W_]+))")
 # Below this language probability the text may be mixed: English's list runs too.
 _MIN_LANG_SCORE = 0.5
 # Latin and Cyrillic vowels (escaped: the Cyrillic ones look like Latin letters).
@@ -294,20 +297,26 @@ class WordListCheck:
     ) -> None:
         """Respellings, inflections and compounds (:mod:`safety.checks._fuzzy`) of the words
         no finding covers yet; a finding spans the whole word."""
-        flagged = [(key[0], key[1]) for key in found]
         text = folded.text
-        spans = words.all()
-        for index, (start, stop) in enumerate(spans):
-            category = matcher.category(text[start:stop])
-            if category is None and index + 1 < len(spans):
-                after, end = spans[index + 1]
-                if after == stop + 1 and text[stop] == "-":
-                    category = matcher.closed_up(text[start:stop], text[after:end])
-                    stop = end if category is not None else stop
-            if category is None:
-                continue
+        # One C-level pass and one lookup per distinct word (cached per word): the Python loop
+        # over word positions runs only when a word hits.
+        hits = {w for w in set(_WORD.findall(text)) if matcher.category(w) is not None}
+        candidates: list[tuple[int, int, str]] = []
+        if hits:
+            for start, stop in words.all():
+                category = matcher.category(text[start:stop])
+                if category is not None:
+                    candidates.append((start, stop, category))
+        if "-" in text:
+            for pair in _HYPHENATED.finditer(text):
+                category = matcher.closed_up(pair.group(1), pair.group(2))
+                if category is not None:
+                    candidates.append((pair.start(1), pair.end(2), category))
+        flagged = [(key[0], key[1]) for key in found]
+        for start, stop, category in candidates:
             span = folded.span(start, stop)
             if not any(a < span[1] and b > span[0] for a, b in flagged):
+                flagged.append(span)
                 found[(span[0], span[1], category)] = Finding(
                     check=self.name, category=category, score=1.0, span=span, language=language
                 )
