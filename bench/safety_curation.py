@@ -16,7 +16,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 
 from safety.checks._fold import fold_term
-from safety.checks.wordlist import _SUFFIXES
+from safety.checks._fuzzy import MIN_SKELETON, FuzzyData, FuzzyMatcher, skeleton
+from safety.checks.wordlist import _SUFFIXES, fuzzy_words
 
 
 def _terms(joined: str) -> frozenset[str]:
@@ -283,3 +284,79 @@ def write_wordlists(
             " start of a word.\n"
         )
         (out / f"{language}.tsv").write_text(header + format_rows(language_rows), "utf-8")
+
+
+# --- the second stage: part roots and the allow-list -------------------------------------------
+
+# A listed word becomes a part root (matched inside other words) only when its skeleton is at
+# least this long and at most this many ordinary words' skeletons contain it (those few are
+# allowed by name); chosen on the development split (docs/safety.md, "Tuning").
+MIN_PART = 3
+MAX_ORDINARY_PARTS = 0
+_WORD_RUN = re.compile(r"[^\W_]+")
+
+
+def ordinary_words(lines: Iterable[str]) -> frozenset[str]:
+    """The folded words (four letters or more) of dictionary lines or clean texts."""
+    words: set[str] = set()
+    for line in lines:
+        for word in _WORD_RUN.findall(fold_term(line)):
+            if len(word) >= 4 and not word.isdigit():
+                words.add(word)
+    return frozenset(words)
+
+
+def fuzzy_data(
+    language: str,
+    rows: Sequence[Row],
+    ordinary: frozenset[str],
+    min_part: int = MIN_PART,
+    max_ordinary: int = MAX_ORDINARY_PARTS,
+    identity: frozenset[str] = frozenset(),
+) -> FuzzyData:
+    """The second stage's data for ``rows``: the part roots no more than ``max_ordinary``
+    ordinary words contain, and the ordinary words on which any rule then fires (allowed).
+    Identity terms (every language's) count as ordinary words, and their skeletons, with and
+    without the language's suffixes, are blocked from rule 2."""
+    import ahocorasick
+
+    identity_words = ordinary_words(identity)
+    ordinary = ordinary | identity_words
+    blocked: set[str] = set()
+    for word in identity_words:
+        blocked.add(skeleton(word))
+        for suffix in _SUFFIXES[language]:
+            if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+                blocked.add(skeleton(word[: -len(suffix)]))
+    words = fuzzy_words(rows)
+    candidates: dict[str, str] = {}
+    for word, cat in words.items():
+        key = skeleton(word)
+        if len(key) >= max(min_part, MIN_SKELETON):
+            candidates.setdefault(key, cat)
+    counts = dict.fromkeys(candidates, 0)
+    if candidates:
+        automaton = ahocorasick.Automaton()
+        for key in candidates:
+            automaton.add_word(key, key)
+        automaton.make_automaton()
+        for word in ordinary:
+            for hit in {k for _, k in automaton.iter(skeleton(word))}:
+                counts[hit] += 1
+    parts = {k: c for k, c in candidates.items() if counts[k] <= max_ordinary}
+    data = FuzzyData(parts, frozenset(), frozenset(blocked))
+    matcher = FuzzyMatcher(words, _SUFFIXES[language], data)
+    allow = frozenset(w for w in ordinary if matcher.rule(w) is not None)
+    return FuzzyData(parts, allow, data.blocked)
+
+
+def write_fuzzy(data: Mapping[str, FuzzyData], out: Path) -> None:
+    """Write ``<lang>.fuzzy.tsv`` for every language with data into ``out``."""
+    for language, language_data in data.items():
+        header = (
+            "# Derived by bench/safety_curation.py (fuzzy_data) from ./"
+            f"{language}.tsv and the ordinary words of the language's Debian spelling dictionary"
+            " and clean corpora (see ../SOURCE.md).\n# part<TAB>skeleton<TAB>category: a root"
+            " matched inside words; allow<TAB>word: an ordinary word the rules leave alone.\n"
+        )
+        (out / f"{language}.fuzzy.tsv").write_text(header + language_data.format(), "utf-8")

@@ -260,6 +260,13 @@ def main() -> None:
         "--parts", default="recall,heldout,fpr,identity,cost", help="comma-separated subset"
     )
     parser.add_argument("--languages", default=",".join(LANGUAGES))
+    parser.add_argument(
+        "--no-fuzzy",
+        dest="fuzzy",
+        action="store_false",
+        help="leave-one-source-out checks"
+        " without the second stage (respellings, compounds): the previous method's figures",
+    )
     args = parser.parse_args()
     parts = set(args.parts.split(","))
     languages = [lang for lang in LANGUAGES if lang in args.languages.split(",")]

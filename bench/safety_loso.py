@@ -16,7 +16,7 @@ import argparse
 import random
 from collections.abc import Callable, Mapping, Sequence
 
-from safety_data import severe_english_terms, shipped_rows
+from safety_data import severe_english_terms, shipped_fuzzy, shipped_rows
 from safety_sources import SOURCES, all_sources
 
 from safety.checks._fold import fold_term
@@ -72,9 +72,9 @@ def loso_table(
             if not kept:
                 print(f"| {language} | {label} | (no other source) | | | |")
                 continue
-            check = WordListCheck.from_rows(
-                {language: shipped_rows(args.cache, language, left_out)}
-            )
+            rows = shipped_rows(args.cache, language, left_out)
+            fuzzy = shipped_fuzzy(args.cache, language, rows) if args.fuzzy else {}
+            check = WordListCheck.from_rows({language: rows}, fuzzy)
             scan = make_scanner(check, classifier if language == "en" else None)
             r, n, missed = recall(scan, dedupe(terms), corpora[language], rng, args.threshold)
             if label == source:

@@ -3,9 +3,10 @@
 Folding makes obfuscated and differently encoded spellings of a term look alike: compatibility
 decomposition (NFKD, so NFC, NFKC and full-width forms fold the same), dropping combining
 marks and invisible format characters (accents, soft hyphens, zero-width joiners), casefolding,
-a few leetspeak substitutions, and runs of three or more equal letters collapsed to one. Every
-folded character remembers the half-open range of original characters it came from, so a match
-in the folded text becomes a span into the text the caller holds (the layer redacts by span).
+a few leetspeak substitutions ("!" only before a word character), and runs of three or more
+equal letters collapsed to one. Every folded character remembers the half-open range of
+original characters it came from, so a match in the folded text becomes a span into the text
+the caller holds (the layer redacts by span).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ __all__ = ["FoldedText", "fold", "fold_term", "is_word_char"]
 _LEET = str.maketrans(
     {"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "@": "a", "$": "s"}
 )
+# "!" standing for "i" inside a word ("b!tch", "k!k3") or opening one ("!mbecile"): the one
+# leetspeak letter that is punctuation, so only where a word character follows it.
+_BANG = re.compile(r"!(?=[^\W_])")
 # Three or more of the same letter (not punctuation: "..." and "---" are ordinary).
 _RUN = re.compile(r"([^\W\d_])\1{2,}")
 # One entry per distinct character seen; the alphabet of real text is small, so this stays
@@ -93,14 +97,18 @@ def _collapse(folded: FoldedText) -> FoldedText:
     return FoldedText("".join(text), new_starts, new_ends)
 
 
+def _bang(text: str) -> str:
+    return _BANG.sub("i", text) if "!" in text else text
+
+
 def fold(text: str) -> FoldedText:
     """Fold ``text`` for matching (see the module docstring)."""
     if text.isascii():
         # ASCII lowercasing equals casefolding and keeps every character in place.
-        return _collapse(FoldedText(text.lower().translate(_LEET), None, None))
+        return _collapse(FoldedText(_bang(text.lower().translate(_LEET)), None, None))
     pieces = [_CACHE.get(char) or _fold_char(char) for char in text]
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))
-    joined = "".join(pieces)
+    joined = _bang("".join(pieces))
     if len(joined) == len(text) and (lengths.size == 0 or lengths.max() == 1):
         return _collapse(FoldedText(joined, None, None))
     # Some characters vanished (accents, format characters) or expanded (ligatures, "ß").

@@ -10,6 +10,11 @@ word, optionally followed by one of its language's inflection suffixes; a term w
 trailing ``*`` is a root and matches at the start of a word (Russian prefixes are listed as
 separate roots), one written ``*term*`` matches inside a word (compounds: "assfucker"). A
 root's finding spans the whole word it is in. Findings carry spans into the original text.
+
+A second stage (:mod:`safety.checks._fuzzy`) then looks at the words the automaton left alone
+and flags respellings, further inflections and compounds of listed words that are not ordinary
+words (a per-language allow-list derived from Debian's spelling dictionaries and shipped beside
+the list as ``<lang>.fuzzy.tsv``); a language without that file has no second stage.
 """
 
 from __future__ import annotations
@@ -23,11 +28,12 @@ from importlib import resources
 
 import ahocorasick
 
-from safety.checks._fold import fold, fold_term, is_word_char
+from safety.checks._fold import FoldedText, fold, fold_term, is_word_char
+from safety.checks._fuzzy import FuzzyData, FuzzyMatcher
 from safety.errors import CheckFailedError, CheckUnavailableError
 from safety.findings import HAZARD_CATEGORIES, Finding, ScanContext
 
-__all__ = ["LANGUAGES", "WordListCheck", "load_wordlist"]
+__all__ = ["LANGUAGES", "WordListCheck", "load_fuzzy", "load_wordlist"]
 
 LANGUAGES: tuple[str, ...] = ("en", "fr", "de", "es", "ru", "kab")
 """The languages (ISO 639 codes, as the ``langid`` check names them) that have a list."""
@@ -45,6 +51,9 @@ _SUFFIXES: Mapping[str, tuple[str, ...]] = {
 _MAX_TERM_CHARS = 200
 # A run of word characters: ``[^\W_]`` is exactly ``str.isalnum`` (:func:`is_word_char`).
 _WORD = re.compile(r"[^\W_]+")
+# Two words joined by one hyphen, at every word start (a zero-width match, so "a-b-c" gives
+# both "a-b" and "b-c").
+_HYPHENATED = re.compile(r"(?=(?<![^\W_])([^\W_]+)-([^\W_]+))")
 # Below this language probability the text may be mixed: English's list runs too.
 _MIN_LANG_SCORE = 0.5
 # Latin and Cyrillic vowels (escaped: the Cyrillic ones look like Latin letters).
@@ -82,6 +91,39 @@ def load_wordlist(language: str) -> list[tuple[str, str, bool]]:
         root = term.endswith("*")
         rows.append((category, term.rstrip("*").strip() if root else term.strip(), root))
     return rows
+
+
+def load_fuzzy(language: str) -> FuzzyData | None:
+    """The packaged part roots and allow-list of ``language``'s second stage, or ``None`` for
+    a language without one (no spelling dictionary to derive its allow-list from).
+
+    Raises :class:`CheckUnavailableError` when the file is present but malformed.
+    """
+    path = resources.files("safety").joinpath("lexicons", "wordlists", f"{language}.fuzzy.tsv")
+    if not path.is_file():
+        return None
+    try:
+        return FuzzyData.parse(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise CheckUnavailableError(f"fuzzy data {language!r} cannot be read: {exc}") from exc
+
+
+def fuzzy_words(rows: Iterable[tuple[str, str, bool]]) -> dict[str, str]:
+    """The single words (folded) of a list that the second stage compares words with: every
+    whole-word term and every root's stem (first category wins)."""
+    words: dict[str, str] = {}
+    for category, term, _root in rows:
+        folded = fold_term(term.strip("*"))
+        if folded and folded.isalnum():
+            words.setdefault(folded, category)
+    return words
+
+
+def fuzzy_matcher(
+    language: str, rows: Iterable[tuple[str, str, bool]], data: FuzzyData | None
+) -> FuzzyMatcher:
+    """The second stage of ``language`` over ``rows``."""
+    return FuzzyMatcher(fuzzy_words(rows), _SUFFIXES[language], data)
 
 
 def _masked(term: str) -> list[str]:
@@ -122,14 +164,22 @@ class _Words:
         self._starts: list[int] | None = None
         self._ends: list[int] = []
 
-    def around(self, position: int) -> tuple[int, int]:
-        """The ``[start, end)`` of the word holding ``position`` (a word character)."""
+    def _index(self) -> list[int]:
         if self._starts is None:
             spans = [m.span() for m in _WORD.finditer(self._text)]
             self._starts = [a for a, _ in spans]
             self._ends = [b for _, b in spans]
-        index = bisect.bisect_right(self._starts, position) - 1
-        return self._starts[index], self._ends[index]
+        return self._starts
+
+    def around(self, position: int) -> tuple[int, int]:
+        """The ``[start, end)`` of the word holding ``position`` (a word character)."""
+        starts = self._index()
+        index = bisect.bisect_right(starts, position) - 1
+        return starts[index], self._ends[index]
+
+    def all(self) -> list[tuple[int, int]]:
+        """Every word's ``[start, end)``."""
+        return list(zip(self._index(), self._ends, strict=True))
 
 
 class WordListCheck:
@@ -147,27 +197,38 @@ class WordListCheck:
         if unknown:
             raise CheckUnavailableError(f"no packaged word list for {unknown}")
         self._languages = tuple(languages)
-        self._automata: dict[str, ahocorasick.Automaton] = {}
+        self._automata: dict[str, tuple[ahocorasick.Automaton, FuzzyMatcher | None]] = {}
         self._lock = threading.Lock()
 
     @classmethod
-    def from_rows(cls, rows: Mapping[str, Iterable[tuple[str, str, bool]]]) -> WordListCheck:
+    def from_rows(
+        cls,
+        rows: Mapping[str, Iterable[tuple[str, str, bool]]],
+        fuzzy: Mapping[str, FuzzyData] | None = None,
+    ) -> WordListCheck:
         """A check over given lists (``language -> (category, term, is_root)`` rows, as
-        :func:`load_wordlist` returns) instead of the packaged ones: held-out evaluations."""
+        :func:`load_wordlist` returns) instead of the packaged ones: held-out evaluations.
+        ``fuzzy`` gives the second stage's data per language (none: no second stage)."""
         check = cls(languages=tuple(rows))
         for language, language_rows in rows.items():
-            check._automata[language] = _build(language, language_rows)
+            language_rows = list(language_rows)
+            data = (fuzzy or {}).get(language)
+            matcher = fuzzy_matcher(language, language_rows, data) if data else None
+            check._automata[language] = (_build(language, language_rows), matcher)
         return check
 
-    def _automaton(self, language: str) -> ahocorasick.Automaton:
-        automaton = self._automata.get(language)
-        if automaton is None:
+    def _automaton(self, language: str) -> tuple[ahocorasick.Automaton, FuzzyMatcher | None]:
+        built = self._automata.get(language)
+        if built is None:
             with self._lock:
-                automaton = self._automata.get(language)
-                if automaton is None:
-                    automaton = _build(language, load_wordlist(language))
-                    self._automata[language] = automaton
-        return automaton
+                built = self._automata.get(language)
+                if built is None:
+                    rows = load_wordlist(language)
+                    data = load_fuzzy(language)
+                    matcher = fuzzy_matcher(language, rows, data) if data else None
+                    built = (_build(language, rows), matcher)
+                    self._automata[language] = built
+        return built
 
     def languages_for(self, context: ScanContext) -> tuple[str, ...]:
         """The lists a scan in ``context`` uses: the text's language's list (with English's
@@ -196,7 +257,7 @@ class WordListCheck:
         words = _Words(haystack)
         found: dict[tuple[int, int, str], Finding] = {}
         for language in self.languages_for(context):
-            automaton = self._automaton(language)
+            automaton, matcher = self._automaton(language)
             for end_index, entries in automaton.iter(haystack):
                 end = end_index + 1
                 for entry in entries:
@@ -222,4 +283,40 @@ class WordListCheck:
                             span=span,
                             language=language,
                         )
+            if matcher is not None:
+                self._second_stage(matcher, language, folded, words, found)
         return sorted(found.values(), key=lambda f: (f.span or (0, 0), f.category))
+
+    def _second_stage(
+        self,
+        matcher: FuzzyMatcher,
+        language: str,
+        folded: FoldedText,
+        words: _Words,
+        found: dict[tuple[int, int, str], Finding],
+    ) -> None:
+        """Respellings, inflections and compounds (:mod:`safety.checks._fuzzy`) of the words
+        no finding covers yet; a finding spans the whole word."""
+        text = folded.text
+        # One C-level pass and one lookup per distinct word (cached per word): the Python loop
+        # over word positions runs only when a word hits.
+        hits = {w for w in set(_WORD.findall(text)) if matcher.category(w) is not None}
+        candidates: list[tuple[int, int, str]] = []
+        if hits:
+            for start, stop in words.all():
+                category = matcher.category(text[start:stop])
+                if category is not None:
+                    candidates.append((start, stop, category))
+        if "-" in text:
+            for pair in _HYPHENATED.finditer(text):
+                category = matcher.closed_up(pair.group(1), pair.group(2))
+                if category is not None:
+                    candidates.append((pair.start(1), pair.end(2), category))
+        flagged = [(key[0], key[1]) for key in found]
+        for start, stop, category in candidates:
+            span = folded.span(start, stop)
+            if not any(a < span[1] and b > span[0] for a, b in flagged):
+                flagged.append(span)
+                found[(span[0], span[1], category)] = Finding(
+                    check=self.name, category=category, score=1.0, span=span, language=language
+                )
