@@ -48,7 +48,8 @@ def test_the_revised_card_carries_model_index_and_the_tier_comparison(key: Priva
     card = render_revised_card(release.card, attested)
 
     meta = card_front_matter(card)
-    assert meta["license"] == "apache-2.0" and meta["tags"] == ["tiergate", "tiny"]
+    assert meta["license"] == "apache-2.0"
+    assert meta["tags"] == ["tiergate", "tiny"]
     names = [entry["name"] for entry in meta["model-index"]]
     assert names == ["acme/tiny@1.0.0", "acme/tiny@1.0.0-optimized"]
     [metric] = meta["model-index"][0]["results"][0]["metrics"]
@@ -56,7 +57,8 @@ def test_the_revised_card_carries_model_index_and_the_tier_comparison(key: Priva
     source = meta["model-index"][0]["results"][0]["source"]["url"]
     assert source == f"urn:sha256:{payload_digest(open_score)}"
     # The publisher's text is kept; the block goes right after the generated one.
-    assert "The publisher's own words." in card and "## Contact" in card
+    assert "The publisher's own words." in card
+    assert "## Contact" in card
     assert card.index(GENERATED_END) < card.index(EVALUATIONS_BEGIN) < card.index("## Contact")
     # optimized - open = -0.1 with Newcombe's interval from the two Wilson intervals.
     assert "| tiny-mc@1 | optimized | 0.700000 | 0.800000 | -0.100000 |" in card
@@ -131,40 +133,27 @@ def test_a_revised_bundle_that_changes_a_weight_digest_is_refused(key: PrivateKe
     """Regression for the attack a card revision could carry: new weights under a new card."""
     release = signed_release(key)
     card_sha = "ab" * 32
-    entries = [
-        (
-            f.path,
-            card_sha
-            if f.path == "README.md"
-            else ("cd" * 32 if "safetensors" in f.path else f.sha256),
-            f.size,
-        )
-        for f in release.statement.tier("open").files
-    ]
-    forged = sign_model_bundle("open", entries, key)
-    with pytest.raises(CardRevisionRefusedError, match="model.safetensors"):
+
+    def revised(**changes: str) -> list[tuple[str, str, int]]:
+        files = release.statement.tier("open").files
+        entries = {f.path: (f.sha256, f.size) for f in files}
+        entries["README.md"] = (card_sha, 10)
+        for path, digest in changes.items():
+            entries[path.replace("_", ".")] = (digest, 1)
+        return [(path, digest, size) for path, (digest, size) in entries.items()]
+
+    honest = sign_model_bundle("open", revised(), key)
+    check_revised_bundle(release.statement, "open", honest, key.public_key, card_sha)
+    forged = sign_model_bundle("open", revised(model_safetensors="cd" * 32), key)
+    with pytest.raises(CardRevisionRefusedError, match=r"model\.safetensors"):
         check_revised_bundle(release.statement, "open", forged, key.public_key, card_sha)
-    # A bundle that adds a file is refused as well.
-    added = sign_model_bundle(
-        "open",
-        [
-            *entries[:1],
-            ("extra.bin", "ef" * 32, 1),
-            *[
-                (
-                    p,
-                    s
-                    if p != "model.safetensors"
-                    else hashlib.sha256(release.files["open"]["model.safetensors"]).hexdigest(),
-                    z,
-                )
-                for p, s, z in entries[1:]
-            ],
-        ],
-        key,
-    )
-    with pytest.raises(CardRevisionRefusedError, match="extra.bin"):
+    added = sign_model_bundle("open", revised(extra_bin="ef" * 32), key)
+    with pytest.raises(CardRevisionRefusedError, match=r"extra\.bin"):
         check_revised_bundle(release.statement, "open", added, key.public_key, card_sha)
+    # Signed by another key: refused before any comparison.
+    stranger = sign_model_bundle("open", revised(), PrivateKey.generate("ecdsa-p256"))
+    with pytest.raises(CardRevisionRefusedError, match=r"model\.sig"):
+        check_revised_bundle(release.statement, "open", stranger, key.public_key, card_sha)
 
 
 def test_card_revision_statements_are_strict() -> None:
