@@ -50,11 +50,13 @@ def test_the_revised_card_carries_model_index_and_the_tier_comparison(key: Priva
     meta = card_front_matter(card)
     assert meta["license"] == "apache-2.0"
     assert meta["tags"] == ["tiergate", "tiny"]
-    names = [entry["name"] for entry in meta["model-index"]]
-    assert names == ["acme/tiny@1.0.0", "acme/tiny@1.0.0-optimized"]
-    [metric] = meta["model-index"][0]["results"][0]["metrics"]
-    assert metric["value"] == 0.8
-    source = meta["model-index"][0]["results"][0]["source"]["url"]
+    [entry] = meta["model-index"]
+    assert entry["name"] == "acme/tiny@1.0.0"
+    [first, second] = entry["results"]
+    [metric] = first["metrics"]
+    assert (metric["value"], metric["args"]) == (0.8, {"tier": "open"})
+    assert second["metrics"][0]["args"] == {"tier": "optimized"}
+    source = first["source"]["url"]
     assert source == f"urn:sha256:{payload_digest(open_score)}"
     # The publisher's text is kept; the block goes right after the generated one.
     assert "The publisher's own words." in card
