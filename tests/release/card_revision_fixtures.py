@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from licensing.dsse import sign_envelope
 from licensing.intoto import PAYLOAD_TYPE, Statement, Subject
@@ -86,9 +86,14 @@ def signed_release(
     )
 
 
+class Attestable(Protocol):
+    statement: ReleaseStatement
+    digest: str
+
+
 def eval_envelope(
     key: PrivateKey,
-    release: SignedRelease,
+    release: Attestable,
     *,
     tier: str = "open",
     value: str = "0.800000",
