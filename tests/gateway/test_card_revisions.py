@@ -198,6 +198,10 @@ def test_a_revision_is_checked_stored_logged_and_numbered(setup: Setup, engine: 
     assert (
         "model-index" not in client.get("/api/models/acme/tiny/revision/1.0.0").json()["cardData"]
     )
+    # The release page names the revision and links its signed statement.
+    page = client.get("/models/acme/tiny/v/1.0.0").text
+    assert "Card revision 2" in page
+    assert 'href="/api/releases/acme/tiny/1.0.0/card-revisions/2"' in page
     # The revision's commit keeps resolving (clients cache by commit).
     commit = got.json()["commits"]["open"]
     assert client.get(f"/acme/tiny/resolve/{commit}/README.md").content == built.card
