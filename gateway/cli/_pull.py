@@ -238,7 +238,12 @@ def pull_tier(
 def latest_card_revision(http: httpx.Client, repo_id: str, version: str) -> dict[str, Any] | None:
     """The latest card revision of ``repo_id@version`` with its card, or None."""
     path = f"/api/releases/{repo_id}/{version}/card-revisions"
-    listed = call(http, "GET", path, what="looking up card revisions")
+    try:
+        listed = call(http, "GET", path, what="looking up card revisions")
+    except GatewayRequestError as exc:
+        if exc.status == 404:  # a gateway from before card revisions: the signed card
+            return None
+        raise
     if not listed:
         return None
     number = max(int(row["revision"]) for row in listed)

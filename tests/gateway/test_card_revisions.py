@@ -368,3 +368,49 @@ def test_hub_clients_read_the_revised_card_and_model_signing_verifies_it(
     main_card = (Path(str(result["main"])) / "README.md").read_text()
     assert "model-index" in main_card
     assert (Path(str(result["pinned"])) / "README.md").read_text() == release.card
+
+
+def test_two_publishers_racing_for_the_same_revision_number_store_one(
+    setup: Setup, engine: Engine
+) -> None:
+    """The race replayed step by step (tests/gateway/test_decision_races.py): one submit is
+    paused just before it reads the latest revision while a rival submits the same number."""
+    from gateway.errors import Conflict
+    from gateway.services import card_revisions
+    from tests.gateway.test_decision_races import paused_at
+
+    client, publisher, release = setup.client, setup.publisher, setup.release
+    envelope = eval_envelope(release.key, release)
+    attest(client, publisher, envelope)
+    body = body_of(revise(release, (envelope,)))
+
+    def submit() -> Any:
+        with session_scope(engine) as session:
+            principal = accounts.authenticate(session, publisher.token, now=utcnow())
+            return card_revisions.submit_revision(
+                session,
+                principal,
+                "acme/tiny",
+                "1.0.0",
+                envelope=json.dumps(body["statement"]).encode(),
+                card=body["card"],
+                bundles={t: json.dumps(b).encode() for t, b in body["bundles"].items()},
+                now=utcnow(),
+            )
+
+    outcomes: list[Any] = []
+    with paused_at(engine, "FROM card_revisions", submit) as rival:
+        try:
+            outcomes.append(submit())
+        except Conflict as exc:
+            outcomes.append(exc)
+    rival.join()
+    outcomes.append(rival.error or rival.result)
+    stored = [o for o in outcomes if isinstance(o, card_revisions.CardRevisionView)]
+    refused = [o for o in outcomes if isinstance(o, card_revisions.CardRevisionStale)]
+    assert len(stored) == 1, outcomes
+    assert len(refused) == 1, outcomes
+    assert refused[0].extra["next_revision"] == 2
+    with Session(engine) as session:
+        logged = [r for r in session.exec(select(LogEntry)) if r.action == "release.card_revised"]
+    assert len(logged) == 1
