@@ -323,8 +323,10 @@ results = [(r.task_name, r.dataset_name, r.metric_type, r.metric_value)
            for r in card.data.eval_results or []]
 main = snapshot_download("acme/tiny", local_dir=out / "main")
 pinned = snapshot_download("acme/tiny", revision="1.0.0", local_dir=out / "pinned")
+gated = snapshot_download("acme/tiny", revision="optimized", token=sys.argv[2],
+                          local_dir=out / "optimized")
 print(json.dumps({"model_name": card.data.model_name, "results": results,
-                  "main": str(main), "pinned": str(pinned)}))
+                  "main": str(main), "pinned": str(pinned), "optimized": str(gated)}))
 """
 
 
@@ -352,9 +354,13 @@ def test_hub_clients_read_the_revised_card_and_model_signing_verifies_it(
             attest(http, publisher, envelope)  # type: ignore[arg-type]
         got = post(http, publisher, body_of(revise(release, (score, int8))))  # type: ignore[arg-type]
         assert got.status_code == 201, got.text
+    from tests.gateway.download_fixtures import grant_access
+
+    dev = make_account("dev")
+    grant_access(engine, "dev")
     env = clean_env(tmp_path)
     env["HF_ENDPOINT"] = live_server.url
-    result = run_client(CARD_SCRIPT, [str(tmp_path)], env)
+    result = run_client(CARD_SCRIPT, [str(tmp_path), dev.token], env)
     assert result["model_name"] == "acme/tiny@1.0.0"
     assert sorted(result["results"]) == [  # type: ignore[arg-type]
         ["tiny-mc@1 (open tier)", "tiny-mc@1", "accuracy", 0.8],
@@ -362,12 +368,13 @@ def test_hub_clients_read_the_revised_card_and_model_signing_verifies_it(
     ]
     pub = tmp_path / "pub.pem"
     pub.write_bytes(key.public_key.to_pem())
-    for name in ("main", "pinned"):
+    for name in ("main", "pinned", "optimized"):
         done = model_signing_verify(Path(str(result[name])), pub)
         assert done.returncode == 0, done.stdout + done.stderr
     main_card = (Path(str(result["main"])) / "README.md").read_text()
     assert "model-index" in main_card
     assert (Path(str(result["pinned"])) / "README.md").read_text() == release.card
+    assert (Path(str(result["optimized"])) / "README.md").read_text() == main_card
 
 
 def test_two_publishers_racing_for_the_same_revision_number_store_one(
