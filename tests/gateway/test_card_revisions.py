@@ -421,3 +421,54 @@ def test_two_publishers_racing_for_the_same_revision_number_store_one(
     with Session(engine) as session:
         logged = [r for r in session.exec(select(LogEntry)) if r.action == "release.card_revised"]
     assert len(logged) == 1
+
+
+def test_a_logged_evaluation_run_reaches_the_built_card(
+    client: TestClient,
+    published: Account,
+    make_account: Callable[..., Account],
+    tmp_path: Path,
+) -> None:
+    """A real run through the gateway (every sample a logged call), attested by a key of
+    the org, on the card a real build signed (generated block, fidelity, usage)."""
+    from huggingface_hub import ModelCard
+
+    from licensing.dsse import Envelope
+    from licensing.statements import parse_release_statement
+    from tests.gateway.eval_fixtures import run_as, small_task
+    from tests.gateway.test_evaluation_attestations import envelope as attestation_of
+
+    dev = make_account("dev")
+    task, docs = small_task(tmp_path / "task")
+    outcome = run_as(client, dev, task, docs, tmp_path / "journal.jsonl")
+    assert outcome is not None
+    key = PrivateKey.generate("ecdsa-p256")  # a second key of the org (rotation allows it)
+    register_key(client, published, key)
+    signed = attestation_of(outcome, task, key, "publisher")
+    base = "/api/releases/acme/chatty/1.0.0"
+    assert attest(client, published, signed, base)["status"] == "publisher"
+    body = client.get(base).json()
+    statement = parse_release_statement(Envelope.from_dict(body["statement"]).payload)
+    built = build_card_revision(
+        original_card=body["model_card"],
+        release=AttestedRelease(statement, body["statement_digest"], (signed,)),
+        revision=1,
+        key=key,
+        now=utcnow(),
+    )
+    got = post(client, published, body_of(built), base)
+    assert got.status_code == 201, got.text
+    served = client.get("/acme/chatty/resolve/main/README.md").text
+    card = ModelCard(served)
+    [result] = card.data.eval_results or []
+    assert result.metric_value == float(outcome.result.value)
+    assert result.source_url == f"urn:sha256:{payload_digest(signed)}"
+    # The signed card's body is all there, word for word, around the new block.
+    from release.card_revision import EVALUATIONS_BEGIN, EVALUATIONS_END
+    from release.card_sections import split_front_matter
+
+    served_body = split_front_matter(served)[1]
+    start = served_body.index(EVALUATIONS_BEGIN)
+    end = served_body.index(EVALUATIONS_END) + len(EVALUATIONS_END)
+    rest = served_body[:start] + served_body[end:]
+    assert rest.split() == split_front_matter(body["model_card"])[1].split()
