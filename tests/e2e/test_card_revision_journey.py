@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from licensing.dsse import Envelope
-from licensing.keys import load_private_key
+from licensing.keys import PrivateKey, load_private_key
 from licensing.statements import ReleaseStatement, parse_release_statement, release_digest
 from tests.conftest import Account, LiveServer
 from tests.e2e.test_publisher_journey import ok, tiergate
@@ -21,8 +21,8 @@ from tests.gateway.test_hub import clean_env, run_client
 from tests.model_signing_cli import model_signing_verify
 from tests.release.card_revision_fixtures import eval_envelope
 
-# A CLI build quantizes and measures the tiny model (minutes on a shared 2-core machine).
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
+# Building quantizes and measures the model (minutes on a shared 2-core machine).
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
 HUB_SCRIPT = r"""
 import json, sys
@@ -36,6 +36,34 @@ print(json.dumps({"model_name": card.data.model_name, "results": results, "main"
 """
 
 
+def build_small_release(model_dir: Path, out: Path, key: PrivateKey) -> None:
+    """A small untrained Llama built and signed in two tiers (open; int8, gated) in-process:
+    the build itself is tested elsewhere (tests/e2e/test_publisher_journey.py)."""
+    from datetime import UTC, datetime
+
+    from licensing.statements import ApprovalPolicy
+    from release.build import BuildOptions, build_release
+    from release.testing import build_tiny_model
+
+    model = build_tiny_model(model_dir, train_steps=0, hidden_size=64, num_layers=2)
+    options = BuildOptions(
+        repo_id="acme/tiny",
+        version="1.0.0",
+        license="apache-2.0",
+        terms="Be kind.\n",
+        approval=ApprovalPolicy(),
+        allow_unreliable_text_detection=True,
+    )
+    build_release(
+        model,
+        out,
+        key=key,
+        options=options,
+        now=datetime(2026, 1, 1, tzinfo=UTC),
+        show_progress=False,
+    )
+
+
 @dataclass(frozen=True)
 class Published:
     statement: ReleaseStatement
@@ -44,7 +72,6 @@ class Published:
 
 def test_attested_scores_reach_the_card_and_every_verifier_accepts_it(
     tmp_path: Path,
-    tiny_model_dir: Path,
     live_server: LiveServer,
     make_account: Callable[..., Account],
 ) -> None:
@@ -58,13 +85,7 @@ def test_attested_scores_reach_the_card_and_every_verifier_accepts_it(
     )
     assert registered.status_code == 201, registered.text
     out = tmp_path / "release"
-    ok(
-        tiergate(
-            "release", "build", str(tiny_model_dir), "--out", str(out), "--repo", "acme/tiny",
-            "--version", "1.0.0", "--key", str(key_path), "--license", "apache-2.0",
-            "--allow-unreliable-text-detection",
-        )
-    )  # fmt: skip
+    build_small_release(tmp_path / "model", out, load_private_key(key_path))
     ok(tiergate("release", "publish", str(out), env=env))
     envelope = Envelope.from_json((out / "release.dsse.json").read_bytes())
     release = Published(parse_release_statement(envelope.payload), release_digest(envelope.payload))
