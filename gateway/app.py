@@ -29,6 +29,7 @@ from gateway.openapi import install_openapi
 from gateway.problems import install_problem_handlers
 from gateway.routes import access as access_routes
 from gateway.routes import accounts, admin, clients, health, keys, oauth, releases
+from gateway.routes import card_revisions as card_revision_routes
 from gateway.routes import detect as detect_routes
 from gateway.routes import discussions as discussion_routes
 from gateway.routes import engine_keys as engine_key_routes
@@ -178,6 +179,7 @@ def create_app(
     app.include_router(provenance_routes.router)
     app.include_router(report_routes.router)
     app.include_router(evaluation_routes.router)
+    app.include_router(card_revision_routes.router)
     app.include_router(publisher_policy_routes.router)
     app.include_router(reasoning_routes.router)
     app.include_router(discussion_routes.router)

@@ -32,6 +32,13 @@ Subclasses in the services include (issue 19, reports and publisher policy)::
     ValidationFailed  422 logprobs_invalid (token logprobs pasted into the detector page)
     Conflict          409 report_link_exists
 
+and (issue 20, signed card revisions, ``services.card_revisions``)::
+
+    ValidationFailed  422 card_revision_signature_invalid, card_revision_mismatch,
+                          card_revision_attestation_not_endorsed
+    Conflict          409 card_revision_stale
+    NotFound          404 card_revision_not_found
+
 ``docs/errors.md`` lists every code of the project (``python -m gateway.tools.error_codes``).
 """
 

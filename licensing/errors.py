@@ -38,6 +38,7 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     |   +-- ModelBundleSignatureError   model_bundle_signature_invalid: not signed by the key
     |   +-- ModelManifestMismatchError  model_bundle_manifest_mismatch: subject digest differs
     +-- ReleaseStatementError           release_statement_invalid: cannot build or parse
+    +-- CardRevisionError               card_revision_invalid: a signed card revision
     +-- AttestationError                attestation_invalid: usage attestation verification
         +-- AttestationMalformedError         attestation_malformed
         +-- AttestationTooLargeError          attestation_too_large
@@ -285,6 +286,12 @@ class ReleaseStatementError(LicensingError):
     """A release statement cannot be built, or a signed one does not parse or verify."""
 
     code = "release_statement_invalid"
+
+
+class CardRevisionError(LicensingError):
+    """A card revision statement cannot be built, or a signed one does not parse or verify."""
+
+    code = "card_revision_invalid"
 
 
 class AttestationError(LicensingError):

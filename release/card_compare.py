@@ -135,35 +135,34 @@ def version_comparison_lines(statements: Sequence[ReleaseStatement]) -> list[str
 def model_index(
     repo_id: str, version: str, evaluations: Sequence[EvaluationResult]
 ) -> list[dict[str, object]]:
-    """The Hub's ``model-index`` front matter for attested results (one entry per tier),
-    ``[]`` when there are none: the key is then left out rather than filled with claims."""
-    by_tier: dict[str, list[EvaluationResult]] = {}
-    for result in evaluations:
-        by_tier.setdefault(result.tier, []).append(result)
-    entries: list[dict[str, object]] = []
-    for tier, results in sorted(by_tier.items()):
-        entries.append(
-            {
-                "name": f"{repo_id}@{version}" + ("" if tier == "open" else f"-{tier}"),
-                "results": [
-                    {
-                        "task": {"type": "text-generation"},
-                        "dataset": {"name": r.dataset or r.task, "type": r.dataset or r.task},
-                        "metrics": [
-                            {
-                                "type": r.metric,
-                                "value": float(r.value),
-                                "name": f"{r.task} {r.metric}",
-                                "verified": False,
-                            }
-                        ],
-                        "source": {
-                            "name": f"tiergate attestation sha256:{r.attestation_sha256}",
-                            "url": f"urn:sha256:{r.attestation_sha256}",
-                        },
-                    }
-                    for r in results
-                ],
-            }
-        )
-    return entries
+    """The Hub's ``model-index`` front matter for attested results, ``[]`` when there are
+    none: the key is then left out rather than filled with claims.
+
+    One entry named ``repo_id@version``: ``huggingface_hub`` keeps one model name per card
+    (with an entry per tier it attributed every score to the last tier's name). The tier is
+    in each result's task name and metric name, and in the metric's ``args``; the source
+    names the attestation."""
+    if not evaluations:
+        return []
+    ordered = sorted(evaluations, key=lambda r: (r.task, r.tier, r.metric, r.attestation_sha256))
+    results: list[dict[str, object]] = [
+        {
+            "task": {"type": "text-generation", "name": f"{r.task} ({r.tier} tier)"},
+            "dataset": {"name": r.dataset or r.task, "type": r.dataset or r.task},
+            "metrics": [
+                {
+                    "type": r.metric,
+                    "value": float(r.value),
+                    "name": f"{r.task} {r.metric} ({r.tier} tier)",
+                    "args": {"tier": r.tier},
+                    "verified": False,
+                }
+            ],
+            "source": {
+                "name": f"tiergate attestation sha256:{r.attestation_sha256}",
+                "url": f"urn:sha256:{r.attestation_sha256}",
+            },
+        }
+        for r in ordered
+    ]
+    return [{"name": f"{repo_id}@{version}", "results": results}]

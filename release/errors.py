@@ -34,6 +34,10 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
     +-- AiBomUnavailableError       aibom_unavailable: the [aibom] extra is not installed
     +-- RebuildRefusedError         rebuild_refused: a release cannot be migrated to the
     |                               standard formats as asked (release.migrate)
+    +-- CardRevisionRefusedError    card_revision_refused: a card revision cannot be rendered
+    |                               or checked: no README.md in a tier, an attestation of
+    |                               another release, a bundle that changes more than the card
+    |                               (release.card_revision)
     +-- PublishError                publish_failed: the gateway refused a publish step; carries
     |                               the gateway's own code when it sent one (release.upload)
     +-- EvalError                   eval_error: an evaluation cannot be run or checked
@@ -55,6 +59,7 @@ from __future__ import annotations
 
 __all__ = [
     "BuildOptionsInvalidError",
+    "CardRevisionRefusedError",
     "EvalAttestationInvalidError",
     "EvalDataNotFoundError",
     "EvalError",
@@ -278,6 +283,13 @@ class RebuildRefusedError(ReleaseError):
     is the old one (a signed version is never rewritten)."""
 
     code = "rebuild_refused"
+
+
+class CardRevisionRefusedError(ReleaseError):
+    """A card revision cannot be rendered from its inputs, or a revised bundle changes more
+    than the card (release.card_revision)."""
+
+    code = "card_revision_refused"
 
 
 class EvalError(ReleaseError):

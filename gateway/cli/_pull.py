@@ -23,6 +23,8 @@ from gateway.cli._client import (
 )
 from licensing.layout import SIGNATURE_FILE
 
+MODEL_CARD_FILE = "README.md"
+
 __all__ = ["pull_tier", "release_public_key"]
 
 _CHUNK = 1 << 20
@@ -40,7 +42,9 @@ def _safe_target(root: Path, rel: str) -> Path:
 
 
 def _source_url(http: httpx.Client, repo_id: str, version: str, tier: str, rel: str,
-                gated: bool) -> str:  # fmt: skip
+                gated: bool, revision: str | None = None) -> str:  # fmt: skip
+    if revision is not None:  # a card revision's README.md, served from its own commit
+        return f"/{repo_id}/resolve/{quote(revision, safe='')}/{quote(rel)}"
     if not gated:
         return f"/{repo_id}/resolve/{quote(version + '-' + tier, safe='')}/{quote(rel)}"
     link = call(http, "POST", "/api/links", what=f"getting a link for {rel}",
@@ -135,10 +139,15 @@ def pull_tier(
     key_path: Path | None = None,
     on_progress: Callable[[int, int], None] | None = None,
     force: bool = False,
+    original_card: bool = False,
 ) -> Path:
     """Download and verify one tier into ``out``; returns ``out``.
 
     With ``force`` an existing ``out`` is replaced, but only once the new copy verified.
+    When the publisher signed a card revision, its ``README.md`` and ``model.sig`` are
+    fetched instead of the originals (unless ``original_card``) and checked as well: the
+    revision and the bundle signed by the release's key, every other digest the release
+    statement's, the card the one the revision signs.
     """
     from release.verify import TierVerificationError, verify_tier
 
@@ -165,6 +174,15 @@ def pull_tier(
     info = tiers[tier]
     gated = bool(info["gated"])
     files = [(f["path"], int(f["size"]), f["sha256"]) for f in info["files"]]
+    card = None if original_card else latest_card_revision(http, repo_id, version)
+    card_commit = None
+    if card is not None:
+        card_commit = str(card["commits"][tier])
+        size = len(str(card["card"]).encode("utf-8"))
+        files = [
+            (rel, size, str(card["card_sha256"])) if rel == MODEL_CARD_FILE else (rel, n, sha)
+            for rel, n, sha in files
+        ]
     partial = out.with_name(out.name + ".partial")
     # Created only once the gate let the first file through: a refusal leaves nothing behind.
     created_partial = not partial.exists()
@@ -180,7 +198,8 @@ def pull_tier(
     try:
         for rel, size, sha256 in files:
             try:
-                url = _source_url(http, repo_id, version, tier, rel, gated)
+                from_card = card_commit if rel == MODEL_CARD_FILE else None
+                url = _source_url(http, repo_id, version, tier, rel, gated, from_card)
             except GatewayRequestError as exc:
                 if exc.code in ("grant_required", "gated_repo"):
                     raise GatewayRequestError(
@@ -197,12 +216,14 @@ def pull_tier(
         raise
     partial.mkdir(parents=True, exist_ok=True)
     # model.sig is the tier's bundle: small, fetched whole every time.
-    revision = quote(version + "-" + tier, safe="")
+    revision = quote(card_commit or (version + "-" + tier), safe="")
     signature = http.get(f"/{repo_id}/resolve/{revision}/{SIGNATURE_FILE}")
     if signature.status_code != 200:
         raise_for_problem(signature, f"downloading {SIGNATURE_FILE}")
     (partial / SIGNATURE_FILE).write_bytes(signature.content)
     key = release_public_key(http, repo_id, version, key_path)
+    if card is not None:
+        check_card_revision(release, card, tier, signature.content, key)
     try:
         verify_tier(partial, key, show_progress=False)
     except TierVerificationError as exc:
@@ -212,6 +233,55 @@ def pull_tier(
         raise
     _replace_folder(partial, out)
     return out
+
+
+def latest_card_revision(http: httpx.Client, repo_id: str, version: str) -> dict[str, Any] | None:
+    """The latest card revision of ``repo_id@version`` with its card, or None."""
+    path = f"/api/releases/{repo_id}/{version}/card-revisions"
+    try:
+        listed = call(http, "GET", path, what="looking up card revisions")
+    except GatewayRequestError as exc:
+        if exc.status == 404:  # a gateway from before card revisions: the signed card
+            return None
+        raise
+    if not listed:
+        return None
+    number = max(int(row["revision"]) for row in listed)
+    found: dict[str, Any] = call(http, "GET", f"{path}/{number}", what="reading the card revision")
+    return found
+
+
+def check_card_revision(
+    release: dict[str, Any], card: dict[str, Any], tier: str, bundle: bytes, key: Any
+) -> None:
+    """The revision and the release statement verify under ``key``; the revision names this
+    release and this card; the tier's bundle changes nothing but the card's digest. Files on
+    disk are checked against the bundle afterwards (``verify_tier``)."""
+    import json
+
+    from licensing.card_revision import verify_card_revision
+    from licensing.errors import LicensingError
+    from licensing.statements import verify_release_statement
+    from release.card_revision import check_revised_bundle
+    from release.errors import ReleaseError
+
+    def refuse(message: str) -> GatewayRequestError:
+        return GatewayRequestError(message, code="card_revision_unverified", status=0)
+
+    try:
+        statement = verify_release_statement(json.dumps(release["statement"]).encode(), [key])
+        verified = verify_card_revision(json.dumps(card["statement"]).encode(), [key])
+        if verified.revision.release_digest != statement.release_digest:
+            raise refuse("the card revision names another release statement")
+        if verified.revision.card_sha256 != card["card_sha256"]:
+            raise refuse("the gateway's card digest is not the one the revision signs")
+        manifest = check_revised_bundle(
+            statement.release, tier, bundle, key, verified.revision.card_sha256
+        )
+        if manifest != verified.revision.tiers.get(tier):
+            raise refuse(f"{SIGNATURE_FILE} is not the bundle the card revision signs")
+    except (LicensingError, ReleaseError) as exc:
+        raise refuse(f"card revision {card.get('revision')}: {exc.message}") from exc
 
 
 def _replace_folder(new: Path, out: Path) -> None:

@@ -31,6 +31,12 @@ __all__ = ["command", "pull_tier"]
 @click.option(
     "--force", is_flag=True, help="Replace a non-empty --out folder once the new copy verifies."
 )
+@click.option(
+    "--original-card",
+    is_flag=True,
+    help="Fetch README.md and model.sig as first signed, not the publisher's latest card "
+    "revision (the card with attested evaluation results).",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was pulled as JSON.")
 @gateway_options
@@ -40,12 +46,17 @@ def command(
     out_dir: Path,
     key_path: Path | None,
     force: bool,
+    original_card: bool,
     quiet: bool,
     as_json: bool,
     gateway: str,
     token: str | None,
 ) -> None:
     """Download a release tier into --out, resuming, then verify signature and hashes.
+
+    When the publisher signed a card revision (`tiergate release card`), the tier comes
+    with that revision's README.md and model.sig; both are checked against the release's
+    key and the weights' digests against the signed release statement.
 
     \b
     Examples:
@@ -85,6 +96,7 @@ def command(
                 key_path=key_path,
                 on_progress=show,
                 force=force,
+                original_card=original_card,
             )
         finally:
             if bar is not None:

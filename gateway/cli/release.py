@@ -171,10 +171,11 @@ def quantize(
 
 
 def _attach_publishing_commands() -> None:
+    from gateway.cli.release_card import COMMANDS as CARDS
     from gateway.cli.release_publish import COMMANDS as PUBLISHING
     from gateway.cli.release_rebuild import COMMANDS as REBUILDING
 
-    for command in (*PUBLISHING, *REBUILDING):
+    for command in (*PUBLISHING, *REBUILDING, *CARDS):
         group.add_command(command)
 
 

@@ -535,6 +535,31 @@ class EvaluationAttestation(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
 
 
+class CardRevisionRecord(SQLModel, table=True):
+    """A publisher-signed card revision of a release (``card-revision/v1``): the re-rendered
+    ``README.md``, its signed statement and each tier's new ``model.sig``. The release's own
+    signed files never change; Hub branches serve the latest revision, version tags the
+    original."""
+
+    __tablename__ = "card_revisions"
+    __table_args__ = (UniqueConstraint("release_id", "revision", name="uq_card_revision"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    release_id: int = Field(foreign_key="releases.id", index=True)
+    revision: int = Field(nullable=False)
+    digest: str = Field(sa_column=Column(String(64), nullable=False))
+    # The DSSE envelope of the card revision statement, verbatim (canonical JSON).
+    envelope: str = Field(sa_column=Column(Text, nullable=False))
+    card: str = Field(sa_column=Column(Text, nullable=False))
+    card_sha256: str = Field(sa_column=Column(String(64), nullable=False))
+    # JSON object: tier -> that tier's revised model_signing bundle (canonical JSON text).
+    bundles: str = Field(sa_column=Column(Text, nullable=False))
+    signer_key_id: str = Field(sa_column=Column(String(64), nullable=False))
+    created_by: int = Field(foreign_key="users.id")
+    log_index: int = Field(sa_column=Column(BigInteger, nullable=False))
+    created_at: datetime = Field(default_factory=utcnow, sa_column=_ts())
+
+
 class PublisherPolicy(SQLModel, table=True):
     """An org's choices as a publisher that are not part of any one release: how long its
     reports stay private, and the auditor key its models' reasoning traces are sealed to."""

@@ -93,3 +93,26 @@ class UploadStatus(BaseModel):
     size: int
     offset: int
     complete: bool
+
+
+class CardRevisionCreate(WriteModel):
+    statement: dict[str, Any] = Field(
+        description="The signed card revision statement (DSSE envelope, card-revision/v1)."
+    )
+    card: str = Field(max_length=1 << 20, description="The revised README.md, UTF-8.")
+    bundles: dict[str, dict[str, Any]] = Field(
+        description="Each tier's model.sig re-signed over the revised README.md."
+    )
+
+
+class CardRevisionPublic(BaseModel):
+    revision: int
+    digest: str = Field(description="sha256 of the revision statement (DSSE payload).")
+    card_sha256: str
+    attestations: list[str] = Field(description="Digests of the attestations the card shows.")
+    signer_key_id: str
+    log_index: int = Field(description="The `release.card_revised` log entry.")
+    created_at: datetime
+    statement: dict[str, Any] = Field(description="The signed statement (DSSE envelope).")
+    commits: dict[str, str] = Field(description="Tier -> Hub commit serving this revision.")
+    card: str | None = Field(default=None, description="The README.md (single revision reads).")

@@ -3,7 +3,10 @@
 A Hub-style revision names a (release version, tier): ``main``/``open`` and ``optimized`` are
 the latest published version's tiers, ``<version>`` its open tier, ``<version>-<tier>`` any
 tier, and the 40-hex commit (derived from the statement digest and the tier) pins one exactly.
-Each tier also serves its ``model.sig`` (the tier's signed bundle) as a file.
+Each tier also serves its ``model.sig`` (the tier's signed bundle) as a file. Once the
+publisher signed a card revision, the moving names (``main``, ``open``, a bare tier name)
+serve its ``README.md`` and re-signed ``model.sig`` under a commit of their own; the version
+tags keep serving the files as first signed (``services.card_revisions``).
 """
 
 from __future__ import annotations
@@ -17,7 +20,15 @@ from datetime import datetime
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
-from gateway.db.models import Grant, Org, Release, ReleaseStatus, ReleaseTier, User
+from gateway.db.models import (
+    CardRevisionRecord,
+    Grant,
+    Org,
+    Release,
+    ReleaseStatus,
+    ReleaseTier,
+    User,
+)
 from gateway.db.timeutil import as_utc
 from gateway.errors import (
     BadRequest,
@@ -28,8 +39,15 @@ from gateway.errors import (
 )
 from gateway.services.access import active_grant
 from gateway.services.aibom import release_aibom_files
+from gateway.services.card_revisions import (
+    latest_revision,
+    release_revisions,
+    revision_bundles,
+    revision_commit,
+)
 from gateway.services.evaluation_attestations import bom_evaluations, hub_files
 from gateway.services.releases import (
+    MODEL_CARD_FILE,
     OPEN_TIER,
     holds_blob,
     release_files,
@@ -110,11 +128,17 @@ class InvalidFilePath(BadRequest):
 
 @dataclass(frozen=True, slots=True)
 class TierRef:
+    """A tier of a release as one revision names it; ``card`` is the card revision a moving
+    name (``main``, a bare tier name) serves, None for the signed files as published."""
+
     release: Release
     tier: ReleaseTier
+    card: CardRevisionRecord | None = None
 
     @property
     def commit(self) -> str:
+        if self.card is not None:
+            return revision_commit(self.release, self.tier.tier, self.card.revision)
         return commit_of(self.release, self.tier.tier)
 
     @property
@@ -168,27 +192,33 @@ def resolve_revision(
         if published
         else None
     )
-    candidates: list[tuple[Release, str]] = []
+    # (release, tier, moving): moving names serve the latest card revision, version tags
+    # the signed files as published.
+    candidates: list[tuple[Release, str, bool]] = []
     if rev in (DEFAULT_REVISION, OPEN_TIER) and latest is not None:
-        candidates.append((latest, OPEN_TIER))
+        candidates.append((latest, OPEN_TIER, True))
     elif _COMMIT_RE.fullmatch(rev):
         for release in rows:
+            revisions = release_revisions(session, release)
             for tier in release_tiers(session, release):
                 if commit_of(release, tier.tier) == rev:
                     return TierRef(release, tier)
+                for card in revisions:
+                    if revision_commit(release, tier.tier, card.revision) == rev:
+                        return TierRef(release, tier, card)
     else:
         by_version = {r.version: r for r in rows}
         if rev in by_version:
-            candidates.append((by_version[rev], OPEN_TIER))
+            candidates.append((by_version[rev], OPEN_TIER, False))
         version, sep, tier_name = rev.rpartition("-")
         if sep and version in by_version:
-            candidates.append((by_version[version], tier_name))
+            candidates.append((by_version[version], tier_name, False))
         if latest is not None and rev != OPEN_TIER:
-            candidates.append((latest, rev))  # a bare tier name: "optimized"
-    for release, tier_name in candidates:
+            candidates.append((latest, rev, True))  # a bare tier name: "optimized"
+    for release, tier_name, moving in candidates:
         found = _tier_of(session, release, tier_name)
         if found is not None:
-            return TierRef(release, found)
+            return TierRef(release, found, latest_revision(session, release) if moving else None)
     raise RevisionNotFound(f"{repo_id} has no revision {rev!r}")
 
 
@@ -204,6 +234,17 @@ def tier_files(session: Session, ref: TierRef) -> list[ServedFile]:
         for f in release_files(session, ref.release, ref.tier.tier)
     ]
     bundle = ref.tier.bundle.encode("utf-8")
+    if ref.card is not None:
+        # A card revision: its README.md and the tier's bundle re-signed over it; every
+        # other file is the signed one (the service checked the bundle says so).
+        card = ref.card.card.encode("utf-8")
+        files = [
+            ServedFile(f.path, ref.card.card_sha256, len(card), card)
+            if f.path == MODEL_CARD_FILE
+            else f
+            for f in files
+        ]
+        bundle = revision_bundles(ref.card)[ref.tier.tier].encode("utf-8")
     files.append(
         ServedFile(SIGNATURE_FILE, hashlib.sha256(bundle).hexdigest(), len(bundle), bundle)
     )
@@ -363,10 +404,12 @@ def repo_refs(
     if not rows:
         return branches, tags
     latest = max(rows, key=lambda r: (as_utc(r.published_at or r.created_at), r.id or 0))
+    card = latest_revision(session, latest)
     for tier in release_tiers(session, latest):
         names = [DEFAULT_REVISION, OPEN_TIER] if tier.tier == OPEN_TIER else [tier.tier]
         for name in names:
-            branches.append(GitRef(name, f"refs/heads/{name}", commit_of(latest, tier.tier)))
+            commit = TierRef(latest, tier, card).commit
+            branches.append(GitRef(name, f"refs/heads/{name}", commit))
     for release in rows:
         for tier in release_tiers(session, release):
             commit = commit_of(release, tier.tier)

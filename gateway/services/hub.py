@@ -121,7 +121,7 @@ def _gated(session: Session, release: Release, tiers: list[ReleaseTier]) -> str 
 def _info(session: Session, ref: TierRef, *, repo_level: bool, with_files: bool) -> HubModelInfo:
     release = ref.release
     files = downloads.tier_files(session, ref) if with_files else []
-    meta = card_metadata(release.model_card)
+    meta = card_metadata(ref.card.card if ref.card is not None else release.model_card)
     every_tier = release_tiers(session, release)
     tiers = every_tier if repo_level else [ref.tier]
     card_tags = meta.get("tags")

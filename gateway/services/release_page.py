@@ -13,9 +13,17 @@ from datetime import datetime
 from sqlmodel import Session
 
 from gateway.auth.principal import Principal
-from gateway.db.models import Org, Release, ReleaseFile, ReleaseStatus, ReleaseTier
+from gateway.db.models import (
+    CardRevisionRecord,
+    Org,
+    Release,
+    ReleaseFile,
+    ReleaseStatus,
+    ReleaseTier,
+)
 from gateway.services import releases
 from gateway.services.access import active_grant
+from gateway.services.card_revisions import latest_revision
 from gateway.services.evaluation_attestations import attested_scores
 from gateway.services.grants import grant_tier_of
 from gateway.services.hub import approval_mode
@@ -27,6 +35,7 @@ __all__ = [
     "ReleasePage",
     "TierView",
     "card_for_page",
+    "card_revision_line",
     "pull_command",
     "release_page",
     "versions_comparison",
@@ -108,6 +117,21 @@ def versions_comparison(versions: list[Release]) -> str:
     return "\n".join(version_comparison_lines(statements))
 
 
+def card_revision_line(release: Release, revision: CardRevisionRecord | None) -> str:
+    """A Markdown paragraph naming the latest signed card revision and linking its statement
+    ("" without one). The page shows the card as first signed; the revision's card (with
+    ``model-index``) is what Hub clients read on ``main``."""
+    if revision is None:
+        return ""
+    base = f"/api/releases/{release.repo_id}/{release.version}/card-revisions"
+    return (
+        f"**Card revision {revision.revision}** (signed by key `{revision.signer_key_id[:16]}`): "
+        f"the card served on `main` and the tier branches carries the endorsed evaluation "
+        f"results; [revision statement]({base}/{revision.revision}) (sha256 "
+        f"`{revision.digest[:16]}`), README.md sha256 `{revision.card_sha256[:16]}`.\n\n"
+    )
+
+
 def pull_command(release: Release, tier: str) -> str:
     name = release.repo_id.split("/", 1)[-1]
     suffix = "" if tier == OPEN_TIER else f"-{tier}"
@@ -145,7 +169,9 @@ def release_page(
     evaluations = "\n".join(evaluation_lines(attested_scores(session, release)))
     if evaluations:
         comparison = evaluations + ("\n\n" + comparison if comparison else "")
-    card = card_for_page(release.model_card)
+    card = card_revision_line(release, latest_revision(session, release)) + card_for_page(
+        release.model_card
+    )
     return ReleasePage(
         release=release,
         org=session.get(Org, release.org_id),

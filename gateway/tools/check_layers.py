@@ -91,7 +91,11 @@ _COMPOSITION = {
     "gateway.web": ("gateway.web",),
     "gateway.cli.main": ("gateway.cli",),
     "gateway.cli.access": ("gateway.cli.links",),
-    "gateway.cli.release": ("gateway.cli.release_publish", "gateway.cli.release_rebuild"),
+    "gateway.cli.release": (
+        "gateway.cli.release_publish",
+        "gateway.cli.release_rebuild",
+        "gateway.cli.release_card",
+    ),
     "gateway.cli.log": ("gateway.cli.log_witness",),
 }
 
