@@ -133,3 +133,72 @@ def test_text_before_a_failure_is_relayed_then_the_failure_raised() -> None:
     with pytest.raises(EngineFailed, match="no token ids"):
         run_async(run())
     assert out == [(0, "ok")]
+
+
+def _chunk_as_dict(chat: bool, index: int, text: str, field: str) -> bytes:
+    # What the route wrote per piece before the template: the whole chunk through orjson.
+    import orjson
+
+    body: dict[str, Any] = (
+        {"index": index, "delta": {"role": "assistant", field: text}, "finish_reason": None}
+        if chat
+        else {"index": index, "text": text, "finish_reason": None, "logprobs": None}
+    )
+    chunk = {
+        "id": 'cmpl-"x\\y',
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": 1764770000,
+        "model": "org/näme@1.0.0:open",
+        "choices": [body],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_piece_chunks_are_byte_identical_to_the_serialized_chunk(chat: bool) -> None:
+    from gateway.generation.chunks import PieceChunks
+
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    pieces = PieceChunks(
+        call_id='cmpl-"x\\y', kind=kind, created=1764770000, model="org/näme@1.0.0:open",
+        chat=chat,
+    )  # fmt: skip
+    texts = ["", " the", 'quote " and \\ back', "tab\t\nnew\x00line", "é中😀", "\u2028", "x" * 500]
+    for index in (0, 7, 12345):
+        for field in ("content", "reasoning"):
+            for text in texts:
+                expected = _chunk_as_dict(chat, index, text, field)
+                assert pieces.piece(index, text, field) == expected
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_a_pool_reads_the_engine_stream_raw_or_decoded(encoding: str | None) -> None:
+    # Identity bytes are read raw (no httpx decoder per chunk); a compressed stream (a proxy
+    # in front of the engine) is still decoded before it is split into events.
+    import gzip
+
+    import httpx
+
+    from gateway.generation.engines import EngineSpec
+    from gateway.generation.upstream import Replica, VllmPool
+
+    raw = _event("Hel", [1]) + _event("lo", [2]) + _event("", [], "stop") + b"data: [DONE]\n\n"
+    headers = {"content-type": "text/event-stream"}
+    if encoding:
+        raw, headers["content-encoding"] = gzip.compress(raw), encoding
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=httpx.ByteStream(raw), headers=headers)
+
+    spec = EngineSpec("acme/tiny", "1.0.0", "open", ("http://engine",), "acme/tiny")
+    pool = VllmPool(spec, transport=httpx.MockTransport(answer))
+    pool.replicas[0] = Replica("http://engine", state="ready", checked_at=float("inf"))
+
+    async def run() -> list[dict[str, Any]]:
+        chunks = [c async for batch in pool.stream({}, None) for c in batch]
+        await pool.aclose()
+        return chunks
+
+    chunks = run_async(run())
+    assert [c["choices"][0]["text"] for c in chunks] == ["Hel", "lo", ""]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"
