@@ -261,6 +261,9 @@ async def run_round(
             except Refused as exc:
                 FAILURES.append(str(exc))
                 continue
+            except httpx.HTTPError as exc:  # a dropped connection: counted, not fatal
+                FAILURES.append(f"{url}: {type(exc).__name__}")
+                continue
             total += tokens
             ttfts.append(ttft)
 
@@ -404,7 +407,14 @@ def start_baseline(
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     data = tmp / "baseline-data"
-    shutil.copytree(tmp / "data" / "keys", data / "keys")
+    # The same keys, not the first gateway's checkpoint anchor: this database's log is new,
+    # and the anchor of another log's checkpoint reads as a rollback (the log stops signing,
+    # which would spare this side its integration work).
+    shutil.copytree(
+        tmp / "data" / "keys",
+        data / "keys",
+        ignore=shutil.ignore_patterns("log-checkpoint-anchor.note*"),
+    )
     pub, dev = make_tokens(data, None)
     port = free_port()
     server = ", loop='asyncio', http='h11'" if pure_python else ""

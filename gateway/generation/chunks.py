@@ -35,9 +35,9 @@ class PieceChunks:
         if not self._chat:
             middle, tail = b',"text":', _COMPLETION_TAIL
         else:
-            middle = self._fields.get(field)
-            if middle is None:
-                middle = b',"delta":{"role":"assistant",' + orjson.dumps(field) + b":"
-                self._fields[field] = middle
-            tail = _CHAT_TAIL
+            known = self._fields.get(field)
+            if known is None:
+                known = b',"delta":{"role":"assistant",' + orjson.dumps(field) + b":"
+                self._fields[field] = known
+            middle, tail = known, _CHAT_TAIL
         return b"".join((self._head, b"%d" % index, middle, orjson.dumps(text), tail))
