@@ -230,7 +230,7 @@ async def one_stream(
                 continue
             chunk = json.loads(line[6:])
             if "error" in chunk:
-                raise RuntimeError(chunk["error"])
+                raise Refused(f"{url}: in-band {chunk['error'].get('code')}")
             for choice in chunk.get("choices") or []:
                 if first is None and choice.get("text"):
                     first = time.perf_counter() - start
