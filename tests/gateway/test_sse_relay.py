@@ -119,20 +119,48 @@ def test_what_arrived_together_goes_out_merged_per_choice_with_every_id() -> Non
     assert choices == [Choice([1, 2], "Hello", "stop"), Choice([3, 4], "World", "length")]
 
 
-def test_text_before_a_failure_is_relayed_then_the_failure_raised() -> None:
+@pytest.mark.parametrize("streams", [1, 2])
+def test_text_before_a_failure_is_relayed_then_the_failure_raised(streams: int) -> None:
+    # One stream is read directly, several through pumps and a queue: the same behaviour.
     gate = asyncio.Event()
     gate.set()
-    pool = _Pool({0: [[_chunk("ok", [1])], [{"choices": [{"text": "x", "token_ids": "?"}]}]]}, gate)
+    failing = [[_chunk("ok", [1])], [{"choices": [{"text": "x", "token_ids": "?"}]}]]
+    pool = _Pool({i: failing for i in range(streams)}, gate)
 
     out: list[Any] = []
 
     async def run() -> None:
-        async for piece in remote_stream(pool, None, [{"i": 0}], _Tokenizer()):  # type: ignore[arg-type]
+        bodies = [{"i": i} for i in range(streams)]
+        async for piece in remote_stream(pool, None, bodies, _Tokenizer()):  # type: ignore[arg-type]
             out.append(piece)
 
     with pytest.raises(EngineFailed, match="no token ids"):
         run_async(run())
-    assert out == [(0, "ok")]
+    assert (0, "ok") in out
+    assert all(isinstance(piece, tuple) for piece in out)  # no choices after a failure
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_stream_without_a_finish_reason_is_an_engine_failure(streams: int) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    pool = _Pool({i: [[_chunk("ok", [1])]] for i in range(streams)}, gate)
+    with pytest.raises(EngineFailed, match="without a reason"):
+        run_async(_relay(pool, streams))
+
+
+def test_one_stream_relays_each_read_and_ends_with_its_choice() -> None:
+    gate = asyncio.Event()
+    gate.set()
+    batches = [
+        [_chunk("Hel", [1]), _chunk("lo", [2])],
+        [_chunk(" you", [3])],
+        [_chunk("", [0], "stop")],
+    ]
+    pool = _Pool({0: batches}, gate)
+    out = run_async(_relay(pool, 1))
+    assert out[:-1] == [(0, "Hello"), (0, " you")]  # one piece per read, nothing held back
+    assert out[-1] == [Choice([1, 2, 3], "Hello you", "stop")]  # the EOS id stripped
 
 
 def _chunk_as_dict(chat: bool, index: int, text: str, field: str) -> bytes:
