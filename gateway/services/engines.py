@@ -209,33 +209,7 @@ def _read_batch(
     return "".join(parts), new, finish
 
 
-async def _single_stream(
-    pool: VllmPool,
-    canary: Callable[[VllmPool, Replica], Awaitable[str | None]],
-    body: dict[str, Any],
-    tokenizer: Any,
-) -> AsyncGenerator[tuple[int, str] | list[Choice], None]:
-    """:func:`remote_stream` of one engine request: the same pieces, errors and choice."""
-    model = pool.model
-    texts: list[str] = []
-    ids: list[int] = []
-    finish: str | None = None
-    stream = pool.stream(body, canary)
-    try:
-        async for batch in stream:
-            text, new, finish = _read_batch(model, batch, finish)
-            ids.extend(new)
-            if text:
-                texts.append(text)
-                yield (0, text)
-    finally:
-        await stream.aclose()  # a dropped client: the engine stream closes, vLLM aborts it
-    if finish is None:
-        raise EngineFailed(f"the engine serving {model} ended a stream without a reason")
-    yield [Choice(_strip_eos(ids, _eos_ids(tokenizer)), "".join(texts), finish)]
-
-
-def remote_stream(
+async def remote_stream(
     pool: VllmPool,
     canary: Callable[[VllmPool, Replica], Awaitable[str | None]],
     bodies: list[dict[str, Any]],
@@ -249,21 +223,6 @@ def remote_stream(
     raised here (after the text that preceded it), and closing this iterator cancels every
     engine stream of the call.
     """
-    if len(bodies) == 1:
-        # One engine stream (n = 1, one prompt: the usual call) is read directly: a pump
-        # task and a queue only serve to merge several streams, and cost a task switch per
-        # read.
-        return _single_stream(pool, canary, bodies[0], tokenizer)
-    return _merged_streams(pool, canary, bodies, tokenizer)
-
-
-async def _merged_streams(
-    pool: VllmPool,
-    canary: Callable[[VllmPool, Replica], Awaitable[str | None]],
-    bodies: list[dict[str, Any]],
-    tokenizer: Any,
-) -> AsyncGenerator[tuple[int, str] | list[Choice], None]:
-    """:func:`remote_stream` of several engine requests: one pump task each, one queue."""
     queue: asyncio.Queue[tuple[int, str, list[int]] | _Done | BaseException] = asyncio.Queue()
     model = pool.model
 

@@ -340,7 +340,7 @@ def test_engine_context_refusal_is_context_length_exceeded(
     assert engine_says.json()["error"]["code"] == "context_length_exceeded"
 
 
-@pytest.mark.parametrize("n", [1, 2])  # one engine stream read directly; two merged
+@pytest.mark.parametrize("n", [1, 2])  # one engine stream, or two merged into one response
 def test_engine_dying_mid_stream_ends_it_in_band_and_refunds(
     gateway: httpx.Client, fakes: list[FakeVllm], engine: Engine, n: int
 ) -> None:
