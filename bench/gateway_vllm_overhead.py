@@ -19,6 +19,12 @@ Each request asks for ``--tokens`` tokens; tokens/s counts completion tokens ove
 wall time; TTFT is the time from sending to the first non-empty text chunk. Prints the median
 of the rounds for each side and the ratios (target: >= 0.95x tokens/s, TTFT within +5 ms).
 The machine running this is shared: rounds swing, so compare the per-round pairs too.
+
+``--fake-engine`` replaces vLLM with ``bench/fake_vllm_engine.py`` (canned vLLM-shaped chunks
+at ``--token-interval-ms`` per token and stream; the canary is watermarked for real), so the
+gateway's own CPU per call and per token is measured without an engine's CPU beside it.
+``--profile DIR`` runs py-spy (if on PATH; ``--nonblocking``, so it does not pause the
+gateway) on each gateway at every level and writes collapsed stacks there.
 """
 
 from __future__ import annotations
@@ -139,6 +145,21 @@ def start_gateway(
     return process
 
 
+def start_fake(
+    model: Path, keyset: Path, port: int, interval_ms: float, log: Path
+) -> subprocess.Popen[bytes]:
+    command = [
+        sys.executable, str(ROOT / "bench" / "fake_vllm_engine.py"), "--model", str(model),
+        "--keyset", str(keyset), "--served-name", TIER, "--port", str(port),
+        "--token-interval-ms", str(interval_ms),
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with log.open("wb") as out:
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env)
+    wait_http(f"http://127.0.0.1:{port}/health", process, f"the fake engine (log: {log})", 120)
+    return process
+
+
 def start_vllm(
     python: Path, model: Path, keyset: Path, site: Path, port: int, log: Path
 ) -> subprocess.Popen[bytes]:
@@ -209,7 +230,7 @@ async def one_stream(
                 continue
             chunk = json.loads(line[6:])
             if "error" in chunk:
-                raise RuntimeError(chunk["error"])
+                raise Refused(f"{url}: in-band {chunk['error'].get('code')}")
             for choice in chunk.get("choices") or []:
                 if first is None and choice.get("text"):
                     first = time.perf_counter() - start
@@ -239,6 +260,9 @@ async def run_round(
                 tokens, ttft = await one_stream(http, url, body, headers)
             except Refused as exc:
                 FAILURES.append(str(exc))
+                continue
+            except httpx.HTTPError as exc:  # a dropped connection: counted, not fatal
+                FAILURES.append(f"{url}: {type(exc).__name__}")
                 continue
             total += tokens
             ttfts.append(ttft)
@@ -283,6 +307,12 @@ async def measure(
         sides = [("direct", direct)] + [(n, through(*g)) for n, g in gateways.items()]
         for _, make in sides:
             await run_round(http, 4, 8, make)  # warm every path
+        # What each process spends with no call in flight (background work: the log's
+        # integration, health checks), to tell it from the per-call and per-token costs.
+        before = {p: cpu_seconds(pid) for p, pid in pids.items()}
+        await asyncio.sleep(5.0)
+        idle = ", ".join(f"{p} {200 * (cpu_seconds(i) - before[p]):.0f}" for p, i in pids.items())
+        print(f"idle CPU ms per second: {idle}")
         print(
             f"{args.tokens} tokens per request, {args.rounds} rounds per level, "
             f"requests per round = max(2 x level, 8), streamed"
@@ -299,6 +329,7 @@ async def measure(
             cpu: dict[str, dict[str, float]] = {
                 name: dict.fromkeys((*pids, "client", "tokens"), 0.0) for name, _ in sides
             }
+            profilers = start_profilers(args, pids, level)
             for r in range(args.rounds):
                 # Rotate which side goes first, so a load drift hits every side alike.
                 order = sides[r % len(sides) :] + sides[: r % len(sides)]
@@ -314,6 +345,9 @@ async def measure(
                     cpu[name]["tokens"] += rate * wall
                     rates[name].append(rate)
                     ttfts[name].extend(times)
+            for profiler in profilers:
+                profiler.send_signal(2)  # SIGINT: py-spy writes its flame graph
+                profiler.wait(timeout=120)
             d = statistics.median(rates["direct"])
             td = statistics.median(ttfts["direct"]) * 1e3
             for name, _ in sides:
@@ -334,13 +368,35 @@ async def measure(
             FAILURES.clear()
 
 
+def start_profilers(
+    args: argparse.Namespace, pids: dict[str, int], level: int
+) -> list[subprocess.Popen[bytes]]:
+    """py-spy on every gateway for one level, when ``--profile`` asks."""
+    spy = shutil.which("py-spy")
+    if not args.profile or spy is None:
+        return []
+    Path(args.profile).mkdir(parents=True, exist_ok=True)
+    processes = []
+    for name, pid in pids.items():
+        if name == "engine":
+            continue
+        out = str(Path(args.profile) / f"{name}-c{level}.txt")
+        command = [spy, "record", "--nonblocking", "--rate", "100", "--format", "raw",
+                   "-o", out, "--pid", str(pid)]  # fmt: skip
+        processes.append(
+            subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        )
+    return processes
+
+
 def start_baseline(
-    ref: str, tmp: Path, engines: Path, out: Path
+    ref: str, tmp: Path, engines: Path, out: Path, *, pure_python: bool = True
 ) -> tuple[str, str, subprocess.Popen[bytes]]:
     """A second gateway running this repository's code at ``ref`` (``git archive``) on its
     own SQLite database with the first one's keys (so the engine's key set fits both), on
     uvicorn's pure-Python loop and HTTP parser (``loop="asyncio", http="h11"``: what ran
-    before uvloop and httptools were declared). Its publisher token publishes the release."""
+    before uvloop and httptools were declared) unless ``pure_python`` is off (then the same
+    server as this side's). Its publisher token publishes the release."""
     from release.upload import publish_release_folder
     from tests.conftest import free_port
 
@@ -351,12 +407,18 @@ def start_baseline(
     ).stdout
     subprocess.run(["tar", "-x", "-C", str(source)], input=archive, check=True)
     data = tmp / "baseline-data"
-    shutil.copytree(tmp / "data" / "keys", data / "keys")
+    # The same keys, not the first gateway's checkpoint anchor: this database's log is new,
+    # and the anchor of another log's checkpoint reads as a rollback (the log stops signing,
+    # which would spare this side its integration work).
+    shutil.copytree(
+        tmp / "data" / "keys",
+        data / "keys",
+        ignore=shutil.ignore_patterns("log-checkpoint-anchor.note*"),
+    )
     pub, dev = make_tokens(data, None)
     port = free_port()
-    process = start_gateway(
-        data, engines, port, None, source=source, server=", loop='asyncio', http='h11'"
-    )
+    server = ", loop='asyncio', http='h11'" if pure_python else ""
+    process = start_gateway(data, engines, port, None, source=source, server=server)
     url = f"http://127.0.0.1:{port}"
     with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {pub}"}) as h:
         h.post("/api/keys", json={"pem": (tmp / "pub.pem").read_text()}).raise_for_status()
@@ -390,6 +452,18 @@ def main() -> None:
         help="also measure a second gateway running this repository at GIT_REF on uvicorn's "
         "pure-Python loop and parser (before/after in the same run; SQLite only)",
     )
+    parser.add_argument(
+        "--baseline-same-server",
+        action="store_true",
+        help="run the baseline gateway on the same uvicorn loop and parser as this one",
+    )
+    parser.add_argument(
+        "--fake-engine",
+        action="store_true",
+        help="bench/fake_vllm_engine.py instead of vLLM: canned chunks at a fixed rate",
+    )
+    parser.add_argument("--token-interval-ms", type=float, default=5.0)
+    parser.add_argument("--profile", default=None, metavar="DIR", help="py-spy collapsed stacks")
     args = parser.parse_args()
     if args.baseline and args.database_url:
         parser.error("--baseline runs on SQLite only")
@@ -405,20 +479,21 @@ def main() -> None:
     from watermark.keyset import WatermarkKeySet, write_keyset
 
     python = Path(os.environ.get("TIERGATE_VLLM_ENV") or ROOT / ".venv-vllm") / "bin" / "python"
-    if not python.exists():
+    if not python.exists() and not args.fake_engine:
         sys.exit(f"no vLLM env at {python.parent.parent} (make vllm-env)")
     processes: list[subprocess.Popen[bytes]] = []
     with tempfile.TemporaryDirectory(prefix="tiergate-gw-vllm-bench-") as scratch:
         tmp = Path(scratch)
         try:
             out = build(tmp)
-            wheel = build_wheel(tmp / "wheel")
             site = tmp / "site"
-            subprocess.run(
-                [str(python), "-m", "pip", "install", "-q", "--no-deps", "--target", str(site),
-                 str(wheel)],
-                check=True,
-            )  # fmt: skip
+            if not args.fake_engine:
+                wheel = build_wheel(tmp / "wheel")
+                subprocess.run(
+                    [str(python), "-m", "pip", "install", "-q", "--no-deps", "--target",
+                     str(site), str(wheel)],
+                    check=True,
+                )  # fmt: skip
             engine_port, gateway_port = free_port(), free_port()
             engine = f"http://127.0.0.1:{engine_port}"
             engines = tmp / "engines.toml"
@@ -438,9 +513,22 @@ def main() -> None:
                 payload_bits=20,
             )  # fmt: skip
             write_keyset(tmp / "keys.json", WatermarkKeySet([entry]))
-            processes.append(
-                start_vllm(python, folder, tmp / "keys.json", site, engine_port, tmp / "vllm.log")
-            )
+            if args.fake_engine:
+                processes.append(
+                    start_fake(
+                        folder,
+                        tmp / "keys.json",
+                        engine_port,
+                        args.token_interval_ms,
+                        tmp / "engine.log",
+                    )
+                )
+            else:
+                processes.append(
+                    start_vllm(
+                        python, folder, tmp / "keys.json", site, engine_port, tmp / "vllm.log"
+                    )
+                )
             prompt_ids = [[int(t) for t in tokenizer(p)["input_ids"]] for p in PROMPTS]
             probe = httpx.post(
                 f"{gateway}/v1/completions",
@@ -453,7 +541,9 @@ def main() -> None:
             gateways = {"gateway": (gateway, dev)}
             pids = {"gateway": processes[0].pid, "engine": processes[1].pid}
             if args.baseline:
-                url, token, process = start_baseline(args.baseline, tmp, engines, out)
+                url, token, process = start_baseline(
+                    args.baseline, tmp, engines, out, pure_python=not args.baseline_same_server
+                )
                 processes.append(process)
                 gateways["baseline"] = (url, token)
                 pids["baseline"] = process.pid

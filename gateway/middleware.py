@@ -100,17 +100,22 @@ class RequestContextMiddleware:
                     "An unexpected error occurred; it has been logged.",
                 )
         finally:
-            access_log.info(
-                "%s %s %s",
-                scope.get("method", "?"),
-                scrub(scope.get("path", "")),
-                status_holder["status"],
-                extra={
-                    "request_id": request_id,
-                    "status": status_holder["status"],
-                    "duration_ms": round((time.perf_counter() - started) * 1000, 2),
-                },
-            )
+            if access_log.isEnabledFor(logging.INFO):  # else the line's fields cost for nothing
+                _log_access(scope, request_id, status_holder["status"], started)
+
+
+def _log_access(scope: Scope, request_id: str, status: int, started: float) -> None:
+    access_log.info(
+        "%s %s %s",
+        scope.get("method", "?"),
+        scrub(scope.get("path", "")),
+        status,
+        extra={
+            "request_id": request_id,
+            "status": status,
+            "duration_ms": round((time.perf_counter() - started) * 1000, 2),
+        },
+    )
 
 
 class BodyLimitMiddleware:

@@ -23,7 +23,7 @@ import itertools
 import json
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -318,7 +318,7 @@ class VllmPool:
 
     async def stream(
         self, body: dict[str, Any], canary: Canary | None
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """The chunks of a streamed completion as vLLM sends them (``[DONE]`` excluded), one
         list per read from the engine's connection: a batch holds every chunk that had
         arrived, so a relay that fell behind catches up in one pass instead of one per
@@ -335,9 +335,28 @@ class VllmPool:
                         text = (await response.aread()).decode("utf-8", "replace")
                         self._raise_for(response.status_code, _error_text(text))
                     started = True
-                    async for batch in self._batches(response):
-                        yield batch
-                    return
+                    # Server-sent events read as bytes and split here, in this generator:
+                    # httpx's text and line decoders (three generator layers per chunk) and
+                    # one more layer of our own were the relay's largest per-token cost.
+                    events = SseChunks()
+                    # Raw bytes unless the engine (or a proxy) compressed them: httpx's
+                    # decoding layers cost per chunk and do nothing for identity bytes.
+                    encoded = response.headers.get("content-encoding", "identity")
+                    reads = (
+                        response.aiter_raw()
+                        if encoded.strip().lower() == "identity"
+                        else response.aiter_bytes()
+                    )
+                    async for data in reads:
+                        try:
+                            batch = events.feed(data)
+                        except BadStream as exc:
+                            raise EngineFailed(f"the engine serving {self.model} {exc}") from None
+                        if batch:
+                            yield batch
+                        if events.done:
+                            return
+                    raise EngineFailed(f"the engine serving {self.model} ended the stream early")
             except httpx.TimeoutException:
                 raise EngineTimeout(
                     f"the engine serving {self.model} stopped answering for "
@@ -356,18 +375,3 @@ class VllmPool:
                 avoid = replica
             finally:
                 self.release(replica)
-
-    async def _batches(self, response: httpx.Response) -> AsyncIterator[list[dict[str, Any]]]:
-        # Server-sent events read as bytes and split here: httpx's text and line decoders
-        # cost three generator layers per chunk, the gateway's largest per-token cost.
-        events = SseChunks()
-        async for data in response.aiter_bytes():
-            try:
-                batch = events.feed(data)
-            except BadStream as exc:
-                raise EngineFailed(f"the engine serving {self.model} {exc}") from None
-            if batch:
-                yield batch
-            if events.done:
-                return
-        raise EngineFailed(f"the engine serving {self.model} ended the stream early")

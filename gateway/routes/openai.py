@@ -22,6 +22,7 @@ from fastapi.responses import Response, StreamingResponse
 from gateway.auth.principal import Principal
 from gateway.deps import NowDep, SessionDep, require_scope
 from gateway.errors import GatewayError, ValidationFailed
+from gateway.generation.chunks import PieceChunks
 from gateway.generation.reasoning import ReasoningSplit
 from gateway.generation.sampler import Choice, SamplingParams
 from gateway.problems import openai_error_responses
@@ -187,6 +188,8 @@ def _stream_response(
 ) -> StreamingResponse:
     created = int(time.time())
     kind = "chat.completion.chunk" if chat else "text_completion"
+    # Text pieces, the per-token part of a stream, are written from a per-call template.
+    pieces = PieceChunks(call_id=call_id, kind=kind, created=created, model=model, chat=chat)
 
     def chunk(
         index: int,
@@ -215,7 +218,7 @@ def _stream_response(
         try:
             async for event in events:
                 if isinstance(event, tuple):
-                    yield _sse(chunk(event.choice, event.text, None, event.kind))
+                    yield pieces.piece(event.choice, event.text, event.kind)
                     continue
                 # The Content Credentials bind the text as streamed (without any wrapper);
                 # asked for, each choice's wrapper follows as one more piece of its text.

@@ -190,6 +190,25 @@ class _Done:
         self.index, self.finish = index, finish
 
 
+def _read_batch(
+    model: str, batch: list[dict[str, Any]], finish: str | None
+) -> tuple[str, list[int], str | None]:
+    """The text and token ids of what arrived in one read, and the finish reason so far."""
+    parts: list[str] = []
+    new: list[int] = []
+    for chunk in batch:
+        for part in chunk.get("choices") or []:
+            text = part.get("text")
+            if text:
+                parts.append(text)
+            ids = part.get("token_ids")
+            if ids:
+                new.extend(_token_ids(model, ids))
+            if part.get("finish_reason") is not None:
+                finish = _finish(model, part["finish_reason"])
+    return "".join(parts), new, finish
+
+
 async def remote_stream(
     pool: VllmPool,
     canary: Callable[[VllmPool, Replica], Awaitable[str | None]],
@@ -211,20 +230,9 @@ async def remote_stream(
         finish = None
         try:
             async for batch in pool.stream(body, canary):
-                parts: list[str] = []
-                new: list[int] = []
-                for chunk in batch:
-                    for part in chunk.get("choices") or []:
-                        text = part.get("text")
-                        if text:
-                            parts.append(text)
-                        ids = part.get("token_ids")
-                        if ids:
-                            new.extend(_token_ids(model, ids))
-                        if part.get("finish_reason") is not None:
-                            finish = _finish(model, part["finish_reason"])
-                if parts or new:
-                    queue.put_nowait((index, "".join(parts), new))
+                text, new, finish = _read_batch(model, batch, finish)
+                if text or new:
+                    queue.put_nowait((index, text, new))
             if finish is None:
                 raise EngineFailed(f"the engine serving {model} ended a stream without a reason")
             queue.put_nowait(_Done(index, finish))

@@ -340,8 +340,9 @@ def test_engine_context_refusal_is_context_length_exceeded(
     assert engine_says.json()["error"]["code"] == "context_length_exceeded"
 
 
+@pytest.mark.parametrize("n", [1, 2])  # one engine stream, or two merged into one response
 def test_engine_dying_mid_stream_ends_it_in_band_and_refunds(
-    gateway: httpx.Client, fakes: list[FakeVllm], engine: Engine
+    gateway: httpx.Client, fakes: list[FakeVllm], engine: Engine, n: int
 ) -> None:
     assert complete(gateway, max_tokens=2).status_code == 200
     before = charged(engine)
@@ -350,7 +351,7 @@ def test_engine_dying_mid_stream_ends_it_in_band_and_refunds(
             fake.mode = mode
         with gateway.stream(
             "POST", "/v1/completions",
-            json={"model": TIER, "prompt": PROMPT, "max_tokens": 40, "stream": True},
+            json={"model": TIER, "prompt": PROMPT, "max_tokens": 40, "stream": True, "n": n},
         ) as response:  # fmt: skip
             assert response.status_code == 200
             events = sse(response)

@@ -119,17 +119,113 @@ def test_what_arrived_together_goes_out_merged_per_choice_with_every_id() -> Non
     assert choices == [Choice([1, 2], "Hello", "stop"), Choice([3, 4], "World", "length")]
 
 
-def test_text_before_a_failure_is_relayed_then_the_failure_raised() -> None:
+@pytest.mark.parametrize("streams", [1, 2])
+def test_text_before_a_failure_is_relayed_then_the_failure_raised(streams: int) -> None:
     gate = asyncio.Event()
     gate.set()
-    pool = _Pool({0: [[_chunk("ok", [1])], [{"choices": [{"text": "x", "token_ids": "?"}]}]]}, gate)
+    failing = [[_chunk("ok", [1])], [{"choices": [{"text": "x", "token_ids": "?"}]}]]
+    pool = _Pool({i: failing for i in range(streams)}, gate)
 
     out: list[Any] = []
 
     async def run() -> None:
-        async for piece in remote_stream(pool, None, [{"i": 0}], _Tokenizer()):  # type: ignore[arg-type]
+        bodies = [{"i": i} for i in range(streams)]
+        async for piece in remote_stream(pool, None, bodies, _Tokenizer()):  # type: ignore[arg-type]
             out.append(piece)
 
     with pytest.raises(EngineFailed, match="no token ids"):
         run_async(run())
-    assert out == [(0, "ok")]
+    assert (0, "ok") in out
+    assert all(isinstance(piece, tuple) for piece in out)  # no choices after a failure
+
+
+@pytest.mark.parametrize("streams", [1, 2])
+def test_a_stream_without_a_finish_reason_is_an_engine_failure(streams: int) -> None:
+    gate = asyncio.Event()
+    gate.set()
+    pool = _Pool({i: [[_chunk("ok", [1])]] for i in range(streams)}, gate)
+    with pytest.raises(EngineFailed, match="without a reason"):
+        run_async(_relay(pool, streams))
+
+
+def test_one_stream_relays_all_its_text_and_ends_with_its_choice() -> None:
+    gate = asyncio.Event()
+    gate.set()
+    batches = [
+        [_chunk("Hel", [1]), _chunk("lo", [2])],
+        [_chunk(" you", [3])],
+        [_chunk("", [0], "stop")],
+    ]
+    pool = _Pool({0: batches}, gate)
+    out = run_async(_relay(pool, 1))
+    assert "".join(t for _, t in out[:-1]) == "Hello you"  # nothing held back or lost
+    assert out[-1] == [Choice([1, 2, 3], "Hello you", "stop")]  # the EOS id stripped
+
+
+def _chunk_as_dict(chat: bool, index: int, text: str, field: str) -> bytes:
+    # What the route wrote per piece before the template: the whole chunk through orjson.
+    import orjson
+
+    body: dict[str, Any] = (
+        {"index": index, "delta": {"role": "assistant", field: text}, "finish_reason": None}
+        if chat
+        else {"index": index, "text": text, "finish_reason": None, "logprobs": None}
+    )
+    chunk = {
+        "id": 'cmpl-"x\\y',
+        "object": "chat.completion.chunk" if chat else "text_completion",
+        "created": 1764770000,
+        "model": "org/näme@1.0.0:open",
+        "choices": [body],
+    }
+    return b"data: " + orjson.dumps(chunk) + b"\n\n"
+
+
+@pytest.mark.parametrize("chat", [False, True])
+def test_piece_chunks_are_byte_identical_to_the_serialized_chunk(chat: bool) -> None:
+    from gateway.generation.chunks import PieceChunks
+
+    kind = "chat.completion.chunk" if chat else "text_completion"
+    pieces = PieceChunks(
+        call_id='cmpl-"x\\y', kind=kind, created=1764770000, model="org/näme@1.0.0:open",
+        chat=chat,
+    )  # fmt: skip
+    texts = ["", " the", 'quote " and \\ back', "tab\t\nnew\x00line", "é中😀", "\u2028", "x" * 500]
+    for index in (0, 7, 12345):
+        for field in ("content", "reasoning"):
+            for text in texts:
+                expected = _chunk_as_dict(chat, index, text, field)
+                assert pieces.piece(index, text, field) == expected
+
+
+@pytest.mark.parametrize("encoding", [None, "gzip"])
+def test_a_pool_reads_the_engine_stream_raw_or_decoded(encoding: str | None) -> None:
+    # Identity bytes are read raw (no httpx decoder per chunk); a compressed stream (a proxy
+    # in front of the engine) is still decoded before it is split into events.
+    import gzip
+
+    import httpx
+
+    from gateway.generation.engines import EngineSpec
+    from gateway.generation.upstream import Replica, VllmPool
+
+    raw = _event("Hel", [1]) + _event("lo", [2]) + _event("", [], "stop") + b"data: [DONE]\n\n"
+    headers = {"content-type": "text/event-stream"}
+    if encoding:
+        raw, headers["content-encoding"] = gzip.compress(raw), encoding
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, stream=httpx.ByteStream(raw), headers=headers)
+
+    spec = EngineSpec("acme/tiny", "1.0.0", "open", ("http://engine",), "acme/tiny")
+    pool = VllmPool(spec, transport=httpx.MockTransport(answer))
+    pool.replicas[0] = Replica("http://engine", state="ready", checked_at=float("inf"))
+
+    async def run() -> list[dict[str, Any]]:
+        chunks = [c async for batch in pool.stream({}, None) for c in batch]
+        await pool.aclose()
+        return chunks
+
+    chunks = run_async(run())
+    assert [c["choices"][0]["text"] for c in chunks] == ["Hel", "lo", ""]
+    assert chunks[-1]["choices"][0]["finish_reason"] == "stop"

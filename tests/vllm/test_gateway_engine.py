@@ -200,3 +200,36 @@ def test_an_engine_without_the_tiers_key_is_refused_by_the_canary(
     pools = {p["model"]: p for p in http.get("/readyz").json()["engines"]}
     assert pools[f"{MODEL}:optimized"]["replicas"][0]["state"] == "refused"
     assert pools[TIER]["replicas"][0]["state"] == "ready"
+
+
+def test_client_sent_vllm_xargs_are_stripped_before_the_real_engine(
+    developer: tuple[httpx.Client, Any],
+) -> None:
+    # A client naming a key id and a payload of its choosing (another call's tag) must not
+    # steer the engine's watermark: the text carries this call's tag, under the tier's key.
+    http, client = developer
+    forged = {"tiergate_key_id": "00" * 8, "tiergate_payload": 12345}
+    response = client.completions.create(
+        model=TIER, prompt=PROMPT, max_tokens=200, seed=21, extra_body={"vllm_xargs": forged}
+    )
+    ext = response.model_extra["tiergate"]
+    found = attributed(http, response.choices[0].text)
+    assert found["p_value"] < 1e-6, found
+    assert found["attribution"]["call_id"] == ext["call_id"], found
+
+
+def test_a_request_over_the_engines_context_is_context_length_exceeded(
+    developer: tuple[httpx.Client, Any],
+) -> None:
+    # The engine serves 512 positions (--max-model-len): OpenAI's code through the gateway,
+    # never a truncated completion; streamed calls are refused before the response starts.
+    import openai
+
+    _, client = developer
+    for stream in (False, True):
+        with pytest.raises(openai.BadRequestError) as refused:
+            client.completions.create(
+                model=TIER, prompt=[5] * 500, max_tokens=100, stream=stream, seed=3
+            )
+        assert refused.value.body["code"] == "context_length_exceeded", refused.value.body
+        assert "512" in refused.value.body["message"]
