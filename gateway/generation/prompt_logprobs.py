@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from licensing.canonical import canonical_json
+from release.evals.logprobs import logprobs_digest
 
 __all__ = ["PromptLogprobs", "logprobs_digest", "score_prompts"]
 
@@ -44,25 +44,6 @@ class PromptLogprobs:
             "top_logprobs": tops,
             "text_offset": offsets,
         }
-
-
-def logprobs_digest(scored: PromptLogprobs) -> str:
-    """sha256 of the scored tokens in canonical JSON (RFC 8785 over ids and logprobs, each
-    logprob written as Python's shortest round-trip ``repr``, so the string is exact).
-
-    The log keeps this digest; a verifier holding the logprobs recomputes it and so knows the
-    numbers a score was computed from are the ones the gateway returned."""
-    import hashlib
-
-    document = {
-        "token_ids": scored.token_ids,
-        "token_logprobs": [None if v is None else repr(v) for v in scored.token_logprobs],
-        "top_logprobs": [
-            None if top is None else {str(t): repr(v) for t, v in top.items()}
-            for top in scored.top_logprobs
-        ],
-    }
-    return hashlib.sha256(canonical_json(document)).hexdigest()
 
 
 def score_prompts(model: Any, prompts: list[list[int]], top_k: int) -> list[PromptLogprobs]:

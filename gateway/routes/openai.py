@@ -372,8 +372,7 @@ async def _score(
     )
     tokenizer = result.tokenizer
     choices = []
-    for i, (prompt, scored) in enumerate(zip(prompts, result.scored, strict=True)):
-        wire = scored.to_wire(tokenizer)
+    for i, (prompt, wire) in enumerate(zip(prompts, result.scored, strict=True)):
         choices.append(
             CompletionChoice(
                 index=i,

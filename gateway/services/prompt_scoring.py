@@ -21,7 +21,7 @@ from gateway.db.engine import session_scope
 from gateway.errors import ServiceUnavailable
 from gateway.generation.calls import new_call_id
 from gateway.generation.models import LoadedModel
-from gateway.generation.prompt_logprobs import PromptLogprobs, logprobs_digest, score_prompts
+from gateway.generation.prompt_logprobs import logprobs_digest, score_prompts
 from gateway.generation.prompts import (
     ContextLengthExceeded,
     EncodedPrompts,
@@ -42,7 +42,7 @@ class ScoringResult:
     call_id: str
     created: int
     model: str
-    scored: list[PromptLogprobs]  # by prompt index
+    scored: list[dict[str, Any]]  # by prompt index: the OpenAI legacy logprobs object
     digests: list[str]  # logprobs_digest of each
     prompt_tokens: int
     tokenizer: Any
@@ -114,7 +114,8 @@ class PromptScoring:
         scored = await loop.run_in_executor(
             self.generation.executor, score_prompts, loaded.model, ids, top_k
         )
-        digests = [logprobs_digest(s) for s in scored]
+        wire = [s.to_wire(loaded.tokenizer) for s in scored]
+        digests = [logprobs_digest(w) for w in wire]
         call_id = new_call_id()
         ref = loaded.ref
         fields: dict[str, Any] = {
@@ -157,7 +158,7 @@ class PromptScoring:
             call_id=call_id,
             created=int(now.timestamp()),
             model=ref.name,
-            scored=scored,
+            scored=wire,
             digests=digests,
             prompt_tokens=tokens,
             tokenizer=loaded.tokenizer,

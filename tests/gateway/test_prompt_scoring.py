@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from gateway.db.models import LogEntry
-from gateway.generation.prompt_logprobs import PromptLogprobs, logprobs_digest
+from gateway.generation.prompt_logprobs import logprobs_digest
 from tests.conftest import Account
 from tests.gateway.download_fixtures import BuiltRelease
 from tests.gateway.generation_fixtures import MODEL, generation_release, model_dir  # noqa: F401
@@ -85,16 +85,21 @@ def test_prompt_logprobs_match_a_forward_pass_and_are_logged_by_digest(
     assert fields["metadata"] == {"tiergate_eval_run": "run-abc"}
     assert fields["usage"] == {"prompt_tokens": len(ids), "completion_tokens": 0}
     assert [s["logprobs_sha256"] for s in fields["scores"]] == ext["logprobs_sha256"]
+    # The client recomputes the logged digest from what it received.
+    assert ext["logprobs_sha256"] == [logprobs_digest(logprobs)]
     assert PROMPT not in json.dumps(logged)
 
 
 def test_the_logged_digest_detects_one_changed_logprob() -> None:
-    scored = PromptLogprobs([1, 2, 3], [None, -1.25, -0.5], [None, {2: -1.25}, {3: -0.5, 4: -2.0}])
-    changed = PromptLogprobs([1, 2, 3], [None, -1.25, -0.5000001], scored.top_logprobs)
-    assert logprobs_digest(scored) != logprobs_digest(changed)
-    assert logprobs_digest(scored) == logprobs_digest(
-        PromptLogprobs([1, 2, 3], [None, -1.25, -0.5], [None, {2: -1.25}, {4: -2.0, 3: -0.5}])
-    )
+    wire = {
+        "tokens": ["a", "b", "c"],
+        "token_logprobs": [None, -1.25, -0.5],
+        "top_logprobs": [None, {"b": -1.25}, {"c": -0.5, "d": -2.0}],
+    }
+    changed = {**wire, "token_logprobs": [None, -1.25, -0.5000001]}
+    assert logprobs_digest(wire) != logprobs_digest(changed)
+    reordered = {**wire, "top_logprobs": [None, {"b": -1.25}, {"d": -2.0, "c": -0.5}]}
+    assert logprobs_digest(wire) == logprobs_digest(reordered)
 
 
 @SQLITE
