@@ -112,7 +112,7 @@ def write_lmeval_task(task: EvalTask, docs: list[EvalDoc], folder: Path) -> LmEv
                 "until": ["\n"],
                 "max_gen_toks": task.max_tokens,
                 "do_sample": False,
-                "temperature": 0.0,
+                "temperature": 0,  # an int: the config digest is canonical JSON (no floats)
             },
             metric_list=[
                 {"metric": "exact_match", "aggregation": "mean", "higher_is_better": True}
