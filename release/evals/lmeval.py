@@ -120,9 +120,10 @@ def write_lmeval_task(task: EvalTask, docs: list[EvalDoc], folder: Path) -> LmEv
         )
     # JSON is YAML: no YAML writer needed, and no YAML tag can sneak in.
     (folder / f"{name}.yaml").write_text(json.dumps(config, indent=1) + "\n", "utf-8")
-    digest = hashlib.sha256(
-        canonical_json({"config": {**config, "dataset_kwargs": None}, "data": rows})
-    ).hexdigest()
+    # The digest leaves out where the data file lies (a path of this machine): the data itself
+    # is in it.
+    hashed: dict[str, Any] = {**config, "dataset_kwargs": None}
+    digest = hashlib.sha256(canonical_json({"config": hashed, "data": rows})).hexdigest()
     return LmEvalTask(name, folder, digest)
 
 
