@@ -32,6 +32,10 @@ Subclasses in the services include (issue 19, reports and publisher policy)::
     ValidationFailed  422 logprobs_invalid (token logprobs pasted into the detector page)
     Conflict          409 report_link_exists
 
+and (issue 20, evaluations through the gateway)::
+
+    ServiceUnavailable  503 scoring_unavailable (prompt logprobs asked of a remote engine)
+
 ``docs/errors.md`` lists every code of the project (``python -m gateway.tools.error_codes``).
 """
 
