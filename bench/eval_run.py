@@ -18,6 +18,7 @@ import concurrent.futures
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -90,6 +91,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", default=["pydoc-topics-mc", "pydoc-topics-next-word"])
     parser.add_argument("--harness", choices=["builtin", "lm-eval"], default="builtin")
+    parser.add_argument("--limit", type=int, default=None, help="Only the first N documents.")
     args = parser.parse_args()
 
     from licensing.keys import PrivateKey
@@ -122,6 +124,8 @@ def main() -> None:
         plain_round(url, dev_token, model, ["warm up"], 2)  # loads the model once
         for name in args.tasks:
             task = builtin_task(name)
+            if args.limit is not None:
+                task = replace(task, limit=args.limit)
             docs = resolve_docs(task)
             if task.metric == "loglikelihood_acc":
                 baseline = scoring_round(
