@@ -5,6 +5,10 @@ as plain completions in the same run (the baseline: what the samples alone cost)
 
 Run: ``.venv/bin/python bench/eval_run.py`` (SQLite, one uvicorn process on 127.0.0.1,
 concurrency 2). Target (issue 20): a whole evaluation <= 15 minutes on this CPU.
+``--harness lm-eval`` drives the same tasks through lm-evaluation-harness (its task files,
+requests and metric; ``release.evals.lmeval``); ``pydoc-topics-mc-ll`` is the multiple choice
+scored from prompt logprobs (scoring calls, ``max_tokens=0``), whose baseline is the same
+scoring calls sent plainly.
 """
 
 from __future__ import annotations
@@ -14,7 +18,9 @@ import concurrent.futures
 import sys
 import tempfile
 import time
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -63,9 +69,29 @@ def plain_round(url: str, token: str, model: str, prompts: list[str], max_tokens
     return time.perf_counter() - start
 
 
+def scoring_round(url: str, token: str, model: str, prompt_lists: list[list[str]]) -> float:
+    """The baseline of a logprob-scored task: its scoring calls, without a run around them."""
+    headers = {"Authorization": f"Bearer {token}"}
+    start = time.perf_counter()
+    with (
+        httpx.Client(base_url=url, headers=headers, timeout=300) as http,
+        concurrent.futures.ThreadPoolExecutor(2) as pool,
+    ):
+
+        def one(prompts: list[str]) -> None:
+            body = {"model": model, "prompt": prompts, "max_tokens": 0, "echo": True,
+                    "logprobs": 1}  # fmt: skip
+            http.post("/v1/completions", json=body).raise_for_status()
+
+        list(pool.map(one, prompt_lists))
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--tasks", nargs="+", default=["pydoc-topics-mc", "pydoc-topics-next-word"])
+    parser.add_argument("--harness", choices=["builtin", "lm-eval"], default="builtin")
+    parser.add_argument("--limit", type=int, default=None, help="Only the first N documents.")
     args = parser.parse_args()
 
     from licensing.keys import PrivateKey
@@ -98,17 +124,34 @@ def main() -> None:
         plain_round(url, dev_token, model, ["warm up"], 2)  # loads the model once
         for name in args.tasks:
             task = builtin_task(name)
+            if args.limit is not None:
+                task = replace(task, limit=args.limit)
             docs = resolve_docs(task)
-            baseline = plain_round(
-                url, dev_token, model, [task.prompt(d) for d in docs], task.max_tokens
-            )
+            if task.metric == "loglikelihood_acc":
+                baseline = scoring_round(
+                    url, dev_token, model, [task.choice_prompts(d) for d in docs]
+                )
+            else:
+                baseline = plain_round(
+                    url, dev_token, model, [task.prompt(d) for d in docs], task.max_tokens
+                )
+            report: dict[str, Any] = {}
+            ask_all = None
+            if args.harness == "lm-eval":
+                from release.evals.lmeval import run_lmeval
+
+                folder = root / "lm-eval" / name
+
+                def ask_all(one: Any, task: Any = task, docs: Any = docs, at: Any = folder) -> None:
+                    report.update(run_lmeval(task, docs, one, at, concurrency=2))  # noqa: B023
+
             start = time.perf_counter()
             with httpx.Client(
                 base_url=url, headers={"Authorization": f"Bearer {dev_token}"}, timeout=300
             ) as http:
                 outcome = run_evaluation(
                     http, task, docs, RunSettings(model, concurrency=2),
-                    root / f"{name}.jsonl", show_bar=False,
+                    root / f"{name}.jsonl", show_bar=False, ask_all=ask_all,
                 )  # fmt: skip
             assert outcome is not None
             statement = build_eval_statement(
@@ -125,7 +168,9 @@ def main() -> None:
             verified = verify_evaluation(attestation, outcome.bundle, task, docs, [vkey])
             verify_s = time.perf_counter() - start
             print(
-                f"{name}: {len(docs)} samples; score {verified.value} "
+                f"{name} ({args.harness}"
+                + (f" {report['version']}, its metrics {report['metrics']}" if report else "")
+                + f"): {len(docs)} samples; score {verified.value} "
                 f"[{verified.lower}, {verified.upper}] {verified.result}\n"
                 f"  plain completions (baseline): {baseline:7.2f} s\n"
                 f"  eval run (prereg+samples+seal+evidence+sign): {run_s:7.2f} s "

@@ -49,6 +49,7 @@ from gateway.routes import watermark_keys as watermark_key_routes
 from gateway.services.detection import DetectionRuntime
 from gateway.services.detection import register_runtime as register_detection_runtime
 from gateway.services.generation import GenerationService
+from gateway.services.prompt_scoring import PromptScoring
 from gateway.services.provenance import ProvenanceService
 from gateway.state import GatewayState, SchemaStatus
 from gateway.storage.factory import make_blob_store
@@ -155,6 +156,7 @@ def create_app(
     app.state.gateway = state
     app.state.ledger = ledger
     app.state.generation = generation
+    app.state.scoring = PromptScoring(generation)
     app.state.detection = detector
     app.state.provenance = provenance
     app.state.metrics = metrics = GatewayMetrics.create(state.engine)

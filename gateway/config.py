@@ -187,6 +187,11 @@ class Settings(BaseSettings):
     rate_limit_reports_per_account: int = Field(default=20, ge=1)
     rate_limit_reports_per_address: int = Field(default=60, ge=1)
     rate_limit_reports_window_seconds: int = Field(default=3600, ge=1)
+    # Evaluation attestations beside releases (POST .../evaluations): each may be 8 MiB that is
+    # parsed, checked against every registered key and stored; hourly, like reports.
+    rate_limit_eval_attestations_per_account: int = Field(default=30, ge=1)
+    rate_limit_eval_attestations_per_address: int = Field(default=90, ge=1)
+    rate_limit_eval_attestations_window_seconds: int = Field(default=3600, ge=1)
     # C2PA Content Credentials (docs/provenance.md): the gateway signs a manifest per choice.
     c2pa_cert_chain: Path | None = Field(
         default=None,

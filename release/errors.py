@@ -47,6 +47,8 @@ Exception tree (every class of the part; each line: class, ``code``, meaning)::
         |                           the data its sha256 names (raised before any call)
         +-- EvalRunError            eval_run_failed: the run journal or the gateway's answers
         |                           cannot continue the run
+        +-- EvalHarnessUnavailableError  eval_harness_unavailable: the harness a run asks
+        |                           for (lm-eval) is not installed (raised before any call)
         +-- EvalAttestationInvalidError  eval_attestation_invalid: an attestation is
         |                           malformed or its signature does not verify
         +-- EvalEvidenceError       eval_evidence_rejected: the logged evidence does not
@@ -64,6 +66,7 @@ __all__ = [
     "EvalDataNotFoundError",
     "EvalError",
     "EvalEvidenceError",
+    "EvalHarnessUnavailableError",
     "EvalRunError",
     "EvalTaskInvalidError",
     "CalibrationError",
@@ -315,6 +318,13 @@ class EvalRunError(EvalError):
     """The run journal belongs to another run, or the gateway's answers cannot continue it."""
 
     code = "eval_run_failed"
+
+
+class EvalHarnessUnavailableError(EvalError):
+    """An evaluation harness (lm-evaluation-harness) that a run asks for is not installed.
+    Raised before the run makes any call."""
+
+    code = "eval_harness_unavailable"
 
 
 class EvalAttestationInvalidError(EvalError):

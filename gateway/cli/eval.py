@@ -8,6 +8,7 @@ offline against the log's verifier key and recomputes the score.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,7 @@ def _run_one(
     submit: bool,
     show_bar: bool | None,
     stop_after: int | None = None,
+    harness: str = "builtin",
 ) -> dict[str, Any] | None:
     """One run into ``out``: journal, bundle, signed attestation (with a key), stored (with
     ``submit``). None when stopped early on purpose."""
@@ -85,13 +87,16 @@ def _run_one(
     from release.evals.runner import run_evaluation
 
     out.mkdir(parents=True, exist_ok=True)
+    ask_all, configuration, harness_report = _harness(harness, task, docs, settings, out)
     outcome = run_evaluation(
         http, task, docs, settings, out / "journal.jsonl", show_bar=show_bar,
-        stop_after=stop_after,
+        stop_after=stop_after, ask_all=ask_all,
     )  # fmt: skip
     if outcome is None:
         return None
     (out / "bundle.json").write_text(json.dumps(outcome.bundle), encoding="utf-8")
+    if harness_report:
+        (out / "lm-eval-results.json").write_text(json.dumps(harness_report, indent=2), "utf-8")
     stored: dict[str, Any] | None = None
     if key is not None:
         statement = build_eval_statement(
@@ -105,6 +110,7 @@ def _run_one(
             result=outcome.result,
             passed=outcome.passed,
             ran_by={**ran_by, "keyId": key.key_id},
+            configuration=configuration,
         )
         envelope = sign_eval_statement(statement, key).to_json()
         (out / "attestation.dsse.json").write_bytes(envelope)
@@ -132,9 +138,35 @@ def _run_one(
         "preregistration_index": outcome.preregistration_index,
         "seal_index": outcome.seal_index,
         "stored": stored,
+        "harness": harness_report or {"harness": "builtin"},
         "_result": result,
         "_outcome": outcome,
     }
+
+
+def _harness(
+    harness: str, task: Any, docs: list[Any], settings: Any, out: Path
+) -> tuple[Any, list[dict[str, Any]], dict[str, Any]]:
+    """What drives the run's requests: the built-in loop, or lm-eval (checked installed and its
+    task files written before any call). Returns the runner's ``ask_all`` hook, the
+    attestation's extra configuration entries, and (filled by the run) lm-eval's report."""
+    if harness == "builtin":
+        return None, [], {}
+    from release.evals.lmeval import harness_version, run_lmeval, write_lmeval_task
+
+    version = harness_version()
+    written = write_lmeval_task(task, docs, out / "lm-eval")
+    configuration = [
+        {"name": f"harness:lm-eval@{version}", "digest": {"sha256": written.config_sha256}}
+    ]
+    report: dict[str, Any] = {}
+
+    def ask_all(one: Any) -> None:
+        report.update(
+            run_lmeval(task, docs, one, out / "lm-eval", concurrency=settings.concurrency)
+        )
+
+    return ask_all, configuration, report
 
 
 @group.command("run")
@@ -163,6 +195,17 @@ def _run_one(
 @click.option("--on-behalf-of", default=None, help="With --role gateway: for whom.")
 @click.option("--name", "ran_by_name", default=None, help="The runner's name in the attestation.")
 @click.option("--concurrency", default=2, show_default=True, type=click.IntRange(1, 32))
+@click.option(
+    "--harness",
+    type=click.Choice(["builtin", "lm-eval"]),
+    default="builtin",
+    show_default=True,
+    help="What builds the requests: the built-in runner, or lm-evaluation-harness (its task "
+    "configuration and metric; every request still one logged call per document).",
+)
+@click.option(
+    "--limit", default=None, type=click.IntRange(min=1), help="Only the first N documents."
+)
 @click.option("--temperature", default=0.0, show_default=True, type=click.FloatRange(0, 2))
 @click.option("--seed", default=0, show_default=True, type=int)
 @click.option("--max-calls", default=None, type=click.IntRange(min=1), help="Stop after N calls.")
@@ -179,6 +222,8 @@ def run(
     on_behalf_of: str | None,
     ran_by_name: str | None,
     concurrency: int,
+    harness: str,
+    limit: int | None,
     temperature: float,
     seed: int,
     max_calls: int | None,
@@ -194,6 +239,8 @@ def run(
     from release.evals.task import resolve_docs
 
     task = _task(task_spec)
+    if limit is not None:
+        task = replace(task, limit=limit)  # pre-registered: the limit is part of the task
     docs = resolve_docs(task)  # a task whose data cannot be found fails before any call
     key = load_private_key(key_path) if key_path is not None else None
     ran_by = _ran_by(role, ran_by_name, on_behalf_of)
@@ -201,7 +248,7 @@ def run(
     with api_client(gateway, token, timeout=300.0) as http:
         summary = _run_one(
             http, task, docs, settings, out, key=key, ran_by=ran_by, submit=submit,
-            show_bar=progress, stop_after=max_calls,
+            show_bar=progress, stop_after=max_calls, harness=harness,
         )  # fmt: skip
     if summary is None:
         click.echo(f"stopped after {max_calls} calls; run again with --out {out} to resume")
@@ -333,6 +380,9 @@ def _read(path: Path, what: str) -> bytes:
     help="A PEM public key trusted to sign the attestation; repeat. Without one, the "
     "signature is not checked and the result is reported as unverified.",
 )
+@click.option(
+    "--limit", default=None, type=click.IntRange(min=1), help="The run's --limit, if any."
+)
 @json_option
 def verify(
     attestation: Path,
@@ -340,6 +390,7 @@ def verify(
     task_spec: str,
     vkey: str,
     key_paths: tuple[Path, ...],
+    limit: int | None,
     as_json: bool,
 ) -> None:
     """Verify an evaluation offline: log evidence, pre-registration order, the score itself."""
@@ -361,6 +412,8 @@ def verify(
     except ValueError:
         raise click.UsageError(f"{bundle} is not JSON") from None
     task = _task(task_spec)
+    if limit is not None:
+        task = replace(task, limit=limit)
     verified = verify_evaluation(opened, evidence, task, resolve_docs(task), [log_key])
     signer = opened.signer.key_id if opened.signer is not None else None
     report = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from fastapi.responses import Response
 
 from gateway.auth.principal import Principal
@@ -20,7 +20,6 @@ from gateway.schemas.evaluations import (
 from gateway.services import evaluation_attestations as attestations
 from gateway.services import evaluations
 from gateway.services.evaluations import logged_sampling
-from licensing.canonical import canonical_json
 
 router = APIRouter(tags=["evaluations"], responses=problem_responses(401, 503))
 Generator = Annotated[Principal, Depends(require_scope("generate"))]
@@ -28,6 +27,11 @@ Reader = Annotated[Principal, Depends(require_scope("read"))]
 Publisher = Annotated[Principal, Depends(require_scope("publish"))]
 RunId = Annotated[str, Path(min_length=16, max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 _RELEASE = "/api/releases/{org}/{name}/{version}/evaluations"
+
+
+async def _raw_body(request: Request) -> bytes:
+    """The posted envelope's bytes, unparsed (the body limit middleware has bounded them)."""
+    return await request.body()
 
 
 def _run(view: evaluations.RunView) -> RunPublic:
@@ -97,19 +101,34 @@ def seal(run_id: RunId, principal: Generator, session: SessionDep, now: NowDep) 
     status_code=201,
     response_model=AttestationPublic,
     summary="Store a signed evaluation attestation (DSSE, eval/v1) beside the release.",
-    responses=problem_responses(404, 409, 413, 422),
+    # The body is read raw (below), so the budget is charged before it is parsed at all.
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}}},
+        }
+    },
+    responses=problem_responses(404, 409, 413, 422, 429),
 )
 def submit(
+    request: Request,
     org: str,
     name: str,
     version: str,
-    envelope: dict[str, Any],
+    envelope: Annotated[bytes, Depends(_raw_body)],
     principal: Reader,
     session: SessionDep,
     now: NowDep,
 ) -> AttestationPublic:
     view = attestations.submit_attestation(
-        session, principal, f"{org}/{name}", version, canonical_json(envelope), now
+        session,
+        principal,
+        f"{org}/{name}",
+        version,
+        envelope,
+        now,
+        limits=attestations.SubmissionLimits.from_settings(request.app.state.gateway.settings),
+        client_address=request.client.host if request.client else "unknown",
     )
     return _attestation(view)
 

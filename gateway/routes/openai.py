@@ -38,6 +38,7 @@ from gateway.schemas.openai import (
     CompletionResponse,
     ModelCard,
     ModelList,
+    ScoringInfo,
     TiergateInfo,
     TokenLogprob,
     TopLogprob,
@@ -51,6 +52,7 @@ from gateway.services.generation import (
     StreamEvent,
 )
 from gateway.services.models import usable_models
+from gateway.services.prompt_scoring import PromptScoring, ScoringResult
 from gateway.services.provenance import ChoiceCredential, ProvenanceService, embed_in_text
 
 router = APIRouter(
@@ -80,6 +82,14 @@ async def get_provenance(request: Request) -> ProvenanceService:
 
 
 ProvenanceDep = Annotated[ProvenanceService, Depends(get_provenance)]
+
+
+async def get_scoring(request: Request) -> PromptScoring:
+    scoring: PromptScoring = request.app.state.scoring
+    return scoring
+
+
+ScoringDep = Annotated[PromptScoring, Depends(get_scoring)]
 
 
 def _credentials(result: GenerationResult) -> list[ChoiceCredential]:
@@ -273,8 +283,11 @@ async def create_completion(
     principal: Generator,
     service: GenerationDep,
     provenance: ProvenanceDep,
+    scoring: ScoringDep,
     now: NowDep,
 ) -> Any:
+    if body.max_tokens == 0:
+        return await _score(body, principal, service, scoring, now)
     max_tokens = _bounded(service, body, body.max_tokens, 16)
     prompts = _prompts(service, body)
     request = GenerationInput(
@@ -328,6 +341,66 @@ async def create_completion(
             ],
             usage=_usage(result),
             tiergate=_tiergate(result, credentials, provenance.base_url),
+        )
+    )
+
+
+async def _score(
+    body: CompletionRequest,
+    principal: Principal,
+    service: GenerationService,
+    scoring: PromptScoring,
+    now: Any,
+) -> Response:
+    """``max_tokens=0``: the prompt's own log-likelihoods (``echo`` and ``logprobs``), the
+    request harnesses score multiple choice with; nothing is sampled or watermarked."""
+    if not body.echo or body.logprobs is None:
+        raise ValidationFailed(
+            "max_tokens=0 scores the prompt: send it with echo=true and logprobs (0-5)",
+            extra={"param": "max_tokens"},
+        )
+    if body.stream or body.n != 1:
+        raise ValidationFailed(
+            "a scoring call (max_tokens=0) has one choice per prompt and is not streamed",
+            extra={"param": "n" if body.n != 1 else "stream"},
+        )
+    prompts = _prompts(service, body)
+    result: ScoringResult = await scoring.score(
+        principal,
+        model=body.model,
+        prompts=prompts,
+        top_k=body.logprobs,
+        metadata=body.metadata,
+        now=now,
+    )
+    tokenizer = result.tokenizer
+    choices = []
+    for i, (prompt, wire) in enumerate(zip(prompts, result.scored, strict=True)):
+        choices.append(
+            CompletionChoice(
+                index=i,
+                text=_echoed(prompt, tokenizer),
+                finish_reason="length",
+                logprobs=CompletionLogprobs(**wire),
+            )
+        )
+    return _json(
+        CompletionResponse(
+            id=result.call_id,
+            created=result.created,
+            model=result.model,
+            choices=choices,
+            usage=Usage(
+                prompt_tokens=result.prompt_tokens,
+                completion_tokens=0,
+                total_tokens=result.prompt_tokens,
+            ),
+            tiergate=ScoringInfo(
+                call_id=result.call_id,
+                log_index=result.log_index,
+                model=result.model,
+                logprobs_sha256=result.digests,
+            ),
         )
     )
 

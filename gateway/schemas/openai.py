@@ -67,6 +67,8 @@ class CompletionRequest(_Request):
         description="A prompt, a list of prompts, token ids, or a list of token-id lists; "
         "prompt p's choices are numbered p * n + i.",
     )
+    # 0 with echo and logprobs: score the prompt only (nothing sampled), as vLLM serves it.
+    max_tokens: int | None = Field(default=None, ge=0)
     logprobs: int | None = Field(default=None, ge=0, le=5)
     echo: bool = False
 
@@ -133,9 +135,25 @@ class Usage(BaseModel):
 
 class CompletionLogprobs(BaseModel):
     tokens: list[str]
-    token_logprobs: list[float]
-    top_logprobs: list[dict[str, float]] | None = None
+    # Null for an echoed prompt's first token (it has no context), as vLLM answers.
+    token_logprobs: list[float | None]
+    top_logprobs: list[dict[str, float] | None] | None = None
     text_offset: list[int]
+
+
+class ScoringInfo(BaseModel):
+    """A scoring call (``echo`` with ``logprobs`` and ``max_tokens=0``): where it is logged and
+    the digest of each prompt's logprobs as the log holds it. Nothing was sampled, so nothing
+    is watermarked and no Content Credential is made."""
+
+    call_id: str
+    log_index: int
+    model: str = Field(description="The resolved model: ORG/NAME@VERSION:tier.")
+    watermarked: Literal[False] = False
+    logprobs_sha256: list[str] = Field(
+        description="Per prompt, sha256 of its scored tokens in canonical JSON "
+        "(docs/evaluations.md); the generation.scored entry logs the same digests."
+    )
 
 
 class CompletionChoice(BaseModel):
@@ -152,7 +170,7 @@ class CompletionResponse(BaseModel):
     model: str
     choices: list[CompletionChoice]
     usage: Usage
-    tiergate: TiergateInfo
+    tiergate: TiergateInfo | ScoringInfo
 
 
 class ChatMessageOut(BaseModel):

@@ -262,8 +262,12 @@ def parse_logprobs(text: str) -> list[TokenLogprobView]:
             if len(plain.tokens) != len(plain.token_logprobs):
                 raise LogprobsInvalid("`tokens` and `token_logprobs` differ in length")
             tops = plain.top_logprobs or []
+            # An echoed prompt's first token has a null logprob: those are a prompt's, not
+            # sampled tokens', and were refused before the schema allowed nulls; still so.
+            if any(lp is None for lp in plain.token_logprobs):
+                raise LogprobsInvalid("a logprob is null: these are not a sampled text's")
             views = [
-                _view(tok, lp, list(tops[i].items()) if i < len(tops) else [])
+                _view(tok, lp or 0.0, list((tops[i] or {}).items()) if i < len(tops) else [])
                 for i, (tok, lp) in enumerate(zip(plain.tokens, plain.token_logprobs, strict=True))
             ]
         else:

@@ -19,11 +19,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, select
 
 from gateway.auth.principal import Principal
+from gateway.config import Settings
 from gateway.db.engine import begin_write
 from gateway.db.models import EvaluationAttestation, PublicKeyRecord, Release, Role
 from gateway.errors import Conflict, Forbidden, NotFound, PayloadTooLarge, ValidationFailed
 from gateway.ledger.events import Actor, record_event
-from gateway.services import releases
+from gateway.services import ratelimit, releases
 from licensing.keys import PublicKey
 from release.aibom import EvaluationResult
 from release.errors import EvalAttestationInvalidError
@@ -36,6 +37,7 @@ __all__ = [
     "EvaluationAttestationInvalid",
     "EvaluationAttestationNotFound",
     "EvaluationDecisionInvalid",
+    "SubmissionLimits",
     "attestation_envelope",
     "attested_scores",
     "bom_evaluations",
@@ -84,6 +86,25 @@ class AttestationView:
     signer_key_id: str | None
     log_index: int
     created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class SubmissionLimits:
+    """How many attestations one account and one client address may submit per window
+    (Settings.rate_limit_eval_attestations_*). Each one may be MAX_ATTESTATION_BYTES that are
+    parsed, verified against every registered key of the org and the submitter, and stored."""
+
+    per_account: int = 30
+    per_address: int = 90
+    window_seconds: int = 3600
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SubmissionLimits:
+        return cls(
+            per_account=settings.rate_limit_eval_attestations_per_account,
+            per_address=settings.rate_limit_eval_attestations_per_address,
+            window_seconds=settings.rate_limit_eval_attestations_window_seconds,
+        )
 
 
 def _keys(session: Session, *conditions: Any) -> list[PublicKey]:
@@ -141,8 +162,26 @@ def submit_attestation(
     version: str,
     envelope: bytes,
     now: datetime,
+    *,
+    limits: SubmissionLimits,
+    client_address: str,
 ) -> AttestationView:
-    """Store a signed attestation beside ``repo_id@version`` and log ``evaluation.attested``."""
+    """Store a signed attestation beside ``repo_id@version`` and log ``evaluation.attested``.
+
+    Charged to the account's and the address's budgets before anything else, refused and
+    oversized submissions included: a flood of large envelopes costs its sender the budget,
+    not the gateway a parse and a signature check per key."""
+    ratelimit.hit_in(
+        session,
+        ratelimit.evaluation_attestation_limits(
+            principal.user_id,
+            client_address,
+            per_account=limits.per_account,
+            per_address=limits.per_address,
+            window_seconds=limits.window_seconds,
+        ),
+        now=now,
+    )
     if len(envelope) > MAX_ATTESTATION_BYTES:
         raise PayloadTooLarge(f"an attestation is at most {MAX_ATTESTATION_BYTES} bytes")
     release = releases.find_release(session, repo_id, version, viewer=principal)

@@ -3,7 +3,8 @@ logged calls, and seal the run (log the list of its calls once).
 
 A run's calls are ordinary generation calls whose ``metadata`` names the run and the
 document (``tiergate_eval_run``, ``tiergate_eval_doc``); the gateway logs that metadata in
-their ``generation.completed`` entries. The seal is built from the log itself (every call of
+their ``generation.completed`` (scoring calls: ``generation.scored``) entries. The seal is
+built from the log itself (every call of
 the run by its owner after the pre-registration), so an attestation that leaves a call out,
 or counts a retry instead of the first answer, disagrees with a logged fact.
 """
@@ -39,6 +40,8 @@ __all__ = [
     "seal_run",
 ]
 
+# A run's calls: generations, and scoring calls (prompt logprobs, multiple choice).
+RUN_CALL_ACTIONS = ("generation.completed", "generation.scored")
 _RUN_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _TASK_KEYS = frozenset(
     {"name", "version", "kind", "metric", "dataSha256", "taskSha256", "passCriteria"}
@@ -191,7 +194,7 @@ def run_calls(
             .where(
                 col(LogEntry.idx) > after,
                 col(LogEntry.idx) <= last,
-                LogEntry.action == "generation.completed",
+                col(LogEntry.action).in_(RUN_CALL_ACTIONS),
                 LogEntry.actor_user_id == run.user_id,
             )
             .order_by(col(LogEntry.idx))

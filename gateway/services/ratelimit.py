@@ -99,6 +99,17 @@ def attestation_limits(
     ]
 
 
+def evaluation_attestation_limits(
+    user_id: int, address: str, *, per_account: int, per_address: int, window_seconds: int
+) -> list[Limit]:
+    """Evaluation attestations submitted beside releases, per account and per client address:
+    each one may be megabytes that are parsed, verified against keys and stored."""
+    return [
+        Limit(bucket_key("eval-attest-user", str(user_id)), per_account, window_seconds),
+        Limit(bucket_key("eval-attest-addr", address), per_address, window_seconds),
+    ]
+
+
 def detection_limits(user_id: int, *, per_account: int, window_seconds: int) -> list[Limit]:
     """Detections per account (API and web page alike): detection is CPU-heavy."""
     return [Limit(bucket_key("detect-user", str(user_id)), per_account, window_seconds)]

@@ -12,7 +12,8 @@ dependency groups its install promises:
   (torch and transformers, imported lazily); ``release`` also ``[aibom]`` (the AI BOM
   models, imported lazily) and ``[llamacpp]`` (llama.cpp's quantizer for the k-quants, and
   a GGUF artifact's speed measured in llama.cpp when it imports, recorded as not measured
-  when it does not);
+  when it does not) and ``[eval]`` (lm-evaluation-harness, imported lazily by
+  ``release.evals.lmeval``, a clear error before any call when it is missing);
 - ``gateway``: every group but ``[dev]`` and ``[llamacpp]``; ``tests`` and ``bench``: every
   group.
 
@@ -49,12 +50,13 @@ __all__ = [
 BASE = ""
 """The group name of ``[project] dependencies``."""
 
-_ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom", "safety"})
+_ALL_BUT_DEV = frozenset({BASE, "engine", "cli", "server", "s3", "aibom", "safety", "eval"})
 PART_GROUPS: Mapping[str, frozenset[str]] = {
     "licensing": frozenset({BASE}),
     # [llamacpp], lazily and where optional: llama.cpp's quantizer for the GGUF k-quants
     # (release.gguf_kquant) and a GGUF's speed record (release.engine_measure).
-    "release": frozenset({BASE, "engine", "aibom", "llamacpp"}),
+    # [eval]: lm-evaluation-harness, lazily (release.evals.lmeval).
+    "release": frozenset({BASE, "engine", "aibom", "llamacpp", "eval"}),
     "watermark": frozenset({BASE, "engine"}),
     "safety": frozenset({BASE, "engine", "safety"}),
     "gateway": _ALL_BUT_DEV,

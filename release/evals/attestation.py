@@ -8,7 +8,7 @@ pass/fail, ``configuration`` as ResourceDescriptors); what that predicate has no
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,8 +76,12 @@ def build_eval_statement(
     result: Aggregate,
     passed: bool,
     ran_by: Mapping[str, str],
+    configuration: Sequence[Mapping[str, Any]] = (),
 ) -> Statement:
-    """The statement of one run; ``model`` holds name, repo_id, version, tier, release_digest."""
+    """The statement of one run; ``model`` holds name, repo_id, version, tier, release_digest.
+
+    ``configuration``: more named, digested inputs of the run (the harness that drove it and
+    its task configuration), after the task's own entry."""
     if ran_by.get("role") not in ROLES:
         raise EvalAttestationInvalidError(f"ranBy.role must be one of {', '.join(ROLES)}")
     indices = [s.log_index for s in samples]
@@ -96,7 +100,8 @@ def build_eval_statement(
         "score": {"metric": "accuracy", **result.to_dict()},
         "result": "pass" if passed else "fail",
         "configuration": [
-            {"name": f"task:{task.name}@{task.version}", "digest": {"sha256": task.sha256}}
+            {"name": f"task:{task.name}@{task.version}", "digest": {"sha256": task.sha256}},
+            *(dict(c) for c in configuration),
         ],
         "ranBy": dict(ran_by),
     }

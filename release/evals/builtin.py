@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
+from dataclasses import replace
 
 from release.errors import EvalDataNotFoundError, EvalTaskInvalidError
 from release.evals.task import EvalDoc, EvalTask, PassCriteria, data_sha256, import_attribute
@@ -110,6 +111,18 @@ def _mc_task() -> EvalTask:
     )
 
 
+def _mc_loglikelihood_task() -> EvalTask:
+    """The multiple-choice task scored from prompt logprobs (how lm-evaluation-harness scores
+    multiple choice): the same documents and prompt, each choice letter appended."""
+    base = _mc_task()
+    return replace(
+        base,
+        name="pydoc-topics-mc-ll",
+        metric="loglikelihood_acc",
+        max_tokens=1,  # nothing is sampled; the field stays a valid task's
+    )
+
+
 def _next_word_task() -> EvalTask:
     source = {"builder": "pydoc-topics-next-word", **_TOPICS_SOURCE}
     return EvalTask(
@@ -125,7 +138,11 @@ def _next_word_task() -> EvalTask:
     )
 
 
-BUILTIN_TASKS = {"pydoc-topics-mc": _mc_task, "pydoc-topics-next-word": _next_word_task}
+BUILTIN_TASKS = {
+    "pydoc-topics-mc": _mc_task,
+    "pydoc-topics-mc-ll": _mc_loglikelihood_task,
+    "pydoc-topics-next-word": _next_word_task,
+}
 
 
 def builtin_task(name: str) -> EvalTask:

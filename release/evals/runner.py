@@ -28,7 +28,8 @@ from licensing.tlog.receipt import parse_receipt
 from release._progress import Progress
 from release.errors import EvalRunError
 from release.evals.attestation import SampleResult
-from release.evals.scoring import Aggregate, aggregate, passes, score_output
+from release.evals.logprobs import logprobs_digest, samples_digest
+from release.evals.scoring import Aggregate, aggregate, passes, score_logprobs, score_output
 from release.evals.task import EvalDoc, EvalTask
 from release.evals.verify import BUNDLE_FORMAT, RUN_DOC_KEY, RUN_ID_KEY, counted_samples
 
@@ -137,6 +138,38 @@ def _preregister(
     }
 
 
+def _score_choices(
+    client: httpx.Client, task: EvalTask, doc: EvalDoc, settings: RunSettings, run_id: str
+) -> dict[str, Any]:
+    """``loglikelihood_acc``: one scoring call with a prompt per choice (nothing sampled)."""
+    body = {
+        "model": settings.model,
+        "prompt": task.choice_prompts(doc),
+        "max_tokens": 0,
+        "echo": True,
+        "logprobs": 1,
+        "metadata": {RUN_ID_KEY: run_id, RUN_DOC_KEY: doc.id},
+    }
+    got = _check(client.post("/v1/completions", json=body), f"scoring {doc.id}")
+    choices = sorted(got["choices"], key=lambda c: int(c["index"]))
+    return {
+        "kind": "sample",
+        "doc_id": doc.id,
+        "log_index": int(got["tiergate"]["log_index"]),
+        "call_id": got["id"],
+        "logprobs": [c["logprobs"] for c in choices],
+    }
+
+
+def ask_document(
+    client: httpx.Client, task: EvalTask, doc: EvalDoc, settings: RunSettings, run_id: str
+) -> dict[str, Any]:
+    """One logged call for ``doc``, tagged with the run; its journal line."""
+    if task.metric == "loglikelihood_acc":
+        return _score_choices(client, task, doc, settings, run_id)
+    return _ask(client, task, doc, settings, run_id)
+
+
 def _ask(
     client: httpx.Client, task: EvalTask, doc: EvalDoc, settings: RunSettings, run_id: str
 ) -> dict[str, Any]:
@@ -195,9 +228,14 @@ def run_evaluation(
     show_bar: bool | None = None,
     stop_after: int | None = None,
     on_sample: Callable[[dict[str, Any]], None] | None = None,
+    ask_all: Callable[[Callable[[EvalDoc], dict[str, Any]]], None] | None = None,
 ) -> RunOutcome | None:
     """Run (or resume) the task; None when ``stop_after`` calls were made first (tests and
-    ``--max-calls``: an interruption on purpose)."""
+    ``--max-calls``: an interruption on purpose).
+
+    ``ask_all`` replaces the built-in loop over the documents (a harness, such as lm-eval,
+    that decides the requests): it gets the function that answers one document, asking the
+    gateway once or returning the journaled answer."""
     journal = _Journal(journal_path)
     if journal.header is None:
         journal.append(_preregister(client, task, docs, settings))
@@ -215,21 +253,28 @@ def run_evaluation(
         todo = [d for d in docs if d.id not in journal.samples]
         if stop_after is not None:
             todo = todo[:stop_after]
-        with (
-            Progress(len(docs), desc=f"eval {task.name}", unit="doc", show_bar=show_bar) as bar,
-            ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool,
-        ):
-            bar.advance(len(docs) - len([d for d in docs if d.id not in journal.samples]))
+        with Progress(len(docs), desc=f"eval {task.name}", unit="doc", show_bar=show_bar) as bar:
+            bar.advance(len(docs) - len(todo))
+            allowed = {d.id for d in todo}
 
-            def one(doc: EvalDoc) -> None:
-                item = _ask(client, task, doc, settings, run_id)
+            def one(doc: EvalDoc) -> dict[str, Any]:
+                """The document's answer: journaled already (resumed), or asked now."""
+                done = journal.samples.get(doc.id)
+                if done is not None or doc.id not in allowed:
+                    return done or {"kind": "skipped", "doc_id": doc.id}
+                item = ask_document(client, task, doc, settings, run_id)
                 journal.append(item)
                 bar.advance(1)
                 if on_sample is not None:
                     on_sample(item)
+                return item
 
-            for future in [pool.submit(one, doc) for doc in todo]:
-                future.result()
+            if ask_all is not None:
+                ask_all(one)
+            else:
+                with ThreadPoolExecutor(max_workers=max(1, settings.concurrency)) as pool:
+                    for future in [pool.submit(one, doc) for doc in todo]:
+                        future.result()
         asked = len(todo)
         if any(d.id not in journal.samples for d in docs):
             return None
@@ -239,12 +284,23 @@ def run_evaluation(
     counted = counted_samples((d, i) for d, i in run["samples"])
     samples = []
     outputs: dict[str, str] = {}
+    logprobs: dict[str, list[Any]] = {}
     for doc in docs:
         if doc.id not in counted:
             raise EvalRunError(f"the sealed run has no call for {doc.id}")
         index = counted[doc.id]
         item = journal.samples.get(doc.id, {})
-        text = item.get("output") if item.get("log_index") == index else None
+        same_call = item.get("log_index") == index
+        if task.metric == "loglikelihood_acc":
+            wires = item.get("logprobs") if same_call else None
+            if wires is None:
+                samples.append(SampleResult(index, doc.id, None, 0))
+                continue
+            logprobs[str(index)] = wires
+            digest = samples_digest([logprobs_digest(w) for w in wires])
+            samples.append(SampleResult(index, doc.id, digest, score_logprobs(task, doc, wires)))
+            continue
+        text = item.get("output") if same_call else None
         if text is None:
             samples.append(SampleResult(index, doc.id, None, 0))
             continue
@@ -261,6 +317,8 @@ def run_evaluation(
         "entries": entries,
         "outputs": outputs,
     }
+    if logprobs:
+        bundle["logprobs"] = logprobs
     return RunOutcome(
         run_id=run_id,
         model={k: str(v) for k, v in prereg_entry["fields"]["model"].items()},

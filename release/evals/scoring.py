@@ -7,12 +7,14 @@ same functions on the logged outputs and compares strings, so any platform agree
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import ROUND_HALF_EVEN, Context, Decimal
+from typing import Any
 
 from release.evals.task import EvalDoc, EvalTask
 
-__all__ = ["Aggregate", "aggregate", "passes", "score_output"]
+__all__ = ["Aggregate", "aggregate", "passes", "score_logprobs", "score_output"]
 
 _PLACES = Decimal("0.000001")
 _CONTEXT = Context(prec=40, rounding=ROUND_HALF_EVEN)
@@ -34,6 +36,14 @@ def score_output(task: EvalTask, doc: EvalDoc, output: str) -> int:
     if not words:
         return 0
     return int(words[0].strip(".,;:!?\"'()") == doc.target.strip(".,;:!?\"'()"))
+
+
+def score_logprobs(task: EvalTask, doc: EvalDoc, wires: Sequence[Mapping[str, Any]]) -> int:
+    """``loglikelihood_acc``: 1 when the most likely choice (by the logprobs the gateway
+    returned for each choice prompt, in ``task.choices`` order) is the document's target."""
+    from release.evals.logprobs import picked_choice
+
+    return int(task.choices[picked_choice(wires)] == doc.target)
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ TASK_FORMAT = "tiergate-eval-task/v1"
 KINDS = ("multiple_choice", "generation")
 # How an output is scored: a pure function of its text (the log commits to that text by
 # digest), so a verifier recomputes every score from the logged outputs alone.
-METRICS = ("choice_letter", "first_word")
+# loglikelihood_acc: multiple choice scored from prompt logprobs (release.evals.logprobs).
+METRICS = ("choice_letter", "first_word", "loglikelihood_acc")
 _MAX_TASK_BYTES = 64 * 1024
 _MAX_DATA_BYTES = 32 * 1024 * 1024
 _MAX_DOCS = 100_000
@@ -105,6 +106,12 @@ class EvalTask:
         """Digest of the task definition (canonical JSON): what pre-registration commits to."""
         return hashlib.sha256(canonical_json(self.to_dict())).hexdigest()
 
+    def choice_prompts(self, doc: EvalDoc) -> list[str]:
+        """``loglikelihood_acc``: one prompt per choice, the context then `` <choice>`` (the
+        continuation lm-evaluation-harness scores, its default target delimiter)."""
+        context = self.prompt(doc)
+        return [f"{context} {choice}" for choice in self.choices]
+
     def prompt(self, doc: EvalDoc) -> str:
         """The prompt sent for ``doc``: ``$field`` placeholders (no attribute access, no code)."""
         try:
@@ -164,6 +171,8 @@ def task_from_dict(raw: object, *, base_dir: Path | None = None) -> EvalTask:
     choices = raw.get("choices", [])
     if not isinstance(choices, list) or not all(isinstance(c, str) and c for c in choices):
         raise EvalTaskInvalidError("choices must be a list of labels")
+    if metric == "loglikelihood_acc" and kind != "multiple_choice":
+        raise EvalTaskInvalidError("loglikelihood_acc scores a multiple_choice task")
     if kind == "multiple_choice" and len(choices) < 2:
         raise EvalTaskInvalidError("a multiple-choice task needs at least two choice labels")
     limit = raw.get("limit")

@@ -23,7 +23,8 @@ from licensing.tlog.merkle import leaf_hash, verify_inclusion
 from licensing.tlog.note import Verifier
 from release.errors import EvalEvidenceError
 from release.evals.attestation import EvalAttestation, SampleResult, task_summary
-from release.evals.scoring import aggregate, passes, score_output
+from release.evals.logprobs import logprobs_digest, samples_digest
+from release.evals.scoring import aggregate, passes, score_logprobs, score_output
 from release.evals.task import EvalDoc, EvalTask
 
 __all__ = [
@@ -85,6 +86,10 @@ class _Evidence:
             raise _reject("bundle", "the run bundle lacks its entries or outputs")
         self.entries = entries
         self.outputs = outputs
+        logprobs = bundle.get("logprobs", {})
+        if not isinstance(logprobs, dict):
+            raise _reject("bundle", "the run bundle's logprobs are not an object")
+        self.logprobs_by_index: Mapping[str, Any] = logprobs
 
     def entry(self, index: int, what: str) -> dict[str, Any]:
         if not 0 <= index < self.checkpoint.size:
@@ -110,6 +115,14 @@ class _Evidence:
         if not isinstance(entry, dict) or entry.get("index") != index:
             raise _reject("inclusion", f"log entry {index} names another index")
         return entry
+
+    def logprobs(self, index: int) -> list[Mapping[str, Any]] | None:
+        kept = self.logprobs_by_index.get(str(index))
+        if kept is None:
+            return None
+        if not isinstance(kept, list) or not all(isinstance(w, dict) for w in kept):
+            raise _reject("bundle", f"the bundle's logprobs of log index {index} are malformed")
+        return kept
 
     def output(self, index: int) -> str | None:
         text = self.outputs.get(str(index))
@@ -150,8 +163,9 @@ def _check_sample(
     index = entry.get("index")
     fields = entry.get("fields", {})
     metadata = fields.get("metadata", {})
+    action = "generation.scored" if task.metric == "loglikelihood_acc" else "generation.completed"
     if (
-        entry.get("action") != "generation.completed"
+        entry.get("action") != action
         or metadata.get(RUN_ID_KEY) != run_id
         or metadata.get(RUN_DOC_KEY) != doc.id
     ):
@@ -160,6 +174,8 @@ def _check_sample(
         raise _reject("sample", f"log entry {index} was made by someone else than the run")
     if fields.get("model", {}).get("release_digest") != release_digest:
         raise _reject("sample", f"log entry {index} called another release")
+    if task.metric == "loglikelihood_acc":
+        return _check_scoring(entry, task, doc)
     logged = fields.get("sampling", {})
     for key, value in sampling.items():
         if logged.get(key) != value:
@@ -171,6 +187,35 @@ def _check_sample(
     if not isinstance(digest, str):
         raise _reject("sample", f"log entry {index} logs no output digest")
     return digest
+
+
+def _check_scoring(entry: Mapping[str, Any], task: EvalTask, doc: EvalDoc) -> str:
+    """A scoring call's entry: prompted with each choice of ``doc``; its logprobs digests.
+
+    Nothing is sampled in a scoring call, so there are no sampling settings to compare."""
+    index = entry.get("index")
+    fields = entry.get("fields", {})
+    wanted = [_sha(p) for p in task.choice_prompts(doc)]
+    if fields.get("prompt_sha256s") != wanted:
+        raise _reject("prompt", f"log entry {index} did not score the choices of {doc.id}")
+    scores = fields.get("scores")
+    if not isinstance(scores, list) or len(scores) != len(wanted):
+        raise _reject("sample", f"log entry {index} logs no logprobs digests")
+    return ",".join(str(s.get("logprobs_sha256")) for s in scores)
+
+
+def _scored_sample(
+    evidence: _Evidence, index: int, doc: EvalDoc, task: EvalTask, logged: str
+) -> SampleResult:
+    """A multiple-choice sample recomputed from the bundle's logprobs, each object checked
+    against the digest the gateway logged for it (``logged``: the digests, comma-joined)."""
+    wires = evidence.logprobs(index)
+    if wires is None:
+        return SampleResult(index, doc.id, None, 0)  # withheld: scores 0, like a lost text
+    digests = [logprobs_digest(w) for w in wires]
+    if ",".join(digests) != logged:
+        raise _reject("logprobs", f"the logprobs of sample {doc.id} are not the logged ones")
+    return SampleResult(index, doc.id, samples_digest(digests), score_logprobs(task, doc, wires))
 
 
 def verify_evaluation(
@@ -271,6 +316,9 @@ def _verify(
             release_digest=release_digest,
             sampling=sampling,
         )
+        if task.metric == "loglikelihood_acc":
+            samples.append(_scored_sample(evidence, index, doc, task, digest))
+            continue
         text = evidence.output(index)
         if text is None:
             # A lost output scores 0: withholding text can only lower a score.

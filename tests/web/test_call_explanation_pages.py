@@ -74,6 +74,8 @@ def test_logprobs_parse_in_both_openai_shapes() -> None:
         "[1, 2]",
         '{"content": [{"token": "a"}]}',
         '{"tokens": ["a", "b"], "token_logprobs": [-1.0]}',
+        # An echoed prompt's logprobs (a scoring call): not a sampled text's.
+        '{"tokens": ["a", "b"], "token_logprobs": [null, -1.0]}',
         '{"content": [{"token": "a", "logprob": 3.0}]}',
         '{"content": [{"token": "a", "logprob": NaN}]}',
         "[" * 100_000,
