@@ -39,10 +39,6 @@ and (issue 20, signed card revisions, ``services.card_revisions``)::
     Conflict          409 card_revision_stale
     NotFound          404 card_revision_not_found
 
-and (issue 20, evaluations through the gateway)::
-
-    ServiceUnavailable  503 scoring_unavailable (prompt logprobs asked of a remote engine)
-
 ``docs/errors.md`` lists every code of the project (``python -m gateway.tools.error_codes``).
 """
 

@@ -30,6 +30,7 @@ __all__ = [
     "CANARY_PAYLOAD",
     "EngineRouter",
     "engine_bodies",
+    "gather_all",
     "remote_choices",
     "remote_stream",
     "run_canary",
@@ -160,7 +161,7 @@ def choice_from(model: str, data: dict[str, Any], tokenizer: Any, params: Sampli
                   tops if params.logprobs else None)  # fmt: skip
 
 
-async def _gather(awaitables: list[Awaitable[Any]]) -> list[Any]:
+async def gather_all(awaitables: list[Awaitable[Any]]) -> list[Any]:
     """All results, or the first error with every other request cancelled."""
     tasks = [asyncio.ensure_future(a) for a in awaitables]
     try:
@@ -179,7 +180,7 @@ async def remote_choices(
     tokenizer: Any,
     params: SamplingParams,
 ) -> list[Choice]:
-    answers = await _gather([pool.complete(body, canary) for body in bodies])
+    answers = await gather_all([pool.complete(body, canary) for body in bodies])
     return [choice_from(pool.model, answer, tokenizer, params) for answer in answers]
 
 

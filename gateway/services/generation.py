@@ -175,6 +175,10 @@ class GenerationService:
             raise CanaryDeferred(reason) from exc
         return await run_canary(pool, replica, view)
 
+    # The same canary for other services' engine calls (prompt scoring), so a replica they
+    # pick is admitted by the one rule.
+    engine_canary = _canary
+
     async def check_engines(self) -> None:
         """Check every replica now (start-up: before any call needs them)."""
         await asyncio.gather(

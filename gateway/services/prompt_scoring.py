@@ -18,7 +18,6 @@ from typing import Any
 
 from gateway.auth.principal import Principal
 from gateway.db.engine import session_scope
-from gateway.errors import ServiceUnavailable
 from gateway.generation.calls import new_call_id
 from gateway.generation.models import LoadedModel
 from gateway.generation.prompt_logprobs import logprobs_digest, score_prompts
@@ -28,11 +27,13 @@ from gateway.generation.prompts import (
     Prompt,
     encode_prompts,
 )
+from gateway.generation.upstream import VllmPool
 from gateway.ledger.events import Actor, record_event
+from gateway.services.engine_scoring import remote_prompt_logprobs
 from gateway.services.generation import GenerationService
 from gateway.services.models import resolve_model
 
-__all__ = ["SCORED_ACTION", "PromptScoring", "RemoteScoringUnavailable", "ScoringResult"]
+__all__ = ["SCORED_ACTION", "PromptScoring", "ScoringResult"]
 
 SCORED_ACTION = "generation.scored"
 
@@ -49,13 +50,6 @@ class ScoringResult:
     log_index: int
 
 
-class RemoteScoringUnavailable(ServiceUnavailable):
-    """Prompt scoring is served by the local engine only (for now)."""
-
-    code = "scoring_unavailable"
-    title = "Prompt scoring unavailable"
-
-
 class PromptScoring:
     """Prompt log-likelihoods through the generation runtime (its model cache, its quota and
     its single torch thread)."""
@@ -65,17 +59,14 @@ class PromptScoring:
 
     def _admit(
         self, principal: Principal, model: str, prompts: list[Prompt], now: datetime
-    ) -> tuple[int | None, LoadedModel, EncodedPrompts]:
+    ) -> tuple[int | None, LoadedModel, EncodedPrompts, VllmPool | None]:
         service = self.generation
         with session_scope(service.engine) as session:
             release, ref = resolve_model(session, principal, model, now, for_use=True)
             org_id = release.org_id
-        if service.engines.pool_for(ref) is not None:
-            raise RemoteScoringUnavailable(
-                f"{ref.name} is served by a remote engine; prompt scoring runs on the local "
-                "engine only"
-            )
-        loaded = service.cache.get(ref)
+        pool = service.engines.pool_for(ref)
+        # A remote engine's tier needs only its tokenizer and config here, never its weights.
+        loaded = service.cache.engine_view(ref) if pool is not None else service.cache.get(ref)
         encoded = encode_prompts(
             loaded.tokenizer,
             model=ref.name,
@@ -84,6 +75,8 @@ class PromptScoring:
             max_prompt_tokens=service.state.settings.generation_max_prompt_tokens,
         )
         context = loaded.context_length
+        if pool is not None and pool.max_model_len is not None:
+            context = min(context or pool.max_model_len, pool.max_model_len)
         longest = max(len(p) for p in encoded.prompts)
         if context is not None and longest > context:
             raise ContextLengthExceeded(
@@ -93,7 +86,7 @@ class PromptScoring:
             )
         with service.engine.begin() as connection:
             service.quota.charge(connection, principal.user_id, encoded.tokens, now)
-        return org_id, loaded, encoded
+        return org_id, loaded, encoded, pool
 
     async def score(
         self,
@@ -105,15 +98,18 @@ class PromptScoring:
         metadata: dict[str, str] | None,
         now: datetime,
     ) -> ScoringResult:
-        org_id, loaded, encoded = await asyncio.to_thread(
+        org_id, loaded, encoded, pool = await asyncio.to_thread(
             self._admit, principal, model, prompts, now
         )
         ids, tokens = encoded.prompts, encoded.tokens
-        loop = asyncio.get_running_loop()
-        # On the generation executor: the one thread that owns the local models' torch work.
-        scored = await loop.run_in_executor(
-            self.generation.executor, score_prompts, loaded.model, ids, top_k
-        )
+        if pool is not None:
+            scored = await remote_prompt_logprobs(pool, self.generation.engine_canary, ids, top_k)
+        else:
+            loop = asyncio.get_running_loop()
+            # On the generation executor: the one thread that owns the local models' torch work.
+            scored = await loop.run_in_executor(
+                self.generation.executor, score_prompts, loaded.model, ids, top_k
+            )
         wire = [s.to_wire(loaded.tokenizer) for s in scored]
         digests = [logprobs_digest(w) for w in wire]
         call_id = new_call_id()

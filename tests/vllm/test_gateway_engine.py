@@ -10,6 +10,7 @@ so the canary that admits the replica is the real one.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,50 @@ def test_a_request_over_the_engines_context_is_context_length_exceeded(
             )
         assert refused.value.body["code"] == "context_length_exceeded", refused.value.body
         assert "512" in refused.value.body["message"]
+
+
+def test_prompt_logprobs_through_vllm_match_the_released_model_and_are_logged(
+    developer: tuple[httpx.Client, Any],
+) -> None:
+    # lm-eval's scoring request (echo, logprobs, max_tokens=0) relayed to the engine: the
+    # prompt's own tokens scored, rendered in the local engine's wire form, logged by digest.
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from release.evals.logprobs import logprobs_digest
+
+    http, _ = developer
+    answer = http.post(
+        "/v1/completions",
+        json={"model": TIER, "prompt": PROMPT, "max_tokens": 0, "echo": True, "logprobs": 2},
+    )
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    choice = body["choices"][0]
+    assert choice["text"] == PROMPT
+    logprobs = choice["logprobs"]
+    assert logprobs["token_logprobs"][0] is None
+    assert logprobs["top_logprobs"][0] is None
+
+    folder = str(model_dir(build_generation_release(), "open"))
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    ids = tokenizer(PROMPT)["input_ids"]
+    assert len(logprobs["tokens"]) == len(ids) == body["usage"]["prompt_tokens"]
+    assert "".join(logprobs["tokens"]) == tokenizer.decode(ids)
+    with torch.inference_mode():
+        dist = torch.log_softmax(model(torch.tensor([ids])).logits[0].float(), dim=-1)
+    for i in range(1, len(ids)):
+        # vLLM on CPU may compute in bfloat16: close, not equal.
+        assert math.isclose(logprobs["token_logprobs"][i], float(dist[i - 1, ids[i]]), abs_tol=0.1)
+        assert 2 <= len(logprobs["top_logprobs"][i]) <= 3
+
+    ext = body["tiergate"]
+    assert ext["watermarked"] is False
+    assert ext["logprobs_sha256"] == [logprobs_digest(logprobs)]
+    receipt = http.get(f"/log/receipt/{ext['log_index']}")
+    assert receipt.status_code == 200, receipt.text
+    entry = json.loads(receipt.json()["entry"])
+    assert entry["action"] == "generation.scored"
+    assert [s["logprobs_sha256"] for s in entry["fields"]["scores"]] == ext["logprobs_sha256"]
+    assert PROMPT not in receipt.text
