@@ -121,6 +121,71 @@ def excerpts(texts: list[str], tokenizer: Any) -> tuple[list[str], int]:
     return out, short
 
 
+def other_key_outputs(model_dir: Path, count: int, batch: int, seed: int = 0) -> list[str]:
+    """``count`` completions of the same model sampled here, outside the gateway, with the
+    gateway's watermark scheme and settings (delta, context, a random call tag per row) under
+    a fresh random key per batch of ``batch`` rows: "output of other keys" at scale, without
+    decoding thousands of calls one request at a time."""
+    import random
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from gateway.config import Settings
+    from gateway.generation.keys import watermark_config_for
+    from release.loader import load_model
+    from watermark import WatermarkKey, build_logits_processors
+
+    defaults = Settings()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = load_model(model_dir)
+    rng = random.Random(seed)
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    out: list[str] = []
+    while len(out) < count:
+        rows = min(batch, count - len(out))
+        key = WatermarkKey(rng.randbytes(32))
+        config = watermark_config_for(
+            key,
+            int(model.config.vocab_size),
+            tokenizer,
+            delta=defaults.watermark_delta,
+            payload_bits=defaults.watermark_payload_bits,
+        )
+        payloads = [rng.getrandbits(defaults.watermark_payload_bits) for _ in range(rows)]
+        prompts = [f"Report {len(out) + i}: the model said" for i in range(rows)]
+        encoded = [tokenizer(p)["input_ids"] for p in prompts]
+        width = max(len(e) for e in encoded)
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
+        processors = build_logits_processors(config, key, payload=payloads, inplace=True)
+        torch.manual_seed(rng.getrandbits(31))
+        with torch.inference_mode():
+            generated = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=MIN_TOKENS + 20,
+                logits_processor=processors,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        for row in generated[:, width:].tolist():
+            if tokenizer.eos_token_id in row:
+                row = row[: row.index(tokenizer.eos_token_id)]
+            out.append(tokenizer.decode(row, skip_special_tokens=True))
+        print(f"  other keys: {len(out)}/{count} sampled", flush=True)
+    return out
+
+
+def one_sided_upper(n: int, alpha: float = 0.05) -> float:
+    """Exact (Clopper-Pearson) one-sided upper bound on a rate with 0 events in ``n``."""
+    return 1.0 - alpha ** (1.0 / n) if n else 1.0
+
+
 def human_quotes(tokenizer: Any, limit: int) -> list[str]:
     if not FORTUNES.is_dir():
         raise SystemExit("no corpus: apt-get install -y fortunes")
@@ -173,9 +238,11 @@ def _print_row(name: str, checks: list[dict[str, Any]]) -> None:
     for c in hits:
         methods[c["method"]] = methods.get(c["method"], 0) + 1
     rate = len(hits) / len(checks) if checks else float("nan")
+    # With no hit, the exact one-sided bound is what "<= 1e-3 at 95%" asks about.
+    bound = f"  one-sided 95% <= {one_sided_upper(len(checks)):.2e}" if not hits else ""
     print(
         f"{name:<34} {len(checks):>5} {len(hits):>8} {rate:>7.4f}  "
-        f"[{low:.4f}, {high:.4f}]  {methods or '-'}",
+        f"[{low:.4f}, {high:.4f}]  {methods or '-'}{bound}",
         flush=True,
     )
 
@@ -185,6 +252,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=40, help="logged calls per model")
     parser.add_argument("--choices", type=int, default=4, help="choices per call (n)")
     parser.add_argument("--human", type=int, default=2500, help="at most this many human quotes")
+    parser.add_argument(
+        "--other-keys",
+        type=int,
+        default=0,
+        help="also this many 300-token excerpts sampled here under random other keys",
+    )
+    parser.add_argument("--batch", type=int, default=64, help="rows per --other-keys batch")
     args = parser.parse_args()
 
     import httpx
@@ -223,6 +297,9 @@ def main() -> None:
             "other key, 300-token excerpt": foreign_cut,
             "human (fortunes, >= 300 tokens)": human_quotes(tokenizer, args.human),
         }
+        if args.other_keys:
+            sampled = other_key_outputs(tiny / "open", args.other_keys, args.batch)
+            classes["random other keys, 300-token excerpt"] = excerpts(sampled, tokenizer)[0]
         phases["generate"] = time.perf_counter() - started - phases["build"]
         results = {}
         print(f"built in {phases['build']:.0f} s, generated in {phases['generate']:.0f} s")
