@@ -251,8 +251,9 @@ def measure_fidelity(
         # A sequence classifier (a guard model): one label distribution per sequence and no
         # next token to predict, so the perplexity is over the open tier's top label.
         labels = reference.argmax(-1)
-        ppl_open, ppl_opt = _label_perplexity(reference, labels), _label_perplexity(
-            candidate, labels
+        ppl_open, ppl_opt = (
+            _label_perplexity(reference, labels),
+            _label_perplexity(candidate, labels),
         )
     else:
         ppl_open, ppl_opt = _perplexity(reference, batch), _perplexity(candidate, batch)
