@@ -17,6 +17,12 @@ naming ``bench/tiny``, each quoting one of:
   /usr/share/games/fortunes, fortunes split on ``%`` lines, kept when over 40 characters),
   concatenated in file order into quotes of >= 300 tokens, each fortune used once.
 
+``--other-keys N`` adds ``random other keys, 300-token excerpt``: N completions of the same
+model sampled in this process with the gateway's watermark scheme and settings under a fresh
+random key per ``--batch`` rows (thousands of logged calls would take hours here), quoted as
+300-token excerpts. With no false verification in N negatives, the exact one-sided 95% bound
+``1 - 0.05^(1/N)`` is printed: below 1e-3 from N = 2,995.
+
 Choices that stop before 340 tokens (end of sequence) are left out and counted. For each
 class the rate of ``verified`` answers is printed with its Wilson 95% interval; the targets
 are 100% for the genuine classes and <= 1e-3 for the others. The digest check cannot

@@ -15,9 +15,8 @@ Per pair the difference safe - plain is taken; p50/p95 of each side and of the d
 are printed, over the pairs where both calls returned 512 tokens. Streaming: time from the
 request to the first non-empty content chunk, the same way.
 
-The gateway also times each scan itself (``safety`` wall time is not exposed per call), so
-the pure CPU cost of the checks is ``bench/safety_eval.py``'s cost table; this benchmark is
-what a client sees.
+The checks' own CPU cost is ``bench/safety_eval.py``'s cost table; this benchmark is what a
+client sees, preemption by other processes included.
 """
 
 from __future__ import annotations
