@@ -17,6 +17,12 @@ naming ``bench/tiny``, each quoting one of:
   /usr/share/games/fortunes, fortunes split on ``%`` lines, kept when over 40 characters),
   concatenated in file order into quotes of >= 300 tokens, each fortune used once.
 
+``--other-keys N`` adds ``random other keys, 300-token excerpt``: N completions of the same
+model sampled in this process with the gateway's watermark scheme and settings under a fresh
+random key per ``--batch`` rows (thousands of logged calls would take hours here), quoted as
+300-token excerpts. With no false verification in N negatives, the exact one-sided 95% bound
+``1 - 0.05^(1/N)`` is printed: below 1e-3 from N = 2,995.
+
 Choices that stop before 340 tokens (end of sequence) are left out and counted. For each
 class the rate of ``verified`` answers is printed with its Wilson 95% interval; the targets
 are 100% for the genuine classes and <= 1e-3 for the others. The digest check cannot
@@ -74,7 +80,14 @@ def build(root: Path) -> tuple[Path, Path]:
     outs = []
     for name in ("tiny", "other"):
         out = root / f"out-{name}"
-        options = BuildOptions(repo_id=f"bench/{name}", version="1.0.0", approval=ApprovalPolicy())
+        # bf16 and no tokenizer check: only the open tier serves, and the build is seconds.
+        options = BuildOptions(
+            repo_id=f"bench/{name}",
+            version="1.0.0",
+            optimize="bf16",
+            check_tokenizer=False,
+            approval=ApprovalPolicy(),
+        )
         build_release(
             model, out, key=key, options=options, now=datetime.now(UTC), show_progress=False
         )
@@ -119,6 +132,71 @@ def excerpts(texts: list[str], tokenizer: Any) -> tuple[list[str], int]:
         start, end = offsets[EXCERPT[0]][0], offsets[EXCERPT[1] - 1][1]
         out.append(text[start:end])
     return out, short
+
+
+def other_key_outputs(model_dir: Path, count: int, batch: int, seed: int = 0) -> list[str]:
+    """``count`` completions of the same model sampled here, outside the gateway, with the
+    gateway's watermark scheme and settings (delta, context, a random call tag per row) under
+    a fresh random key per batch of ``batch`` rows: "output of other keys" at scale, without
+    decoding thousands of calls one request at a time."""
+    import random
+
+    import torch
+    from transformers import AutoTokenizer
+
+    from gateway.config import Settings
+    from gateway.generation.keys import watermark_config_for
+    from release.loader import load_model
+    from watermark import WatermarkKey, build_logits_processors
+
+    defaults = Settings()
+    tokenizer = AutoTokenizer.from_pretrained(str(model_dir))
+    model = load_model(model_dir)
+    rng = random.Random(seed)
+    pad = int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0)
+    out: list[str] = []
+    while len(out) < count:
+        rows = min(batch, count - len(out))
+        key = WatermarkKey(rng.randbytes(32))
+        config = watermark_config_for(
+            key,
+            int(model.config.vocab_size),
+            tokenizer,
+            delta=defaults.watermark_delta,
+            payload_bits=defaults.watermark_payload_bits,
+        )
+        payloads = [rng.getrandbits(defaults.watermark_payload_bits) for _ in range(rows)]
+        prompts = [f"Report {len(out) + i}: the model said" for i in range(rows)]
+        encoded = [tokenizer(p)["input_ids"] for p in prompts]
+        width = max(len(e) for e in encoded)
+        ids = torch.tensor([[pad] * (width - len(e)) + e for e in encoded])
+        mask = torch.tensor([[0] * (width - len(e)) + [1] * len(e) for e in encoded])
+        processors = build_logits_processors(config, key, payload=payloads, inplace=True)
+        torch.manual_seed(rng.getrandbits(31))
+        with torch.inference_mode():
+            generated = model.generate(
+                input_ids=ids,
+                attention_mask=mask,
+                do_sample=True,
+                temperature=1.0,
+                top_k=0,
+                top_p=1.0,
+                max_new_tokens=MIN_TOKENS + 20,
+                logits_processor=processors,
+                pad_token_id=pad,
+                eos_token_id=tokenizer.eos_token_id,
+            )
+        for row in generated[:, width:].tolist():
+            if tokenizer.eos_token_id in row:
+                row = row[: row.index(tokenizer.eos_token_id)]
+            out.append(tokenizer.decode(row, skip_special_tokens=True))
+        print(f"  other keys: {len(out)}/{count} sampled", flush=True)
+    return out
+
+
+def one_sided_upper(n: int, alpha: float = 0.05) -> float:
+    """Exact (Clopper-Pearson) one-sided upper bound on a rate with 0 events in ``n``."""
+    return 1.0 - alpha ** (1.0 / n) if n else 1.0
 
 
 def human_quotes(tokenizer: Any, limit: int) -> list[str]:
@@ -173,9 +251,11 @@ def _print_row(name: str, checks: list[dict[str, Any]]) -> None:
     for c in hits:
         methods[c["method"]] = methods.get(c["method"], 0) + 1
     rate = len(hits) / len(checks) if checks else float("nan")
+    # With no hit, the exact one-sided bound is what "<= 1e-3 at 95%" asks about.
+    bound = f"  one-sided 95% <= {one_sided_upper(len(checks)):.2e}" if not hits else ""
     print(
         f"{name:<34} {len(checks):>5} {len(hits):>8} {rate:>7.4f}  "
-        f"[{low:.4f}, {high:.4f}]  {methods or '-'}",
+        f"[{low:.4f}, {high:.4f}]  {methods or '-'}{bound}",
         flush=True,
     )
 
@@ -185,6 +265,13 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=40, help="logged calls per model")
     parser.add_argument("--choices", type=int, default=4, help="choices per call (n)")
     parser.add_argument("--human", type=int, default=2500, help="at most this many human quotes")
+    parser.add_argument(
+        "--other-keys",
+        type=int,
+        default=0,
+        help="also this many 300-token excerpts sampled here under random other keys",
+    )
+    parser.add_argument("--batch", type=int, default=64, help="rows per --other-keys batch")
     args = parser.parse_args()
 
     import httpx
@@ -230,6 +317,15 @@ def main() -> None:
         for name, quotes in classes.items():
             begun = time.perf_counter()
             results[name] = file_reports(url, dev, quotes)
+            phases[name] = time.perf_counter() - begun
+            _print_row(name, results[name])
+        if args.other_keys:  # sampled last: the rows above are printed before this long part
+            begun = time.perf_counter()
+            sampled = other_key_outputs(tiny / "open", args.other_keys, args.batch)
+            phases["other keys, sampling"] = time.perf_counter() - begun
+            name = "random other keys, 300-token excerpt"
+            begun = time.perf_counter()
+            results[name] = file_reports(url, dev, excerpts(sampled, tokenizer)[0])
             phases[name] = time.perf_counter() - begun
             _print_row(name, results[name])
     finally:

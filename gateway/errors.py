@@ -30,6 +30,7 @@ Subclasses in the services include (issue 19, reports and publisher policy)::
 
     ValidationFailed  422 disclosure_window_invalid, auditor_key_invalid, report_link_invalid
     ValidationFailed  422 logprobs_invalid (token logprobs pasted into the detector page)
+    ValidationFailed  422 log_audit_failed (tiergate audit safety: the log does not verify)
     Conflict          409 report_link_exists
 
 and (issue 20, signed card revisions, ``services.card_revisions``)::

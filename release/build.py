@@ -50,6 +50,7 @@ from release._release_layout import (
     TERMS_FILE,
 )
 from release._statement_maps import statement_maps
+from release.architecture import folder_is_sequence_classifier
 from release.calibration import CalibrationMethod, CalibrationText
 from release.declared import check_declared_weights
 from release.engine_measure import (
@@ -307,7 +308,8 @@ def _build_release_into(
 
     tokenization = None
     warnings = list(report.warnings)
-    if options.check_tokenizer:
+    # A sequence classifier (a guard model) never generates: no sampled text to round-trip.
+    if options.check_tokenizer and not folder_is_sequence_classifier(open_dir):
         from release.tokenization_check import check_tokenization
 
         step("checking that the tokenizer round-trips decoded text")

@@ -176,7 +176,9 @@ def declared_model(config: Mapping[str, Any], *, stored_tensor_count: int) -> De
     :class:`~release.errors.ConfigTooLargeError`) for configs that cannot be built.
     """
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
+
+    from release.architecture import auto_model_class
 
     model_type = config.get("model_type")
     if not isinstance(model_type, str):
@@ -199,7 +201,7 @@ def declared_model(config: Mapping[str, Any], *, stored_tensor_count: int) -> De
         # Every tensor, buffers included, on meta: a causal mask of n_positions^2 or a
         # rotary table costs nothing either.
         with torch.device("meta"):
-            model = AutoModelForCausalLM.from_config(built)  # type: ignore[no-untyped-call]
+            model = auto_model_class(config).from_config(built)
             if layout is not None:
                 assert isinstance(quantization, Mapping)
                 layout(model, quantization)

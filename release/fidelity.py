@@ -206,6 +206,16 @@ def _perplexity(logits: torch.Tensor, batch: torch.Tensor) -> float:
     return math.exp(float(nll))
 
 
+def _label_perplexity(logits: torch.Tensor, labels: torch.Tensor) -> float:
+    """exp(mean NLL) of ``labels`` under a classifier's ``[batch, labels]`` logits."""
+    import math
+
+    import torch
+
+    logp = torch.log_softmax(logits.to(torch.float64), dim=-1)
+    return math.exp(float(-logp.gather(-1, labels.unsqueeze(-1)).mean()))
+
+
 def measure_fidelity(
     open_dir: str | os.PathLike[str],
     optimized_dir: str | os.PathLike[str],
@@ -237,7 +247,16 @@ def measure_fidelity(
     with torch.inference_mode():
         candidate = optimized(input_ids=batch).logits
     agreement, kl = _compare(reference, candidate)
-    ppl_open, ppl_opt = _perplexity(reference, batch), _perplexity(candidate, batch)
+    if reference.dim() == 2:
+        # A sequence classifier (a guard model): one label distribution per sequence and no
+        # next token to predict, so the perplexity is over the open tier's top label.
+        labels = reference.argmax(-1)
+        ppl_open, ppl_opt = (
+            _label_perplexity(reference, labels),
+            _label_perplexity(candidate, labels),
+        )
+    else:
+        ppl_open, ppl_opt = _perplexity(reference, batch), _perplexity(candidate, batch)
     errors = tuple(sorted(dict(tensor_errors).items()))
     values = [e for _, e in errors]
     open_bytes = validate_model_folder(open_path).weights_bytes

@@ -57,7 +57,7 @@ def _gguf_files(tier_dir: Path) -> list[Path]:
     return sorted(p for p in tier_dir.glob("*.gguf") if p.is_file())
 
 
-def _raw_quantization_config(tier_dir: Path) -> Any:
+def _config_json(tier_dir: Path) -> dict[str, Any]:
     from release.safetensors_check import MAX_JSON_FILE_BYTES
 
     path = tier_dir / "config.json"
@@ -69,7 +69,11 @@ def _raw_quantization_config(tier_dir: Path) -> Any:
         raise OptimizedTierInvalidError(f"{path}: cannot read config.json: {exc}") from None
     if not isinstance(config, dict):
         raise OptimizedTierInvalidError(f"{path}: not a JSON object")
-    return config.get("quantization_config")
+    return config
+
+
+def _raw_quantization_config(tier_dir: Path) -> Any:
+    return _config_json(tier_dir).get("quantization_config")
 
 
 def tier_format(tier_dir: str | os.PathLike[str]) -> TierFormat:
@@ -157,7 +161,9 @@ def load_model(
     if kind != "gguf":
         check_declared_weights(validate_model_folder(model_dir))
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
+
+    from release.architecture import auto_model_class
 
     extra: dict[str, Any] = {}
     if kind == "gguf":
@@ -168,7 +174,9 @@ def load_model(
             # the tier's config.json carries the real one.
             extra["config"] = AutoConfig.from_pretrained(os.fspath(root), local_files_only=True)
     with _quiet_loading():
-        model: PreTrainedModel = AutoModelForCausalLM.from_pretrained(
+        # A guard model (issue 19) is a sequence classifier; every other tier a causal LM.
+        auto = auto_model_class(_config_json(Path(model_dir)))
+        model: PreTrainedModel = auto.from_pretrained(
             os.fspath(model_dir), dtype=dtype or torch.float32, local_files_only=True, **extra
         )
     model.train(False)

@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "auditor": ("gateway.cli.auditor", "group", "Auditor keys; open sealed reasoning traces."),
     "engine": ("gateway.cli.engine", "group", "Serve a verified release tier on vLLM."),
     "eval": ("gateway.cli.eval", "group", "Run and verify evaluations as logged evidence."),
+    "audit": ("gateway.cli.audit", "group", "Audit a release's safety record from the log."),
     "provenance": (
         "gateway.cli.provenance",
         "group",

@@ -55,10 +55,19 @@ class PublishedRelease:
 
 
 def sign_release(
-    model: Path, out: Path, repo_id: str, version: str, *, safety_policy: object = None
+    model: Path,
+    out: Path,
+    repo_id: str,
+    version: str,
+    *,
+    safety_policy: object = None,
+    optimize: str = "int8",
+    check_tokenizer: bool = True,
 ) -> BuiltRelease:
     """Build and sign a two-tier release of ``model`` (open; optimized int8, gated), with
-    ``safety_policy`` (a ``safety.policy.SafetyPolicy``) when given."""
+    ``safety_policy`` (a ``safety.policy.SafetyPolicy``) when given. Tests about what the
+    gateway does with a release, not about its artifacts, pass ``optimize="bf16"`` and
+    ``check_tokenizer=False``: the build is then a few seconds instead of minutes."""
     from licensing.keys import PrivateKey
     from licensing.statements import ApprovalPolicy
     from release.build import BuildOptions, build_release
@@ -78,6 +87,8 @@ def sign_release(
             # of such a test model accepts that detection from text is unreliable.
             allow_unreliable_text_detection=True,
             safety_policy=safety_policy,  # type: ignore[arg-type]
+            optimize=optimize,
+            check_tokenizer=check_tokenizer,
         ),
         now=datetime(2026, 1, 1, tzinfo=UTC),
         show_progress=False,

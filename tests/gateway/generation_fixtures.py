@@ -29,7 +29,8 @@ CHAT_TEMPLATE = (
 
 
 @functools.cache
-def build_generation_release() -> BuiltRelease:
+def build_generation_model() -> Path:
+    """The model folder alone (for tests that sign releases of it with options of their own)."""
     from transformers import AutoTokenizer
 
     from release.testing import build_tiny_model
@@ -44,7 +45,13 @@ def build_generation_release() -> BuiltRelease:
     tokenizer = AutoTokenizer.from_pretrained(str(model))
     tokenizer.chat_template = CHAT_TEMPLATE
     tokenizer.save_pretrained(str(model))
-    return sign_release(model, root / "out", REPO_ID, VERSION)
+    return model
+
+
+@functools.cache
+def build_generation_release() -> BuiltRelease:
+    model = build_generation_model()
+    return sign_release(model, model.parent / "out", REPO_ID, VERSION)
 
 
 @functools.cache
