@@ -12,8 +12,13 @@ Wire form (the ``safety_policy`` object of the release statement)::
       },
       "hold_back_chars": 256,                               # streaming hold-back window
       "on_check_failure": "closed",                         # "open" | "closed"
-      "guard": null                                         # or {"release": "ORG/NAME@VERSION"}
+      "guard": null                                         # or {"release": "ORG/NAME@VERSION",
+                                                            #     "digest": "sha256:<hex>"}
     }
+
+A guard's optional ``digest`` pins the sha256 of the guard release's signed statement: a
+gateway whose ``ORG/NAME@VERSION`` resolves to another statement (another gateway, a
+re-registered org) refuses to load that guard, and the policy's failure mode applies.
 
 Actions, weakest to strongest: ``annotate`` (verdict reported, text unchanged), ``redact``
 (flagged spans replaced, their sha256 logged), ``regenerate`` (one more attempt; if it is
@@ -60,6 +65,7 @@ _DECIMAL = re.compile(r"(0|1)(\.[0-9]{1,6})?")
 _RELEASE_REF = re.compile(
     r"^[A-Za-z0-9][A-Za-z0-9._-]*/[A-Za-z0-9][A-Za-z0-9._-]*@[^\s:@]+(:[a-z0-9_-]+)?$"
 )
+_STATEMENT_DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
 
 
 def strongest_action(actions: list[Action]) -> Action | None:
@@ -77,9 +83,23 @@ class CategoryRule:
 
 @dataclass(frozen=True, slots=True)
 class GuardRef:
-    """A guard model published as an ordinary tiergate release (``ORG/NAME@VERSION[:tier]``)."""
+    """A guard model published as an ordinary tiergate release (``ORG/NAME@VERSION[:tier]``),
+    optionally pinned to its release statement's digest (``sha256:<hex>``)."""
 
     release: str
+    digest: str | None = None
+
+    def pinned_to(self, statement_sha256: str) -> bool:
+        """Whether a release statement with this hex sha256 is the one the policy names (any,
+        when nothing is pinned)."""
+        return self.digest is None or self.digest == f"sha256:{statement_sha256}"
+
+    def to_dict(self) -> dict[str, str]:
+        """The wire form; ``digest`` only when pinned, so unpinned policies keep their digest."""
+        wire = {"release": self.release}
+        if self.digest is not None:
+            wire["digest"] = self.digest
+        return wire
 
 
 @dataclass(frozen=True)
@@ -108,7 +128,7 @@ class SafetyPolicy:
             },
             "hold_back_chars": self.hold_back_chars,
             "on_check_failure": self.on_check_failure,
-            "guard": None if self.guard is None else {"release": self.guard.release},
+            "guard": None if self.guard is None else self.guard.to_dict(),
         }
 
     @property
@@ -198,12 +218,23 @@ def parse_policy(data: object) -> SafetyPolicy:
     guard_raw = data.get("guard")
     guard: GuardRef | None = None
     if guard_raw is not None:
-        if not isinstance(guard_raw, Mapping) or set(guard_raw) != {"release"}:
-            raise SafetyPolicyError('guard must be null or {"release": "ORG/NAME@VERSION"}')
+        if (
+            not isinstance(guard_raw, Mapping)
+            or "release" not in guard_raw
+            or not set(guard_raw) <= {"release", "digest"}
+        ):
+            raise SafetyPolicyError(
+                'guard must be null or {"release": "ORG/NAME@VERSION"[, "digest": "sha256:<hex>"]}'
+            )
         ref = guard_raw["release"]
         if not isinstance(ref, str) or not _RELEASE_REF.match(ref):
             raise SafetyPolicyError("guard.release must read ORG/NAME@VERSION[:tier]")
-        guard = GuardRef(release=ref)
+        pin = guard_raw.get("digest")
+        if pin is not None and (not isinstance(pin, str) or not _STATEMENT_DIGEST.match(pin)):
+            raise SafetyPolicyError(
+                "guard.digest must be sha256:<64 lowercase hex> (the guard release statement's)"
+            )
+        guard = GuardRef(release=ref, digest=pin)
     if ("guard" in checks) != (guard is not None):
         raise SafetyPolicyError('a policy lists the "guard" check exactly when it names a guard')
     return SafetyPolicy(

@@ -516,10 +516,11 @@ class GenerationService:
     def _load_guard(self, guard: GuardRef) -> Any:
         """A guard release's check, only once its tier verified against the publisher's
         signature (the model cache's materialize, as for every served model)."""
-        from gateway.services.safety_guard import GuardCheck
+        from gateway.services.safety_guard import GuardCheck, check_guard_pin
 
         with session_scope(self.engine) as session:
             _, ref = resolve_model(session, None, guard.release, _utcnow(), for_use=True)
+        check_guard_pin(guard, ref.statement_digest)
         return GuardCheck(self.cache.materialize(ref))
 
     def _bodies(self, admitted: AdmittedCall) -> list[dict[str, Any]]:

@@ -99,7 +99,7 @@ class SafetyService:
         self._lock = threading.Lock()
         self._policies: dict[int, SafetyPolicy | None] = {}
         self._checks: dict[str, Check | str] = {}  # a check, or why it cannot load
-        self._guards: dict[str, _Guard] = {}
+        self._guards: dict[GuardRef, _Guard] = {}
 
     # ------------------------------------------------------------------ policy and checks
 
@@ -158,7 +158,7 @@ class SafetyService:
             return "no guard release named"
         now = self.clock()
         with self._lock:
-            cached = self._guards.get(ref.release)
+            cached = self._guards.get(ref)
         if cached is not None and (cached.check is not None or now - cached.at < _GUARD_RETRY_S):
             return cached.check if cached.check is not None else str(cached.reason)
         if self.guard_loader is None:
@@ -170,7 +170,7 @@ class SafetyService:
                 message = getattr(exc, "message", None) or str(exc) or type(exc).__name__
                 guard = _Guard(None, f"guard {ref.release} refused: {message}"[:300], now)
         with self._lock:
-            self._guards[ref.release] = guard
+            self._guards[ref] = guard
         return guard.check if guard.check is not None else str(guard.reason)
 
     # ------------------------------------------------------------------ whole choices

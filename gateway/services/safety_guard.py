@@ -16,11 +16,22 @@ from typing import Any
 
 from safety.errors import CheckFailedError, CheckUnavailableError
 from safety.findings import HAZARD_CATEGORIES, Finding, ScanContext
+from safety.policy import GuardRef
 
-__all__ = ["GuardCheck"]
+__all__ = ["GuardCheck", "check_guard_pin"]
 
 # Tokens a guard reads per scan: a guard scores the head of a long text, as classifiers do.
 _MAX_GUARD_TOKENS = 512
+
+
+def check_guard_pin(guard: GuardRef, statement_sha256: str) -> None:
+    """Refuse a guard release whose signed statement is not the one the policy pins (checked
+    before any byte of it is fetched or loaded)."""
+    if not guard.pinned_to(statement_sha256):
+        raise CheckUnavailableError(
+            f"guard {guard.release} is release statement sha256:{statement_sha256}; the policy "
+            f"pins {guard.digest}"
+        )
 
 
 class GuardCheck:

@@ -108,3 +108,50 @@ def test_publish_refuses_a_signed_policy_this_gateway_cannot_enforce() -> None:
         _check_safety_policy(make_release(safety_policy=policy))
     _check_safety_policy(make_release(safety_policy=_policy("open").to_dict()))
     _check_safety_policy(make_release())
+
+
+def test_a_pinned_guard_resolving_to_another_statement_is_refused() -> None:
+    # The attack: the same ORG/NAME@VERSION on another gateway (or a re-registered org) names
+    # other weights. The pin in the signed policy refuses them before anything is loaded.
+    from gateway.services.safety_guard import check_guard_pin
+
+    pinned = GuardRef(release="acme/guard@1.0.0", digest="sha256:" + "ab" * 32)
+    check_guard_pin(pinned, "ab" * 32)  # the pinned statement loads
+    check_guard_pin(GuardRef(release="acme/guard@1.0.0"), "cd" * 32)  # unpinned: any
+    loaded: list[GuardRef] = []
+
+    def loader(ref: GuardRef) -> Any:
+        loaded.append(ref)
+        check_guard_pin(ref, "cd" * 32)  # what the gateway's loader finds registered
+        raise AssertionError("a mismatched guard must not be loaded")
+
+    policy = parse_policy(
+        {
+            "checks": ["wordlist", "guard"],
+            "rules": {"*": {"action": "redact"}},
+            "on_check_failure": "closed",
+            "guard": pinned.to_dict(),
+        }
+    )
+    scanner = _service(guard_loader=loader).scanner_with(policy)
+    assert loaded == [pinned]
+    assert "the policy pins sha256:" + "ab" * 32 in scanner.unavailable["guard"]
+    assert scanner.scan("fine").action == "block"  # closed
+
+
+def test_a_guard_pin_is_part_of_the_policy_digest_and_malformed_pins_are_refused() -> None:
+    from safety.errors import SafetyPolicyError
+
+    base = {"checks": ["guard"], "rules": {"*": {"action": "annotate"}}}
+    plain = parse_policy({**base, "guard": {"release": "acme/guard@1.0.0"}})
+    pinned = parse_policy(
+        {**base, "guard": {"release": "acme/guard@1.0.0", "digest": "sha256:" + "0" * 64}}
+    )
+    assert plain.to_dict()["guard"] == {"release": "acme/guard@1.0.0"}  # old digests unchanged
+    assert plain.digest != pinned.digest
+    assert parse_policy(pinned.to_dict()) == pinned
+    for bad in ("sha256:" + "0" * 63, "SHA256:" + "0" * 64, "0" * 64, 7):
+        with pytest.raises(SafetyPolicyError, match=r"guard\.digest"):
+            parse_policy({**base, "guard": {"release": "acme/guard@1.0.0", "digest": bad}})
+    with pytest.raises(SafetyPolicyError, match="guard must be"):
+        parse_policy({**base, "guard": {"release": "acme/guard@1.0.0", "extra": 1}})
