@@ -10,7 +10,6 @@ generation runs on the batcher's dedicated executor; the event loop only waits.
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -24,15 +23,12 @@ from gateway.db.engine import session_scope
 from gateway.errors import GatewayError, ServiceUnavailable
 from gateway.generation.batcher import MicroBatcher
 from gateway.generation.calls import (
-    CallChoice,
     ensure_key_record,
     new_call_id,
-    record_choices,
     reserve_payloads,
 )
 from gateway.generation.deltas import StreamTexts
 from gateway.generation.engines import EngineSpec, load_engines_file
-from gateway.generation.keys import tier_keyset_entry
 from gateway.generation.models import LoadedModel, ModelCache, ModelRef, parse_model_name
 from gateway.generation.prompts import (
     ContextLengthExceeded,
@@ -43,13 +39,10 @@ from gateway.generation.prompts import (
     fit_context,
 )
 from gateway.generation.reasoning import (
-    ReasoningMarkers,
-    ReasoningSplitter,
     markers_for,
 )
 from gateway.generation.sampler import Choice, SampleJob, run_jobs
 from gateway.generation.upstream import CanaryDeferred, Replica, VllmPool
-from gateway.ledger.events import Actor, entry_time, record_event
 from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
 from gateway.services.engines import (
     EngineRouter,
@@ -58,7 +51,8 @@ from gateway.services.engines import (
     remote_stream,
     run_canary,
 )
-from gateway.services.generation_log import completed_entry
+from gateway.services.generation_log import completed_entry, write_completed
+from gateway.services.generation_streams import ensure_call_watermark, split_reasoning_stream
 from gateway.services.generation_types import (
     AdmittedCall,
     GenerationInput,
@@ -66,11 +60,11 @@ from gateway.services.generation_types import (
     LogHook,
     StreamEvent,
     StreamPiece,
+    build_result,
 )
 from gateway.services.models import resolve_model
 from gateway.services.safety import SafetyService
-from gateway.services.sealed_reasoning import auditor_seal_for, store_sealed
-from gateway.services.text_detectability import check_generation_allowed
+from gateway.services.sealed_reasoning import auditor_seal_for
 from gateway.state import GatewayState
 from safety.policy import GuardRef
 
@@ -298,27 +292,7 @@ class GenerationService:
         )
 
     def _ensure_watermark(self, loaded: LoadedModel) -> None:
-        if "config" in loaded.extras:
-            return
-        ref = loaded.ref
-        # Issue 18: no watermarking where detection from text would be unreliable (one rule,
-        # in text_detectability; raises TextDetectionUnreliable).
-        check_generation_allowed(self.engine, ref.release_id)
-        settings = self.state.settings
-        entry = tier_keyset_entry(
-            self.state.keyring.watermark_master_key,
-            ref.repo_id,
-            ref.version,
-            ref.tier,
-            vocab_size=loaded.vocab_size,
-            tokenizer=loaded.tokenizer,
-            delta=settings.watermark_delta,
-            payload_bits=settings.watermark_payload_bits,
-        )
-        config = entry.config
-        loaded.extras["key"] = entry.key
-        loaded.extras["config_json"] = config.to_json()  # logged with every call
-        loaded.extras["config"] = config
+        ensure_call_watermark(self.engine, self.state, loaded)
 
     def _refund(self, principal: Principal, tokens: int, window: int) -> None:
         """Give back everything a call charged (it failed, or its stream was dropped)."""
@@ -339,8 +313,6 @@ class GenerationService:
     ) -> None:
         """One transaction: the ``generation.completed`` entry, its call tags, the refund, and
         ``on_logged``'s rows. Sets ``result.log_index`` (and ``attached``) once committed."""
-        ref = admitted.model.ref
-        config = admitted.loaded.extras["config"]
         # The org's auditor key, if any: traces are sealed to it before the transaction.
         seal = (
             None
@@ -357,49 +329,8 @@ class GenerationService:
                 None if admitted.scanner is None else self.safety.log_fields(admitted.scanner)
             ),
         )
-        fields, digests, sealed = entry.fields, entry.digests, entry.sealed
-        completion_tokens = entry.completion_tokens
-        with session_scope(self.engine) as session:
-            index = record_event(
-                session,
-                action="generation.completed",
-                actor=Actor.of(principal),
-                resource=f"model:{ref.name}",
-                now=now,
-                org_id=admitted.model.org_id,
-                fields=fields,
-            )
-            record_choices(
-                session,
-                call_id=admitted.call_id,
-                key_id=config.key_id,
-                choices=[CallChoice(i, p, digests[i]) for i, p in enumerate(admitted.payloads)],
-                log_index=index,
-                user_id=principal.user_id,
-                release_id=ref.release_id,
-                tier=ref.tier,
-                now=now,
-            )
-            if seal is not None and sealed:
-                store_sealed(
-                    session,
-                    call_id=admitted.call_id,
-                    org_id=admitted.model.org_id,
-                    log_index=index,
-                    key_id=seal.key_id,
-                    sealed=sealed,
-                    now=now,
-                )
-            unused = admitted.charged - admitted.encoded.tokens - completion_tokens
-            self.quota.refund(session, principal.user_id, unused, admitted.window)
-            logged = replace(result, log_index=index, logged_at=entry_time(now))
-            if on_logged is not None:
-                logged.attached = on_logged(session, logged)
-        # Only once committed: a failed hook leaves the call unlogged, and says so.
-        result.log_index, result.logged_at, result.attached = (
-            index,
-            logged.logged_at,
-            logged.attached,
+        write_completed(
+            self.engine, self.quota, principal, admitted, result, entry, seal, now, on_logged
         )
 
     def _result(
@@ -408,24 +339,7 @@ class GenerationService:
         choices: list[Choice],
         safety: list[dict[str, Any]] | None = None,
     ) -> GenerationResult:
-        if admitted.stream_safety is not None:
-            # A stream's last windows are scanned here, before the call is logged.
-            choices = admitted.stream_safety.finalize(choices)
-            safety = admitted.stream_safety.records
-        return GenerationResult(
-            call_id=admitted.call_id,
-            created=int(time.time()),
-            model=admitted.model.ref.name,
-            choices=choices,
-            prompt_tokens=admitted.encoded.tokens,
-            completion_tokens=sum(len(c.token_ids) for c in choices),
-            watermark_key_id=admitted.loaded.extras["config"].key_id,
-            payloads=admitted.payloads,
-            tokenizer=admitted.loaded.tokenizer,
-            splits=admitted.splits(choices),
-            release_digest=admitted.model.ref.statement_digest,
-            safety=safety,
-        )
+        return build_result(admitted, choices, safety)
 
     # ------------------------------------------------------------------ public
 
@@ -490,7 +404,7 @@ class GenerationService:
             admitted.stream_safety = self.safety.stream(admitted.scanner, len(admitted.payloads))
             events = admitted.stream_safety.wrap(events, StreamPiece)
         if admitted.markers is not None:
-            events = _split_stream(events, admitted.markers, admitted.inside)
+            events = split_reasoning_stream(events, admitted.markers, admitted.inside)
         return admitted.call_id, admitted.model.ref.name, events
 
     async def _regenerate(self, admitted: AdmittedCall, indices: list[int]) -> list[Choice]:
@@ -609,30 +523,6 @@ class GenerationService:
         result = self._result(admitted, choices)
         await asyncio.to_thread(self._record, principal, request, admitted, result, now, on_logged)
         yield result
-
-
-async def _split_stream(
-    events: AsyncIterator[StreamEvent], markers: ReasoningMarkers, inside: bool
-) -> AsyncIterator[StreamEvent]:
-    """Chat: each choice's pieces split into reasoning and content (one splitter a choice),
-    whichever engine produced them; what a splitter still holds goes out before the result."""
-    splitters: dict[int, ReasoningSplitter] = {}
-    try:
-        async for event in events:
-            if isinstance(event, GenerationResult):
-                for index, held in sorted(splitters.items()):
-                    for kind, text in held.finish():
-                        yield StreamPiece(index, text, kind)
-                yield event
-                continue
-            if event.choice not in splitters:
-                splitters[event.choice] = ReasoningSplitter(markers, inside=inside)
-            for kind, text in splitters[event.choice].feed(event.text):
-                yield StreamPiece(event.choice, text, kind)
-    finally:
-        close = getattr(events, "aclose", None)
-        if close is not None:
-            await close()  # the engine's stream ends with this one
 
 
 def _utcnow() -> datetime:

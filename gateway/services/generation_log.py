@@ -6,15 +6,27 @@ transaction that writes it, so the service's log step stays short and this stays
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
-from gateway.generation.reasoning import sha256_of, split_reasoning
-from gateway.ledger.events import digest_of
-from gateway.services.generation_types import AdmittedCall, GenerationInput, GenerationResult
-from gateway.services.sealed_reasoning import AuditorSeal
+from sqlalchemy.engine import Engine
 
-__all__ = ["CompletedEntry", "completed_entry"]
+from gateway.auth.principal import Principal
+from gateway.db.engine import session_scope
+from gateway.generation.calls import CallChoice, record_choices
+from gateway.generation.reasoning import sha256_of, split_reasoning
+from gateway.ledger.events import Actor, digest_of, entry_time, record_event
+from gateway.services.admission import TokenQuota
+from gateway.services.generation_types import (
+    AdmittedCall,
+    GenerationInput,
+    GenerationResult,
+    LogHook,
+)
+from gateway.services.sealed_reasoning import AuditorSeal, store_sealed
+
+__all__ = ["CompletedEntry", "completed_entry", "write_completed"]
 
 
 @dataclass(frozen=True)
@@ -107,3 +119,64 @@ def completed_entry(
         else:
             fields["prompts"] = request.prompts
     return CompletedEntry(fields, digests, sealed, completion_tokens)
+
+
+def write_completed(
+    engine: Engine,
+    quota: TokenQuota,
+    principal: Principal,
+    admitted: AdmittedCall,
+    result: GenerationResult,
+    entry: CompletedEntry,
+    seal: AuditorSeal | None,
+    now: datetime,
+    on_logged: LogHook | None,
+) -> None:
+    """One transaction: the ``generation.completed`` entry, its call tags, the sealed traces,
+    the refund of what was charged and not used, and ``on_logged``'s rows. Sets
+    ``result.log_index`` (and ``attached``) only once committed."""
+    ref = admitted.model.ref
+    config = admitted.loaded.extras["config"]
+    fields, digests, sealed = entry.fields, entry.digests, entry.sealed
+    with session_scope(engine) as session:
+        index = record_event(
+            session,
+            action="generation.completed",
+            actor=Actor.of(principal),
+            resource=f"model:{ref.name}",
+            now=now,
+            org_id=admitted.model.org_id,
+            fields=fields,
+        )
+        record_choices(
+            session,
+            call_id=admitted.call_id,
+            key_id=config.key_id,
+            choices=[CallChoice(i, p, digests[i]) for i, p in enumerate(admitted.payloads)],
+            log_index=index,
+            user_id=principal.user_id,
+            release_id=ref.release_id,
+            tier=ref.tier,
+            now=now,
+        )
+        if seal is not None and sealed:
+            store_sealed(
+                session,
+                call_id=admitted.call_id,
+                org_id=admitted.model.org_id,
+                log_index=index,
+                key_id=seal.key_id,
+                sealed=sealed,
+                now=now,
+            )
+        unused = admitted.charged - admitted.encoded.tokens - entry.completion_tokens
+        quota.refund(session, principal.user_id, unused, admitted.window)
+        logged = replace(result, log_index=index, logged_at=entry_time(now))
+        if on_logged is not None:
+            logged.attached = on_logged(session, logged)
+    # Only once committed: a failed hook leaves the call unlogged, and says so.
+    result.log_index, result.logged_at, result.attached = (
+        index,
+        logged.logged_at,
+        logged.attached,
+    )

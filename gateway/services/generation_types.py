@@ -4,6 +4,7 @@ the service module holds the use cases only."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -21,6 +22,7 @@ from safety.scanner import SafetyScanner
 
 __all__ = [
     "AdmittedCall",
+    "build_result",
     "GenerationInput",
     "GenerationResult",
     "LogHook",
@@ -107,3 +109,27 @@ class AdmittedCall:
         if self.markers is None:
             return None
         return [split_reasoning(c.text, self.markers, inside=self.inside) for c in choices]
+
+
+def build_result(
+    admitted: AdmittedCall, choices: list[Choice], safety: list[dict[str, Any]] | None = None
+) -> GenerationResult:
+    """The result of an admitted call whose engine returned ``choices``."""
+    if admitted.stream_safety is not None:
+        # A stream's last windows are scanned here, before the call is logged.
+        choices = admitted.stream_safety.finalize(choices)
+        safety = admitted.stream_safety.records
+    return GenerationResult(
+        call_id=admitted.call_id,
+        created=int(time.time()),
+        model=admitted.model.ref.name,
+        choices=choices,
+        prompt_tokens=admitted.encoded.tokens,
+        completion_tokens=sum(len(c.token_ids) for c in choices),
+        watermark_key_id=admitted.loaded.extras["config"].key_id,
+        payloads=admitted.payloads,
+        tokenizer=admitted.loaded.tokenizer,
+        splits=admitted.splits(choices),
+        release_digest=admitted.model.ref.statement_digest,
+        safety=safety,
+    )
