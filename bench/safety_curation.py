@@ -333,6 +333,8 @@ def fuzzy_data(
     candidates: dict[str, str] = {}
     for word, cat in words.items():
         key = skeleton(word)
+        if stems and word.isascii():
+            continue  # the stage of a stem language never looks at ASCII words
         if len(key) >= max(min_part, MIN_SKELETON):
             candidates.setdefault(key, cat)
     counts = dict.fromkeys(candidates, 0)
@@ -346,7 +348,7 @@ def fuzzy_data(
                 counts[hit] += 1
     parts = {k: c for k, c in candidates.items() if counts[k] <= max_ordinary}
     data = FuzzyData(parts, frozenset(), frozenset(blocked))
-    matcher = FuzzyMatcher(words, endings, data, stems=stems)
+    matcher = FuzzyMatcher(words, endings, data, stems=stems, ascii_words=not stems)
     allow = frozenset(w for w in ordinary if matcher.rule(w) is not None)
     return FuzzyData(parts, allow, data.blocked)
 

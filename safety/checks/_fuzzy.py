@@ -127,11 +127,16 @@ class FuzzyMatcher:
         data: FuzzyData | None,
         *,
         stems: bool = False,
+        ascii_words: bool = True,
     ) -> None:
         """``words``: folded single listed words -> category; ``suffixes``: the language's
         inflections; ``data``: part roots and allow-list (``None``: no part roots, no
         allow-list; only for building the allow-list itself); ``stems``: compare stems with
-        the listed words' stems too (rule 1, for languages whose listed words are inflected)."""
+        the listed words' stems too (rule 1, for languages whose listed words are inflected);
+        ``ascii_words``: look at words written in ASCII at all (Russian: no, since its lists'
+        transliterations compared by English skeletons flag words of other languages, and
+        its endings and allow-list are Cyrillic)."""
+        self._ascii_words = ascii_words
         self._words = dict(words)
         self._suffixes = tuple(sorted(set(suffixes), key=len, reverse=True))
         blocked = data.blocked if data is not None else frozenset()
@@ -161,6 +166,8 @@ class FuzzyMatcher:
         """The category a folded word is flagged with, or ``None``."""
         if len(word) < MIN_WORD or word in self._allow or word.isdigit():
             return None
+        if not self._ascii_words and word.isascii():
+            return None
         cached = self._cache.get(word, "")
         if cached != "":
             return cached
@@ -176,11 +183,15 @@ class FuzzyMatcher:
         closed = first + second
         if len(closed) < MIN_CLOSED or closed in self._allow:
             return None
+        if not self._ascii_words and closed.isascii():
+            return None
         return self._words.get(closed)
 
     def rule(self, word: str) -> str | None:
         """Which rule flags ``word`` (``inflection``, ``skeleton``, ``part``), ignoring the
         allow-list: what the curation uses to find the ordinary words to allow."""
+        if not self._ascii_words and word.isascii():
+            return None
         return self._match(word, explain=True)
 
     def _stems_of(self, word: str) -> list[str]:

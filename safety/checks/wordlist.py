@@ -134,7 +134,8 @@ def fuzzy_matcher(
 ) -> FuzzyMatcher:
     """The second stage of ``language`` over ``rows``."""
     endings, stems = fuzzy_suffixes(language)
-    return FuzzyMatcher(fuzzy_words(rows), endings, data, stems=stems)
+    # A stem language's stage is for its own script (see FuzzyMatcher's ascii_words).
+    return FuzzyMatcher(fuzzy_words(rows), endings, data, stems=stems, ascii_words=not stems)
 
 
 def _masked(term: str) -> list[str]:

@@ -154,3 +154,13 @@ def test_the_packaged_russian_data_round_trips() -> None:
     )
     body = "".join(line + "\n" for line in raw.splitlines() if not line.startswith("#"))
     assert FuzzyData.parse(raw).format() == body
+
+
+def test_the_russian_stage_leaves_words_in_latin_letters_alone() -> None:
+    # Regression: a Spanish proverb identified as Aragonese ran every list, and "tortas"
+    # shared an English-style skeleton with a transliteration on the Russian list.
+    rows = [*ROWS, ("profanity", "trutsa", False)]
+    check = WordListCheck.from_rows({"ru": rows}, {"ru": FuzzyData(PARTS, frozenset())})
+    assert found(check, "buenas son tortas") == []
+    assert found(check, "trutsa") == [("profanity", "trutsa")]  # the exact stage still does
+    assert found(SHIPPED, "A falta de pan, buenas son tortas.") == []
