@@ -139,6 +139,9 @@ class FuzzyMatcher:
         self._ascii_words = ascii_words
         self._words = dict(words)
         self._suffixes = tuple(sorted(set(suffixes), key=len, reverse=True))
+        # Endings looked up by length (a set probe per length, not one endswith per ending).
+        self._suffix_set = frozenset(self._suffixes)
+        self._suffix_lengths = tuple(sorted({len(x) for x in self._suffixes}, reverse=True))
         blocked = data.blocked if data is not None else frozenset()
         # A listed word's stems: the word minus each ending it has (never an identity stem).
         self._stems: dict[str, str] = {}
@@ -194,18 +197,19 @@ class FuzzyMatcher:
             return None
         return self._match(word, explain=True)
 
-    def _stems_of(self, word: str) -> list[str]:
+    def _without_endings(self, word: str, shortest: int) -> list[str]:
+        """``word`` minus each of its endings, longest ending first, leaving >= ``shortest``."""
         return [
-            word[: -len(s)]
-            for s in self._suffixes
-            if word.endswith(s) and len(word) - len(s) >= MIN_STEM
+            word[:-n]
+            for n in self._suffix_lengths
+            if len(word) - n >= shortest and word[-n:] in self._suffix_set
         ]
 
+    def _stems_of(self, word: str) -> list[str]:
+        return self._without_endings(word, MIN_STEM)
+
     def _match(self, word: str, explain: bool = False) -> str | None:
-        forms = [word]
-        forms += [
-            word[: -len(s)] for s in self._suffixes if word.endswith(s) and len(word) - len(s) >= 3
-        ]
+        forms = [word, *self._without_endings(word, 3)]
         for form in forms[1:]:
             category = self._words.get(form)
             if category is not None:
