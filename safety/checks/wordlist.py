@@ -28,6 +28,7 @@ from importlib import resources
 
 import ahocorasick
 
+from safety.checks._endings import STEM_ENDINGS
 from safety.checks._fold import FoldedText, fold, fold_term, is_word_char
 from safety.checks._fuzzy import FuzzyData, FuzzyMatcher
 from safety.errors import CheckFailedError, CheckUnavailableError
@@ -119,11 +120,22 @@ def fuzzy_words(rows: Iterable[tuple[str, str, bool]]) -> dict[str, str]:
     return words
 
 
+def fuzzy_suffixes(language: str) -> tuple[tuple[str, ...], bool]:
+    """The endings the second stage of ``language`` strips, and whether it compares stems
+    with the listed words' stems (languages whose listed words are inflected forms)."""
+    endings = STEM_ENDINGS.get(language)
+    if endings is not None:
+        return endings, True
+    return _SUFFIXES[language], False
+
+
 def fuzzy_matcher(
     language: str, rows: Iterable[tuple[str, str, bool]], data: FuzzyData | None
 ) -> FuzzyMatcher:
     """The second stage of ``language`` over ``rows``."""
-    return FuzzyMatcher(fuzzy_words(rows), _SUFFIXES[language], data)
+    endings, stems = fuzzy_suffixes(language)
+    # A stem language's stage is for its own script (see FuzzyMatcher's ascii_words).
+    return FuzzyMatcher(fuzzy_words(rows), endings, data, stems=stems, ascii_words=not stems)
 
 
 def _masked(term: str) -> list[str]:
