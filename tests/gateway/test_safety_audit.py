@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import json
 import tempfile
+import time
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
@@ -98,7 +99,13 @@ def test_the_audit_shows_every_output_s_verdict_and_every_report_s_lifecycle(
     )
     _post(live_server, publisher, f"/api/reports/{filed['id']}/transitions", {"step": "triaged"})
 
-    audit = _audit(live_server, publisher.token, "--json")
+    # The audit reads what a signed checkpoint covers, and the log is integrated in the
+    # background (every 0.5 s): wait until the checkpoint covers the triage.
+    for _ in range(600):
+        audit = _audit(live_server, publisher.token, "--json")
+        if [len(r["events"]) for r in audit["reports"]] == [2]:
+            break
+        time.sleep(0.1)
     assert audit["release"] == f"{REPO_ID}@{VERSION}"
     logged = {c["tiergate"]["log_index"] for c in calls}
     assert {o["log_index"] for o in audit["outputs"]} == logged
@@ -141,7 +148,13 @@ def test_an_altered_entry_fails_the_audit(
             response = http.get(path, params=dict(params) or None, headers=publisher.headers)
             return response.text if path == "/log/checkpoint" else response.json()
 
-        checkpoint, entries = read_verified_entries(honest, vkey)
+        # The log is integrated in the background (every 0.5 s): wait for a checkpoint that
+        # covers the publish before auditing it.
+        for _ in range(1200):
+            checkpoint, entries = read_verified_entries(honest, vkey)
+            if checkpoint.size > 0:
+                break
+            time.sleep(0.05)
         assert len(entries) == checkpoint.size > 0
 
         def lying(path: str, params: Mapping[str, Any]) -> Any:
