@@ -4,7 +4,8 @@ the watermark, and log it as ``generation.completed`` with its call tags.
 A call costs two short transactions: admission (re-check the cached model resolution, charge
 the quota, draw the call tags) and the log append (entry, call tags, refund, and whatever the
 caller's :data:`LogHook` writes: the Content Credentials). Each runs in a worker thread;
-generation runs on the batcher's dedicated executor; the event loop only waits.
+generation runs on the batcher's dedicated executor; the event loop only waits. Admission is
+:mod:`gateway.services.generation_admission`; this module holds the generation paths.
 """
 
 from __future__ import annotations
@@ -20,30 +21,20 @@ from sqlalchemy.engine import Engine
 
 from gateway.auth.principal import Principal
 from gateway.db.engine import session_scope
-from gateway.errors import GatewayError, ServiceUnavailable
+from gateway.errors import GatewayError
 from gateway.generation.batcher import MicroBatcher
-from gateway.generation.calls import (
-    ensure_key_record,
-    new_call_id,
-    reserve_payloads,
-)
 from gateway.generation.deltas import StreamTexts
 from gateway.generation.engines import EngineSpec, load_engines_file
-from gateway.generation.models import LoadedModel, ModelCache, ModelRef, parse_model_name
+from gateway.generation.models import LoadedModel, ModelCache
 from gateway.generation.prompts import (
     ContextLengthExceeded,
     NoChatTemplate,
     Prompt,
     PromptTooLong,
-    encode_prompts,
-    fit_context,
-)
-from gateway.generation.reasoning import (
-    markers_for,
 )
 from gateway.generation.sampler import Choice, SampleJob, run_jobs
 from gateway.generation.upstream import CanaryDeferred, Replica, VllmPool
-from gateway.services.admission import CachedModel, ModelRefCache, TokenQuota, still_usable
+from gateway.services.admission import ModelRefCache, TokenQuota
 from gateway.services.engines import (
     EngineRouter,
     engine_bodies,
@@ -51,6 +42,7 @@ from gateway.services.engines import (
     remote_stream,
     run_canary,
 )
+from gateway.services.generation_admission import CallAdmission
 from gateway.services.generation_log import completed_entry, write_completed
 from gateway.services.generation_streams import ensure_call_watermark, split_reasoning_stream
 from gateway.services.generation_types import (
@@ -84,10 +76,6 @@ __all__ = [
 
 # How far a regenerated choice's seed moves (any fixed offset: choices of one call use +k).
 _RESEED = 1_000_003
-
-
-class _Stale(Exception):
-    """The cached resolution of a model name no longer holds: resolve it afresh."""
 
 
 class GenerationService:
@@ -126,6 +114,14 @@ class GenerationService:
             canary_interval_s=settings.engine_canary_interval_seconds,
         )
         self.safety = SafetyService(state.engine, guard_loader=self._load_guard)
+        self.admission = CallAdmission(
+            state,
+            cache=self.cache,
+            engines=self.engines,
+            safety=self.safety,
+            refs=self.refs,
+            quota=self.quota,
+        )
 
     def close(self) -> None:
         self.executor.shutdown(wait=False, cancel_futures=True)
@@ -140,23 +136,13 @@ class GenerationService:
 
     # ------------------------------------------------------------------ engines
 
-    def _in_memory(self, ref: ModelRef) -> LoadedModel | None:
-        if self.engines.pool_for(ref) is not None:
-            return self.cache.engine_view(ref)  # tokenizer and config: cheap once built
-        return self.cache.loaded(ref)
-
-    def _model(self, ref: ModelRef) -> LoadedModel:
-        if self.engines.pool_for(ref) is not None:
-            return self.cache.engine_view(ref)
-        return self.cache.get(ref)
-
     def engine_model(self, pool: VllmPool) -> LoadedModel:
         """The tier a pool serves, with its watermark (resolved without a caller: the canary
         is the gateway's own request)."""
         with session_scope(self.engine) as session:
             _, ref = resolve_model(session, None, pool.model, _utcnow(), for_use=False)
         view = self.cache.engine_view(ref)
-        self._ensure_watermark(view)
+        ensure_call_watermark(self.engine, self.state, view)
         return view
 
     async def _canary(self, pool: VllmPool, replica: Replica) -> str | None:
@@ -182,123 +168,6 @@ class GenerationService:
                 for replica in pool.replicas
             )
         )
-
-    # ------------------------------------------------------------------ admission
-
-    def _resolve(self, principal: Principal, name: str, now: datetime) -> CachedModel:
-        """Resolve ``name`` from scratch (raising the precise refusal) and cache the answer."""
-        with session_scope(self.engine) as session:
-            release, ref = resolve_model(session, principal, name, now, for_use=True)
-        entry = CachedModel(
-            ref=ref,
-            org_id=release.org_id,
-            release_name=release.name,
-            pinned=parse_model_name(name)[1] is not None,
-            gated=ref.gated,
-        )
-        self.refs.put(name, entry)
-        return entry
-
-    def _admit(self, principal: Principal, request: GenerationInput, now: datetime) -> AdmittedCall:
-        entry = self.refs.get(request.model)
-        for _ in range(3):
-            loaded = self._in_memory(entry.ref) if entry is not None else None
-            if entry is None or loaded is None:
-                # Not cached, or its model left memory: the full checks run before any load.
-                entry = self._resolve(principal, request.model, now)
-                loaded = self._model(entry.ref)
-            try:
-                return self._admit_with(principal, request, entry, loaded, now)
-            except _Stale:
-                self.refs.forget(request.model)
-                entry = None
-        raise ServiceUnavailable(f"{request.model} changed during the call; try again")
-
-    def _admit_with(
-        self,
-        principal: Principal,
-        request: GenerationInput,
-        entry: CachedModel,
-        loaded: LoadedModel,
-        now: datetime,
-    ) -> AdmittedCall:
-        settings = self.state.settings
-        self._ensure_watermark(loaded)
-        encoded = encode_prompts(
-            loaded.tokenizer,
-            model=loaded.ref.name,
-            vocab_size=loaded.vocab_size,
-            prompts=request.prompts,
-            messages=request.messages,
-            max_prompt_tokens=settings.generation_max_prompt_tokens,
-        )
-        pool = self.engines.pool_for(entry.ref)
-        context = loaded.context_length
-        if pool is not None and pool.max_model_len is not None:
-            context = min(context or pool.max_model_len, pool.max_model_len)
-        max_tokens = fit_context(
-            encoded,
-            request.params.max_tokens,
-            context_length=context,
-            explicit=request.max_tokens_explicit,
-            model=loaded.ref.name,
-        )
-        params = replace(request.params, max_tokens=max_tokens)
-        # Before any charge: a policy whose checks cannot load fails the call here.
-        scanner = self.safety.scanner_for(entry.ref.release_id)
-        choices = len(encoded.prompts) * request.n
-        charged = encoded.tokens + max_tokens * choices
-        config = loaded.extras["config"]
-        # One short transaction: quota charge, key registration (first use), call tags, and
-        # the re-check of the cached resolution. Writes first: on SQLite the first write takes
-        # the database lock, so the re-check reads what every writer has committed. Anything
-        # refused or stale rolls the whole of it back.
-        with self.engine.begin() as connection:
-            window = self.quota.charge(connection, principal.user_id, charged, now)
-            if not loaded.extras.get("registered"):
-                ensure_key_record(
-                    connection,
-                    key_id=config.key_id,
-                    release_id=entry.ref.release_id,
-                    tier=entry.ref.tier,
-                    config_json=loaded.extras["config_json"],
-                    now=now,
-                )
-            payloads = reserve_payloads(
-                connection, config.key_id, choices, settings.watermark_payload_bits
-            )
-            if not still_usable(connection, entry, principal, now):
-                raise _Stale
-        loaded.extras["registered"] = True
-        markers, inside = None, False
-        if request.endpoint == "chat.completions":
-            markers = markers_for(loaded.tokenizer)
-            # A template may open the trace for the model (the prompt ends with the marker).
-            tail = str(loaded.tokenizer.decode(encoded.prompts[0][-16:]))
-            inside = tail.rstrip().endswith(markers.open)
-        return AdmittedCall(
-            new_call_id(),
-            entry,
-            loaded,
-            encoded,
-            payloads,
-            charged,
-            window,
-            params,
-            pool,
-            markers,
-            inside,
-            scanner,
-        )
-
-    def _ensure_watermark(self, loaded: LoadedModel) -> None:
-        ensure_call_watermark(self.engine, self.state, loaded)
-
-    def _refund(self, principal: Principal, tokens: int, window: int) -> None:
-        """Give back everything a call charged (it failed, or its stream was dropped)."""
-        if tokens > 0:
-            with self.engine.begin() as connection:
-                self.quota.refund(connection, principal.user_id, tokens, window)
 
     # ------------------------------------------------------------------ the log
 
@@ -351,7 +220,7 @@ class GenerationService:
         *,
         on_logged: LogHook | None = None,
     ) -> GenerationResult:
-        admitted = await asyncio.to_thread(self._admit, principal, request, now)
+        admitted = await asyncio.to_thread(self.admission.admit, principal, request, now)
         job = SampleJob(admitted.encoded.prompts, admitted.params, admitted.payloads)
         try:
             if admitted.pool is not None:
@@ -371,7 +240,9 @@ class GenerationService:
                 )
         except BaseException:
             job.cancel.set()
-            await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
+            await asyncio.to_thread(
+                self.admission.refund, principal, admitted.charged, admitted.window
+            )
             raise
         result = self._result(admitted, choices, safety)
         await asyncio.to_thread(self._record, principal, request, admitted, result, now, on_logged)
@@ -390,12 +261,14 @@ class GenerationService:
         Admission (model, grant, quota, prompt checks) happens here, before the response
         starts, so its errors are still plain problem+json answers.
         """
-        admitted = await asyncio.to_thread(self._admit, principal, request, now)
+        admitted = await asyncio.to_thread(self.admission.admit, principal, request, now)
         if admitted.pool is not None:
             try:
                 await admitted.pool.ensure_available(self._canary)
             except BaseException:
-                await asyncio.to_thread(self._refund, principal, admitted.charged, admitted.window)
+                await asyncio.to_thread(
+                    self.admission.refund, principal, admitted.charged, admitted.window
+                )
                 raise
             events = self._remote_events(principal, request, admitted, now, on_logged)
         else:
@@ -471,7 +344,7 @@ class GenerationService:
             if choices is None:
                 # Dropped by the client, or the engine failed: the charge goes back.
                 asyncio.get_running_loop().run_in_executor(
-                    None, self._refund, principal, admitted.charged, admitted.window
+                    None, self.admission.refund, principal, admitted.charged, admitted.window
                 )
         if choices is None:  # remote_stream ends with the choices or raises
             raise AssertionError("engine stream ended without its choices")
@@ -513,7 +386,7 @@ class GenerationService:
                 # The stream was dropped: its quota charge is returned once generation ends.
                 task.add_done_callback(
                     lambda _: loop.run_in_executor(
-                        None, self._refund, principal, admitted.charged, admitted.window
+                        None, self.admission.refund, principal, admitted.charged, admitted.window
                     )
                 )
         for choice, sent in zip(choices, texts.choices, strict=True):

@@ -268,10 +268,10 @@ def test_a_prompt_ending_with_the_open_marker_starts_inside_the_trace(
 ) -> None:
     """A template that opens the block for the model: the output starts inside the trace.
     The test template ends its prompt with "assistant:"; made the open marker here."""
-    from gateway.services import generation as service
+    from gateway.services import generation_admission as admission
 
     monkeypatch.setattr(
-        service, "markers_for", lambda _: ReasoningMarkers("assistant:", "</think>")
+        admission, "markers_for", lambda _: ReasoningMarkers("assistant:", "</think>")
     )
     fixed_output(monkeypatch, "thought here</think>the answer")
     response = chat(client, make_account("dev"))
