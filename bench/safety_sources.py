@@ -137,6 +137,15 @@ NON_ENGLISH_SOURCES = {
 }
 for _language, _names in NON_ENGLISH_SOURCES.items():
     SOURCES[_language] += _names
+# Machine translations of an English list (the package says so, or its terms do: es
+# "bolsillo caliente de alabama" is LDNOOBW's "alabama hot pocket"): the curation keeps their
+# phrases only with a word that is not ordinary, and no text counts as marked by them.
+MACHINE_TRANSLATED = {
+    "fr": frozenset({"washyourmouthoutwithsoap", "2toad"}),
+    "de": frozenset({"washyourmouthoutwithsoap", "2toad"}),
+    "es": frozenset({"washyourmouthoutwithsoap", "2toad", "google_profanity"}),
+    "ru": frozenset({"washyourmouthoutwithsoap", "2toad"}),
+}
 
 
 def fetch_sources(cache: Path, python: str) -> None:
