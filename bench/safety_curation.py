@@ -213,7 +213,20 @@ def clean_forms(texts: Iterable[str], longest: int = 4) -> frozenset[str]:
 
 def _hits_clean(language: str, key: str, clean: frozenset[str]) -> bool:
     suffixes = _SUFFIXES[language] if len(key) >= 5 else _SUFFIXES[language][:1]
-    return any(key + s in clean for s in ("", *suffixes))
+    if any(key + s in clean for s in ("", *suffixes)):
+        return True
+    # A word another inflection of which is ordinary is ordinary ("bolas": "bola", "enojada":
+    # "enojado"). Not for English, whose lists and figures are curated apart (docs/safety.md).
+    if language == "en" or len(key) < 5:
+        return False
+    endings = _SUFFIXES[language]
+    stems = [key[: -len(s)] for s in endings if key.endswith(s) and len(key) - len(s) >= 4]
+    return any(stem + s in clean for stem in stems for s in ("", *endings))
+
+
+def _all_ordinary(language: str, key: str, clean: frozenset[str]) -> bool:
+    """Every word of ``key`` is ordinary: a machine translation made it of ordinary words."""
+    return all(_hits_clean(language, word, clean) for word in key.split())
 
 
 def ldnoobw_rows(language: str, terms: Sequence[str]) -> list[Row]:
@@ -235,11 +248,14 @@ def curated_rows(
     clean: frozenset[str],
     identity: frozenset[str],
     categories: Mapping[str, str] | None = None,
+    translated: frozenset[str] = frozenset(),
 ) -> list[Row]:
     """The rows of one language's list built from ``sources`` (``name -> terms``): LDNOOBW's
     hand-curated rows when it is among them, our roots, then every other source's terms that
     pass the generic filters (see the module docstring). ``categories`` maps a term to its
-    category where a source rates them (Surge AI)."""
+    category where a source rates them (Surge AI). A term of a ``translated`` source (machine
+    translations of an English list) is also dropped when each of its words is ordinary: no
+    person judged that phrase offensive ("s'il vous plaît", "pájaro carpintero")."""
     rows = ldnoobw_rows(language, sources["ldnoobw"]) if "ldnoobw" in sources else []
     rows += our_rows(language)
     seen = {_key(t) for _, t, _ in rows}
@@ -258,6 +274,8 @@ def curated_rows(
             if key in excluded or any(w in identity for w in key.split()):
                 continue
             if _hits_clean(language, key, clean):
+                continue
+            if name in translated and _all_ordinary(language, key, clean):
                 continue
             if any(w.startswith(prefixes) for w in key.split()) or any(i in key for i in infixes):
                 continue

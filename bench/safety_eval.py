@@ -39,7 +39,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from safety_data import CACHE, clean_texts, split_clean
 from safety_loso import loso_table
-from safety_sources import SOURCES, all_sources
+from safety_sources import MACHINE_TRANSLATED, SOURCES, all_sources
 
 from safety.checks._fold import fold_term
 from safety.checks.classifier import ClassifierCheck
@@ -190,8 +190,11 @@ def held_out_recall(
 
 def source_marker(cache: Path, language: str) -> WordListCheck:
     """A matcher for every source list of ``language`` as published (no curation): texts it
-    matches contain a word some list calls profane, so they are clean by no list's judgement."""
-    terms = {t for source in all_sources(cache, language).values() for t in source}
+    matches contain a word some list calls profane, so they are clean by no list's judgement.
+    Machine-translated lists are no one's judgement ("s'il vous plaît") and do not mark."""
+    translated = MACHINE_TRANSLATED.get(language, frozenset())
+    sources = all_sources(cache, language)
+    terms = {t for name, terms in sources.items() if name not in translated for t in terms}
     rows = [("profanity", t.strip("*"), False) for t in sorted(terms) if t.strip("*").strip()]
     return WordListCheck.from_rows({language: rows})
 

@@ -15,6 +15,14 @@ family (LDNOOBW and ``safetext``'s Russian), scanned by a check built from
 same way (allow-list from ``hunspell-ru`` and part A, false positives on part B). ::
 
     python bench/safety_fuzzy_dev.py --seed 0 --language ru
+
+French, German, Spanish (``--language fr|de|es``; should they get the second stage at all, with
+English's knobs): the headline tests are the lists written in the language outside LDNOOBW's
+family, so the development terms are the machine translations' (one family), scanned by a check
+built from LDNOOBW's family alone (no headline list in it), inserted into the curation half of
+the language's corpus split as above (allow-list from the Debian dictionary and part A). ::
+
+    python bench/safety_fuzzy_dev.py --seed 0 --language fr
 """
 
 from __future__ import annotations
@@ -39,7 +47,7 @@ from safety_data import (
 )
 from safety_eval import dedupe, false_positives, make_scanner, recall
 from safety_loso import family
-from safety_sources import all_sources
+from safety_sources import MACHINE_TRANSLATED, all_sources
 
 from safety.checks import _fuzzy
 from safety.checks.classifier import identity_terms
@@ -51,10 +59,13 @@ def main() -> None:
     parser.add_argument("--cache", type=Path, default=CACHE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--clean", type=int, default=2000)
-    parser.add_argument("--language", choices=["en", "ru"], default="en")
+    parser.add_argument("--language", choices=["en", "ru", "fr", "de", "es"], default="en")
     args = parser.parse_args()
     if args.language == "ru":
         russian(args)
+        return
+    if args.language != "en":
+        translated(args, args.language)
         return
     halves = {lang: split_clean(texts)[0] for lang, texts in clean_texts(args.cache).items()}
     part_a = [t for texts in halves.values() for t in texts if zlib.crc32(t.encode()) % 4 < 2]
@@ -151,6 +162,40 @@ def russian(args: argparse.Namespace) -> None:
             flush=True,
         )
         print(f"<!-- hits: {', '.join(f'{k} ({v})' for k, v in hits.most_common(8))} -->")
+
+
+def translated(args: argparse.Namespace, language: str) -> None:
+    """The fr/de/es development table: exact stage against English's second-stage knobs."""
+    halves = {lang: split_clean(texts)[0] for lang, texts in clean_texts(args.cache).items()}
+    part_a = [t for texts in halves.values() for t in texts if zlib.crc32(t.encode()) % 4 < 2]
+    part_b = [t for t in halves[language] if zlib.crc32(t.encode()) % 4 >= 2]
+    sources = all_sources(args.cache, language)
+    machine = MACHINE_TRANSLATED[language]
+    dev = dedupe([t for name in sorted(machine) for t in sources[name]])
+    rows = shipped_rows(args.cache, language, frozenset(sources) - family(sources, "ldnoobw"))
+    ordinary = safety_curation.ordinary_words([*dictionary_words(args.cache, language), *part_a])
+    identity = frozenset(identity_terms().union(*safety_curation.IDENTITY.values()))
+    print("| language | stage | parts | allowed | dev recall | dev FPR (B) | hits (B) |")
+    print("| --- | --- | ---: | ---: | ---: | ---: | --- |")
+    for stage in (False, True):
+        rng = random.Random(args.seed)
+        fuzzy = {}
+        if stage:
+            fuzzy = {
+                language: safety_curation.fuzzy_data(language, rows, ordinary, identity=identity)
+            }
+        scan = make_scanner(WordListCheck.from_rows({language: rows}, fuzzy), None)
+        r, n, _ = recall(scan, dev, part_b, rng, 0.5)
+        fpr, m, hits = false_positives(scan, rng.sample(part_b, min(args.clean, len(part_b))), 0.5)
+        data = fuzzy.get(language)
+        label = "with second stage" if stage else "exact only"
+        parts, allowed = (len(data.parts), len(data.allow)) if data else ("", "")
+        shown = ", ".join(f"{k} ({v})" for k, v in hits.most_common(8))
+        print(
+            f"| {language} | {label} | {parts} | {allowed} | {r:.3f} ({n}) | {fpr:.4f} ({m}) |"
+            f" {shown} |",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

