@@ -32,6 +32,7 @@ import zlib
 from pathlib import Path
 
 import safety_sources
+import safety_sources_en
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -119,6 +120,8 @@ def shipped_rows(cache: Path, language: str, leave_out: frozenset[str] = frozens
             term: safety_curation.SURGE_CATEGORIES.get(name, "profanity")
             for term, name in surge.items()
         }
+        # The other English sources that rate their terms (Surge AI's rating wins a tie).
+        categories = {**safety_sources_en.categories(cache), **categories}
     clean = _CLEAN_FORMS.get("*")
     if clean is None:
         # Every language's curation half: a text of an unsure language runs English's list too.
