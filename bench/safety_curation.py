@@ -215,8 +215,10 @@ def clean_forms(texts: Iterable[str], longest: int = 4) -> frozenset[str]:
     return frozenset(seen)
 
 
-def _hits_clean(language: str, key: str, clean: frozenset[str]) -> bool:
-    suffixes = _SUFFIXES[language] if len(key) >= 5 else _SUFFIXES[language][:1]
+def _hits_clean(language: str, key: str, clean: frozenset[str], length: int = 0) -> bool:
+    # The matcher gives a term its inflections by the length of the term as listed (``length``
+    # when that is not ``key``'s: "h o m", five characters, also matches "homes").
+    suffixes = _SUFFIXES[language] if max(length, len(key)) >= 5 else _SUFFIXES[language][:1]
     return any(key + s in clean for s in ("", *suffixes))
 
 
@@ -231,7 +233,7 @@ def _closed_up_hits_clean(language: str, key: str, clean: frozenset[str]) -> boo
     closed = key.replace(" ", "")
     if language not in CLOSED_UP_LANGUAGES or closed == key:
         return False
-    return _hits_clean(language, closed, clean)
+    return _hits_clean(language, closed, clean, length=len(key))
 
 
 def ldnoobw_rows(language: str, terms: Sequence[str]) -> list[Row]:
