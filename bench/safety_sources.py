@@ -113,7 +113,10 @@ def _lines(text: str) -> list[str]:
 
 def source_terms(cache: Path, language: str, source: str) -> list[str]:
     """One source's terms for ``language`` (as published; curation happens later)."""
-    if language == "en" and source in safety_sources_en.SOURCES:
+    if language == "en" and source in (
+        *safety_sources_en.SOURCES,
+        *safety_sources_en.MEASURED_NOT_USED,
+    ):
         return safety_sources_en.source_terms(cache, source)
     wheels_x = cache / "wheels-x"
     if source == "ldnoobw":

