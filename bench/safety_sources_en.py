@@ -160,16 +160,21 @@ def obscenity_terms(source: str) -> list[str]:
     """Terms of obscenity's English preset (its ``dist/preset/english.js``): each pattern with
     its word-boundary marks ``|`` removed and every ``[optional]`` part both kept and dropped.
     Patterns with the ``?`` wildcard (any one character: ``f?ck``) are skipped: no finite set
-    of terms says what they match. A pattern without boundary marks is a stem obscenity finds
-    inside words (``ejacul``); we match it as a whole word with inflections only."""
+    of terms says what they match; so is a pattern that is another pattern of its phrase with
+    one letter before it (``danal`` ... ``zanal`` beside ``|anal``: obscenity's way of finding
+    the word run into the one before, which as a whole word means nothing). A pattern without
+    boundary marks is a stem obscenity finds inside words (``ejacul``); we match it as a whole
+    word with inflections only."""
     terms: list[str] = []
-    for pattern in _PATTERN.findall(source):
-        if "?" in pattern:
-            continue
-        forms = [pattern.replace("|", "")]
-        while any("[" in f for f in forms):
-            forms = [_OPTIONAL.sub(r, f, count=1) for f in forms for r in (r"\1", "")]
-        terms += [f.strip() for f in forms if f.strip()]
+    for phrase in source.split(".addPhrase(")[1:]:
+        patterns = [p.replace("|", "") for p in _PATTERN.findall(phrase) if "?" not in p]
+        for pattern in patterns:
+            if len(pattern) > 1 and pattern[1:] in patterns:
+                continue
+            forms = [pattern]
+            while any("[" in f for f in forms):
+                forms = [_OPTIONAL.sub(r, f, count=1) for f in forms for r in (r"\1", "")]
+            terms += [f.strip() for f in forms if f.strip()]
     return sorted(set(terms))
 
 
