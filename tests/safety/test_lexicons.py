@@ -27,14 +27,29 @@ PACKAGES = (
     "french-badwords-list",
     "russian-bad-words",
 )
+# English sources added for issue 19's recall target (bench/safety_sources_en.py).
+PACKAGES_EN = (
+    "@dsojevic/profanity-list",
+    "@coffeeandfun/google-profanity-words",
+    "profane-words",
+    "obscenity",
+    "wordfilter",
+    "swearjar",
+    "leo-profanity",
+    "bad-words-next",
+    "@2toad/profanity",
+    "profanityfilter",
+    "magic-profanity",
+    "PyProfane",
+)
 WHOLE_WORDS = {lang: [t for _, t, root in load_wordlist(lang) if not root] for lang in LANGUAGES}
 
 
 def test_every_source_is_recorded_with_its_license() -> None:
-    for package in PACKAGES:
+    for package in (*PACKAGES, *PACKAGES_EN):
         rows = [line for line in SOURCE_MD.splitlines() if f"`{package}`" in line]
         assert rows, package
-        assert re.search(r"CC-BY-4\.0|MIT|Apache-2\.0", rows[0]), package
+        assert re.search(r"CC-BY-4\.0|MIT|Apache-2\.0|BSD-3-Clause|WTFPL", rows[0]), package
 
 
 def test_every_list_names_its_sources_in_its_header() -> None:
@@ -59,6 +74,19 @@ def test_identity_terms_alone_are_never_flagged(language: str) -> None:
         assert CHECK.scan(f"I am {term}.", context) == [], term
     for term in ("lesbienne", "gay", "juive", "lesbiana", "gitana", "гей", "еврей", "schwul"):
         assert CHECK.scan(f"— {term} —", context) == [], term
+
+
+def test_english_gender_identity_names_are_not_flagged() -> None:
+    # A source lists them as slurs; people use them for themselves.
+    context = ScanContext(language="en", language_score=0.99)
+    for term in ("enby", "enbies", "transbian"):
+        assert CHECK.scan(f"I am an {term}.", context) == [], term
+
+
+def test_spaced_out_spellings_that_close_up_into_ordinary_words_are_not_listed() -> None:
+    # A source's "h e l l" and "h o m" were matched closed up: "hell", "homes".
+    context = ScanContext(language="en", language_score=0.99)
+    assert CHECK.scan("What the hell are these homes worth?", context) == []
 
 
 @settings(max_examples=150, deadline=None)
