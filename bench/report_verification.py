@@ -272,6 +272,12 @@ def main() -> None:
         help="also this many 300-token excerpts sampled here under random other keys",
     )
     parser.add_argument("--batch", type=int, default=64, help="rows per --other-keys batch")
+    parser.add_argument(
+        "--other-keys-seed",
+        type=int,
+        default=0,
+        help="seed of the --other-keys sample (another seed: other keys, so runs can be pooled)",
+    )
     args = parser.parse_args()
 
     import httpx
@@ -321,7 +327,9 @@ def main() -> None:
             _print_row(name, results[name])
         if args.other_keys:  # sampled last: the rows above are printed before this long part
             begun = time.perf_counter()
-            sampled = other_key_outputs(tiny / "open", args.other_keys, args.batch)
+            sampled = other_key_outputs(
+                tiny / "open", args.other_keys, args.batch, args.other_keys_seed
+            )
             phases["other keys, sampling"] = time.perf_counter() - begun
             name = "random other keys, 300-token excerpt"
             begun = time.perf_counter()
