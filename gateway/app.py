@@ -109,7 +109,8 @@ def create_app(
         blobs=make_blob_store(settings),
     )
     ledger = LedgerRuntime.for_gateway(state)
-    generation = GenerationService(state)
+    metrics = GatewayMetrics.create(state.engine)
+    generation = GenerationService(state, observer=metrics)
     detector = DetectionRuntime(
         state.keyring.watermark_master_key,
         generation.cache,
@@ -159,7 +160,7 @@ def create_app(
     app.state.scoring = PromptScoring(generation)
     app.state.detection = detector
     app.state.provenance = provenance
-    app.state.metrics = metrics = GatewayMetrics.create(state.engine)
+    app.state.metrics = metrics
     install_problem_handlers(app)
     install_api_docs(app)
     app.include_router(health.router)

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,18 +112,30 @@ class SafetyScanner:
         checks: Mapping[str, Check],
         *,
         unavailable: Mapping[str, str] | None = None,
+        on_scan: Callable[[float], None] | None = None,
     ) -> None:
         """``unavailable``: why the host could not provide a check the policy names (a guard
-        model that failed verification); each scan records it as that check's failure."""
+        model that failed verification); each scan records it as that check's failure.
+        ``on_scan``: called with each scan's duration in seconds (a host's metrics)."""
         self.policy = policy
         self.checks = dict(checks)
         self.unavailable = dict(unavailable or {})
+        self.on_scan = on_scan
         self.policy_digest = policy.digest  # once: a stream scans many times
 
     # ------------------------------------------------------------------ scan
 
     def scan(self, text: str) -> Verdict:
         """Every check of the policy over ``text`` (language identification first)."""
+        if self.on_scan is None:
+            return self._scan(text)
+        started = time.perf_counter()
+        try:
+            return self._scan(text)
+        finally:
+            self.on_scan(time.perf_counter() - started)
+
+    def _scan(self, text: str) -> Verdict:
         failures: list[CheckFailure] = []
         context = self._identify(text, failures)
         findings: list[Finding] = []

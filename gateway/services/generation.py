@@ -48,6 +48,7 @@ from gateway.services.generation_streams import ensure_call_watermark, split_rea
 from gateway.services.generation_types import (
     AdmittedCall,
     GenerationInput,
+    GenerationObserver,
     GenerationResult,
     LogHook,
     StreamEvent,
@@ -87,8 +88,11 @@ class GenerationService:
         *,
         cache: ModelCache | None = None,
         engines: list[EngineSpec] | None = None,
+        observer: GenerationObserver | None = None,
     ) -> None:
+        """``observer``: told of every logged call and safety scan (the gateway's metrics)."""
         settings = state.settings
+        self.observer = observer
         self.state = state
         self.engine: Engine = state.engine
         self.cache = cache or ModelCache(
@@ -113,7 +117,11 @@ class GenerationService:
             health_interval_s=settings.engine_health_interval_seconds,
             canary_interval_s=settings.engine_canary_interval_seconds,
         )
-        self.safety = SafetyService(state.engine, guard_loader=self._load_guard)
+        self.safety = SafetyService(
+            state.engine,
+            guard_loader=self._load_guard,
+            on_scan=None if observer is None else observer.record_safety_scan,
+        )
         self.admission = CallAdmission(
             state,
             cache=self.cache,
@@ -201,6 +209,8 @@ class GenerationService:
         write_completed(
             self.engine, self.quota, principal, admitted, result, entry, seal, now, on_logged
         )
+        if self.observer is not None:
+            self.observer.record_generation(admitted.model.ref.name, result.completion_tokens)
 
     def _result(
         self,

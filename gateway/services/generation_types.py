@@ -7,7 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 from sqlmodel import Session
 
@@ -24,11 +24,22 @@ __all__ = [
     "AdmittedCall",
     "build_result",
     "GenerationInput",
+    "GenerationObserver",
     "GenerationResult",
     "LogHook",
     "StreamEvent",
     "StreamPiece",
 ]
+
+
+class GenerationObserver(Protocol):
+    """What the generation service reports as it works (the gateway's metrics implement it)."""
+
+    def record_generation(self, model: str, tokens: int) -> None:
+        """One call logged, ``tokens`` completion tokens generated."""
+
+    def record_safety_scan(self, seconds: float) -> None:
+        """One safety scan (an output, a streamed window) took ``seconds``."""
 
 
 @dataclass(frozen=True)

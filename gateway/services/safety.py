@@ -91,8 +91,11 @@ class SafetyService:
         guard_loader: GuardLoader | None = None,
         check_factory: Callable[[str], Check] = load_check,
         clock: Callable[[], float] = time.monotonic,
+        on_scan: Callable[[float], None] | None = None,
     ) -> None:
+        """``on_scan``: given every scan's duration in seconds (the gateway's metrics)."""
         self.engine = engine
+        self.on_scan = on_scan
         self.guard_loader = guard_loader
         self.check_factory = check_factory
         self.clock = clock
@@ -138,7 +141,7 @@ class SafetyService:
                 unavailable[name] = found
             else:
                 checks[name] = found
-        return SafetyScanner(policy, checks, unavailable=unavailable)
+        return SafetyScanner(policy, checks, unavailable=unavailable, on_scan=self.on_scan)
 
     def _packaged(self, name: str) -> Check | str:
         with self._lock:

@@ -225,3 +225,40 @@ def test_a_release_without_a_policy_is_not_scanned(
     assert "safety" not in fields
     assert "safety" not in fields["outputs"][0]
     assert response.json()["tiergate"].get("safety") is None
+
+
+def _metric(client: TestClient, name: str) -> float:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = client.get("/metrics").text
+    return sum(
+        s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    )
+
+
+def test_served_calls_and_safety_scans_reach_the_metrics(
+    client: TestClient, closed_release: tuple[str, Account]
+) -> None:
+    """The generation counters and the scan-time histogram move with real calls (they were
+    documented but only a test ever incremented them)."""
+    model, dev = closed_release
+    _use(client, {"wordlist": TermCheck({}), "classifier": WholeTextCheck("~", "hate", 0.9)})
+    before = _metric(client, "tiergate_generations_total")
+    tokens_before = _metric(client, "tiergate_generated_tokens_total")
+    scans_before = _metric(client, "tiergate_safety_scan_seconds_count")
+    response = client.post(
+        "/v1/completions",
+        json={"model": model, "prompt": PROMPT, "max_tokens": 5, "n": 2, "seed": 1},
+        headers=dev.headers,
+    )
+    assert response.status_code == 200, response.text
+    generated = response.json()["usage"]["completion_tokens"]
+    assert generated > 0
+    assert _metric(client, "tiergate_generations_total") == before + 1
+    assert _metric(client, "tiergate_generated_tokens_total") == tokens_before + generated
+    # Each of the two choices was scanned once (nothing flagged: no regeneration).
+    assert _metric(client, "tiergate_safety_scan_seconds_count") == scans_before + 2
+    assert _metric(client, "tiergate_safety_scan_seconds_sum") > 0
