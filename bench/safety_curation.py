@@ -6,7 +6,9 @@ LDNOOBW's rows are curated by hand (the sets below); every other source's terms 
 they survive generic filters measured on the *curation half* of the clean corpora
 (:func:`clean_forms`): a term whose folded form, or a form with one of its language's
 inflections, occurs in any curation text is dropped, as are identity terms and terms under
-three characters. The evaluation half of the corpora is never read here.
+three characters. A term dropped only for that (ordinary) but spelled with a character folding
+reads as a letter ("n1g3r", "r3t@rd") is kept as a literal row, matched as written
+(:mod:`safety.checks._literal`). The evaluation half of the corpora is never read here.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from pathlib import Path
 
 from safety.checks._fold import fold_term
 from safety.checks._fuzzy import MIN_SKELETON, FuzzyData, FuzzyMatcher, skeleton
+from safety.checks._literal import LITERAL_MARK, literal_form
 from safety.checks.wordlist import _SUFFIXES, fuzzy_suffixes, fuzzy_words
 
 
@@ -242,6 +245,12 @@ def _all_ordinary(language: str, key: str, clean: frozenset[str]) -> bool:
 CLOSED_UP_LANGUAGES = ("en",)
 
 
+# The languages whose ordinary-but-respelled source terms become literal rows. English only:
+# French's ``french-badwords-list`` writes out every leetspeak permutation of its words, ordinary
+# ones included ("ch3r", "fum3r", "tr@n33": 740 rows), so there a respelling is no signal.
+LITERAL_LANGUAGES = ("en",)
+
+
 def _closed_up_hits_clean(language: str, key: str, clean: frozenset[str]) -> bool:
     closed = key.replace(" ", "")
     if language not in CLOSED_UP_LANGUAGES or closed == key:
@@ -275,7 +284,9 @@ def curated_rows(
     pass the generic filters (see the module docstring). ``categories`` maps a term to its
     category where a source rates them (Surge AI). A term of a ``translated`` source (machine
     translations of an English list) is also dropped when each of its words is ordinary: no
-    person judged that phrase offensive ("s'il vous plaît", "pájaro carpintero")."""
+    person judged that phrase offensive ("s'il vous plaît", "pájaro carpintero"). A term
+    dropped only as ordinary that is one word spelled with a leetspeak character becomes a
+    literal row (``=term``, first spelling wins)."""
     rows = ldnoobw_rows(language, sources["ldnoobw"]) if "ldnoobw" in sources else []
     rows += our_rows(language)
     seen = {_key(t) for _, t, _ in rows}
@@ -283,25 +294,39 @@ def curated_rows(
     prefixes = tuple(_key(t) for _, t, r in rows if r and not t.startswith("*"))
     infixes = [_key(t) for _, t, r in rows if r and t.startswith("*")]
     excluded = {_key(t) for t in EXCLUDE.get(language, frozenset())} | identity
+    literals: set[str] = set()
     for name in sorted(sources):
         if name == "ldnoobw":
             continue
         for raw in sources[name]:
             term = raw.strip().strip("*").strip()
             key = _key(term)
-            if len(key) < 3 or len(key) > 60 or "\t" in term or key in seen:
+            if (
+                term.startswith(LITERAL_MARK)
+                or len(key) < 3
+                or len(key) > 60
+                or "\t" in term
+                or key in seen
+            ):
                 continue
             if key in excluded or any(w in identity for w in key.split()):
                 continue
-            if _hits_clean(language, key, clean) or _closed_up_hits_clean(language, key, clean):
-                continue
+            ordinary = _hits_clean(language, key, clean) or _closed_up_hits_clean(
+                language, key, clean
+            )
             if name in translated and _all_ordinary(language, key, clean):
                 continue
             if any(w.startswith(prefixes) for w in key.split()) or any(i in key for i in infixes):
                 continue
-            seen.add(key)
             hate = term.lower() in HATE.get(language, frozenset())
             cat = "hate" if hate else (categories or {}).get(raw.strip(), "profanity")
+            if ordinary:
+                literal = literal_form(term) if language in LITERAL_LANGUAGES else None
+                if literal is not None and literal not in literals:
+                    literals.add(literal)
+                    rows.append((cat, LITERAL_MARK + term, False))
+                continue
+            seen.add(key)
             rows.append((cat, term, False))
     return rows
 
@@ -319,7 +344,7 @@ def write_wordlists(
         header = (
             f"# Curated from {', '.join(sources[language])} (see ../SOURCE.md for packages and"
             " licenses).\n# Format: category<TAB>term; a trailing * matches the term at the"
-            " start of a word.\n"
+            " start of a word; a leading = matches it only as written, not folded (literal).\n"
         )
         (out / f"{language}.tsv").write_text(header + format_rows(language_rows), "utf-8")
 

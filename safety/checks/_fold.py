@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["FoldedText", "fold", "fold_term", "is_word_char"]
+__all__ = ["LEET_CHARS", "FoldedText", "fold", "fold_term", "is_word_char"]
 
 # Substitutions that obfuscated profanity uses; digits that do not stand for letters are kept.
 _LEET = str.maketrans(
@@ -26,6 +26,8 @@ _LEET = str.maketrans(
 # "!" standing for "i" inside a word ("b!tch", "k!k3") or opening one ("!mbecile"): the one
 # leetspeak letter that is punctuation, so only where a word character follows it.
 _BANG = re.compile(r"!(?=[^\W_])")
+# The characters folding reads as letters: a word written with one is respelled on purpose.
+LEET_CHARS = frozenset(chr(code) for code in _LEET) | {"!"}
 # Three or more of the same letter (not punctuation: "..." and "---" are ordinary).
 _RUN = re.compile(r"([^\W\d_])\1{2,}")
 # One entry per distinct character seen; the alphabet of real text is small, so this stays

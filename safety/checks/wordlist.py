@@ -10,6 +10,8 @@ word, optionally followed by one of its language's inflection suffixes; a term w
 trailing ``*`` is a root and matches at the start of a word (Russian prefixes are listed as
 separate roots), one written ``*term*`` matches inside a word (compounds: "assfucker"). A
 root's finding spans the whole word it is in. Findings carry spans into the original text.
+A term written ``=term`` is a *literal row* (:mod:`safety.checks._literal`): a respelling
+("n1g3r") whose folded form is an ordinary word, matched only as written.
 
 A second stage (:mod:`safety.checks._fuzzy`) then looks at the words the automaton left alone
 and flags respellings, further inflections and compounds of listed words that are not ordinary
@@ -31,6 +33,7 @@ import ahocorasick
 from safety.checks._endings import STEM_ENDINGS
 from safety.checks._fold import FoldedText, fold, fold_term, is_word_char
 from safety.checks._fuzzy import FuzzyData, FuzzyMatcher
+from safety.checks._literal import LITERAL_MARK, LiteralTerms
 from safety.errors import CheckFailedError, CheckUnavailableError
 from safety.findings import HAZARD_CATEGORIES, Finding, ScanContext
 
@@ -72,6 +75,9 @@ class _Entry:
 def load_wordlist(language: str) -> list[tuple[str, str, bool]]:
     """The packaged list of ``language``: ``(category, term, is_root)`` rows.
 
+    A line is ``category<TAB>term``: a trailing ``*`` makes the term a root (``is_root``, the
+    ``*`` removed); a leading ``=`` (kept in ``term``) a literal row, matched as written and
+    not folded (:mod:`safety.checks._literal`).
     Raises :class:`CheckUnavailableError` when the data file is missing or malformed.
     """
     try:
@@ -114,6 +120,8 @@ def fuzzy_words(rows: Iterable[tuple[str, str, bool]]) -> dict[str, str]:
     whole-word term and every root's stem (first category wins)."""
     words: dict[str, str] = {}
     for category, term, _root in rows:
+        if term.startswith(LITERAL_MARK):
+            continue
         folded = fold_term(term.strip("*"))
         if folded and folded.isalnum():
             words.setdefault(folded, category)
@@ -149,6 +157,8 @@ def _masked(term: str) -> list[str]:
 def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.Automaton:
     automaton = ahocorasick.Automaton()
     for category, term, root in rows:
+        if term.startswith(LITERAL_MARK):
+            continue  # matched as written: _literal_terms
         infix = root and term.startswith("*")
         folded = fold_term(term.lstrip("*") if infix else term)
         if not folded or len(folded) > _MAX_TERM_CHARS:
@@ -165,6 +175,15 @@ def _build(language: str, rows: Iterable[tuple[str, str, bool]]) -> ahocorasick.
             automaton.add_word(form, entries)
     automaton.make_automaton()
     return automaton
+
+
+def _literal_terms(language: str, rows: Iterable[tuple[str, str, bool]]) -> LiteralTerms:
+    literal = [(c, t[len(LITERAL_MARK) :]) for c, t, _ in rows if t.startswith(LITERAL_MARK)]
+    return LiteralTerms(literal, _SUFFIXES[language])
+
+
+# A language's matchers: the automaton over folded terms, the literal rows, the second stage.
+_Built = tuple[ahocorasick.Automaton, LiteralTerms, FuzzyMatcher | None]
 
 
 class _Words:
@@ -209,7 +228,7 @@ class WordListCheck:
         if unknown:
             raise CheckUnavailableError(f"no packaged word list for {unknown}")
         self._languages = tuple(languages)
-        self._automata: dict[str, tuple[ahocorasick.Automaton, FuzzyMatcher | None]] = {}
+        self._automata: dict[str, _Built] = {}
         self._lock = threading.Lock()
 
     @classmethod
@@ -226,10 +245,14 @@ class WordListCheck:
             language_rows = list(language_rows)
             data = (fuzzy or {}).get(language)
             matcher = fuzzy_matcher(language, language_rows, data) if data else None
-            check._automata[language] = (_build(language, language_rows), matcher)
+            check._automata[language] = (
+                _build(language, language_rows),
+                _literal_terms(language, language_rows),
+                matcher,
+            )
         return check
 
-    def _automaton(self, language: str) -> tuple[ahocorasick.Automaton, FuzzyMatcher | None]:
+    def _automaton(self, language: str) -> _Built:
         built = self._automata.get(language)
         if built is None:
             with self._lock:
@@ -238,7 +261,7 @@ class WordListCheck:
                     rows = load_wordlist(language)
                     data = load_fuzzy(language)
                     matcher = fuzzy_matcher(language, rows, data) if data else None
-                    built = (_build(language, rows), matcher)
+                    built = (_build(language, rows), _literal_terms(language, rows), matcher)
                     self._automata[language] = built
         return built
 
@@ -269,7 +292,7 @@ class WordListCheck:
         words = _Words(haystack)
         found: dict[tuple[int, int, str], Finding] = {}
         for language in self.languages_for(context):
-            automaton, matcher = self._automaton(language)
+            automaton, literal, matcher = self._automaton(language)
             for end_index, entries in automaton.iter(haystack):
                 end = end_index + 1
                 for entry in entries:
@@ -295,6 +318,18 @@ class WordListCheck:
                             span=span,
                             language=language,
                         )
+            for start, stop, category in literal.find(text):
+                # Spans into ``text`` already: literal rows are matched on it, not folded.
+                found.setdefault(
+                    (start, stop, category),
+                    Finding(
+                        check=self.name,
+                        category=category,
+                        score=1.0,
+                        span=(start, stop),
+                        language=language,
+                    ),
+                )
             if matcher is not None:
                 self._second_stage(matcher, language, folded, words, found)
         return sorted(found.values(), key=lambda f: (f.span or (0, 0), f.category))
