@@ -34,15 +34,19 @@ install-run: $(RUN_STAMP)
 install: $(DEV_STAMP)
 
 # llama.cpp's Python binding (the [llamacpp] extra) is published as source only: compiled here,
-# CPU only, for this machine's CPU (GGML_NATIVE: CI builds and runs on the same machine; set
-# LLAMACPP_CMAKE_ARGS="-DGGML_NATIVE=OFF" for a portable build). Minutes; pip caches the wheel.
+# CPU only, for any x86-64 CPU with AVX2 (not GGML_NATIVE: on a CPU with AMX, -march=native
+# turns on llama.cpp's AMX kernels, and llama_decode segfaulted on such a machine; see
+# docs/decisions.md). Set LLAMACPP_CMAKE_ARGS to build otherwise. Minutes. pip's wheel cache is
+# not used: its key is the source archive, not these flags, so it would hand back a wheel built
+# with other flags.
 LLAMACPP_STAMP := $(VENV)/.installed-llamacpp
-LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=ON -DGGML_CUDA=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF \
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON \
+	-DGGML_F16C=ON -DGGML_BMI2=ON -DGGML_CUDA=OFF -DGGML_BLAS=OFF -DLLAMA_CURL=OFF \
 	-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF -DLLAMA_BUILD_SERVER=OFF
 
 $(LLAMACPP_STAMP): pyproject.toml $(DEV_STAMP)
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
-		$(BIN)/python -m pip install -q -e '.[llamacpp]' torch==2.13.0
+		$(BIN)/python -m pip install -q --no-cache-dir -e '.[llamacpp]' torch==2.13.0
 	touch $@
 
 llamacpp: $(LLAMACPP_STAMP)
