@@ -155,7 +155,12 @@ def test_streamed_chat_through_vllm_is_relayed_and_attributed(
         if chunk.choices and chunk.choices[0].delta.content:
             pieces.append(chunk.choices[0].delta.content)
         last = chunk
-    assert len(pieces) > 20  # relayed as the engine produced it, not in one piece
+    # Relayed as it arrives, not buffered into one piece at the end. What arrives while the
+    # relay is busy goes out merged (remote_stream's design), so how many pieces depends on
+    # how fast the engine decodes against the relay: on a CPU with AMX vLLM finished all 200
+    # tokens while the first piece went out (2 pieces; earlier machines gave > 20). Only the
+    # timing-independent property is asserted.
+    assert len(pieces) >= 2
     ext = last.model_extra["tiergate"]
     text = "".join(pieces)
     found = attributed(http, text)
