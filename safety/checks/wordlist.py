@@ -186,6 +186,12 @@ def _literal_terms(language: str, rows: Iterable[tuple[str, str, bool]]) -> Lite
 _Built = tuple[ahocorasick.Automaton, LiteralTerms, FuzzyMatcher | None]
 
 
+def _built(language: str, rows: list[tuple[str, str, bool]], data: FuzzyData | None) -> _Built:
+    """Every matcher of ``language`` over ``rows`` (the second stage only with ``data``)."""
+    matcher = fuzzy_matcher(language, rows, data) if data else None
+    return _build(language, rows), _literal_terms(language, rows), matcher
+
+
 class _Words:
     """The word around a position, from one regex pass made on first use: walking to the
     word's edges per match would be quadratic in a long word made of repeated roots."""
@@ -243,13 +249,7 @@ class WordListCheck:
         check = cls(languages=tuple(rows))
         for language, language_rows in rows.items():
             language_rows = list(language_rows)
-            data = (fuzzy or {}).get(language)
-            matcher = fuzzy_matcher(language, language_rows, data) if data else None
-            check._automata[language] = (
-                _build(language, language_rows),
-                _literal_terms(language, language_rows),
-                matcher,
-            )
+            check._automata[language] = _built(language, language_rows, (fuzzy or {}).get(language))
         return check
 
     def _automaton(self, language: str) -> _Built:
@@ -258,10 +258,7 @@ class WordListCheck:
             with self._lock:
                 built = self._automata.get(language)
                 if built is None:
-                    rows = load_wordlist(language)
-                    data = load_fuzzy(language)
-                    matcher = fuzzy_matcher(language, rows, data) if data else None
-                    built = (_build(language, rows), _literal_terms(language, rows), matcher)
+                    built = _built(language, load_wordlist(language), load_fuzzy(language))
                     self._automata[language] = built
         return built
 
