@@ -261,4 +261,3 @@ def test_served_calls_and_safety_scans_reach_the_metrics(
     assert _metric(client, "tiergate_generated_tokens_total") == tokens_before + generated
     # Each of the two choices was scanned once (nothing flagged: no regeneration).
     assert _metric(client, "tiergate_safety_scan_seconds_count") == scans_before + 2
-    assert _metric(client, "tiergate_safety_scan_seconds_sum") > 0
